@@ -1,0 +1,41 @@
+// Foreground daemon: `bun src/sim/xenstored/main.ts --dir DIR`. Writes its pid file once the socket
+// accepts connections, logs to stderr, and on SIGTERM/SIGINT saves the tree, removes its sockets
+// and pid file and exits 0.
+import { unlinkSync, writeFileSync } from "node:fs";
+import { simPaths } from "../paths.ts";
+import { startXenstored } from "./server.ts";
+
+function usage(): never {
+  process.stderr.write("usage: main.ts --dir DIR\n");
+  process.exit(2);
+}
+
+function parseDir(argv: string[]): string {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--dir") return argv[i + 1] ?? usage();
+    if (a.startsWith("--dir=")) return a.slice("--dir=".length);
+  }
+  usage();
+}
+
+const dir = parseDir(process.argv.slice(2));
+const paths = simPaths(dir);
+const log = (line: string) => process.stderr.write(`xenstored[${process.pid}]: ${line}\n`);
+
+const xs = await startXenstored({ dir, log });
+writeFileSync(paths.xenstoredPidFile, `${process.pid}\n`);
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: shutting down`);
+  await xs.close();
+  try {
+    unlinkSync(paths.xenstoredPidFile);
+  } catch {}
+  process.exit(0);
+}
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));
