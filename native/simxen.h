@@ -1,0 +1,126 @@
+/*
+ * Simulated Xen hypervisor: shared-memory layout shared by every process of a simulated host.
+ * Everything lives in files under the run directory's shmDir (/dev/shm/qnicd-sim-<tag>):
+ *
+ *   registry        struct sx_reg: domains, event-channel devices, per-domain port tables
+ *   dom<N>.ram      the domain's "RAM": pages * 4096 bytes, frame = page index
+ *   dom<N>.gnttab   grant_entry_v1[SX_NR_GNT] (the real v1 layout), then hypervisor-private pin
+ *                   counts, then the guest kernel's own allocation bytes (grefs, pages)
+ *
+ * Control operations (domain create/destroy, port bind/close, grant map/unmap) take flock() on
+ * the registry file; the data path (grant copy, notify, read, unmask) is lock-free (C11 atomics).
+ */
+#ifndef QNICD_SIMXEN_H
+#define QNICD_SIMXEN_H
+
+#include <stdint.h>
+
+#define SX_MAGIC 0x4e58535au /* "ZSXN" */
+#define SX_VERSION 1u
+
+#define SX_PAGE 4096u
+#define SX_MAX_DOMS 128u      /* domids 0..127; 0 is dom0 */
+#define SX_NR_PORTS 1024u     /* ports 1..1023 per domain (0 is reserved, as on Xen) */
+#define SX_MAX_DEVS 1024u     /* open event-channel devices, host-wide */
+#define SX_GNT_FRAMES 32u
+#define SX_NR_GNT (SX_GNT_FRAMES * (SX_PAGE / 8u)) /* 16384 v1 entries */
+#define SX_NR_RESERVED_GREFS 8u                    /* like Linux's GNTTAB_NR_RESERVED_ENTRIES */
+#define SX_DEFAULT_PAGES 2048u
+#define SX_DOM0_PAGES 256u
+#define SX_MAX_PAGES (1u << 20)                    /* 4 GiB of simulated RAM per domain */
+#define SX_MAX_MAP_PAGES 4096u
+
+/* Xen event-channel states (xen/include/xen/sched.h ECS_*) */
+#define SX_ECS_FREE 0u
+#define SX_ECS_UNBOUND 2u
+#define SX_ECS_INTERDOMAIN 3u
+
+/* Per-port delivery state (sx_port.ev) */
+#define SX_EV_PENDING 1u /* notified while masked: fires again on unmask */
+#define SX_EV_MASKED 2u  /* fired and not yet written back (unmasked) */
+#define SX_EV_FIRED 4u   /* fired and not yet returned by read */
+
+/* grant table flags (public/grant_table.h) */
+#define SX_GTF_permit_access 1u
+#define SX_GTF_type_mask 3u
+#define SX_GTF_readonly (1u << 2)
+#define SX_GTF_reading (1u << 3)
+#define SX_GTF_writing (1u << 4)
+
+#define SX_GNTCOPY_source_gref 1u
+#define SX_GNTCOPY_dest_gref 2u
+
+#define SX_GNTST_okay 0
+#define SX_GNTST_general_error (-1)
+#define SX_GNTST_bad_domain (-2)
+#define SX_GNTST_bad_gntref (-3)
+#define SX_GNTST_bad_virt_addr (-5)
+#define SX_GNTST_bad_page (-9)
+#define SX_GNTST_bad_copy_arg (-10)
+
+struct sx_dom {
+  uint32_t live_gen; /* 0 = no such domain; otherwise the generation of this incarnation */
+  uint32_t pages;
+  uint32_t nr_gnt;
+  uint32_t creator_pid;
+  uint32_t pad[4];
+};
+
+struct sx_dev {
+  uint32_t live;
+  uint32_t gen;
+  uint32_t pid;
+  uint32_t domid;
+  uint32_t overflow; /* a doorbell could not be queued: the reader must scan its ports */
+  uint32_t pad;
+  uint64_t starttime; /* /proc/<pid>/stat field 22, to tell a dead pid from a reused one */
+};
+
+struct sx_port {
+  uint32_t state;       /* SX_ECS_* */
+  uint32_t remote_dom;  /* UNBOUND: who may bind; INTERDOMAIN: the peer domain */
+  uint32_t remote_port; /* INTERDOMAIN: the peer port */
+  uint32_t owner_dev;   /* device index + 1 (0 = none) */
+  uint32_t owner_gen;   /* device generation at bind time */
+  uint32_t ev;          /* SX_EV_* */
+  uint32_t pad[2];
+};
+
+struct sx_reg {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t next_domid;
+  uint32_t gen_counter;
+  uint32_t dev_hint;
+  uint32_t pad[11];
+  struct sx_dom dom[SX_MAX_DOMS];
+  struct sx_dev dev[SX_MAX_DEVS];
+  struct sx_port port[SX_MAX_DOMS][SX_NR_PORTS];
+};
+
+/* struct gntdev_grant_copy_segment (linux uapi xen/gntdev.h) */
+struct sx_foreign {
+  uint32_t ref;
+  uint16_t offset;
+  uint16_t domid;
+};
+union sx_copy_ptr {
+  uint64_t virt;
+  struct sx_foreign foreign;
+};
+struct sx_copy_seg {
+  union sx_copy_ptr source;
+  union sx_copy_ptr dest;
+  uint16_t len;
+  uint16_t flags;
+  int16_t status;
+  uint16_t pad;
+};
+
+/* dom<N>.gnttab layout */
+#define SX_GNT_ENTRIES_OFF 0u
+#define SX_GNT_PIN_OFF (SX_NR_GNT * 8u)                 /* u32 per entry: readers | writers << 16 */
+#define SX_GNT_GALLOC_OFF (SX_GNT_PIN_OFF + SX_NR_GNT * 4u) /* u8 per entry: guest allocated it */
+#define SX_GNT_PALLOC_OFF (SX_GNT_GALLOC_OFF + SX_NR_GNT)   /* u8 per page: guest allocated it */
+
+#endif
