@@ -1,0 +1,58 @@
+// The platform seam on the simulated host: grant device and event channels backed by the simulated
+// hypervisor (src/sim/hypervisor). Opened from the serializable config, so each Bun Worker opens
+// its own: openPlatform({ kind: "sim", dir, domid: 0 }).
+import { simPaths } from "../sim/paths.ts";
+import { domainExists, hypervisorInitialised } from "../sim/hypervisor/domains.ts";
+import { SimEventChannelDevice } from "../sim/hypervisor/evtchn.ts";
+import { SimGrantDevice } from "../sim/hypervisor/gntdev.ts";
+import { PlatformError, type EventChannelDevice, type GrantDevice, type Platform, type PlatformConfig } from "./types.ts";
+
+export class SimPlatform implements Platform {
+  readonly kind = "sim" as const;
+  readonly domid: number;
+  readonly xenstorePath: string;
+  readonly config: PlatformConfig;
+  private readonly dir: string;
+  private readonly devices = new Set<{ close(): void }>();
+  private closed = false;
+
+  constructor(config: Extract<PlatformConfig, { kind: "sim" }>) {
+    this.config = { kind: "sim", dir: config.dir, domid: config.domid };
+    this.dir = config.dir;
+    this.domid = config.domid;
+    this.xenstorePath = simPaths(config.dir).xenstoredSocket;
+    if (!hypervisorInitialised(config.dir))
+      throw new PlatformError(
+        `sim platform: no simulated hypervisor in ${simPaths(config.dir).shmDir} for run directory ${config.dir}: start the simulated host (initHypervisor) first`,
+        "ENOENT",
+        -2,
+      );
+    if (!domainExists(config.dir, config.domid))
+      throw new PlatformError(`sim platform: dom${config.domid} does not exist on the simulated host in ${config.dir}: use domid 0 for the backend`, "ESRCH", -3);
+  }
+
+  private check(op: string): void {
+    if (this.closed) throw new PlatformError(`sim platform: ${op} after close(): open a new platform`, "EBADF", -9);
+  }
+
+  openGrantDevice(): GrantDevice {
+    this.check("openGrantDevice");
+    const dev = new SimGrantDevice(this.dir, this.domid);
+    this.devices.add(dev);
+    return dev;
+  }
+
+  openEventChannelDevice(): EventChannelDevice {
+    this.check("openEventChannelDevice");
+    const dev = new SimEventChannelDevice(this.dir, this.domid);
+    this.devices.add(dev);
+    return dev;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const d of this.devices) d.close();
+    this.devices.clear();
+  }
+}
