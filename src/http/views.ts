@@ -1,0 +1,66 @@
+// What the HTTP API serves, and what it needs from the daemon to serve it. The daemon hands over
+// snapshots (plain data it already holds); counters are read straight from shared stats memory.
+import type { DerivedFigures, SlotRef, StatsArena, VifStats } from "../stats/index.ts";
+import type { Logger } from "../log.ts";
+
+export type XenstoreHealth = "connected" | "reconnecting" | "down";
+
+export interface HealthSnapshot {
+  xenstore: XenstoreHealth;
+  uptimeSeconds: number;
+  workers: { configured: number; running: number };
+}
+
+/** One device as the control plane knows it. */
+export interface VifSnapshot {
+  domid: number;
+  devid: number;
+  /** XenbusState numbers, as read from / written to xenstore. */
+  backendState: number;
+  frontendState: number;
+  /** The worker serving the vif, or null before it is connected. */
+  worker: number | null;
+  mac: string | null;
+  /** Negotiated features ("feature-sg": true, "multi-queue-num-queues": 1, ...). */
+  features: Record<string, boolean | number>;
+  /** Where the serving worker publishes the vif's counters, or null while it has none. */
+  slot: SlotRef | null;
+}
+
+export interface HttpDeps {
+  health(): HealthSnapshot;
+  vifs(): VifSnapshot[];
+  stats: StatsArena;
+  log?: Logger;
+}
+
+export interface StateView {
+  name: string;
+  number: number;
+}
+
+export interface VifView {
+  /** `vif<domid>.<devid>`, like Linux netback's interface names. */
+  name: string;
+  domid: number;
+  devid: number;
+  backendState: StateView;
+  frontendState: StateView;
+  worker: number | null;
+  mac: string | null;
+  features: Record<string, boolean | number>;
+  /** null while no worker publishes counters for the vif. */
+  counters: VifStats | null;
+  derived: DerivedFigures | null;
+}
+
+export interface HealthView extends HealthSnapshot {
+  /** "ok" when xenstore is connected and every worker runs; anything else is "degraded" (HTTP 503). */
+  status: "ok" | "degraded";
+}
+
+export interface VifsView {
+  vifs: VifView[];
+  /** Sums over the listed vifs that have counters. */
+  total: { counters: VifStats; derived: DerivedFigures };
+}
