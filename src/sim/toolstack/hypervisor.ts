@@ -1,5 +1,8 @@
 // What the toolstack needs from the simulated hypervisor (src/sim/hypervisor/, a colleague's
 // module), behind an interface so tests can see exactly which calls the toolstack makes.
+import { simPaths } from "../paths.ts";
+import * as hv from "../hypervisor/domains.ts";
+import { cstr, simxen } from "../hypervisor/native.ts";
 
 export interface DomainInfo {
   domid: number;
@@ -15,20 +18,14 @@ export interface HypervisorOps {
   domainExists(domid: number): Promise<boolean>;
 }
 
-/** The sim hypervisor for run directory `dir`. */
-export async function simHypervisor(dir: string): Promise<HypervisorOps> {
-  const hv = await import("../hypervisor/index.ts");
+/** The sim hypervisor for run directory `dir`. Its domains have one vcpu. */
+export function simHypervisor(dir: string): HypervisorOps {
+  // The hypervisor module has no per-domain info call yet; its registry answers the page count.
+  const pages = (domid: number) => Math.max(0, simxen().sx_domain_pages(cstr(simPaths(dir).shmDir), domid));
   return {
     createDomain: async (opts) => hv.createDomain(dir, opts),
-    destroyDomain: async (domid) => {
-      await hv.destroyDomain(dir, domid);
-    },
-    listDomains: async () =>
-      (await hv.listDomains(dir)).map((d: any) => ({
-        domid: d.domid,
-        memoryPages: d.memoryPages ?? 0,
-        vcpus: d.vcpus ?? 1,
-      })),
+    destroyDomain: async (domid) => hv.destroyDomain(dir, domid),
+    listDomains: async () => hv.listDomains(dir).map((domid) => ({ domid, memoryPages: pages(domid), vcpus: 1 })),
     domainExists: async (domid) => hv.domainExists(dir, domid),
   };
 }

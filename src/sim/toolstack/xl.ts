@@ -1,0 +1,162 @@
+// `sim xl ...`: xl's commands on the simulated host, printing what xl prints where it matters
+// (list's table, libxl's error lines, xl's one-line failures).
+import * as v from "valibot";
+import { simPaths } from "../paths.ts";
+import { hypervisorInitialised } from "../hypervisor/domains.ts";
+import { XenstoreClient } from "../../xenstore/index.ts";
+import { check, get, option, parse, schemas, UsageError, noWaitOption, type OptionSpec } from "./args.ts";
+import { simHypervisor } from "./hypervisor.ts";
+import { libxlLogTo } from "./libxl-log.ts";
+import type { NicConfig } from "./nic.ts";
+import { formatXlList, Toolstack, ToolstackError } from "./toolstack.ts";
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const nameArg = option({ expected: "a domain name (letters, digits, '_', '.', '-'; at most 64; not only digits)", schema: schemas.domainName });
+const qualifierArg = option({ expected: "a domain name or domid", schema: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,64}$/)) });
+
+const createOpts = {
+  vifs: option({ expected: "an integer from 0 to 64", schema: schemas.integer(0, 64) }),
+  memory: option({ expected: "a size in MiB from 1 to 1024", schema: schemas.integer(1, 1024) }),
+  "backend-type": option({ expected: "one of vif, qnic", schema: schemas.backendType }),
+  "backend-domid": option({ expected: "a domid from 0 to 32751", schema: schemas.integer(0, 0x7fef) }),
+  "no-wait": noWaitOption,
+};
+const destroyOpts = { "no-wait": noWaitOption };
+const attachOpts = {
+  "backend-type": createOpts["backend-type"],
+  "no-wait": noWaitOption,
+};
+
+/** xl's vif settings accepted by network-attach (xl_parse.c parse_nic_config's common keys). */
+const nicKeys: Record<string, OptionSpec<unknown>> = {
+  mac: option({ expected: "a unicast MAC like 00:16:3e:12:34:56", schema: schemas.mac }),
+  bridge: option({ expected: "a bridge name (1-15 characters, no '/', ':' or spaces)", schema: schemas.bridge }),
+  mtu: option({ expected: "an integer from 68 to 65535", schema: schemas.integer(68, 65535) }),
+  vifname: option({ expected: "an interface name (1-15 characters, no '/', ':' or spaces)", schema: schemas.ifname }),
+  script: option({ expected: "an absolute path", schema: schemas.path }),
+  backend: option({ expected: "a domid from 0 to 32751", schema: schemas.integer(0, 0x7fef) }),
+};
+
+export const XL_HELP = `usage: sim xl [--dir DIR] COMMAND ...
+
+Commands (as xl, on the simulated host):
+  create NAME [--vifs N] [--memory MiB] [--backend-type vif|qnic] [--backend-domid N] [--no-wait]
+      Create a domain with N vifs (default 0). Like libxl, waits up to 10 s for each vif's backend
+      to reach InitWait, and destroys the domain if none answers. --no-wait skips that wait (for use
+      before a backend is running). --backend-type qnic names the backend directory like QEMU does.
+  destroy NAME|DOMID [--no-wait]
+      Remove the domain's vifs (online=0, state=5, wait up to 10 s for Closed), its nodes, the domain.
+      --no-wait: do not wait on backends that never claimed a vif (still Initialising).
+  list
+      Name, ID, Mem, VCPUs, State, like xl list.
+  network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [backend=DOMID]
+                 [--backend-type vif|qnic] [--no-wait]
+      Add a vif with the next free devid; waits for its backend like create.
+  network-detach NAME|DOMID DEVID|MAC
+      Remove a vif as libxl does: online=0 + state=5, wait up to 10 s for Closed (then once more,
+      forced), then delete its nodes.
+`;
+
+function needPositionals(cmd: string, pos: string[], n: number, usage: string): void {
+  if (pos.length !== n) throw new UsageError(`${cmd}: expected ${usage}${pos.length > n ? `, got extra ${JSON.stringify(pos.slice(n).join(" "))}` : ""}`);
+}
+
+/** Runs one xl command against the host in `dir`; returns the exit status. */
+export async function xlMain(dir: string, argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    io.out(XL_HELP);
+    return cmd ? 0 : 2;
+  }
+  const specs: Record<string, Record<string, OptionSpec<unknown>>> = {
+    create: createOpts,
+    destroy: destroyOpts,
+    list: {},
+    "network-attach": attachOpts,
+    "network-detach": {},
+  };
+  const spec = specs[cmd];
+  if (!spec) throw new UsageError(`unknown xl command ${JSON.stringify(cmd)}: expected one of ${Object.keys(specs).join(", ")}`);
+  const p = parse(rest, spec);
+  if (p.help) {
+    io.out(XL_HELP);
+    return 0;
+  }
+  const noWait = get(p, spec, "no-wait", false as boolean);
+
+  // Validate everything before touching the host.
+  let run: (ts: Toolstack) => Promise<void>;
+  switch (cmd) {
+    case "create": {
+      needPositionals(cmd, p.positionals, 1, "NAME");
+      const name = check("domain name", p.positionals[0]!, nameArg);
+      const vifs = get(p, spec, "vifs", 0);
+      const memoryMb = get<number | undefined>(p, spec, "memory", undefined);
+      const backendKind = get(p, spec, "backend-type", "vif");
+      const backendDomid = get(p, spec, "backend-domid", 0);
+      run = async (ts) => {
+        const d = await ts.create(name, { vifs, memoryMb, backendKind, backendDomid, noWait });
+        if (noWait && d.nics.length) io.err(`sim: --no-wait: not waiting for a backend; ${d.nics.map((n) => n.backend).join(", ")} left in Initialising`);
+      };
+      break;
+    }
+    case "destroy": {
+      needPositionals(cmd, p.positionals, 1, "NAME|DOMID");
+      const q = check("domain", p.positionals[0]!, qualifierArg);
+      run = (ts) => ts.destroy(q, { noWait });
+      break;
+    }
+    case "list":
+      needPositionals(cmd, p.positionals, 0, "no arguments");
+      run = async (ts) => io.out(formatXlList(await ts.list()));
+      break;
+    case "network-attach": {
+      if (p.positionals.length < 1) throw new UsageError(`${cmd}: expected NAME|DOMID [key=value ...]`);
+      const q = check("domain", p.positionals[0]!, qualifierArg);
+      const nic: Partial<NicConfig> = { backendKind: get(p, spec, "backend-type", "vif") };
+      for (const kv of p.positionals.slice(1)) {
+        const eq = kv.indexOf("=");
+        const key = eq > 0 ? kv.slice(0, eq) : "";
+        const keySpec = nicKeys[key];
+        if (!keySpec) throw new UsageError(`${cmd}: unknown vif setting ${JSON.stringify(kv)}: expected key=value with key one of ${Object.keys(nicKeys).join(", ")}`);
+        const val = check(key, kv.slice(eq + 1), keySpec);
+        if (key === "backend") nic.backendDomid = val as number;
+        else (nic as Record<string, unknown>)[key] = val;
+      }
+      run = async (ts) => {
+        const n = await ts.networkAttach(q, nic, { noWait });
+        if (noWait) io.err(`sim: --no-wait: not waiting for a backend; vif devid ${n.devid} left in Initialising`);
+      };
+      break;
+    }
+    case "network-detach": {
+      needPositionals(cmd, p.positionals, 2, "NAME|DOMID DEVID|MAC");
+      const q = check("domain", p.positionals[0]!, qualifierArg);
+      const which = p.positionals[1]!;
+      if (!/^\d+$/.test(which) && !v.is(schemas.mac, which)) throw new UsageError(`invalid device ${JSON.stringify(which)}: expected a devid or a MAC`);
+      run = (ts) => ts.networkDetach(q, which);
+      break;
+    }
+    default:
+      throw new UsageError(`unknown xl command ${cmd}`);
+  }
+
+  const paths = simPaths(dir);
+  if (!hypervisorInitialised(dir)) throw new ToolstackError(`the simulated host is not running in ${paths.dir}: run 'sim up --dir ${paths.dir}' first`);
+  let xs: XenstoreClient;
+  try {
+    xs = await XenstoreClient.connect({ path: paths.xenstoredSocket, reconnect: { enabled: false } });
+  } catch {
+    throw new ToolstackError(`xenstored is not answering on ${paths.xenstoredSocket}: run 'sim up --dir ${paths.dir}' first`);
+  }
+  try {
+    await run(new Toolstack({ xs, hv: simHypervisor(dir), log: libxlLogTo(io.err) }));
+    return 0;
+  } finally {
+    xs.close();
+  }
+}
