@@ -633,7 +633,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
   for (uint32_t i = 0; i < count; i++) {
     int st = grant_pin(c, saved[i], writable, g->domid, &frames[i]);
     if (st) {
-      while (i-- > 0) grant_unpin(c, saved[i], writable);
+      for (uint32_t j = 0; j < i; j++) grant_unpin(c, saved[j], writable);
       reg_unlock(&g->m);
       free(frames);
       free(saved);
