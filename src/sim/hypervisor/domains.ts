@@ -84,6 +84,21 @@ export function domainExists(dir: string, domid: number): boolean {
   return rc > 0;
 }
 
+export interface DomainInfo {
+  domid: number;
+  /** Pages (4 KiB) of the domain's simulated RAM. */
+  memoryPages: number;
+}
+
+/** What the registry knows about a live domain, or undefined if there is no such domain. */
+export function domainInfo(dir: string, domid: number): DomainInfo | undefined {
+  if (!Number.isInteger(domid) || domid < 0) return undefined;
+  const rc = simxen().sx_domain_pages(cstr(simPaths(dir).shmDir), domid);
+  if (rc === -2) return undefined;
+  if (rc < 0) throw registryError(`looking up dom${domid}`, dir, rc);
+  return rc > 0 ? { domid, memoryPages: rc } : undefined;
+}
+
 /** Whether initHypervisor() has run for this run directory (the registry exists). */
 export function hypervisorInitialised(dir: string): boolean {
   return simxen().sx_domain_pages(cstr(simPaths(dir).shmDir), 0) > 0;

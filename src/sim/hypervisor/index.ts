@@ -8,7 +8,9 @@ export {
   destroyDomain,
   listDomains,
   domainExists,
+  domainInfo,
   hypervisorInitialised,
+  type DomainInfo,
   SimHypervisorError,
 } from "./domains.ts";
 export { openGuestDomain, type GuestDomain, type GrantEntry } from "./guest.ts";

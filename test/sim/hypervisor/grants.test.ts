@@ -255,3 +255,24 @@ describe("domain destruction", () => {
     b.free();
   });
 });
+
+describe("registry", () => {
+  test("domains are listed, described and destroyed; dom0 always exists and cannot be destroyed", async () => {
+    const { createDomain: create, domainExists, domainInfo, listDomains } = await import("../../../src/sim/hypervisor/index.ts");
+    const d = create(host.dir, { memoryPages: 3 });
+    expect(listDomains(host.dir)).toContain(d);
+    expect(listDomains(host.dir)).toContain(0);
+    expect(domainInfo(host.dir, d)).toEqual({ domid: d, memoryPages: 3 });
+    expect(domainExists(host.dir, d)).toBe(true);
+    destroyDomain(host.dir, d);
+    expect(domainExists(host.dir, d)).toBe(false);
+    expect(domainInfo(host.dir, d)).toBeUndefined();
+    expect(listDomains(host.dir)).not.toContain(d);
+    expect(() => destroyDomain(host.dir, d)).toThrow(/no such domain/);
+    expect(() => destroyDomain(host.dir, 0)).toThrow(/dom0 cannot be destroyed/);
+    // a fresh domain does not reuse the domid just destroyed
+    const e = create(host.dir, { memoryPages: 3 });
+    expect(e).not.toBe(d);
+    destroyDomain(host.dir, e);
+  });
+});
