@@ -1,0 +1,77 @@
+// The seam between the control plane (main thread: xenstore, per-vif state machines) and the
+// data plane (worker threads: rings, event channels, packets). The main thread never touches rings
+// or packets; workers never talk to xenstore. Everything a worker needs to serve a vif is in
+// VifConnectSpec, validated by the backend before it crosses this seam.
+
+/** What the backend read and validated from the frontend's xenstore nodes. */
+export interface VifConnectSpec {
+  /** Stable key for this connection of this vif: a reconnect gets a new one. */
+  readonly key: string;
+  /** `vif<domid>.<devid>`: used in every log line and error. */
+  readonly name: string;
+  readonly frontendDomid: number;
+  readonly devid: number;
+  readonly txRingRef: number;
+  readonly rxRingRef: number;
+  /** Frontend ports: equal when the frontend uses one event channel for both rings. */
+  readonly txEvtchn: number;
+  readonly rxEvtchn: number;
+  /** MAC the frontend uses (from B/mac or F/mac), "xx:xx:xx:xx:xx:xx". */
+  readonly mac: string;
+  /** Features both sides agreed on (feature-sg, feature-rx-notify, ...). */
+  readonly features: Readonly<Record<string, boolean>>;
+  /** The host-side peer this vif's frames go to; a peer handle the worker can use (e.g. a TAP fd). */
+  readonly peer: PeerHandle;
+}
+
+/** The host side of a vif, created by the main thread when the vif is realized. */
+export interface PeerHandle {
+  readonly kind: "tap" | "switch" | "null";
+  /** Interface name (for a TAP) or switch port name. */
+  readonly name: string;
+  /** A file descriptor the worker reads and writes frames on, or -1 for in-process peers. */
+  readonly fd: number;
+}
+
+export interface ConnectedVif {
+  readonly key: string;
+  readonly worker: number;
+  /** Local (backend) event-channel ports the worker bound. */
+  readonly localTxPort: number;
+  readonly localRxPort: number;
+  /** Where this vif's counters live in the StatsArena. */
+  readonly statsSlot: { index: number; generation: number };
+}
+
+/** Why a worker gave up on a vif: the backend writes the error node and moves it to Closing. */
+export interface VifFault {
+  readonly key: string;
+  /** errno-style code for the xenstore error node, e.g. 71 (EPROTO) for a hostile frontend. */
+  readonly errno: number;
+  /** One line: what happened, e.g. "tx req_prod 0x1300 is more than a ring ahead of 0x200". */
+  readonly message: string;
+}
+
+export interface WorkerPool {
+  readonly size: number;
+  /**
+   * Hands the vif to the least-loaded live worker, which maps both rings and binds the event
+   * channel(s). Resolves once the vif is being served; rejects with a one-line Error naming the vif
+   * and the step that failed ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), having released
+   * anything it set up.
+   */
+  connect(spec: VifConnectSpec): Promise<ConnectedVif>;
+  /** Stops serving the vif: rings unmapped, ports unbound, slot released. Idempotent. */
+  disconnect(key: string): Promise<void>;
+  /** A worker disabled a vif (hostile or broken frontend). */
+  onFault(listener: (fault: VifFault) => void): void;
+  /**
+   * A worker died: the pool has already released its resources and reconnected its vifs on other
+   * workers (each gets a new ConnectedVif); the listener is for logging and /vifs.
+   */
+  onWorkerLost(listener: (worker: number, moved: ConnectedVif[]) => void): void;
+  /** Which worker serves each vif key and how loaded each worker is (for /vifs and /health). */
+  snapshot(): { workers: { index: number; alive: boolean; vifs: number }[]; vifs: Record<string, number> };
+  /** Disconnects every vif and stops every worker; nothing left mapped, bound or running. */
+  close(): Promise<void>;
+}
