@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { simPaths } from "../paths.ts";
-import * as hvmod from "../hypervisor/domains.ts";
+import * as hvmod from "../hypervisor/index.ts";
 import { XenstoreClient } from "../../xenstore/index.ts";
 import { simHypervisor } from "./hypervisor.ts";
 import type { LibxlLog } from "./libxl-log.ts";
@@ -137,7 +137,7 @@ export async function stopHost(dir: string, opts: { log?: LibxlLog; stopTimeoutM
         if (d.domid === 0) continue;
         try {
           await ts.destroyDomid(d.domid, { noWait: true });
-          report.destroyed.push(d.name);
+          report.destroyed.push(d.name === "(null)" ? `domain ${d.domid}` : d.name);
         } catch (e) {
           report.warnings.push(`destroying ${d.name} (${d.domid}): ${(e as Error).message}`);
         }

@@ -2,7 +2,7 @@
 // (list's table, libxl's error lines, xl's one-line failures).
 import * as v from "valibot";
 import { simPaths } from "../paths.ts";
-import { hypervisorInitialised } from "../hypervisor/domains.ts";
+import { hypervisorInitialised } from "../hypervisor/index.ts";
 import { XenstoreClient } from "../../xenstore/index.ts";
 import { check, get, option, parse, schemas, UsageError, noWaitOption, type OptionSpec } from "./args.ts";
 import { simHypervisor } from "./hypervisor.ts";
