@@ -1,7 +1,8 @@
 // The toolstack against the sim xenstored: the nodes, order and permissions libxl uses, and its
 // waits (create: InitWait; detach/destroy: Closed), with shortened timeouts where a test needs one.
 import { afterEach, expect, test } from "bun:test";
-import { permsToString } from "../../../src/xenstore/index.ts";
+import { simPaths } from "../../../src/sim/paths.ts";
+import { permsToString, XenstoreClient } from "../../../src/xenstore/index.ts";
 import { ToolstackError } from "../../../src/sim/toolstack/toolstack.ts";
 import { dump, playBackend, startHarness, until, type Harness } from "./harness.ts";
 
@@ -265,4 +266,28 @@ test("list shows every domain by name", async () => {
     ["beta", 2],
   ]);
   expect(l[1]!.memMb).toBe(64);
+});
+
+test("the permissions hold for the guest itself, over its own xenstored socket", async () => {
+  h = await startHarness();
+  await h.ts.create("g", { vifs: 1, noWait: true });
+  const guest = await XenstoreClient.connect({ path: simPaths(h.dir).domainSocket(1), reconnect: { enabled: false } });
+  try {
+    // Its frontend: writable (netfront's rings and state go here); relative paths are its own.
+    await guest.write("device/vif/0/state", "4");
+    await guest.write("device/vif/0/tx-ring-ref", "8");
+    expect(await guest.read("device/vif/0/mtu")).toBe("1500");
+    await expect(guest.write("device/vif/0/mtu", "9000")).rejects.toMatchObject({ code: "EACCES" });
+    // The backend: readable, not writable. Its own domain directory: readable, control/shutdown writable.
+    expect(await guest.read(`${B(1, 0)}/mac`)).toMatch(/^00:16:3e:/);
+    await expect(guest.write(`${B(1, 0)}/state`, "4")).rejects.toMatchObject({ code: "EACCES" });
+    expect(await guest.read("name")).toBe("g");
+    await expect(guest.write("name", "evil")).rejects.toMatchObject({ code: "EACCES" });
+    await guest.write("control/shutdown", "poweroff");
+    // Another guest's nodes are out of reach.
+    await h.ts.create("other", { vifs: 1, noWait: true });
+    await expect(guest.read(`${F(2, 0)}/mac`)).rejects.toMatchObject({ code: "EACCES" });
+  } finally {
+    guest.close();
+  }
 });
