@@ -1,7 +1,7 @@
 // Grant device of the simulated host, the sim's /dev/xen/gntdev (backend side): map granted pages
 // and batched grant copies, both checked like Xen's grant_table.c. The native side caches each
 // domain's RAM and grant table mappings, so a copy is checks + memcpy, one FFI call per batch.
-import { toArrayBuffer } from "bun:ffi";
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../platform/types.ts";
 import { gntstName } from "../../xen/grant-table.ts";
 import { simPaths } from "../paths.ts";
@@ -94,7 +94,7 @@ export class SimGrantDevice implements GrantDevice {
       throw new PlatformError(`gntdev: copy of ${count} segments from a batch of ${batch.capacity}: count must be 0..capacity`, "EINVAL", -22);
     if (count === 0) return 0;
     // The batch is native memory: statuses are read back through its toArrayBuffer view.
-    return simxen().sx_gdev_copy(h, batch.addr, count);
+    return simxen().sx_gdev_copy(h, batch.addr as Pointer, count);
   }
 
   close(): void {

@@ -24,11 +24,11 @@ export class Child {
   private buf = "";
   private lines: string[] = [];
   private waiters: ((l: string) => void)[] = [];
-  private reader: ReadableStreamDefaultReader<Uint8Array>;
+  private reader: { read(): Promise<{ value?: Uint8Array; done: boolean }> };
 
   constructor(script = childScript) {
     this.proc = Bun.spawn([process.execPath, script], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-    this.reader = (this.proc.stdout as ReadableStream<Uint8Array>).getReader();
+    this.reader = (this.proc.stdout as unknown as ReadableStream<Uint8Array>).getReader() as never;
     void this.pump();
   }
 
