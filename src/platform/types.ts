@@ -33,14 +33,19 @@ export interface GrantMapping {
 export interface GrantDevice {
   /**
    * Maps `refs` granted by `domid` to us, as one contiguous range. Throws PlatformError carrying the
-   * GNTST status (bad_domain, bad_gntref, permission_denied for a grant to another domain or a
-   * writable map of a read-only grant, ...).
+   * GNTST status Xen returns: bad_domain (no such domain), bad_gntref (ref beyond the table),
+   * general_error (entry not GTF_permit_access, granted to another domain, or a writable map of a
+   * GTF_readonly grant: Xen's _set_status_v1), bad_page (frame outside the granter's memory).
    */
   map(domid: number, refs: readonly number[], writable: boolean): GrantMapping;
   /**
    * Performs the first `count` segments of `batch` in ONE native call (IOCTL_GNTDEV_GRANT_COPY).
    * Each segment's status is written back into the batch; returns how many segments failed.
    * A failed segment never throws: the caller answers only that segment's request.
+   * Statuses are Xen's (gnttab_copy): bad_domain, bad_gntref, general_error (not granted to us, or
+   * dest is GTF_readonly), bad_copy_arg (a foreign side's offset + len > 4096, or no foreign side).
+   * Linux's gntdev fails the WHOLE ioctl with EINVAL for the last two, so the xen platform checks
+   * them itself before the ioctl and writes bad_copy_arg, keeping per-segment answers on both.
    */
   copy(batch: GrantCopyBatchMemory, count: number): number;
   /** Unmaps everything still mapped through this device and closes it. */
