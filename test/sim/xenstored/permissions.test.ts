@@ -30,6 +30,16 @@ test("nodes a guest creates are owned by it, other entries inherited", async () 
   expect(await d0.getPerms("/local/domain/5/a/b")).toEqual(["n5", "r0", "b7"]);
 });
 
+test("a guest creating below a node owned by someone else becomes owner of the new nodes", async () => {
+  await d0.mkdir("/shared-rw");
+  await d0.setPerms("/shared-rw", ["n0", "b5", "r7"]);
+  await g5.write("/shared-rw/by5/leaf", "v");
+  expect(await d0.getPerms("/shared-rw/by5")).toEqual(["n5", "b5", "r7"]);
+  expect(await d0.getPerms("/shared-rw/by5/leaf")).toEqual(["n5", "b5", "r7"]);
+  expect(await d0.getPerms("/shared-rw")).toEqual(["n0", "b5", "r7"]);
+  await g5.setPerms("/shared-rw/by5", ["n5"]); // so it may change them
+});
+
 test("nodes dom0 creates under a guest's home keep the parent's owner", async () => {
   await d0.write("/local/domain/5/from-dom0", "v");
   expect(await d0.getPerms("/local/domain/5/from-dom0")).toEqual(["n5"]);
