@@ -101,11 +101,11 @@ test("SET_PERMS: only the owner (or dom0); a guest may not give its node away", 
 });
 
 test("privileged-only ops from a guest answer EACCES", async () => {
-  expect(await g5.err(XsOp.INTRODUCE, "9\0123\04\0")).toBe("EACCES");
+  expect(await g5.err(XsOp.INTRODUCE, "9\0" + "123\0" + "4\0")).toBe("EACCES");
   expect(await g5.err(XsOp.RELEASE, "5\0")).toBe("EACCES");
   expect(await g5.err(XsOp.IS_DOMAIN_INTRODUCED, "5\0")).toBe("EACCES");
   expect(await g5.err(XsOp.CONTROL, "print\0hi\0")).toBe("EACCES");
-  expect(await g5.err(XsOp.SET_TARGET, "5\07\0")).toBe("EACCES");
+  expect(await g5.err(XsOp.SET_TARGET, "5\0" + "7\0")).toBe("EACCES");
   expect(await g5.err(XsOp.RESUME, "5\0")).toBe("EACCES");
   // Not privileged: anyone may ask for a domain path.
   expect(await g5.err(XsOp.GET_DOMAIN_PATH, "5\0")).toBe("");
