@@ -1,8 +1,6 @@
 // What the toolstack needs from the simulated hypervisor (src/sim/hypervisor/, a colleague's
 // module), behind an interface so tests can see exactly which calls the toolstack makes.
-import { simPaths } from "../paths.ts";
 import * as hv from "../hypervisor/index.ts";
-import { cstr, simxen } from "../hypervisor/native.ts";
 
 export interface DomainInfo {
   domid: number;
@@ -20,9 +18,7 @@ export interface HypervisorOps {
 
 /** The sim hypervisor for run directory `dir`. Its domains have one vcpu. */
 export function simHypervisor(dir: string): HypervisorOps {
-  // The hypervisor module exports no per-domain info call yet; its native registry answers the
-  // page count (asked of its colleague: a domainInfo(dir, domid) in index.ts).
-  const pages = (domid: number) => Math.max(0, simxen().sx_domain_pages(cstr(simPaths(dir).shmDir), domid));
+  const pages = (domid: number) => hv.domainInfo(dir, domid)?.memoryPages ?? 0;
   return {
     createDomain: async (opts) => hv.createDomain(dir, opts),
     destroyDomain: async (domid) => hv.destroyDomain(dir, domid),
