@@ -257,3 +257,10 @@ export async function startTestHost(quotas?: Partial<Quotas>, dir?: string): Pro
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** All watch events that arrive until a round trip on `cl` completes. */
+export async function drain(cl: RawClient): Promise<[string, string][]> {
+  await sleep(10);
+  await cl.settle();
+  return cl.takeEvents();
+}

@@ -1,6 +1,6 @@
 // Transactions: isolation until commit, conflicts answer EAGAIN, abort discards, events on commit.
 import { afterEach, beforeEach, expect, test } from "bun:test";
-import { sleep, startTestHost, XsOp, type RawClient, type TestHost } from "./helpers.ts";
+import { drain, sleep, startTestHost, XsOp, type RawClient, type TestHost } from "./helpers.ts";
 
 let host: TestHost;
 let a: RawClient;
@@ -13,12 +13,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await host.cleanup();
 });
-
-async function drain(cl: RawClient): Promise<[string, string][]> {
-  await sleep(10);
-  await cl.settle();
-  return cl.takeEvents();
-}
 
 test("writes in a transaction are invisible outside until commit, visible inside at once", async () => {
   await a.write("/t/x", "old");

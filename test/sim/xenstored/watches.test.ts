@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { simPaths } from "../../../src/sim/paths.ts";
-import { sleep, startTestHost, strings, XsOp, type RawClient, type TestHost } from "./helpers.ts";
+import { drain, sleep, startTestHost, strings, XsOp, type RawClient, type TestHost } from "./helpers.ts";
 
 let host: TestHost;
 let c: RawClient;
@@ -16,13 +16,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await host.cleanup();
 });
-
-/** All events that arrive until a round trip completes. */
-async function drain(cl: RawClient): Promise<[string, string][]> {
-  await sleep(10);
-  await cl.settle();
-  return cl.takeEvents();
-}
 
 test("a watch fires once right after registration, after the WATCH reply, with req_id 0", async () => {
   const id = w.send(XsOp.WATCH, "/not/yet/there\0tok\0");
