@@ -7,6 +7,9 @@ import { createLogger } from "../../src/log.ts";
 import { XenbusState } from "../../src/xen/xenbus-state.ts";
 import { publishingWriter, type StatsWriter } from "../stats/stats-writer.ts";
 
+/** Response bodies are whatever the API answers; the assertions pin their shape. */
+const json = (res: Response): Promise<any> => res.json();
+
 const arena = StatsArena.create({ workers: 2, slotsPerWorker: 4 });
 const published = { tx_packets: 1000, tx_bytes: 64_000, rx_packets: 600, rx_bytes: 2 ** 40, ffi_calls: 40, syscalls: 16, carrier: 1 };
 
@@ -55,7 +58,7 @@ describe("GET /vifs/:name", () => {
     const res = await get("/vifs/vif3.0");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toStartWith("application/json");
-    expect(await res.json()).toEqual({
+    expect(await json(res)).toEqual({
       name: "vif3.0",
       domid: 3,
       devid: 0,
@@ -70,7 +73,7 @@ describe("GET /vifs/:name", () => {
   });
 
   test("a vif without a stats slot has null counters", async () => {
-    const body = await (await get("/vifs/vif4.0")).json();
+    const body = await json(await get("/vifs/vif4.0"));
     expect([body.backendState, body.counters, body.derived]).toEqual([{ name: "InitWait", number: 2 }, null, null]);
   });
 
@@ -83,7 +86,7 @@ describe("GET /vifs/:name", () => {
     for (const bad of ["vif3", "eth0", "vif3.0x", "vif-1.0", "VIF3.0", "vif3..0"]) {
       const res = await get(`/vifs/${bad}`);
       expect(res.status, bad).toBe(400);
-      expect((await res.json()).error).toBe(`malformed vif name ${JSON.stringify(bad)}: expected vif<domid>.<devid>`);
+      expect((await json(res)).error).toBe(`malformed vif name ${JSON.stringify(bad)}: expected vif<domid>.<devid>`);
     }
   });
 
@@ -95,14 +98,14 @@ describe("GET /vifs/:name", () => {
     c.tx_packets = 7;
     c.flush();
     const app = createHttpApp({ health: () => health, vifs: () => [{ ...vifs[0], slot: old }], stats: a });
-    const body = await (await app.request("/vifs/vif3.0")).json();
+    const body = await json(await app.request("/vifs/vif3.0"));
     expect(body.counters).toBeNull();
   });
 });
 
 describe("GET /vifs", () => {
   test("lists every vif and sums their counters", async () => {
-    const body = await (await get("/vifs")).json();
+    const body = await json(await get("/vifs"));
     expect(body.vifs.map((v: { name: string }) => v.name)).toEqual(["vif3.0", "vif4.0"]);
     expect(body.total.counters).toEqual({ ...zeroVifStats(), ...published });
     expect(body.total.derived.ffi_calls_per_packet).toBe(40 / 1600);
@@ -133,7 +136,7 @@ describe("GET /health", () => {
         health = h;
         const res = await get("/health");
         expect(res.status).toBe(503);
-        expect((await res.json()).status).toBe("degraded");
+        expect((await json(res)).status).toBe("degraded");
       }
     } finally {
       health = saved;

@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { simPaths } from "../../../src/sim/paths.ts";
-import { drain, sleep, startTestHost, strings, XsOp, type RawClient, type TestHost } from "./helpers.ts";
+import { drain, startTestHost, strings, XsOp, type RawClient, type TestHost } from "./helpers.ts";
 
 let host: TestHost;
 let c: RawClient;
