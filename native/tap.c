@@ -1,0 +1,70 @@
+// TAP devices for qnicd's peers: open one by name, bring links up, add them to a bridge.
+// Each call returns >= 0 on success or -errno, so the caller can name the failure in one line.
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void set_name(struct ifreq *ifr, const char *name) {
+    memset(ifr, 0, sizeof(*ifr));
+    strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
+}
+
+// A non-persistent TAP: it disappears when the last fd on it is closed, so a crashed daemon
+// leaves no interface behind. Non-blocking (the worker polls it) and close-on-exec (hotplug
+// scripts and other children must not keep it alive).
+int qnicd_tap_open(const char *name) {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, name);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int qnicd_fd_close(int fd) {
+    return close(fd) < 0 ? -errno : 0;
+}
+
+int qnicd_link_up(const char *name) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, name);
+    int rc = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) rc = -errno;
+    else {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = -errno;
+    }
+    close(s);
+    return rc;
+}
+
+int qnicd_bridge_add(const char *bridge, const char *name) {
+    unsigned idx = if_nametoindex(name);
+    if (idx == 0) return -errno;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, bridge);
+    ifr.ifr_ifindex = (int)idx;
+    int rc = ioctl(s, SIOCBRADDIF, &ifr) < 0 ? -errno : 0;
+    close(s);
+    return rc;
+}
+
+// 1 if an interface with this name exists, 0 if not.
+int qnicd_if_exists(const char *name) {
+    return if_nametoindex(name) != 0;
+}

@@ -1,0 +1,48 @@
+// One backend device as the bus tracks it: identity, paths, the state it is in, and the
+// bookkeeping that coalesces and serialises its work.
+import type { Watch } from "../xenstore/index.ts";
+import { XenbusState } from "../xen/xenbus-state.ts";
+import type { BackendState } from "./backend-state.ts";
+import type { VifFatalError } from "./errors.ts";
+
+export class XenDevice {
+  /** The backend's own state: what it has done (Linux's be->state). */
+  state: BackendState = XenbusState.Initialising;
+  /** The value last written to (or found in) B/state; differs from `state` while Connected waits for hotplug. */
+  written: number | undefined;
+  /** Last F/state read (Unknown when the node is missing or unreadable). */
+  frontendState: number = XenbusState.Unknown;
+  online = false;
+  /** Toolstack-written F path, known after setup. */
+  frontendPath: string | undefined;
+  frontendWatch: Watch | undefined;
+  /** B/hotplug-status allows Connected to be written (no hotplug script, or it said "connected"). */
+  hotplugReady = true;
+  /** A fatal error closed this device; it only follows the frontend towards Closed until it gets there. */
+  failed = false;
+  /** The last error node text, for /vifs. */
+  lastError: string | null = null;
+  /** A fatal error reported from outside a transition (a pool fault), handled by the next run. */
+  pendingFatal: VifFatalError | undefined;
+
+  // Coalescing: any number of watch events while a run is going set `dirty` once; the run then
+  // re-reads everything and acts on the latest values. At most one run per device at a time.
+  dirty = false;
+  running: Promise<void> | null = null;
+  forgotten = false;
+
+  constructor(
+    readonly domid: number,
+    readonly devid: number,
+    /** vif<domid>.<devid> */
+    readonly name: string,
+    /** B */
+    readonly backendPath: string,
+    /** error/<B relative> under the backend domain */
+    readonly errorDir: string,
+  ) {}
+
+  get key(): string {
+    return `${this.domid}/${this.devid}`;
+  }
+}

@@ -1,0 +1,46 @@
+// The backend room's public face: discovery + per-device state machines for vifs.
+import type { Logger } from "../log.ts";
+import type { PeerProvisioner } from "../net/peer-provisioner.ts";
+import type { WorkerPool } from "../pool/types.ts";
+import type { XenstoreClient } from "../xenstore/index.ts";
+import type { XenDevice } from "./device.ts";
+import { VifHooks, type VifInfo } from "./vif.ts";
+import { XenBus } from "./xenbus.ts";
+
+export interface BackendOptions {
+  xs: XenstoreClient;
+  pool: WorkerPool;
+  peers: PeerProvisioner;
+  log: Logger;
+  backendDomid: number;
+  type: "vif" | "qnic";
+  vifnamePrefix: string;
+}
+
+export interface Backend {
+  readonly bus: XenBus;
+  /** Devices with what the vif layer holds for them (for /vifs). */
+  devices(): { dev: XenDevice; vif: VifInfo | undefined }[];
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startBackend(opts: BackendOptions): Promise<Backend> {
+  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix });
+  const bus = new XenBus({ xs: opts.xs, backendDomid: opts.backendDomid, type: opts.type, hooks, log: opts.log });
+  hooks.attach(bus);
+  await bus.start();
+  return {
+    bus,
+    devices: () => bus.list().map((dev) => ({ dev, vif: hooks.vif(dev) })),
+    idle: () => bus.idle(),
+    stop: () => bus.stop(),
+  };
+}
+
+export { XenBus, type DeviceHooks } from "./xenbus.ts";
+export { XenDevice } from "./device.ts";
+export { VifFatalError } from "./errors.ts";
+export { BACKEND_FEATURES, FRONTEND_FEATURES } from "./features.ts";
+export { pathTo, nextStep, type BackendState, type TargetState } from "./backend-state.ts";
+export { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";

@@ -1,0 +1,93 @@
+// TAP peers: one non-persistent TAP per vif (IFF_TAP | IFF_NO_PI), named like Linux netback's
+// interfaces so libxl's vif-bridge script finds it. The fd is the TAP's only owner: closing it
+// removes the interface, so nothing outlives the daemon. Needs /dev/net/tun and CAP_NET_ADMIN.
+import { dlopen, FFIType } from "bun:ffi";
+import { accessSync, constants } from "node:fs";
+import { constants as os } from "node:os";
+import { nativeLibraryPath } from "../native/lib.ts";
+import type { PeerHandle } from "../pool/types.ts";
+import { PeerError, type PeerProvisioner } from "./peer-provisioner.ts";
+
+const TUN_DEVICE = "/dev/net/tun";
+
+type TapLib = ReturnType<typeof openLib>;
+function openLib() {
+  return dlopen(nativeLibraryPath("tap"), {
+    qnicd_tap_open: { args: [FFIType.cstring], returns: FFIType.i32 },
+    qnicd_fd_close: { args: [FFIType.i32], returns: FFIType.i32 },
+    qnicd_link_up: { args: [FFIType.cstring], returns: FFIType.i32 },
+    qnicd_bridge_add: { args: [FFIType.cstring, FFIType.cstring], returns: FFIType.i32 },
+    qnicd_if_exists: { args: [FFIType.cstring], returns: FFIType.i32 },
+  }).symbols;
+}
+let lib: TapLib | undefined;
+
+const errnoNames = Object.fromEntries(Object.entries(os.errno).map(([k, v]) => [v, k])) as Record<number, string>;
+const errnoName = (n: number) => errnoNames[n] ?? `errno ${n}`;
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+export interface TapOptions {
+  /** Linux bridge each TAP joins (--bridge); null leaves that to the hotplug script. */
+  bridge: string | null;
+}
+
+export class TapProvisioner implements PeerProvisioner {
+  readonly kind = "tap" as const;
+  private readonly lib: TapLib;
+  private readonly held = new Map<string, number>();
+
+  /** Throws PeerError (one line) when this host cannot create TAPs at all. */
+  constructor(private readonly opts: TapOptions) {
+    try {
+      accessSync(TUN_DEVICE, constants.R_OK | constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? "EACCES";
+      throw new PeerError(
+        `qnicd: --peer tap: cannot use ${TUN_DEVICE} (${code}): run qnicd as root (or with CAP_NET_ADMIN and the tun module loaded), or choose --peer switch or --peer null`,
+        os.errno[code as keyof typeof os.errno] ?? 13,
+      );
+    }
+    this.lib = lib ??= openLib();
+  }
+
+  create(name: string): PeerHandle {
+    if (this.held.has(name)) throw new PeerError(`${name}: this daemon already has a TAP by that name`, os.errno.EEXIST);
+    const fd = this.lib.qnicd_tap_open(cstr(name));
+    if (fd < 0) {
+      const why = -fd === os.errno.EBUSY ? " (another process holds a TAP with that name)" : -fd === os.errno.EINVAL ? " (a non-TAP interface has that name)" : "";
+      throw new PeerError(`creating TAP ${name}: ${errnoName(-fd)}${why}`, -fd);
+    }
+    try {
+      // Up, as vif-bridge would bring it; a failure here is not fatal (the script retries it).
+      this.lib.qnicd_link_up(cstr(name));
+      if (this.opts.bridge !== null) {
+        const rc = this.lib.qnicd_bridge_add(cstr(this.opts.bridge), cstr(name));
+        if (rc < 0) throw new PeerError(`adding TAP ${name} to bridge ${this.opts.bridge}: ${errnoName(-rc)}${-rc === os.errno.ENODEV ? " (no such bridge: create it, or drop --bridge)" : ""}`, -rc);
+      }
+    } catch (e) {
+      this.lib.qnicd_fd_close(fd);
+      throw e;
+    }
+    this.held.set(name, fd);
+    return { kind: "tap", name, fd };
+  }
+
+  destroy(peer: PeerHandle): void {
+    const fd = this.held.get(peer.name);
+    if (fd === undefined || fd !== peer.fd) return;
+    this.held.delete(peer.name);
+    this.lib.qnicd_fd_close(fd);
+  }
+
+  close(): void {
+    for (const [name, fd] of this.held) {
+      this.held.delete(name);
+      this.lib.qnicd_fd_close(fd);
+    }
+  }
+}
+
+/** Whether a network interface with this name exists (tests check TAPs come and go). */
+export function interfaceExists(name: string): boolean {
+  return (lib ??= openLib()).qnicd_if_exists(cstr(name)) === 1;
+}

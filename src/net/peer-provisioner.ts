@@ -1,0 +1,49 @@
+// The host side of each vif: the interface (or port) its frames go to. The backend asks for one
+// when a vif is realized (before InitWait, so libxl's vif-bridge hotplug script finds the
+// interface) and gives it back when the device goes away. Chosen by --peer.
+import type { PeerHandle } from "../pool/types.ts";
+
+export interface PeerProvisioner {
+  readonly kind: PeerHandle["kind"];
+  /** Creates the peer named `name` (already validated as an interface name). Throws PeerError. */
+  create(name: string): PeerHandle;
+  /** Releases a peer this provisioner created. Idempotent. */
+  destroy(peer: PeerHandle): void;
+  /** Releases every peer still held. */
+  close(): void;
+}
+
+/** errno: what the vif's error node says; message: one line naming the peer and the cure. */
+export class PeerError extends Error {
+  override name = "PeerError";
+  constructor(
+    message: string,
+    readonly errno: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * For hosts without TAP rights (tests, the simulated host, unprivileged runs): a name and no fd.
+ * "switch" means the workers' in-process switch carries the frames; "null" drops them.
+ */
+export class PlaceholderProvisioner implements PeerProvisioner {
+  private readonly held = new Set<string>();
+  constructor(readonly kind: "switch" | "null") {}
+
+  create(name: string): PeerHandle {
+    this.held.add(name);
+    return { kind: this.kind, name, fd: -1 };
+  }
+  destroy(peer: PeerHandle): void {
+    this.held.delete(peer.name);
+  }
+  close(): void {
+    this.held.clear();
+  }
+  /** Names currently held (for tests and /vifs). */
+  names(): string[] {
+    return [...this.held];
+  }
+}
