@@ -1,0 +1,94 @@
+// What a worker has open at the platform, written into its mailbox's shared memory as it opens
+// things, so that if the worker thread dies the main thread can release them: its platform devices
+// live in this same process and a dead thread never closes them itself.
+//
+// Sim: the device handles of native/simxen.c (process-wide tables; closing a grant device unmaps
+// its mappings, closing an event-channel device unbinds its ports).
+// Real Xen: the /dev/xen/evtchn and /dev/xen/gntdev fds, plus every mapping's address (a gntdev
+// mmap outlives its fd, so each is munmap()ed before the fd is closed).
+import { MAP_TABLE_WORD, REGISTRY_WORD } from "./mailbox.ts";
+
+const R_KIND = REGISTRY_WORD + 0;
+const R_EVTCHN = REGISTRY_WORD + 1;
+const R_GNTDEV = REGISTRY_WORD + 2;
+const R_EVTCHN_FD = REGISTRY_WORD + 3;
+const R_GNTDEV_FD = REGISTRY_WORD + 4;
+const R_MAX_MAPS = REGISTRY_WORD + 5;
+
+export const DEVICES_NONE = 0;
+export const DEVICES_SIM = 1;
+export const DEVICES_XEN = 2;
+
+export interface DeviceRecord {
+  kind: number;
+  /** Sim handle ids, or -1. */
+  evtchnHandle: number;
+  gntdevHandle: number;
+  /** Device fds, or -1 when unknown. */
+  evtchnFd: number;
+  gntdevFd: number;
+  mappings: { addr: number; pages: number }[];
+}
+
+/** The worker's side: record before use, forget after release. */
+export class DeviceRegistryWriter {
+  constructor(private readonly words: Int32Array, private readonly maxMaps: number) {
+    Atomics.store(words, R_MAX_MAPS, maxMaps);
+  }
+
+  devices(kind: number, d: { evtchnHandle: number; gntdevHandle: number; evtchnFd: number; gntdevFd: number }): void {
+    Atomics.store(this.words, R_EVTCHN, d.evtchnHandle);
+    Atomics.store(this.words, R_GNTDEV, d.gntdevHandle);
+    Atomics.store(this.words, R_EVTCHN_FD, d.evtchnFd);
+    Atomics.store(this.words, R_GNTDEV_FD, d.gntdevFd);
+    Atomics.store(this.words, R_KIND, kind);
+  }
+
+  /** After the worker closed its devices itself (clean exit): nothing left to reclaim. */
+  clear(): void {
+    Atomics.store(this.words, R_KIND, DEVICES_NONE);
+  }
+
+  /** Returns the entry to pass to removeMapping, or -1 if the table is full (the vif is refused). */
+  addMapping(addr: number, pages: number): number {
+    for (let i = 0; i < this.maxMaps; i++) {
+      const w = MAP_TABLE_WORD + 4 * i;
+      if (Atomics.load(this.words, w + 3) !== 0) continue;
+      Atomics.store(this.words, w, addr % 0x1_0000_0000 | 0);
+      Atomics.store(this.words, w + 1, Math.floor(addr / 0x1_0000_0000) | 0);
+      Atomics.store(this.words, w + 2, pages);
+      Atomics.store(this.words, w + 3, 1);
+      return i;
+    }
+    return -1;
+  }
+
+  removeMapping(entry: number): void {
+    if (entry >= 0) Atomics.store(this.words, MAP_TABLE_WORD + 4 * entry + 3, 0);
+  }
+}
+
+/** The main thread's side, once the worker thread is gone. */
+export function readDeviceRecord(words: Int32Array): DeviceRecord {
+  const maxMaps = Atomics.load(words, R_MAX_MAPS);
+  const mappings: { addr: number; pages: number }[] = [];
+  for (let i = 0; i < maxMaps; i++) {
+    const w = MAP_TABLE_WORD + 4 * i;
+    if (Atomics.load(words, w + 3) === 0) continue;
+    mappings.push({ addr: (Atomics.load(words, w) >>> 0) + (Atomics.load(words, w + 1) >>> 0) * 0x1_0000_0000, pages: Atomics.load(words, w + 2) });
+  }
+  return {
+    kind: Atomics.load(words, R_KIND),
+    evtchnHandle: Atomics.load(words, R_EVTCHN),
+    gntdevHandle: Atomics.load(words, R_GNTDEV),
+    evtchnFd: Atomics.load(words, R_EVTCHN_FD),
+    gntdevFd: Atomics.load(words, R_GNTDEV_FD),
+    mappings,
+  };
+}
+
+export function clearDeviceRecord(words: Int32Array): void {
+  Atomics.store(words, R_KIND, DEVICES_NONE);
+  const maxMaps = Atomics.load(words, R_MAX_MAPS);
+  for (let i = 0; i < maxMaps; i++) Atomics.store(words, MAP_TABLE_WORD + 4 * i + 3, 0);
+}

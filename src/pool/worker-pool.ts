@@ -1,0 +1,198 @@
+// The pool: which worker serves which vif. Each connect goes to the least-loaded live worker; a
+// worker that dies has its devices released from here and its vifs reconnected elsewhere, without
+// restarting the daemon (vhost-user's handler.rs plays this role for its vring workers).
+import type { Logger } from "../log.ts";
+import type { PlatformConfig } from "../platform/types.ts";
+import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
+import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
+import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
+
+/** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
+const EIO = 5;
+
+export interface WorkerPoolOptions {
+  platform: PlatformConfig;
+  workers: number;
+  stats: StatsArena;
+  log?: Logger;
+  /** Most tx packets served per vif per wake-up (default 64). */
+  budget?: number;
+}
+
+interface VifEntry {
+  spec: VifConnectSpec;
+  worker: PoolWorker;
+  slot: SlotRef;
+  connected: ConnectedVif | null;
+  /** Settles when the connect (or move) in flight finishes, either way. */
+  settled: Promise<unknown>;
+}
+
+export class Pool implements WorkerPool {
+  readonly size: number;
+  private readonly workers: PoolWorker[] = [];
+  private readonly vifs = new Map<string, VifEntry>();
+  private readonly faultListeners: ((f: VifFault) => void)[] = [];
+  private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
+  private closing: Promise<void> | null = null;
+
+  private constructor(private readonly opts: WorkerPoolOptions) {
+    this.size = opts.workers;
+  }
+
+  static async create(opts: WorkerPoolOptions): Promise<Pool> {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`worker pool: workers must be a positive integer, got ${opts.workers}`);
+    if (opts.stats.workers < opts.workers)
+      throw new Error(`worker pool: the stats arena has slots for ${opts.stats.workers} workers, fewer than the ${opts.workers} asked for: create it with workers >= ${opts.workers}`);
+    const pool = new Pool(opts);
+    const shared = { budget: opts.budget ?? 64, maxMappings: 2 * opts.stats.slotsPerWorker };
+    for (let i = 0; i < opts.workers; i++) {
+      pool.workers.push(
+        new PoolWorker(i, opts.platform, opts.stats.buffer, shared, {
+          fault: (m) => pool.emitFault({ key: m.key, errno: m.errno, message: m.message }),
+          died: (w, error) => void pool.workerDied(w, error),
+        }),
+      );
+    }
+    try {
+      await Promise.all(pool.workers.map((w) => w.ready));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  connect(spec: VifConnectSpec): Promise<ConnectedVif> {
+    if (this.closing) return Promise.reject(new Error(`${spec.name}: the worker pool is closed`));
+    if (this.vifs.has(spec.key)) return Promise.reject(new Error(`${spec.name}: key ${spec.key} is already connected`));
+    return this.place(spec, undefined);
+  }
+
+  /** Connects on the least-loaded live worker, retrying elsewhere if that worker dies meanwhile. */
+  private place(spec: VifConnectSpec, carry: Partial<VifStats> | undefined): Promise<ConnectedVif> {
+    const attempt = async (): Promise<ConnectedVif> => {
+      for (;;) {
+        const w = this.leastLoaded();
+        if (!w) throw new Error(`${spec.name}: no live worker with a free slot to serve it`);
+        const slot = this.opts.stats.allocate(w.index);
+        entry.worker = w;
+        entry.slot = slot;
+        w.vifs.add(spec.key);
+        let reply;
+        try {
+          reply = await w.request({ op: "connect", spec, slot, carry });
+        } catch (e) {
+          w.vifs.delete(spec.key);
+          if (e instanceof WorkerLostError) continue; // its slots were reset with the worker
+          throw e;
+        }
+        if (reply.op !== "connected") {
+          w.vifs.delete(spec.key);
+          this.opts.stats.release(slot);
+          throw new Error(reply.op === "failed" ? reply.error : `${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
+        }
+        const c: ConnectedVif = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot };
+        entry.connected = c;
+        return c;
+      }
+    };
+    const entry: VifEntry = { spec, worker: undefined as unknown as PoolWorker, slot: { index: -1, generation: 0 }, connected: null, settled: Promise.resolve() };
+    this.vifs.set(spec.key, entry);
+    const p = attempt().catch((e) => {
+      if (this.vifs.get(spec.key) === entry) this.vifs.delete(spec.key);
+      throw e;
+    });
+    entry.settled = p.catch(() => {});
+    return p;
+  }
+
+  private leastLoaded(): PoolWorker | undefined {
+    let best: PoolWorker | undefined;
+    for (const w of this.workers) {
+      if (!w.alive || w.load >= this.opts.stats.slotsPerWorker) continue;
+      if (!best || w.load < best.load) best = w;
+    }
+    return best;
+  }
+
+  async disconnect(key: string): Promise<void> {
+    const entry = this.vifs.get(key);
+    if (!entry) return;
+    await entry.settled;
+    if (this.vifs.get(key) !== entry) return; // the connect failed, or another disconnect won
+    this.vifs.delete(key);
+    const w = entry.worker;
+    try {
+      await w.request({ op: "disconnect", key });
+    } catch (e) {
+      if (!(e instanceof WorkerLostError)) throw e;
+      // the worker died: its devices are released with it
+    }
+    w.vifs.delete(key);
+    this.opts.stats.release(entry.slot);
+  }
+
+  onFault(listener: (fault: VifFault) => void): void {
+    this.faultListeners.push(listener);
+  }
+
+  onWorkerLost(listener: (worker: number, moved: ConnectedVif[]) => void): void {
+    this.lostListeners.push(listener);
+  }
+
+  snapshot(): { workers: { index: number; alive: boolean; vifs: number }[]; vifs: Record<string, number> } {
+    const vifs: Record<string, number> = {};
+    for (const [key, e] of this.vifs) if (e.connected) vifs[key] = e.worker.index;
+    return { workers: this.workers.map((w) => ({ index: w.index, alive: w.alive, vifs: w.load })), vifs };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.vifs.keys()].map((k) => this.disconnect(k).catch(() => {})));
+      await Promise.all(this.workers.map((w) => w.stop()));
+      for (const w of this.workers) w.release();
+    })();
+    return this.closing;
+  }
+
+  /** Test hook: terminates worker `index` as a crash would, without asking it to release anything. */
+  killWorker(index: number): void {
+    this.workers[index]?.kill();
+  }
+
+  private emitFault(f: VifFault): void {
+    this.opts.log?.warn(`vif fault: ${f.message}`, { key: f.key, errno: f.errno });
+    for (const l of this.faultListeners) l(f);
+  }
+
+  private async workerDied(w: PoolWorker, error: string | undefined): Promise<void> {
+    const released = w.release().released;
+    const mine = [...this.vifs.values()].filter((e) => e.worker === w && e.connected);
+    // Keep each vif's totals: read before the worker's slots are reset (a slot it left locked reads as nothing).
+    const carried = mine.map((e) => {
+      try {
+        return readVifStats(this.opts.stats, e.slot) ?? undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    this.opts.stats.resetWorker(w.index);
+    w.vifs.clear();
+    this.opts.log?.error(`worker ${w.index} died${error ? `: ${error}` : ""}; released ${released.join(", ") || "nothing"}; moving ${mine.length} vifs`);
+    if (this.closing) return;
+    const moved: ConnectedVif[] = [];
+    await Promise.all(
+      mine.map(async (e, i) => {
+        if (this.vifs.get(e.spec.key) !== e) return;
+        this.vifs.delete(e.spec.key);
+        try {
+          moved.push(await this.place(e.spec, carried[i]));
+        } catch (err) {
+          this.emitFault({ key: e.spec.key, errno: EIO, message: `worker ${w.index} died and no other worker took the vif: ${(err as Error).message}` });
+        }
+      }),
+    );
+    for (const l of this.lostListeners) l(w.index, moved);
+  }
+}

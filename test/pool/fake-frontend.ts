@@ -1,0 +1,171 @@
+// A minimal netfront in the test process, on the simulated host: ring pages allocated, initialised
+// (SHARED_RING_INIT) and granted to dom0, unbound ports offered to dom0, tx requests posted the way
+// netfront posts them (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY), responses read back.
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { openGuestDomain, type GuestDomain } from "../../src/sim/hypervisor/index.ts";
+import { NETIF_TX_RING_SIZE, NETTXF_extra_info, TxRequest, TxResponse } from "../../src/xen/netif.ts";
+import { needsNotify, slotOffset } from "../../src/xen/ring.ts";
+import type { VifConnectSpec } from "../../src/pool/types.ts";
+
+const GTF_reading = 1 << 3;
+const GTF_writing = 1 << 4;
+
+export class FakeFrontend {
+  readonly guest: GuestDomain;
+  readonly txRef: number;
+  readonly rxRef: number;
+  readonly txPort: number;
+  readonly rxPort: number;
+  private readonly tx: DataView;
+  private readonly txWords: Uint32Array;
+  private reqProdPvt = 0;
+  private rspCons = 0;
+  private readonly fired = new Uint32Array(8);
+
+  constructor(readonly dir: string, readonly domid: number, opts: { split?: boolean } = {}) {
+    this.guest = openGuestDomain(dir, domid);
+    const txFrame = this.guest.allocPage();
+    const rxFrame = this.guest.allocPage();
+    for (const f of [txFrame, rxFrame]) {
+      const w = new Uint32Array(this.guest.pageView(f).buffer, this.guest.pageView(f).byteOffset, 1024);
+      w.fill(0);
+      w[1] = 1; // req_event
+      w[3] = 1; // rsp_event
+    }
+    const page = this.guest.pageView(txFrame);
+    this.tx = new DataView(page.buffer, page.byteOffset, 4096);
+    this.txWords = new Uint32Array(page.buffer, page.byteOffset, 1024);
+    this.txRef = this.guest.grantAccess(0, txFrame, false);
+    this.rxRef = this.guest.grantAccess(0, rxFrame, false);
+    this.txPort = this.guest.evtchn.bindUnboundPort(0);
+    this.rxPort = opts.split ? this.guest.evtchn.bindUnboundPort(0) : this.txPort;
+  }
+
+  spec(over: Partial<VifConnectSpec> = {}): VifConnectSpec {
+    return {
+      key: `vif${this.domid}.0#1`,
+      name: `vif${this.domid}.0`,
+      frontendDomid: this.domid,
+      devid: 0,
+      txRingRef: this.txRef,
+      rxRingRef: this.rxRef,
+      txEvtchn: this.txPort,
+      rxEvtchn: this.rxPort,
+      mac: "00:16:3e:00:00:01",
+      features: {},
+      peer: { kind: "null", name: "null", fd: -1 },
+      ...over,
+    };
+  }
+
+  /** Posts one single-slot packet per id (with an extra-info slot after it when `extra`), pushes, notifies if asked. */
+  postTx(ids: number[], opts: { extra?: boolean } = {}): void {
+    const start = this.reqProdPvt;
+    for (const id of ids) {
+      const off = slotOffset(this.reqProdPvt++, NETIF_TX_RING_SIZE, 12);
+      this.tx.setUint32(off + TxRequest.gref, 9, true);
+      this.tx.setUint16(off + TxRequest.offset, 0, true);
+      this.tx.setUint16(off + TxRequest.flags, opts.extra ? NETTXF_extra_info : 0, true);
+      this.tx.setUint16(off + TxRequest.id, id, true);
+      this.tx.setUint16(off + TxRequest.size, 60, true);
+      if (opts.extra) {
+        const e = slotOffset(this.reqProdPvt++, NETIF_TX_RING_SIZE, 12);
+        this.tx.setUint8(e, 1); // XEN_NETIF_EXTRA_TYPE_GSO
+        this.tx.setUint8(e + 1, 0);
+        this.tx.setUint16(e + 2, 1448, true);
+      }
+    }
+    Atomics.store(this.txWords, 0, this.reqProdPvt);
+    if (needsNotify(this.reqProdPvt, start, Atomics.load(this.txWords, 1))) this.guest.evtchn.notify(this.txPort);
+  }
+
+  /** A hostile frontend: req_prod far beyond what it could have posted. */
+  setReqProd(value: number): void {
+    Atomics.store(this.txWords, 0, value);
+    this.guest.evtchn.notify(this.txPort);
+  }
+
+  /** New responses since the last call, as {id, status}; then asks for an event at the next one (RING_FINAL_CHECK_FOR_RESPONSES). */
+  takeResponses(): { id: number; status: number }[] {
+    const out: { id: number; status: number }[] = [];
+    for (;;) {
+      const prod = Atomics.load(this.txWords, 2);
+      while (this.rspCons !== prod) {
+        const off = slotOffset(this.rspCons++, NETIF_TX_RING_SIZE, 12);
+        out.push({ id: this.tx.getUint16(off + TxResponse.id, true), status: this.tx.getInt16(off + TxResponse.status, true) });
+      }
+      Atomics.store(this.txWords, 3, this.rspCons + 1);
+      if (Atomics.load(this.txWords, 2) === this.rspCons) return out;
+    }
+  }
+
+  /** Waits (yielding to the event loop) until one of our ports fires; returns the ports, unmasked. */
+  async waitEvent(limitMs = 10000): Promise<number[]> {
+    const deadline = Date.now() + limitMs;
+    while (!this.guest.evtchn.wait(0)) {
+      if (Date.now() > deadline) throw new Error(`dom${this.domid}: no event within ${limitMs} ms`);
+      await Bun.sleep(1);
+    }
+    const n = this.guest.evtchn.readPending(this.fired);
+    this.guest.evtchn.unmask(this.fired, n);
+    return Array.from(this.fired.subarray(0, n));
+  }
+
+  /** Waits until `count` responses have arrived in total from now on, event by event. */
+  async responses(count: number): Promise<{ id: number; status: number }[]> {
+    const got = this.takeResponses();
+    while (got.length < count) {
+      await this.waitEvent();
+      got.push(...this.takeResponses());
+    }
+    return got;
+  }
+
+  portState(port: number): number {
+    return this.guest.evtchn.portState(port).state;
+  }
+
+  /** Whether dom0 has this gref mapped (GTF_reading/GTF_writing set by the hypervisor). */
+  mapped(gref: number): boolean {
+    return (this.guest.grantEntry(gref).flags & (GTF_reading | GTF_writing)) !== 0;
+  }
+
+  close(): void {
+    this.guest.close();
+  }
+}
+
+/** Open fds of this process. */
+export function fdCount(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** Lines of /proc/self/maps naming a file of the simulated host (grant mappings, sim state). */
+export function simMappings(shmDir: string): number {
+  return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.includes(shmDir)).length;
+}
+
+/** Threads named "Worker": Bun's Worker threads. */
+export function workerThreads(): { tid: string; state: string }[] {
+  const out: { tid: string; state: string }[] = [];
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      if (readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim() !== "Worker") continue;
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      out.push({ tid, state: stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] });
+    } catch {
+      // the thread exited while we looked
+    }
+  }
+  return out;
+}
+
+export function fdTargets(): string[] {
+  return readdirSync("/proc/self/fd").map((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return "?";
+    }
+  });
+}

@@ -1,0 +1,115 @@
+// One vif a worker serves: its two mapped rings, its bound ports, its counters. setUp() is all or
+// nothing: a failing step releases what the earlier steps took and throws one line naming the vif
+// and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
+import type { DeviceRegistryWriter } from "../src/pool/device-registry.ts";
+import type { VifConnectSpec } from "../src/pool/types.ts";
+import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
+import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
+import { TxRing } from "./tx-ring.ts";
+
+export interface VifDevices {
+  gnt: GrantDevice;
+  ev: EventChannelDevice;
+  registry: DeviceRegistryWriter;
+  arena: StatsArena;
+}
+
+export class ServedVif {
+  readonly key: string;
+  readonly name: string;
+  readonly domid: number;
+  txMap: GrantMapping | null = null;
+  rxMap: GrantMapping | null = null;
+  private txEntry = -1;
+  private rxEntry = -1;
+  localTxPort = 0;
+  localRxPort = 0;
+  tx!: TxRing;
+  counters!: VifCounters;
+  /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
+  disabled = false;
+
+  constructor(readonly spec: VifConnectSpec) {
+    this.key = spec.key;
+    this.name = spec.name;
+    this.domid = spec.frontendDomid;
+  }
+
+  setUp(d: VifDevices, slot: SlotRef, carry: Partial<VifStats> | undefined): void {
+    const s = this.spec;
+    try {
+      [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
+      [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
+      this.tx = new TxRing(this.txMap.buffer);
+      const bad = this.tx.attachError();
+      if (bad) throw new Error(`${this.name}: ${bad}`);
+      this.localTxPort = this.bind(d, s.txEvtchn);
+      // One event channel for both rings (no feature-split-event-channels): bind it once.
+      this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
+      this.counters = new VifCounters(d.arena, slot);
+    } catch (e) {
+      this.tearDown(d);
+      throw e;
+    }
+    const c = this.counters as unknown as Record<string, number>;
+    for (const row of VIF_COUNTERS) if (row.kind === "counter") c[row.name] += carry?.[row.name] ?? 0;
+    this.counters.carrier = 1;
+    this.counters.flush();
+  }
+
+  /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
+  tearDown(d: VifDevices): void {
+    if (this.counters) {
+      this.counters.carrier = 0;
+      this.counters.flush();
+    }
+    for (const port of new Set([this.localTxPort, this.localRxPort])) {
+      if (port === 0) continue;
+      try {
+        d.ev.unbind(port);
+      } catch {
+        // already gone (the frontend's domain died): nothing left to release
+      }
+    }
+    this.localTxPort = this.localRxPort = 0;
+    if (this.txMap) {
+      this.txMap.unmap();
+      d.registry.removeMapping(this.txEntry);
+      this.txMap = null;
+    }
+    if (this.rxMap) {
+      this.rxMap.unmap();
+      d.registry.removeMapping(this.rxEntry);
+      this.rxMap = null;
+    }
+  }
+
+  private mapRing(d: VifDevices, node: string, ref: number): [GrantMapping, number] {
+    let m: GrantMapping;
+    try {
+      m = d.gnt.map(this.domid, [ref], true);
+    } catch (e) {
+      throw new Error(`${this.name}: failed to map ${node} ${ref}: ${reason(e)}`);
+    }
+    const entry = d.registry.addMapping(m.addr, m.pages);
+    if (entry < 0) {
+      m.unmap();
+      throw new Error(`${this.name}: failed to map ${node} ${ref}: the worker's mapping table is full`);
+    }
+    return [m, entry];
+  }
+
+  private bind(d: VifDevices, remotePort: number): number {
+    try {
+      return d.ev.bindInterdomain(this.domid, remotePort);
+    } catch (e) {
+      throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`);
+    }
+  }
+}
+
+/** The short cause: GNTST name or errno name for platform errors, else the message. */
+function reason(e: unknown): string {
+  if (e instanceof PlatformError) return e.code.replace(/^GNTST_/, "");
+  return e instanceof Error ? e.message : String(e);
+}
