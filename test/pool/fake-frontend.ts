@@ -135,14 +135,24 @@ export class FakeFrontend {
   }
 }
 
-/** Open fds of this process. */
-export function fdCount(): number {
-  return readdirSync("/proc/self/fd").length;
-}
-
 /** Lines of /proc/self/maps naming a file of the simulated host (grant mappings, sim state). */
 export function simMappings(shmDir: string): number {
   return readFileSync("/proc/self/maps", "utf8").split("\n").filter((l) => l.includes(shmDir)).length;
+}
+
+/**
+ * Pages of dom<domid>'s RAM this process has mapped one at a time (grant mappings of ring pages),
+ * as opposed to whole-RAM mappings (the guest's own view, the grant device's copy cache).
+ */
+export function ringPagesMapped(shmDir: string, domid: number): number {
+  let pages = 0;
+  const file = `${shmDir}/dom${domid}.ram`;
+  for (const line of readFileSync("/proc/self/maps", "utf8").split("\n")) {
+    if (!line.endsWith(file)) continue;
+    const [lo, hi] = line.split(" ")[0].split("-").map((x) => parseInt(x, 16));
+    if (hi - lo < 16 * 4096) pages += (hi - lo) / 4096;
+  }
+  return pages;
 }
 
 /** Threads named "Worker": Bun's Worker threads. */

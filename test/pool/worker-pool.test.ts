@@ -5,7 +5,7 @@ import { createWorkerPool, Pool, type ConnectedVif, type VifFault, type WorkerPo
 import { readVifStats, StatsArena } from "../../src/stats/index.ts";
 import { NETIF_RSP_NULL, NETIF_RSP_OKAY } from "../../src/xen/netif.ts";
 import { freshHost } from "../sim/hypervisor/helpers.ts";
-import { FakeFrontend, fdCount, fdTargets, simMappings, workerThreads } from "./fake-frontend.ts";
+import { FakeFrontend, fdTargets, ringPagesMapped, simMappings, workerThreads } from "./fake-frontend.ts";
 
 let host: ReturnType<typeof freshHost>;
 let shmDir: string;
@@ -48,6 +48,249 @@ describe("serving a vif", () => {
       expect(s.ffi_calls).toBeGreaterThan(0);
       expect(s.syscalls).toBeGreaterThan(0);
       expect(s.carrier).toBe(1);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+});
+
+describe("connect and disconnect", () => {
+  test("the rx ring is mapped too, and with split event channels both ports are bound", async () => {
+    const { pool: p } = await pool(1);
+    const fe = frontend({ split: true });
+    try {
+      const c = await p.connect(fe.spec());
+      expect(fe.mapped(fe.txRef)).toBe(true);
+      expect(fe.mapped(fe.rxRef)).toBe(true);
+      expect(c.localRxPort).not.toBe(c.localTxPort);
+      expect(fe.portState(fe.txPort)).toBe(ECS_INTERDOMAIN);
+      expect(fe.portState(fe.rxPort)).toBe(ECS_INTERDOMAIN);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+
+  test("disconnect unbinds the ports (the frontend's return to unbound), unmaps the rings and frees the slot; twice is fine", async () => {
+    const { pool: p, stats } = await pool(1);
+    const fe = frontend({ split: true });
+    try {
+      const c = await p.connect(fe.spec());
+      await p.disconnect(c.key);
+      expect(fe.portState(fe.txPort)).toBe(ECS_UNBOUND);
+      expect(fe.portState(fe.rxPort)).toBe(ECS_UNBOUND);
+      expect(fe.mapped(fe.txRef)).toBe(false);
+      expect(fe.mapped(fe.rxRef)).toBe(false);
+      expect(readVifStats(stats, c.statsSlot)).toBeNull();
+      expect(stats.slotsInUse()).toEqual([]);
+      expect(p.snapshot()).toEqual({ workers: [{ index: 0, alive: true, vifs: 0 }], vifs: {} });
+      await p.disconnect(c.key);
+      await p.disconnect("never-connected");
+      // the same frontend can connect again (a reconnect gets a new key)
+      const again = await p.connect(fe.spec({ key: "vif-again" }));
+      expect(again.worker).toBe(0);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+
+  test("each connect goes to the least-loaded worker", async () => {
+    const { pool: p } = await pool(3);
+    const fes = Array.from({ length: 7 }, () => frontend());
+    try {
+      const cs: ConnectedVif[] = [];
+      for (const fe of fes.slice(0, 6)) cs.push(await p.connect(fe.spec()));
+      expect(cs.map((c) => c.worker).sort()).toEqual([0, 0, 1, 1, 2, 2]);
+      expect(p.snapshot().workers.map((w) => w.vifs)).toEqual([2, 2, 2]);
+      for (const c of cs.filter((c) => c.worker === 1)) await p.disconnect(c.key);
+      expect((await p.connect(fes[6].spec())).worker).toBe(1);
+      expect(p.snapshot().workers.map((w) => w.vifs)).toEqual([2, 1, 2]);
+    } finally {
+      await p.close();
+      for (const fe of fes) fe.close();
+    }
+  });
+
+  test("a vif key can be connected once", async () => {
+    const { pool: p } = await pool(2);
+    const fe = frontend();
+    try {
+      await p.connect(fe.spec());
+      await expect(p.connect(fe.spec())).rejects.toThrow(/^vif\d+\.0: key .* is already connected$/);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+});
+
+describe("connect failures release what they set up", () => {
+  async function failsCleanly(over: (fe: FakeFrontend) => object, message: RegExp): Promise<void> {
+    const { pool: p, stats } = await pool(1);
+    const fe = frontend({ split: true });
+    try {
+      const err = await p.connect(fe.spec(over(fe))).then(() => null, (e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err!.message).toMatch(message);
+      expect(err!.message).not.toContain("\n");
+      expect(fe.mapped(fe.txRef)).toBe(false);
+      expect(fe.mapped(fe.rxRef)).toBe(false);
+      expect(fe.portState(fe.txPort)).toBe(ECS_UNBOUND);
+      expect(fe.portState(fe.rxPort)).toBe(ECS_UNBOUND);
+      expect(stats.slotsInUse()).toEqual([]);
+      expect(p.snapshot().workers[0].vifs).toBe(0);
+      // and the worker still serves the vif once the frontend's nodes are right
+      const c = await p.connect(fe.spec());
+      fe.postTx([5]);
+      expect(await fe.responses(1)).toEqual([{ id: 5, status: NETIF_RSP_OKAY }]);
+      expect(c.worker).toBe(0);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  }
+
+  test("a tx-ring-ref beyond the grant table", () => failsCleanly(() => ({ txRingRef: 70000 }), /^vif\d+\.0: failed to map tx-ring-ref 70000: bad_gntref$/));
+
+  test("a tx-ring-ref the frontend never granted", () => failsCleanly(() => ({ txRingRef: 9999 }), /^vif\d+\.0: failed to map tx-ring-ref 9999: general_error$/));
+
+  test("a bad rx-ring-ref, after the tx ring was mapped", () => failsCleanly(() => ({ rxRingRef: 70000 }), /^vif\d+\.0: failed to map rx-ring-ref 70000: bad_gntref$/));
+
+  test("a tx event channel that is not offered to dom0", () => failsCleanly((fe) => ({ txEvtchn: fe.rxPort + 5 }), /^vif\d+\.0: failed to bind event-channel \d+ of dom\d+: EINVAL$/));
+
+  test("an rx event channel that is not offered, after the tx port was bound", () =>
+    failsCleanly((fe) => ({ rxEvtchn: fe.rxPort + 5 }), /^vif\d+\.0: failed to bind event-channel \d+ of dom\d+: EINVAL$/));
+});
+
+describe("a hostile frontend", () => {
+  test("req_prod more than a ring ahead faults that vif with EPROTO, and the worker keeps serving the others", async () => {
+    const { pool: p, stats } = await pool(1);
+    const bad = frontend();
+    const good = frontend();
+    const faults: VifFault[] = [];
+    p.onFault((f) => faults.push(f));
+    try {
+      const cb = await p.connect(bad.spec());
+      const cg = await p.connect(good.spec());
+      expect(cb.worker).toBe(cg.worker);
+      bad.setReqProd(0x1300);
+      good.postTx([1, 2]);
+      expect(await good.responses(2)).toEqual([1, 2].map((id) => ({ id, status: NETIF_RSP_OKAY })));
+      while (faults.length === 0) await Bun.sleep(1);
+      expect(faults).toEqual([{ key: cb.key, errno: 71, message: "tx req_prod 0x1300 is more than a ring ahead of 0x0" }]);
+      expect(bad.takeResponses()).toEqual([]);
+      expect(readVifStats(stats, cb.statsSlot)!.carrier).toBe(0);
+      // still served after the fault
+      good.postTx([3]);
+      expect(await good.responses(1)).toEqual([{ id: 3, status: NETIF_RSP_OKAY }]);
+      // the backend then tears the faulted vif down as usual
+      await p.disconnect(cb.key);
+      expect(bad.portState(bad.txPort)).toBe(ECS_UNBOUND);
+      expect(bad.mapped(bad.txRef)).toBe(false);
+    } finally {
+      await p.close();
+      bad.close();
+      good.close();
+    }
+  });
+});
+
+describe("worker death", () => {
+  test("a killed worker's vifs move to another worker and are served there; nothing it held leaks", async () => {
+    const { pool: p, stats } = await pool(2);
+    const a = frontend();
+    const b = frontend();
+    const lost: { worker: number; moved: ConnectedVif[] }[] = [];
+    p.onWorkerLost((worker, moved) => lost.push({ worker, moved }));
+    try {
+      const ca = await p.connect(a.spec());
+      const cb = await p.connect(b.spec());
+      expect([ca.worker, cb.worker]).toEqual([0, 1]);
+      a.postTx([1]);
+      expect(await a.responses(1)).toEqual([{ id: 1, status: NETIF_RSP_OKAY }]);
+      expect(ringPagesMapped(shmDir, a.domid)).toBe(2);
+
+      p.killWorker(0);
+      while (lost.length === 0) await Bun.sleep(1);
+      expect(lost[0].worker).toBe(0);
+      expect(lost[0].moved.map((m) => [m.key, m.worker])).toEqual([[ca.key, 1]]);
+      expect(p.snapshot()).toEqual({
+        workers: [
+          { index: 0, alive: false, vifs: 0 },
+          { index: 1, alive: true, vifs: 2 },
+        ],
+        vifs: { [ca.key]: 1, [cb.key]: 1 },
+      });
+      // served by worker 1 now, resuming where the ring was, with its counters carried over
+      a.postTx([2, 3]);
+      expect(await a.responses(2)).toEqual([2, 3].map((id) => ({ id, status: NETIF_RSP_OKAY })));
+      expect(readVifStats(stats, lost[0].moved[0].statsSlot)!.tx_drops).toBe(3);
+      b.postTx([4]);
+      expect(await b.responses(1)).toEqual([{ id: 4, status: NETIF_RSP_OKAY }]);
+      // the dead worker's mappings went with it: the same rings are mapped once, by worker 1
+      expect(ringPagesMapped(shmDir, a.domid)).toBe(2);
+      expect(ringPagesMapped(shmDir, b.domid)).toBe(2);
+      expect(workerThreads().length).toBe(1);
+    } finally {
+      await p.close();
+      a.close();
+      b.close();
+    }
+  });
+});
+
+describe("close()", () => {
+  test("leaves no fds, mappings, bound ports or worker threads behind", async () => {
+    // Warm up: the first pool loads libraries and starts Bun's own helper threads and fds.
+    await (await pool(1)).pool.close();
+    const fdsBefore = fdTargets();
+    const fes = [frontend({ split: true }), frontend(), frontend()];
+    const mapsBefore = simMappings(shmDir);
+    const { pool: p } = await pool(3);
+    for (const fe of fes) await p.connect(fe.spec());
+    for (const fe of fes) {
+      fe.postTx([1]);
+      await fe.responses(1);
+    }
+    expect(workerThreads().length).toBe(3);
+    p.killWorker(2); // a dead worker's leftovers are released too
+    while (p.snapshot().workers[2].alive) await Bun.sleep(1);
+    await p.close();
+    await p.close();
+    for (const fe of fes) {
+      expect(fe.portState(fe.txPort)).toBe(ECS_UNBOUND);
+      expect(fe.portState(fe.rxPort)).toBe(ECS_UNBOUND);
+      expect(fe.mapped(fe.txRef)).toBe(false);
+      expect(fe.mapped(fe.rxRef)).toBe(false);
+    }
+    for (const fe of fes) expect(ringPagesMapped(shmDir, fe.domid)).toBe(0);
+    expect(simMappings(shmDir)).toBe(mapsBefore);
+    expect(workerThreads()).toEqual([]);
+    await expect(p.connect(fes[0].spec())).rejects.toThrow(/pool is closed/);
+    for (const fe of fes) fe.close();
+    // the frontends' own fds (their doorbell sockets to the workers' devices) closed with them
+    expect(fdTargets().sort()).toEqual(fdsBefore.sort());
+  });
+});
+
+describe("idle", () => {
+  test("idle workers sleep in poll() instead of spinning", async () => {
+    const { pool: p } = await pool(2);
+    const fe = frontend();
+    try {
+      await p.connect(fe.spec());
+      fe.postTx([1]);
+      await fe.responses(1);
+      // A busy-polling thread is always running (R); a poll()ing one is sleeping (S).
+      let allAsleep = false;
+      for (let i = 0; i < 50 && !allAsleep; i++) {
+        await Bun.sleep(2);
+        const ts = workerThreads();
+        allAsleep = ts.length === 2 && ts.every((t) => t.state === "S");
+      }
+      expect(allAsleep).toBe(true);
     } finally {
       await p.close();
       fe.close();
