@@ -297,3 +297,66 @@ describe("idle", () => {
     }
   });
 });
+
+describe("worker death, harder cases", () => {
+  test("a connect in flight when its worker dies is retried on another worker", async () => {
+    const { pool: p } = await pool(2);
+    const fe = frontend();
+    try {
+      p.killWorker(0);
+      // worker 0 has not stopped yet, so it is still the least loaded: the connect goes there first
+      const c = await p.connect(fe.spec());
+      expect(c.worker).toBe(1);
+      fe.postTx([1]);
+      expect(await fe.responses(1)).toEqual([{ id: 1, status: NETIF_RSP_OKAY }]);
+      expect(ringPagesMapped(shmDir, fe.domid)).toBe(2);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+
+  test("when the last worker dies its vifs fault with EIO, their resources are released, and connect says why it cannot", async () => {
+    const { pool: p, stats } = await pool(1);
+    const fe = frontend();
+    const faults: VifFault[] = [];
+    const lost: number[] = [];
+    p.onFault((f) => faults.push(f));
+    p.onWorkerLost((w, moved) => lost.push(w, moved.length));
+    try {
+      const c = await p.connect(fe.spec());
+      p.killWorker(0);
+      while (lost.length === 0) await Bun.sleep(1);
+      expect(lost).toEqual([0, 0]);
+      expect(faults).toEqual([{ key: c.key, errno: 5, message: `worker 0 died and no other worker took the vif: ${fe.spec().name}: no live worker with a free slot to serve it` }]);
+      expect(fe.portState(fe.txPort)).toBe(ECS_UNBOUND);
+      expect(fe.mapped(fe.txRef)).toBe(false);
+      expect(stats.slotsInUse()).toEqual([]);
+      expect(p.snapshot()).toEqual({ workers: [{ index: 0, alive: false, vifs: 0 }], vifs: {} });
+      await p.disconnect(c.key);
+      await expect(p.connect(fe.spec({ key: "k2" }))).rejects.toThrow(/^vif\d+\.0: no live worker with a free slot to serve it$/);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+    expect(workerThreads()).toEqual([]);
+  });
+});
+
+describe("createWorkerPool", () => {
+  test("a platform the workers cannot open rejects with the worker's one-line error and leaves no thread", async () => {
+    const stats = StatsArena.create({ workers: 2, slotsPerWorker: 2 });
+    const err = await createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 99 }, workers: 2, stats }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/^worker \d: sim platform: dom99 does not exist/);
+    expect(err?.message).not.toContain("\n");
+    expect(workerThreads()).toEqual([]);
+  });
+
+  test("a stats arena with room for fewer workers is refused", async () => {
+    const stats = StatsArena.create({ workers: 1, slotsPerWorker: 2 });
+    await expect(createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 0 }, workers: 2, stats })).rejects.toThrow(/slots for 1 workers/);
+  });
+});
