@@ -20,9 +20,9 @@ function frontend(opts: { split?: boolean } = {}): FakeFrontend {
   return new FakeFrontend(host.dir, createDomain(host.dir, { memoryPages: 16 }), opts);
 }
 
-async function pool(workers: number, slotsPerWorker = 8): Promise<{ pool: Pool; stats: StatsArena }> {
+async function pool(workers: number, slotsPerWorker = 8, budget?: number): Promise<{ pool: Pool; stats: StatsArena }> {
   const stats = StatsArena.create({ workers, slotsPerWorker });
-  const p = (await createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 0 }, workers, stats })) as Pool;
+  const p = (await createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 0 }, workers, stats, budget })) as Pool;
   return { pool: p, stats };
 }
 
@@ -51,6 +51,35 @@ describe("serving a vif", () => {
     } finally {
       await p.close();
       fe.close();
+    }
+  });
+});
+
+describe("batches and budgets", () => {
+  test("more requests than one wake-up's budget are all answered, in order, across wake-ups and ring wraps", async () => {
+    const { pool: p, stats } = await pool(1, 4, 4);
+    const busy = frontend();
+    const quiet = frontend();
+    try {
+      const c = await p.connect(busy.spec());
+      await p.connect(quiet.spec());
+      const got: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        const ids = Array.from({ length: 200 }, (_, i) => round * 200 + i);
+        busy.postTx(ids);
+        quiet.postTx([round]);
+        expect(await quiet.responses(1)).toEqual([{ id: round, status: NETIF_RSP_OKAY }]);
+        got.push(...(await busy.responses(200)).map((r) => r.id));
+      }
+      expect(got).toEqual(Array.from({ length: 1200 }, (_, i) => i & 0xffff));
+      const s = readVifStats(stats, c.statsSlot)!;
+      expect(s.tx_drops).toBe(1200);
+      // a budget of 4 packets per wake-up: at least 300 batches
+      expect(s.tx_batches).toBeGreaterThanOrEqual(300);
+    } finally {
+      await p.close();
+      busy.close();
+      quiet.close();
     }
   });
 });
@@ -165,6 +194,22 @@ describe("connect failures release what they set up", () => {
 });
 
 describe("a hostile frontend", () => {
+  test("a tx ring already more than a ring ahead at connect is refused, with nothing left mapped or bound", async () => {
+    const { pool: p, stats } = await pool(1);
+    const fe = frontend();
+    try {
+      fe.setReqProd(0x500);
+      await expect(p.connect(fe.spec())).rejects.toThrow(/^vif\d+\.0: tx req_prod 0x500 is more than a ring ahead of 0x0$/);
+      expect(fe.mapped(fe.txRef)).toBe(false);
+      expect(fe.mapped(fe.rxRef)).toBe(false);
+      expect(fe.portState(fe.txPort)).toBe(ECS_UNBOUND);
+      expect(stats.slotsInUse()).toEqual([]);
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+
   test("req_prod more than a ring ahead faults that vif with EPROTO, and the worker keeps serving the others", async () => {
     const { pool: p, stats } = await pool(1);
     const bad = frontend();
