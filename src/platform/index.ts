@@ -1,5 +1,6 @@
 // Opens the platform a config names. Workers call this with the config the main thread chose.
 import { SimPlatform } from "./sim.ts";
+import { XenPlatform } from "./xen.ts";
 import { PlatformError, type Platform, type PlatformConfig } from "./types.ts";
 
 export function openPlatform(config: PlatformConfig): Platform {
@@ -7,16 +8,13 @@ export function openPlatform(config: PlatformConfig): Platform {
     case "sim":
       return new SimPlatform(config);
     case "xen":
-      throw new PlatformError(
-        "platform: the real Xen platform (/dev/xen/gntdev, /dev/xen/evtchn) is not implemented yet: run with the simulated host (kind \"sim\")",
-        "ENOSYS",
-        -38,
-      );
+      return new XenPlatform(config);
     default:
       throw new PlatformError(`platform: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)}: use "sim" or "xen"`, "EINVAL", -22);
   }
 }
 
 export { SimPlatform } from "./sim.ts";
+export { XenPlatform } from "./xen.ts";
 export { GrantCopyBatch, GRANT_COPY_MAX_LEN } from "./grant-copy-batch.ts";
 export * from "./types.ts";
