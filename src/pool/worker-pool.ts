@@ -21,8 +21,9 @@ export interface WorkerPoolOptions {
 
 interface VifEntry {
   spec: VifConnectSpec;
-  worker: PoolWorker;
-  slot: SlotRef;
+  /** Null until the first worker is chosen. */
+  worker: PoolWorker | null;
+  slot: SlotRef | null;
   connected: ConnectedVif | null;
   /** Settles when the connect (or move) in flight finishes, either way. */
   settled: Promise<unknown>;
@@ -49,7 +50,7 @@ export class Pool implements WorkerPool {
     for (let i = 0; i < opts.workers; i++) {
       pool.workers.push(
         new PoolWorker(i, opts.platform, opts.stats.buffer, shared, {
-          fault: (m) => pool.emitFault({ key: m.key, errno: m.errno, message: m.message }),
+          fault: (m) => pool.workerFault({ key: m.key, errno: m.errno, message: m.message }),
           died: (w, error) => void pool.workerDied(w, error),
         }),
       );
@@ -71,40 +72,41 @@ export class Pool implements WorkerPool {
 
   /** Connects on the least-loaded live worker, retrying elsewhere if that worker dies meanwhile. */
   private place(spec: VifConnectSpec, carry: Partial<VifStats> | undefined): Promise<ConnectedVif> {
-    const attempt = async (): Promise<ConnectedVif> => {
-      for (;;) {
-        const w = this.leastLoaded();
-        if (!w) throw new Error(`${spec.name}: no live worker with a free slot to serve it`);
-        const slot = this.opts.stats.allocate(w.index);
-        entry.worker = w;
-        entry.slot = slot;
-        w.vifs.add(spec.key);
-        let reply;
-        try {
-          reply = await w.request({ op: "connect", spec, slot, carry });
-        } catch (e) {
-          w.vifs.delete(spec.key);
-          if (e instanceof WorkerLostError) continue; // its slots were reset with the worker
-          throw e;
-        }
-        if (reply.op !== "connected") {
-          w.vifs.delete(spec.key);
-          this.opts.stats.release(slot);
-          throw new Error(reply.op === "failed" ? reply.error : `${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
-        }
-        const c: ConnectedVif = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot };
-        entry.connected = c;
-        return c;
-      }
-    };
-    const entry: VifEntry = { spec, worker: undefined as unknown as PoolWorker, slot: { index: -1, generation: 0 }, connected: null, settled: Promise.resolve() };
+    const entry: VifEntry = { spec, worker: null, slot: null, connected: null, settled: Promise.resolve() };
     this.vifs.set(spec.key, entry);
-    const p = attempt().catch((e) => {
+    const p = this.attach(entry, carry).catch((e) => {
       if (this.vifs.get(spec.key) === entry) this.vifs.delete(spec.key);
       throw e;
     });
     entry.settled = p.catch(() => {});
     return p;
+  }
+
+  private async attach(entry: VifEntry, carry: Partial<VifStats> | undefined): Promise<ConnectedVif> {
+    const spec = entry.spec;
+    for (;;) {
+      const w = this.leastLoaded();
+      if (!w) throw new Error(`${spec.name}: no live worker with a free slot to serve it`);
+      const slot = this.opts.stats.allocate(w.index);
+      entry.worker = w;
+      entry.slot = slot;
+      w.vifs.add(spec.key);
+      let reply;
+      try {
+        reply = await w.request({ op: "connect", spec, slot, carry });
+      } catch (e) {
+        w.vifs.delete(spec.key);
+        if (e instanceof WorkerLostError) continue; // its devices were released and its slots reset
+        throw e;
+      }
+      if (reply.op !== "connected") {
+        w.vifs.delete(spec.key);
+        this.opts.stats.release(slot);
+        throw new Error(reply.op === "failed" ? reply.error : `${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
+      }
+      entry.connected = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot };
+      return entry.connected;
+    }
   }
 
   private leastLoaded(): PoolWorker | undefined {
@@ -122,7 +124,7 @@ export class Pool implements WorkerPool {
     await entry.settled;
     if (this.vifs.get(key) !== entry) return; // the connect failed, or another disconnect won
     this.vifs.delete(key);
-    const w = entry.worker;
+    const w = entry.worker!;
     try {
       await w.request({ op: "disconnect", key });
     } catch (e) {
@@ -130,7 +132,7 @@ export class Pool implements WorkerPool {
       // the worker died: its devices are released with it
     }
     w.vifs.delete(key);
-    this.opts.stats.release(entry.slot);
+    this.opts.stats.release(entry.slot!);
   }
 
   onFault(listener: (fault: VifFault) => void): void {
@@ -143,7 +145,7 @@ export class Pool implements WorkerPool {
 
   snapshot(): { workers: { index: number; alive: boolean; vifs: number }[]; vifs: Record<string, number> } {
     const vifs: Record<string, number> = {};
-    for (const [key, e] of this.vifs) if (e.connected) vifs[key] = e.worker.index;
+    for (const [key, e] of this.vifs) if (e.connected) vifs[key] = e.connected.worker;
     return { workers: this.workers.map((w) => ({ index: w.index, alive: w.alive, vifs: w.load })), vifs };
   }
 
@@ -161,6 +163,11 @@ export class Pool implements WorkerPool {
     this.workers[index]?.kill();
   }
 
+  /** A worker's fault report; dropped if the vif was disconnected meanwhile (the backend is done with it). */
+  private workerFault(f: VifFault): void {
+    if (this.vifs.has(f.key)) this.emitFault(f);
+  }
+
   private emitFault(f: VifFault): void {
     this.opts.log?.warn(`vif fault: ${f.message}`, { key: f.key, errno: f.errno });
     for (const l of this.faultListeners) l(f);
@@ -172,7 +179,7 @@ export class Pool implements WorkerPool {
     // Keep each vif's totals: read before the worker's slots are reset (a slot it left locked reads as nothing).
     const carried = mine.map((e) => {
       try {
-        return readVifStats(this.opts.stats, e.slot) ?? undefined;
+        return readVifStats(this.opts.stats, e.slot!) ?? undefined;
       } catch {
         return undefined;
       }

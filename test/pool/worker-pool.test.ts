@@ -26,6 +26,16 @@ async function pool(workers: number, slotsPerWorker = 8, budget?: number): Promi
   return { pool: p, stats };
 }
 
+/** Counters are published once per batch, after the responses: wait for the flush before reading them. */
+async function flushed(stats: StatsArena, slot: ConnectedVif["statsSlot"], done: (s: NonNullable<ReturnType<typeof readVifStats>>) => boolean) {
+  for (let i = 0; i < 5000; i++) {
+    const s = readVifStats(stats, slot);
+    if (s && done(s)) return s;
+    await Bun.sleep(1);
+  }
+  return readVifStats(stats, slot)!;
+}
+
 describe("serving a vif", () => {
   test("tx requests posted by the frontend are answered, one response per slot, with a notification", async () => {
     const { pool: p, stats } = await pool(1);
@@ -40,7 +50,7 @@ describe("serving a vif", () => {
       const r = await fe.responses(2);
       expect(r[0]).toEqual({ id: 7, status: NETIF_RSP_OKAY });
       expect(r[1].status).toBe(NETIF_RSP_NULL);
-      const s = readVifStats(stats, c.statsSlot)!;
+      const s = await flushed(stats, c.statsSlot, (s) => s.tx_drops === 4);
       expect(s.tx_drops).toBe(4);
       expect(s.tx_batches).toBeGreaterThanOrEqual(2);
       expect(s.events_received).toBeGreaterThanOrEqual(2);
@@ -72,7 +82,7 @@ describe("batches and budgets", () => {
         got.push(...(await busy.responses(200)).map((r) => r.id));
       }
       expect(got).toEqual(Array.from({ length: 1200 }, (_, i) => i & 0xffff));
-      const s = readVifStats(stats, c.statsSlot)!;
+      const s = await flushed(stats, c.statsSlot, (s) => s.tx_drops === 1200);
       expect(s.tx_drops).toBe(1200);
       // a budget of 4 packets per wake-up: at least 300 batches
       expect(s.tx_batches).toBeGreaterThanOrEqual(300);
@@ -226,7 +236,7 @@ describe("a hostile frontend", () => {
       while (faults.length === 0) await Bun.sleep(1);
       expect(faults).toEqual([{ key: cb.key, errno: 71, message: "tx req_prod 0x1300 is more than a ring ahead of 0x0" }]);
       expect(bad.takeResponses()).toEqual([]);
-      expect(readVifStats(stats, cb.statsSlot)!.carrier).toBe(0);
+      expect((await flushed(stats, cb.statsSlot, (s) => s.carrier === 0)).carrier).toBe(0);
       // still served after the fault
       good.postTx([3]);
       expect(await good.responses(1)).toEqual([{ id: 3, status: NETIF_RSP_OKAY }]);
@@ -256,6 +266,8 @@ describe("worker death", () => {
       a.postTx([1]);
       expect(await a.responses(1)).toEqual([{ id: 1, status: NETIF_RSP_OKAY }]);
       expect(ringPagesMapped(shmDir, a.domid)).toBe(2);
+      // Counters are published after the responses (once per batch): a crash before that loses the batch's counts.
+      await flushed(stats, ca.statsSlot, (s) => s.tx_drops === 1);
 
       p.killWorker(0);
       while (lost.length === 0) await Bun.sleep(1);
@@ -271,7 +283,7 @@ describe("worker death", () => {
       // served by worker 1 now, resuming where the ring was, with its counters carried over
       a.postTx([2, 3]);
       expect(await a.responses(2)).toEqual([2, 3].map((id) => ({ id, status: NETIF_RSP_OKAY })));
-      expect(readVifStats(stats, lost[0].moved[0].statsSlot)!.tx_drops).toBe(3);
+      expect((await flushed(stats, lost[0].moved[0].statsSlot, (s) => s.tx_drops === 3)).tx_drops).toBe(3);
       b.postTx([4]);
       expect(await b.responses(1)).toEqual([{ id: 4, status: NETIF_RSP_OKAY }]);
       // the dead worker's mappings went with it: the same rings are mapped once, by worker 1
