@@ -6,7 +6,7 @@
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
 import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter } from "../src/pool/device-registry.ts";
-import { workerNative } from "../src/pool/worker-native.ts";
+import { POLLERR, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
 import { StatsArena } from "../src/stats/index.ts";
@@ -60,6 +60,9 @@ export class WorkerLoop {
       this.flushOutbox();
       const rc = n.qw_poll(this.fds, this.revents, 2, this.ready.length ? 0 : -1);
       if (rc < 0) throw new Error(`worker ${this.init.index}: poll failed (errno ${-rc})`);
+      // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
+      if ((this.revents[0] | this.revents[1]) & (POLLERR | POLLNVAL))
+        throw new Error(`worker ${this.init.index}: ${this.revents[0] & (POLLERR | POLLNVAL) ? "control eventfd" : "event-channel device"} is broken (revents 0x${(this.revents[0] | this.revents[1]).toString(16)})`);
       if (this.revents[0]) {
         n.qw_eventfd_drain(this.init.eventfd);
         if (!this.control()) break;

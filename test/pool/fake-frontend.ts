@@ -148,7 +148,7 @@ export function ringPagesMapped(shmDir: string, domid: number): number {
   let pages = 0;
   const file = `${shmDir}/dom${domid}.ram`;
   for (const line of readFileSync("/proc/self/maps", "utf8").split("\n")) {
-    if (!line.endsWith(file)) continue;
+    if (!line.endsWith(file) && !line.endsWith(`${file} (deleted)`)) continue;
     const [lo, hi] = line.split(" ")[0].split("-").map((x) => parseInt(x, 16));
     if (hi - lo < 16 * 4096) pages += (hi - lo) / 4096;
   }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createDomain, ECS_INTERDOMAIN, ECS_UNBOUND } from "../../src/sim/hypervisor/index.ts";
+import { createDomain, destroyDomain, ECS_INTERDOMAIN, ECS_UNBOUND } from "../../src/sim/hypervisor/index.ts";
 import { simPaths } from "../../src/sim/paths.ts";
 import { createWorkerPool, Pool, type ConnectedVif, type VifFault, type WorkerPool } from "../../src/pool/index.ts";
 import { readVifStats, StatsArena } from "../../src/stats/index.ts";
@@ -248,6 +248,33 @@ describe("a hostile frontend", () => {
       await p.close();
       bad.close();
       good.close();
+    }
+  });
+});
+
+describe("a frontend domain that goes away", () => {
+  test("destroying a connected guest leaves the worker serving the others, and its vif still disconnects cleanly", async () => {
+    const { pool: p } = await pool(1);
+    const doomed = frontend();
+    const other = frontend();
+    try {
+      const cd = await p.connect(doomed.spec());
+      await p.connect(other.spec());
+      doomed.postTx([1]);
+      await doomed.responses(1);
+      doomed.close();
+      destroyDomain(host.dir, doomed.domid);
+      other.postTx([2]);
+      expect(await other.responses(1)).toEqual([{ id: 2, status: NETIF_RSP_OKAY }]);
+      // its ring pages stay mapped (and valid) until the backend unmaps them, as on Xen
+      expect(ringPagesMapped(shmDir, doomed.domid)).toBe(2);
+      await p.disconnect(cd.key);
+      expect(ringPagesMapped(shmDir, doomed.domid)).toBe(0);
+      other.postTx([3]);
+      expect(await other.responses(1)).toEqual([{ id: 3, status: NETIF_RSP_OKAY }]);
+    } finally {
+      await p.close();
+      other.close();
     }
   });
 });
