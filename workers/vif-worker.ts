@@ -18,5 +18,11 @@ self.onmessage = (e: MessageEvent) => {
     mailbox.send({ op: "fatal", error: `worker ${init.index}: ${(err as Error).message}` });
     return;
   }
-  loop.run();
+  try {
+    loop.run();
+  } catch (err) {
+    // The pool logs this one line; rethrowing ends the thread (its "error" and "close" events).
+    mailbox.send({ op: "fatal", error: `worker ${init.index}: ${(err as Error).message}` });
+    throw err;
+  }
 };

@@ -6,7 +6,7 @@
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
 import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter } from "../src/pool/device-registry.ts";
-import { POLLERR, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
+import { POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
 import { StatsArena } from "../src/stats/index.ts";
@@ -15,6 +15,8 @@ import { ServedVif, type VifDevices } from "./served-vif.ts";
 /** EPROTO: what netback writes for a frontend that broke the ring protocol. */
 const EPROTO = 71;
 const PORT_BATCH = 256;
+/** poll() revents that no eventfd or event-channel device reports while healthy. */
+const BROKEN = POLLERR | POLLHUP | POLLNVAL;
 
 export class WorkerLoop {
   private readonly platform: Platform;
@@ -59,10 +61,10 @@ export class WorkerLoop {
     for (;;) {
       this.flushOutbox();
       const rc = n.qw_poll(this.fds, this.revents, 2, this.ready.length ? 0 : -1);
-      if (rc < 0) throw new Error(`worker ${this.init.index}: poll failed (errno ${-rc})`);
+      if (rc < 0) throw new Error(`poll failed (errno ${-rc})`);
       // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
-      if ((this.revents[0] | this.revents[1]) & (POLLERR | POLLNVAL))
-        throw new Error(`worker ${this.init.index}: ${this.revents[0] & (POLLERR | POLLNVAL) ? "control eventfd" : "event-channel device"} is broken (revents 0x${(this.revents[0] | this.revents[1]).toString(16)})`);
+      if ((this.revents[0] | this.revents[1]) & BROKEN)
+        throw new Error(`${this.revents[0] & BROKEN ? "control eventfd" : "event-channel device"} is broken (revents 0x${(this.revents[0] | this.revents[1]).toString(16)})`);
       if (this.revents[0]) {
         n.qw_eventfd_drain(this.init.eventfd);
         if (!this.control()) break;

@@ -60,7 +60,9 @@ export class PoolWorker {
     this.worker = new Worker(WORKER_SCRIPT);
     this.stopped = new Promise((res) => this.worker.addEventListener("close", () => res()));
     this.worker.addEventListener("error", (e) => {
-      this.lastError = (e as ErrorEvent).message;
+      // Bun's message carries a source excerpt over several lines: keep the "error: ..." line.
+      const text = String((e as ErrorEvent).message ?? "uncaught error");
+      this.lastError ??= text.split("\n").find((l) => l.startsWith("error: "))?.slice(7) ?? text.split("\n")[0];
     });
     void this.stopped.then(() => this.onStopped());
     const init: WorkerInit = { index, platform, stats, mailbox: this.mailbox.buffer, eventfd: efd, budget: opts.budget, maxMappings: opts.maxMappings };

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dlopen, FFIType } from "bun:ffi";
+import { createLogger } from "../../src/log.ts";
 import { createDomain, destroyDomain, ECS_INTERDOMAIN, ECS_UNBOUND } from "../../src/sim/hypervisor/index.ts";
 import { simPaths } from "../../src/sim/paths.ts";
 import { createWorkerPool, Pool, type ConnectedVif, type VifFault, type WorkerPool } from "../../src/pool/index.ts";
@@ -383,6 +385,39 @@ describe("idle", () => {
 });
 
 describe("worker death, harder cases", () => {
+  test("a worker that throws (its control fd hung up) is detected through its error, and its vifs move", async () => {
+    const lines: string[] = [];
+    const stats = StatsArena.create({ workers: 2, slotsPerWorker: 4 });
+    const log = createLogger({ level: "debug", format: "text", write: (l) => lines.push(l) });
+    const p = (await createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 0 }, workers: 2, stats, log })) as Pool;
+    const fe = frontend();
+    const lost: ConnectedVif[][] = [];
+    p.onWorkerLost((_, moved) => lost.push(moved));
+    try {
+      const c = await p.connect(fe.spec());
+      expect(c.worker).toBe(0);
+      // Put a pipe whose writer is closed where worker 0's eventfd was: its poll() reports POLLHUP.
+      const libc = dlopen("libc.so.6", { pipe: { args: [FFIType.ptr], returns: FFIType.i32 }, dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 }, close: { args: [FFIType.i32], returns: FFIType.i32 } }).symbols;
+      const fds = new Int32Array(2);
+      expect(libc.pipe(fds)).toBe(0);
+      libc.close(fds[1]);
+      const efd = (p as unknown as { workers: { eventfd: number }[] }).workers[0].eventfd;
+      expect(libc.dup2(fds[0], efd)).toBe(efd);
+      libc.close(fds[0]);
+      // The poll() in progress still waits on the old eventfd: a tx request wakes it, and the next poll() fails.
+      fe.postTx([1]);
+      while (lost.length === 0) await Bun.sleep(1);
+      expect(lost[0].map((m) => [m.key, m.worker])).toEqual([[c.key, 1]]);
+      expect(lines.some((l) => /worker 0 died: worker 0: control eventfd is broken \(revents 0x[0-9a-f]+\); released grant device \(2 mappings\), event-channel device; moving 1 vifs$/.test(l))).toBe(true);
+      fe.postTx([2]);
+      // each request answered once, whichever worker served it
+      expect(await fe.responses(2)).toEqual([1, 2].map((id) => ({ id, status: NETIF_RSP_OKAY })));
+    } finally {
+      await p.close();
+      fe.close();
+    }
+  });
+
   test("a connect in flight when its worker dies is retried on another worker", async () => {
     const { pool: p } = await pool(2);
     const fe = frontend();
