@@ -18,7 +18,10 @@ export class XenDevice {
   frontendWatch: Watch | undefined;
   /** B/hotplug-status allows Connected to be written (no hotplug script, or it said "connected"). */
   hotplugReady = true;
-  /** A fatal error closed this device; it only follows the frontend towards Closed until it gets there. */
+  /**
+   * A fatal error (or the toolstack) closed this device: it follows the frontend only towards
+   * Closed until the frontend itself moves to Initialising, Closed or Unknown.
+   */
   failed = false;
   /** The last error node text, for /vifs. */
   lastError: string | null = null;

@@ -235,7 +235,12 @@ export class XenBus {
     ]);
     const beNode = parseState(beRaw);
     const fe = parseState(feRaw) ?? S.Unknown;
-    if (fe !== dev.frontendState) this.log.debug(`${dev.name}: frontend ${xenbusStateName(dev.frontendState)} -> ${xenbusStateName(fe)}`);
+    if (fe !== dev.frontendState) {
+      this.log.debug(`${dev.name}: frontend ${xenbusStateName(dev.frontendState)} -> ${xenbusStateName(fe)}`);
+      // A frontend that moves to Initialising, Closed or Unknown has let go of the failed
+      // connection: it may try again. Staying where it was (Connected) never clears the latch.
+      if (fe === S.Initialising || fe === S.Closed || fe === S.Unknown) dev.failed = false;
+    }
     dev.frontendState = fe;
     // As Linux's xenbus_dev_is_online: a missing or unreadable node means offline.
     dev.online = onlineRaw !== undefined && (parseState(onlineRaw) ?? 0) !== 0;
@@ -260,6 +265,9 @@ export class XenBus {
     if (!dev.online || toolstackClosing) {
       // Not online yet and nobody asked for Closed: wait (QEMU's try_init: "not online").
       if (dev.state === S.Initialising && !toolstackClosing) return;
+      // Closed at the toolstack's request: a frontend still showing Connected must not bring the
+      // device straight back; it has to start over (Initialising) first.
+      if (toolstackClosing) dev.failed = true;
       await this.walk(dev, S.Closed);
       return this.finish(dev);
     }
@@ -373,9 +381,8 @@ export class XenBus {
     await this.switchState(dev, S.Closing);
   }
 
-  /** The end of a run: write a state that was deferred (hotplug) or lost; clear a failure once Closed. */
+  /** The end of a run: write a state that was deferred (hotplug) or lost. */
   private async finish(dev: XenDevice): Promise<void> {
-    if (dev.state === S.Closed) dev.failed = false;
     await this.writeState(dev);
   }
 

@@ -45,7 +45,7 @@ describe("pathTo", () => {
         for (const s of steps) {
           const key = `${at}>${s.to}`;
           expect(EDGES.has(key)).toBe(true);
-          expect(s.action).toBe(EDGES.get(key)!);
+          expect(s.action as string | null).toBe(EDGES.get(key)!);
           at = s.to;
         }
         expect(at).toBe(to);

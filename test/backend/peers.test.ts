@@ -99,4 +99,8 @@ test("an invalid B/vifname is fatal for that vif", async () => {
   const f = new ScriptedFrontend(host.xs, d.domid, 0);
   await f.waitBackend(S.Closing);
   expect(await host.xs.read(`/local/domain/0/error/backend/vif/${d.domid}/0/error`)).toBe(`22 reading vifname: "bad/name" is not a valid interface name`);
+  // The frontend still sits at Initialising: that must not make the backend retry in a loop.
+  await Bun.sleep(100);
+  await daemon.backend.idle();
+  expect(await f.backendState()).toBe(S.Closing);
 });

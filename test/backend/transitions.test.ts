@@ -121,6 +121,23 @@ test("xl destroy of a connected guest completes without libxl timing out", async
   expect(h.pool.live.size).toBe(0);
 });
 
+test("the toolstack writing B/state=5 alone: Closed, and a frontend still at Connected is not reconnected until it starts over", async () => {
+  h = await startBackendHarness();
+  const { f, domid } = await connected(h);
+  await h.host.xs.write(`${f.B}/state`, "5");
+  await f.waitBackend(S.Closed);
+  expect(h.pool.live.size).toBe(0);
+  await f.setState(S.Connected);
+  await Bun.sleep(50);
+  await h.backend.idle();
+  expect(await f.backendState()).toBe(S.Closed);
+  await f.setState(S.Initialising);
+  await f.waitBackend(S.InitWait);
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  expect(h.pool.events).toEqual([`connect vif${domid}.0#1`, `disconnect vif${domid}.0#1`, `connect vif${domid}.0#2`]);
+});
+
 test("online=0 before the frontend connects: Closed, and no connect", async () => {
   h = await startBackendHarness();
   const { fronts } = await h.guest("alice");
@@ -150,6 +167,38 @@ test("a device that is not online yet is left alone until online=1", async () =>
   await h.host.xs.write(`${f.B}/online`, "1");
   await f.waitBackend(S.InitWait);
   expect(h.peers.names()).toContain(`vif${domid}.0`);
+  await again.stop();
+});
+
+test("a backend restarted while a vif was Connected closes it (its rings died with the old one); the guest can start over", async () => {
+  h = await startBackendHarness();
+  const { f } = await connected(h);
+  // Simulate a crash: the old backend stops serving without writing anything.
+  const old = h.backend.devices()[0]!.dev;
+  old.forgotten = true;
+  const again = await startBackendAgain(h);
+  await f.waitBackend(S.Closing);
+  await f.setState(S.Closed);
+  await f.waitBackend(S.Closed);
+  await f.setState(S.Initialising);
+  await f.waitBackend(S.InitWait);
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  await again.stop();
+});
+
+test("a backend restarted while a vif waited in InitWait carries on with the handshake", async () => {
+  h = await startBackendHarness();
+  const { fronts, domid } = await h.guest("alice");
+  const f = fronts[0]!;
+  await f.waitBackend(S.InitWait);
+  h.backend.devices()[0]!.dev.forgotten = true;
+  const again = await startBackendAgain(h);
+  await again.idle();
+  expect(await f.backendState()).toBe(S.InitWait);
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  expect(h.pool.events).toEqual([`connect vif${domid}.0#1`]);
   await again.stop();
 });
 
