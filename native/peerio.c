@@ -1,0 +1,336 @@
+// Frame I/O on a TAP fd for qnicd's peers: a whole batch of frames per call, through io_uring (one
+// io_uring_enter per batch: N writes or N reads submitted, N completions waited for) or, where
+// io_uring is unavailable (io_uring_disabled sysctl, seccomp, ENOSYS), plain read()/write() loops.
+// BUN-FACTS: a syscall costs 150-330 ns here, so the batch, not the frame, must pay for it.
+//
+// Raw io_uring: io_uring_setup + mmap of the SQ/CQ rings and SQE array, io_uring_enter; no liburing.
+// A batch is `count` frames at base + i*stride with lengths in lens[i] (the peer.ts FrameBatch).
+// Every entry point returns an i32: a count (>= 0) or -errno.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/fs.h>
+#include <linux/io_uring.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// Counters JS reads through toArrayBuffer of the context (so it never caches them: pitfall 1).
+enum {
+    ST_SYSCALLS,     // io_uring_enter / read / write calls made
+    ST_SEND_FAILS,   // frames the kernel refused (short or failed write)
+    ST_RECV_FAILS,   // reads that failed with something other than EAGAIN
+    ST_LAST_ERRNO,   // errno of the last failure, for a one-line error
+    ST_URING,        // 1 when this context uses io_uring
+    ST_RECV_HINT,    // reads the next receive() posts first (adapts to the arrival rate)
+    ST_COUNT = 8,
+};
+
+struct pio {
+    uint32_t st[ST_COUNT];
+    int fd;
+    int ring_fd;     // -1: plain read()/write()
+    int fixed;       // fd registered with the ring: SQEs name it by index 0
+    unsigned sq_entries;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    void *sq_map, *cq_map;
+    size_t sq_map_len, cq_map_len, sqes_len;
+    int32_t *res;    // per-frame result of the last receive(), for compaction
+    unsigned res_cap;
+};
+
+static int uring_setup(unsigned entries, struct io_uring_params *p) {
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+
+static int uring_enter(int fd, unsigned submit, unsigned wait, unsigned flags) {
+    return (int)syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
+}
+
+static void unmap_ring(struct pio *c) {
+    if (c->sqes) munmap(c->sqes, c->sqes_len);
+    if (c->cq_map && c->cq_map != c->sq_map) munmap(c->cq_map, c->cq_map_len);
+    if (c->sq_map) munmap(c->sq_map, c->sq_map_len);
+    if (c->ring_fd >= 0) close(c->ring_fd);
+    c->sqes = NULL;
+    c->sq_map = c->cq_map = NULL;
+    c->ring_fd = -1;
+}
+
+// Sets up the ring; 0 or -errno (the caller falls back to plain I/O if asked to).
+static int ring_init(struct pio *c, unsigned entries) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    // SUBMIT_ALL: one refused SQE must not leave the rest of the batch unsubmitted.
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    int rfd = uring_setup(entries, &p);
+    if (rfd < 0 && errno == EINVAL) {
+        memset(&p, 0, sizeof(p));
+        rfd = uring_setup(entries, &p);
+    }
+    if (rfd < 0) return -errno;
+    c->ring_fd = rfd;
+    c->sq_entries = p.sq_entries;
+    c->sq_map_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    c->cq_map_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    int single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single) {
+        if (c->cq_map_len > c->sq_map_len) c->sq_map_len = c->cq_map_len;
+        c->cq_map_len = c->sq_map_len;
+    }
+    void *sq = mmap(NULL, c->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQ_RING);
+    if (sq == MAP_FAILED) { int e = errno; unmap_ring(c); return -e; }
+    c->sq_map = sq;
+    void *cq = sq;
+    if (!single) {
+        cq = mmap(NULL, c->cq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_CQ_RING);
+        if (cq == MAP_FAILED) { int e = errno; unmap_ring(c); return -e; }
+    }
+    c->cq_map = cq;
+    c->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    void *sqes = mmap(NULL, c->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, rfd, IORING_OFF_SQES);
+    if (sqes == MAP_FAILED) { int e = errno; c->sqes = NULL; unmap_ring(c); return -e; }
+    c->sqes = sqes;
+    char *s = sq, *q = cq;
+    c->sq_head = (unsigned *)(s + p.sq_off.head);
+    c->sq_tail = (unsigned *)(s + p.sq_off.tail);
+    c->sq_mask = (unsigned *)(s + p.sq_off.ring_mask);
+    c->sq_array = (unsigned *)(s + p.sq_off.array);
+    c->cq_head = (unsigned *)(q + p.cq_off.head);
+    c->cq_tail = (unsigned *)(q + p.cq_off.tail);
+    c->cq_mask = (unsigned *)(q + p.cq_off.ring_mask);
+    c->cqes = (struct io_uring_cqe *)(q + p.cq_off.cqes);
+    // A registered fd saves the kernel an fget/fput per SQE; optional.
+    int fds[1] = { c->fd };
+    c->fixed = syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, fds, 1) == 0;
+    return 0;
+}
+
+/**
+ * Wraps `fd` (an open, nonblocking TAP: IFF_TAP|IFF_NO_PI). mode 0: io_uring, falling back to
+ * plain I/O if io_uring cannot be set up; 1: plain I/O; 2: io_uring or fail. err[0] gets the
+ * io_uring_setup errno when it failed (0 otherwise). Returns the context or NULL (err[0] = errno).
+ */
+struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
+    err[0] = 0;
+    struct pio *c = calloc(1, sizeof(*c));
+    if (!c) { err[0] = ENOMEM; return NULL; }
+    c->fd = fd;
+    c->ring_fd = -1;
+    if (entries < 8) entries = 8;
+    if (entries > 4096) entries = 4096;
+    if (mode != 1) {
+        int rc = ring_init(c, entries);
+        if (rc < 0) {
+            err[0] = -rc;
+            if (mode == 2) { free(c); return NULL; }
+        }
+    }
+    c->st[ST_URING] = c->ring_fd >= 0;
+    c->st[ST_RECV_HINT] = 8;
+    return c;
+}
+
+void pio_close(struct pio *c) {
+    if (!c) return;
+    unmap_ring(c);
+    free(c->res);
+    free(c);
+}
+
+static struct io_uring_sqe *next_sqe(struct pio *c, unsigned *tail) {
+    unsigned idx = *tail & *c->sq_mask;
+    struct io_uring_sqe *sqe = &c->sqes[idx];
+    c->sq_array[idx] = idx;
+    (*tail)++;
+    memset(sqe, 0, sizeof(*sqe));
+    return sqe;
+}
+
+// Submits the n SQEs already placed (tail not yet published) and waits for n completions, calling
+// on_cqe for each. Loops on EINTR and on partial submission. 0 or -errno.
+typedef void (*cqe_fn)(struct pio *c, uint64_t user, int32_t res, void *ctx);
+static int submit_and_wait(struct pio *c, unsigned tail, unsigned n, cqe_fn fn, void *ctx) {
+    __atomic_store_n(c->sq_tail, tail, __ATOMIC_RELEASE);
+    unsigned to_submit = n, done = 0;
+    while (done < n) {
+        int rc = uring_enter(c->ring_fd, to_submit, n - done, IORING_ENTER_GETEVENTS);
+        c->st[ST_SYSCALLS]++;
+        if (rc < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EBUSY) {
+                // EAGAIN/EBUSY: completions must be reaped before more can be submitted.
+            } else {
+                c->st[ST_LAST_ERRNO] = errno;
+                return -errno;
+            }
+        } else {
+            to_submit -= (unsigned)rc <= to_submit ? (unsigned)rc : to_submit;
+        }
+        unsigned head = *c->cq_head;
+        unsigned ctail = __atomic_load_n(c->cq_tail, __ATOMIC_ACQUIRE);
+        while (head != ctail) {
+            struct io_uring_cqe *cqe = &c->cqes[head & *c->cq_mask];
+            fn(c, cqe->user_data, cqe->res, ctx);
+            head++;
+            done++;
+        }
+        __atomic_store_n(c->cq_head, head, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
+struct send_ctx { const uint32_t *lens; unsigned ok; };
+
+static void on_write(struct pio *c, uint64_t user, int32_t res, void *ctx) {
+    struct send_ctx *s = ctx;
+    if (res >= 0 && (uint32_t)res == s->lens[user]) s->ok++;
+    else {
+        c->st[ST_SEND_FAILS]++;
+        if (res < 0) c->st[ST_LAST_ERRNO] = (uint32_t)-res;
+    }
+}
+
+/** Writes frames 0..count-1, one frame per write. Returns frames the kernel took (failures are drops) or -errno. */
+int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count) {
+    if (c->ring_fd < 0) {
+        unsigned ok = 0;
+        for (uint32_t i = 0; i < count; i++) {
+            ssize_t w = write(c->fd, base + (size_t)i * stride, lens[i]);
+            c->st[ST_SYSCALLS]++;
+            if (w == (ssize_t)lens[i]) ok++;
+            else {
+                c->st[ST_SEND_FAILS]++;
+                c->st[ST_LAST_ERRNO] = w < 0 ? (uint32_t)errno : EIO;
+            }
+        }
+        return (int)ok;
+    }
+    struct send_ctx s = { lens, 0 };
+    for (uint32_t start = 0; start < count;) {
+        unsigned n = count - start < c->sq_entries ? count - start : c->sq_entries;
+        unsigned tail = *c->sq_tail;
+        for (unsigned k = 0; k < n; k++) {
+            uint32_t i = start + k;
+            struct io_uring_sqe *sqe = next_sqe(c, &tail);
+            sqe->opcode = IORING_OP_WRITE;
+            sqe->fd = c->fixed ? 0 : c->fd;
+            sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
+            sqe->addr = (uint64_t)(uintptr_t)(base + (size_t)i * stride);
+            sqe->len = lens[i] <= stride ? lens[i] : stride;
+            sqe->off = (uint64_t)-1; // a TAP has no file position: "current position"
+            sqe->rw_flags = RWF_NOWAIT; // never park the batch: a write that would block is a drop
+            sqe->user_data = i;
+        }
+        int rc = submit_and_wait(c, tail, n, on_write, &s);
+        if (rc < 0) return rc;
+        start += n;
+    }
+    return (int)s.ok;
+}
+
+static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
+    (void)ctx;
+    c->res[user] = res;
+    if (res < 0 && res != -EAGAIN) {
+        c->st[ST_RECV_FAILS]++;
+        c->st[ST_LAST_ERRNO] = (uint32_t)-res;
+    }
+}
+
+/**
+ * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length. Stops at
+ * EAGAIN. Through io_uring: posts as many reads as the recent arrival rate suggests (doubling while
+ * every read returns a frame), all in one io_uring_enter; reads that found nothing complete at once
+ * with EAGAIN because the fd is nonblocking. Returns the frame count or -errno.
+ */
+int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
+    uint32_t got = 0;
+    if (c->ring_fd < 0) {
+        while (got < capacity) {
+            ssize_t r = read(c->fd, base + (size_t)got * stride, stride);
+            c->st[ST_SYSCALLS]++;
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                if (errno != EAGAIN) { c->st[ST_RECV_FAILS]++; c->st[ST_LAST_ERRNO] = errno; }
+                break;
+            }
+            lens[got++] = (uint32_t)r;
+        }
+        return (int)got;
+    }
+    if (c->res_cap < capacity) {
+        int32_t *r = realloc(c->res, capacity * sizeof(int32_t)); // once per larger batch size, not per call
+        if (!r) return -ENOMEM;
+        c->res = r;
+        c->res_cap = capacity;
+    }
+    unsigned hint = c->st[ST_RECV_HINT];
+    for (;;) {
+        uint32_t room = capacity - got;
+        unsigned n = hint < room ? hint : room;
+        if (n > c->sq_entries) n = c->sq_entries;
+        if (n == 0) break;
+        unsigned tail = *c->sq_tail;
+        for (unsigned k = 0; k < n; k++) {
+            uint32_t i = got + k;
+            struct io_uring_sqe *sqe = next_sqe(c, &tail);
+            sqe->opcode = IORING_OP_READ;
+            sqe->fd = c->fixed ? 0 : c->fd;
+            sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
+            sqe->addr = (uint64_t)(uintptr_t)(base + (size_t)i * stride);
+            sqe->len = stride;
+            sqe->off = (uint64_t)-1;
+            // RWF_NOWAIT: without it io_uring parks a read on an empty TAP (O_NONBLOCK on the fd is
+            // not enough on 6.x) and the enter would wait for a frame; with it the read ends in EAGAIN.
+            sqe->rw_flags = RWF_NOWAIT;
+            sqe->user_data = i;
+            c->res[i] = -EAGAIN;
+        }
+        int rc = submit_and_wait(c, tail, n, on_read, NULL);
+        if (rc < 0) return rc;
+        // Reads run in submission order, so frames fill a prefix; a frame that arrived after an
+        // EAGAIN lands later and is moved down (rare), keeping arrival order.
+        uint32_t full = 0, start = got;
+        for (uint32_t i = start; i < start + n; i++) {
+            int32_t r = c->res[i];
+            if (r <= 0) continue;
+            if (i != got) memmove(base + (size_t)got * stride, base + (size_t)i * stride, (size_t)r);
+            lens[got++] = (uint32_t)r;
+            full++;
+        }
+        if (full < n) {
+            hint = full * 2 > 8 ? full * 2 : 8;
+            break;
+        }
+        hint = hint * 2 < 4096 ? hint * 2 : 4096; // every read found a frame: more may be waiting
+    }
+    c->st[ST_RECV_HINT] = hint;
+    return (int)got;
+}
+
+// --- native memory for frame batches and helpers the TS side needs without a libc binding ---
+
+/** Zeroed, 64-byte aligned native memory (NULL on failure). */
+void *pio_alloc(uint64_t bytes) {
+    size_t n = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (p) memset(p, 0, n ? n : 64);
+    return p;
+}
+
+void pio_free(void *p) { free(p); }
+
+/** Copies one template frame into slots 0..count-1 and sets their lengths (the source peer). */
+int pio_fill(uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t count, const uint8_t *tmpl, uint32_t len) {
+    if (len > stride) return -EINVAL;
+    for (uint32_t i = 0; i < count; i++) {
+        memcpy(base + (size_t)i * stride, tmpl, len);
+        lens[i] = len;
+    }
+    return (int)count;
+}

@@ -1,0 +1,85 @@
+// TAP peer: frames of a batch go to / come from an existing TAP fd (IFF_TAP|IFF_NO_PI, nonblocking,
+// created by the backend in the main thread) in one native call per batch. Through io_uring that
+// call makes one io_uring_enter per batch (BUN-FACTS: ~0.62 us/frame vs ~1.05 us for write() loops);
+// where io_uring cannot be set up it falls back to plain read()/write() loops in C.
+import { toArrayBuffer } from "bun:ffi";
+import type { FrameBatch, Peer } from "./peer.ts";
+import { peerio } from "./peerio-lib.ts";
+import { errnoName } from "./errno.ts";
+
+export type TapIoMode = "auto" | "uring" | "plain";
+
+export interface TapPeerOptions {
+  /** auto: io_uring, plain loops if io_uring_setup fails; uring: io_uring or throw; plain: loops. */
+  io?: TapIoMode;
+  /** io_uring SQ entries: the most frames one io_uring_enter carries (larger batches take several). */
+  ringEntries?: number;
+}
+
+const ST_SYSCALLS = 0, ST_SEND_FAILS = 1, ST_RECV_FAILS = 2, ST_LAST_ERRNO = 3, ST_URING = 4;
+const MODE = { auto: 0, plain: 1, uring: 2 } as const;
+
+export class TapPeer implements Peer {
+  readonly kind = "tap" as const;
+  readonly pollFd: number;
+  /** Why io_uring is not used (errno name), or null when it is / was not asked for. */
+  readonly uringUnavailable: string | null;
+  private ctx: number;
+  private st: Uint32Array;
+  private hardFails = 0;
+
+  constructor(readonly name: string, fd: number, opts: TapPeerOptions = {}) {
+    const err = new Int32Array(1);
+    const io = opts.io ?? "auto";
+    const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
+    if (!ctx) throw new Error(`TAP ${name}: ${io === "uring" ? "io_uring_setup" : "allocating the I/O context"} failed: ${errnoName(err[0])}${io === "uring" ? " (check /proc/sys/kernel/io_uring_disabled, or use io: 'plain')" : ""}`);
+    this.ctx = ctx;
+    this.pollFd = fd;
+    this.st = new Uint32Array(toArrayBuffer(ctx, 0, 32));
+    this.uringUnavailable = err[0] ? errnoName(err[0]) : null;
+  }
+
+  /** True when frames move through io_uring, false for plain read()/write() loops. */
+  get usesUring(): boolean {
+    return this.st[ST_URING] === 1;
+  }
+  /** Syscalls made so far (io_uring_enter, or read/write): per-batch cost made visible. */
+  get syscalls(): number {
+    return this.st[ST_SYSCALLS];
+  }
+  /** Reads that failed with something other than EAGAIN (e.g. EIO while the link is down). */
+  get receiveFails(): number {
+    return this.st[ST_RECV_FAILS];
+  }
+  get drops(): number {
+    return this.st[ST_SEND_FAILS] + this.hardFails;
+  }
+  /** errno name of the last failed frame or call, or null. */
+  get lastError(): string | null {
+    return this.st[ST_LAST_ERRNO] ? errnoName(this.st[ST_LAST_ERRNO]) : null;
+  }
+
+  send(batch: FrameBatch): number {
+    if (batch.count === 0) return 0;
+    const rc = peerio().pio_send(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count);
+    if (rc < 0) {
+      this.hardFails += batch.count; // the whole batch was lost (io_uring_enter itself failed)
+      return 0;
+    }
+    return rc;
+  }
+
+  receive(batch: FrameBatch): number {
+    const rc = peerio().pio_recv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.capacity);
+    batch.count = rc > 0 ? rc : 0;
+    return batch.count;
+  }
+
+  /** Releases the ring; the TAP fd stays open (its owner, the backend, closes it). */
+  close(): void {
+    if (!this.ctx) return;
+    this.st = this.st.slice(); // counters stay readable after the native context is gone
+    peerio().pio_close(this.ctx);
+    this.ctx = 0;
+  }
+}
