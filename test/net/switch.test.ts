@@ -1,0 +1,242 @@
+// The learning switch: delivery, learning, flooding, ageing, bounded rings and wake-ups on one
+// thread; then across two real Bun Worker threads: intact delivery and no torn frames under load.
+import { afterEach, describe, expect, test } from "bun:test";
+import { createFrameBatch, freeFrameBatch } from "../../src/net/frame-batch.ts";
+import { SwitchFabric, SwitchPeer, type SwitchOptions } from "../../src/net/switch.ts";
+import { checkFrame, lengthFor, mac, writeFrame } from "./switch-frames.ts";
+
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function fabric(opts: SwitchOptions = {}) {
+  const f = new SwitchFabric({ ports: 8, ringBytes: 1 << 18, ...opts });
+  cleanups.push(() => f.destroy());
+  return f;
+}
+function port(f: SwitchFabric, name: string) {
+  const p = new SwitchPeer(f.address, name);
+  cleanups.push(() => p.close());
+  return p;
+}
+const batch = createFrameBatch(64, 2048);
+afterEach(() => void (batch.count = 0));
+
+/** Sends frames (seq numbers) from port `src` (MAC host `from`) to MAC `to`. */
+function send(p: SwitchPeer, to: Uint8Array, from: Uint8Array, seqs: number[]): number {
+  seqs.forEach((s, i) => (batch.lens[i] = writeFrame(batch.bytes, i * batch.stride, to, from, s)));
+  batch.count = seqs.length;
+  return p.send(batch);
+}
+function recvSeqs(p: SwitchPeer): number[] {
+  const n = p.receive(batch);
+  return Array.from({ length: n }, (_, i) => checkFrame(batch.bytes.subarray(i * batch.stride), batch.lens[i]));
+}
+const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+describe("learning switch on one thread", () => {
+  test("unknown unicast floods to every other port, and the reply is switched to the learned port only", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b"), c = port(f, "c");
+    expect(send(a, mac(2), mac(1), [1, 2, 3])).toBe(3);
+    expect(recvSeqs(b)).toEqual([1, 2, 3]);
+    expect(recvSeqs(c)).toEqual([1, 2, 3]);
+    expect(recvSeqs(a)).toEqual([]);
+    expect(a.stats.txFlooded).toBe(3);
+    expect(a.lookup(mac(1))).toBe(a.index);
+    // b answers a's MAC: learned, so only a gets it; b's MAC is now learned too.
+    expect(send(b, mac(1), mac(2), [10])).toBe(1);
+    expect(recvSeqs(a)).toEqual([10]);
+    expect(recvSeqs(c)).toEqual([]);
+    expect(send(a, mac(2), mac(1), [11])).toBe(1);
+    expect(recvSeqs(b)).toEqual([11]);
+    expect(recvSeqs(c)).toEqual([]);
+    expect(b.stats.txFlooded).toBe(0);
+  });
+
+  test("broadcast and multicast always flood, and a multicast source is never learned", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b"), c = port(f, "c");
+    send(b, mac(1), mac(2), [0]); // b's MAC learned
+    recvSeqs(a); recvSeqs(c);
+    expect(send(a, BCAST, mac(1), [1])).toBe(1);
+    expect(send(a, Uint8Array.from([0x01, 0, 0x5e, 0, 0, 1]), mac(1), [2])).toBe(1);
+    expect(recvSeqs(b)).toEqual([1, 2]);
+    expect(recvSeqs(c)).toEqual([1, 2]);
+    const mcastSrc = Uint8Array.from([0x03, 0, 0, 0, 0, 9]);
+    send(c, BCAST, mcastSrc, [3]);
+    expect(a.lookup(mcastSrc)).toBe(-1);
+  });
+
+  test("a MAC that moves to another port is relearned there", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b"), c = port(f, "c");
+    send(a, BCAST, mac(9), [1]);
+    expect(a.lookup(mac(9))).toBe(a.index);
+    recvSeqs(c);
+    send(c, BCAST, mac(9), [2]);
+    expect(a.lookup(mac(9))).toBe(c.index);
+    send(b, mac(9), mac(2), [3]);
+    expect(recvSeqs(a)).toEqual([2]);
+    expect(recvSeqs(c)).toEqual([3]);
+  });
+
+  test("learned MACs age out and unknown unicast floods again", () => {
+    const f = fabric({ agingMs: 1000 });
+    const a = port(f, "a"), b = port(f, "b"), c = port(f, "c");
+    send(b, BCAST, mac(2), [0]);
+    recvSeqs(a); recvSeqs(c);
+    send(a, mac(2), mac(1), [1]);
+    expect(recvSeqs(c)).toEqual([]);
+    f.advanceClock(1500);
+    expect(a.lookup(mac(2))).toBe(-1);
+    send(a, mac(2), mac(1), [2]);
+    expect(recvSeqs(c)).toEqual([2]);
+    expect(recvSeqs(b)).toEqual([1, 2]);
+  });
+
+  test("a frame to the sender's own MAC is dropped, not reflected", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b");
+    send(a, BCAST, mac(1), [0]);
+    recvSeqs(b);
+    expect(send(a, mac(1), mac(1), [1])).toBe(0);
+    expect(recvSeqs(a)).toEqual([]);
+    expect(recvSeqs(b)).toEqual([]);
+    expect(a.stats.txDropped).toBe(1);
+  });
+
+  test("a port that does not drain drops past its ring's bytes and counts them; the ring keeps working after", () => {
+    const f = fabric({ ringBytes: 1 << 17 }); // 128 KiB
+    const a = port(f, "a"), b = port(f, "b");
+    let sent = 0, offered = 0;
+    for (let k = 0; k < 10; k++) {
+      const seqs = Array.from({ length: 64 }, (_, i) => k * 64 + i);
+      sent += send(a, mac(2), mac(1), seqs);
+      offered += 64;
+    }
+    expect(b.drops).toBeGreaterThan(0);
+    expect(b.drops + sent).toBe(offered);
+    expect(b.stats.rxFrames).toBe(sent);
+    // Everything enqueued comes out intact and in order, across the wrap, then new frames flow.
+    const got: number[] = [];
+    for (let n = -1; n !== 0; ) {
+      const s = recvSeqs(b);
+      n = s.length;
+      got.push(...s);
+    }
+    expect(got.length).toBe(sent);
+    expect(got.every((s) => s >= 0)).toBe(true);
+    expect(got.every((s, i) => i === 0 || s > got[i - 1])).toBe(true);
+    expect(send(a, mac(2), mac(1), [9999])).toBe(1);
+    expect(recvSeqs(b)).toEqual([9999]);
+  });
+
+  test("a sleeping port is woken once per batch, and not again until it has drained", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b");
+    send(a, mac(2), mac(1), [1, 2, 3, 4]);
+    expect(b.stats.wakes).toBe(1);
+    send(a, mac(2), mac(1), [5, 6]);
+    expect(b.stats.wakes).toBe(1); // b has not looked yet: no second wake-up
+    expect(recvSeqs(b)).toEqual([1, 2, 3, 4, 5, 6]);
+    send(a, mac(2), mac(1), [7]);
+    expect(b.stats.wakes).toBe(2);
+  });
+
+  test("closing a port forgets its MACs, and its name can be opened again", () => {
+    const f = fabric();
+    const a = port(f, "a");
+    const b = new SwitchPeer(f.address, "b");
+    send(b, BCAST, mac(2), [1]);
+    expect(a.lookup(mac(2))).toBe(b.index);
+    expect(() => new SwitchPeer(f.address, "b")).toThrow(/a port by that name is open/);
+    b.close();
+    expect(a.lookup(mac(2))).toBe(-1);
+    expect(b.stats.txFrames).toBe(1);
+    const b2 = port(f, "b");
+    expect(recvSeqs(b2)).toEqual([]);
+  });
+
+  test("malformed lengths are dropped and counted, not copied", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b");
+    send(a, BCAST, mac(1), [1, 2, 3]);
+    recvSeqs(b);
+    writeFrame(batch.bytes, 0, BCAST, mac(1), 4);
+    batch.lens[0] = 13;
+    batch.lens[1] = 4096; // longer than the stride
+    batch.lens[2] = writeFrame(batch.bytes, 2 * batch.stride, BCAST, mac(1), 5);
+    batch.count = 3;
+    expect(a.send(batch)).toBe(1);
+    expect(a.stats.txDropped).toBe(2);
+    expect(recvSeqs(b)).toEqual([5]);
+  });
+
+  test("opening a port on something that is not a switch fails with a clear error", () => {
+    const b = createFrameBatch(1, 4096);
+    try {
+      expect(() => new SwitchPeer(b.base, "x")).toThrow(/not a live switch/);
+    } finally {
+      freeFrameBatch(b);
+    }
+  });
+});
+
+type Reply = { ok: boolean; error?: string; [k: string]: unknown };
+function spawn() {
+  const w = new Worker(new URL("./switch-worker.ts", import.meta.url).href);
+  const queue: ((r: Reply) => void)[] = [];
+  w.onmessage = (ev: MessageEvent<Reply>) => queue.shift()!(ev.data);
+  const call = (msg: object): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      queue.push((r) => (r.ok ? resolve(r) : reject(new Error(r.error))));
+      w.postMessage(msg);
+    });
+  cleanups.push(async () => {
+    await call({ op: "close" }).catch(() => {});
+    w.terminate();
+  });
+  return call;
+}
+
+describe("learning switch across two worker threads", () => {
+  test("frames from a port on worker A reach a port on worker B intact, and learning stops flooding", async () => {
+    const f = new SwitchFabric({ ports: 4, ringBytes: 1 << 18 });
+    const A = spawn(), B = spawn();
+    const c = port(f, "c"); // a third port on the main thread sees the floods
+    await A({ op: "open", fabric: f.address, name: "vif1.0" });
+    await B({ op: "open", fabric: f.address, name: "vif2.0" });
+    cleanups.unshift(() => f.destroy()); // after the workers closed their ports
+    expect((await A({ op: "send", dst: 2, src: 1, seqs: [1, 2, 3] })).sent).toBe(3);
+    const got = (await B({ op: "recv" })).frames as Uint8Array[];
+    expect(got.map((fr) => checkFrame(fr, fr.length))).toEqual([1, 2, 3]);
+    expect(recvSeqs(c)).toEqual([1, 2, 3]); // unknown: flooded
+    await B({ op: "send", dst: 1, src: 2, seqs: [4] }); // B's MAC learned; A's already known
+    expect(recvSeqs(c)).toEqual([]);
+    await A({ op: "send", dst: 2, src: 1, seqs: [5, 6] });
+    expect(((await B({ op: "recv" })).frames as Uint8Array[]).map((fr) => checkFrame(fr, fr.length))).toEqual([5, 6]);
+    expect(recvSeqs(c)).toEqual([]);
+  });
+
+  test("no torn, lost-without-count or reordered frames while A sends and B drains concurrently", async () => {
+    const f = new SwitchFabric({ ports: 4, ringBytes: 1 << 17 }); // small: the ring wraps constantly and fills
+    const A = spawn(), B = spawn();
+    await A({ op: "open", fabric: f.address, name: "a" });
+    await B({ op: "open", fabric: f.address, name: "b" });
+    cleanups.unshift(() => f.destroy());
+    // B learned on the first frame it sends; then everything from A is unicast to B.
+    await B({ op: "send", dst: 0xff, src: 2, seqs: [0] });
+    const total = 40000;
+    const draining = B({ op: "drain", expect: total, idleMs: 500 });
+    const blast = await A({ op: "blast", dst: 2, src: 1, count: total, per: 32 });
+    const d = await draining;
+    const st = (await B({ op: "stats" })) as Reply & { stats: { rxDropped: number; rxFrames: number } };
+    expect(d.torn).toBe(0);
+    expect(d.outOfOrder).toBe(0);
+    expect(d.got).toBe(st.stats.rxFrames);
+    expect(st.stats.rxFrames + st.stats.rxDropped).toBe(total);
+    expect(blast.sent).toBe(st.stats.rxFrames);
+  });
+});
