@@ -2,7 +2,7 @@
 // a toArrayBuffer of native memory, so lengths native code writes are never read stale (BUN-FACTS
 // pitfall 1), and the memory comes from libc, so no GC can move or reuse it while native code holds
 // its address (pitfall 2). Keep the batch referenced while any peer may use it; freeFrameBatch when done.
-import { toArrayBuffer } from "bun:ffi";
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import type { FrameBatch } from "./peer.ts";
 import { peerio } from "./peerio-lib.ts";
 
@@ -45,7 +45,7 @@ export function freeFrameBatch(batch: FrameBatch): void {
   const o = owned.get(batch);
   if (!o || o.freed) return;
   o.freed = true;
-  peerio().pio_free(o.addr);
+  peerio().pio_free(o.addr as Pointer);
 }
 
 /** Frame i's bytes as a view (tests, generators; not for the per-frame data path). */

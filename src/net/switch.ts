@@ -2,7 +2,7 @@
 // through one shared mapping the main thread creates. The main thread holds a SwitchFabric and hands
 // its `address` to workers; a worker opens a SwitchPeer on it per vif (PeerHandle kind "switch").
 // Per batch: one native call to send (learn, look up, enqueue, wake) and one to receive.
-import { dlopen, FFIType, toArrayBuffer } from "bun:ffi";
+import { dlopen, FFIType, toArrayBuffer, type Pointer } from "bun:ffi";
 import { nativeLibraryPath } from "../native/lib.ts";
 import { errnoName } from "./errno.ts";
 import type { FrameBatch, Peer } from "./peer.ts";
@@ -65,7 +65,7 @@ export class SwitchFabric {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    sw().sw_destroy(this.address);
+    sw().sw_destroy(this.address as Pointer);
   }
 }
 
@@ -90,7 +90,7 @@ export class SwitchPeer implements Peer {
   private closed = false;
 
   constructor(fabricAddress: number, readonly name: string, opts: SwitchPortOptions = {}) {
-    if (sw().sw_check(fabricAddress) !== 0) throw new Error(`switch port ${name}: address ${fabricAddress} is not a live switch: pass SwitchFabric.address from the main thread`);
+    if (sw().sw_check(fabricAddress as Pointer) !== 0) throw new Error(`switch port ${name}: address ${fabricAddress} is not a live switch: pass SwitchFabric.address from the main thread`);
     this.fabric = fabricAddress;
     this.ownFd = opts.wakeFd === undefined;
     const fd = opts.wakeFd ?? sw().sw_eventfd();
@@ -138,7 +138,7 @@ export class SwitchPeer implements Peer {
 
   /** The port a MAC ("xx:.." bytes) was learned on, or -1. */
   lookup(mac: Uint8Array): number {
-    return sw().sw_lookup(this.fabric, mac);
+    return sw().sw_lookup(this.fabric as Pointer, mac);
   }
 
   close(): void {
