@@ -1,0 +1,37 @@
+// What a worker needs from src/net: batch memory, a Peer for each PeerHandle the main thread hands
+// it, and checksum fill. The main thread creates the SwitchFabric (if --peer switch) and passes its
+// address to every worker once; TAP fds come in the PeerHandle.
+import type { PeerHandle } from "../pool/types.ts";
+import { NullPeer } from "./null-peer.ts";
+import type { Peer } from "./peer.ts";
+import { SwitchPeer } from "./switch.ts";
+import { TapPeer, type TapIoMode } from "./tap.ts";
+
+export type { FrameBatch, Peer } from "./peer.ts";
+export { createFrameBatch, freeFrameBatch } from "./frame-batch.ts";
+export { CsumStatus, fillChecksums } from "./checksum.ts";
+export { SwitchFabric, SwitchPeer } from "./switch.ts";
+export { TapPeer } from "./tap.ts";
+export { NullPeer } from "./null-peer.ts";
+export { SourcePeer } from "./source-peer.ts";
+
+export interface OpenPeerOptions {
+  /** SwitchFabric.address from the main thread; needed for "switch" handles. */
+  switchAddress?: number;
+  /** TAP I/O path (default auto: io_uring, plain loops if it cannot be set up). */
+  tapIo?: TapIoMode;
+}
+
+/** The worker-side Peer for a handle. Throws a one-line Error naming the peer and the cure. */
+export function openPeer(handle: PeerHandle, opts: OpenPeerOptions = {}): Peer {
+  switch (handle.kind) {
+    case "tap":
+      if (handle.fd < 0) throw new Error(`TAP ${handle.name}: no fd in the peer handle: the backend must create the TAP before connecting the vif`);
+      return new TapPeer(handle.name, handle.fd, { io: opts.tapIo });
+    case "switch":
+      if (opts.switchAddress === undefined) throw new Error(`switch port ${handle.name}: this worker has no switch address: the pool must pass SwitchFabric.address to workers when --peer switch`);
+      return new SwitchPeer(opts.switchAddress, handle.name);
+    case "null":
+      return new NullPeer(handle.name);
+  }
+}
