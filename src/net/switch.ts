@@ -126,6 +126,7 @@ export class SwitchPeer implements Peer {
 
   send(batch: FrameBatch): number {
     if (batch.count === 0) return 0;
+    if (batch.count > batch.capacity) throw new RangeError(`switch port ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
     const rc = sw().sw_send(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.count);
     return rc > 0 ? rc : 0;
   }

@@ -61,6 +61,7 @@ export class TapPeer implements Peer {
 
   send(batch: FrameBatch): number {
     if (batch.count === 0) return 0;
+    if (batch.count > batch.capacity) throw new RangeError(`TAP ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
     const rc = peerio().pio_send(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count);
     if (rc < 0) {
       this.hardFails += batch.count; // the whole batch was lost (io_uring_enter itself failed)

@@ -1,6 +1,7 @@
 // The learning switch: delivery, learning, flooding, ageing, bounded rings and wake-ups on one
 // thread; then across two real Bun Worker threads: intact delivery and no torn frames under load.
 import { afterEach, describe, expect, test } from "bun:test";
+import { dlopen, FFIType } from "bun:ffi";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/frame-batch.ts";
 import { SwitchFabric, SwitchPeer, type SwitchOptions } from "../../src/net/switch.ts";
 import { checkFrame, lengthFor, mac, writeFrame } from "./switch-frames.ts";
@@ -32,6 +33,16 @@ function send(p: SwitchPeer, to: Uint8Array, from: Uint8Array, seqs: number[]): 
 function recvSeqs(p: SwitchPeer): number[] {
   const n = p.receive(batch);
   return Array.from({ length: n }, (_, i) => checkFrame(batch.bytes.subarray(i * batch.stride), batch.lens[i]));
+}
+const libc = dlopen("libc.so.6", {
+  read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+}).symbols;
+/** The eventfd's counter (and resets it), 0 if it was not signalled. */
+function readEventfd(fd: number): number {
+  const v = new BigUint64Array(1);
+  return Number(libc.read(fd, v, 8)) === 8 ? Number(v[0]) : 0;
 }
 const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
@@ -143,6 +154,22 @@ describe("learning switch on one thread", () => {
     expect(recvSeqs(b)).toEqual([1, 2, 3, 4, 5, 6]);
     send(a, mac(2), mac(1), [7]);
     expect(b.stats.wakes).toBe(2);
+  });
+
+  test("ports sharing one worker eventfd get one write per batch between them, and leave clearing it to the worker", () => {
+    const f = fabric();
+    const a = port(f, "a");
+    const efd = libc.eventfd(0, 0o4000 | 0o2000000); // EFD_NONBLOCK | EFD_CLOEXEC: the worker's
+    cleanups.push(() => void libc.close(efd));
+    const b = new SwitchPeer(f.address, "b", { wakeFd: efd }), c = new SwitchPeer(f.address, "c", { wakeFd: efd });
+    cleanups.push(() => c.close(), () => b.close());
+    send(a, BCAST, mac(1), [1, 2, 3]); // reaches both b and c
+    expect(b.stats.wakes + c.stats.wakes).toBe(2); // both were asleep...
+    expect(readEventfd(efd)).toBe(1); // ...but the shared fd was written once
+    expect(recvSeqs(b)).toEqual([1, 2, 3]);
+    expect(recvSeqs(c)).toEqual([1, 2, 3]);
+    send(a, BCAST, mac(1), [4]);
+    expect(readEventfd(efd)).toBe(1);
   });
 
   test("closing a port forgets its MACs, and its name can be opened again", () => {
