@@ -1,0 +1,136 @@
+import { afterEach, expect, test } from "bun:test";
+import { createNetfront, type Netfront, type NetfrontEvent } from "../../../src/sim/netfront/netfront.ts";
+import { NETBACK_FEATURES, startHost, TestBackend, until, type Host } from "./harness.ts";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(opts: { log?: string[]; trace?: { op: string; tx: number; args: readonly string[] }[] } = {}) {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  const domid = await host.guest();
+  const be = new TestBackend(host, domid);
+  cleanups.push(() => be.close());
+  const events: NetfrontEvent[] = [];
+  const nf = await createNetfront({ dir: host.dir, domid, devid: 0, resetWaitMs: 300, probeWaitMs: 300, log: (l) => opts.log?.push(l), trace: (op, tx, args) => opts.trace?.push({ op, tx, args }) });
+  nf.onEvent((e) => events.push(e));
+  cleanups.push(() => nf.close());
+  return { host, domid, be, nf, events };
+}
+
+test("writes every ring and feature key in one transaction, then goes straight from Initialising to Connected", async () => {
+  const trace: { op: string; tx: number; args: readonly string[] }[] = [];
+  const { host, be, nf } = await setup({ trace });
+  const F = be.F;
+  // Watch F as the backend would: record each state and each snapshot of the ring keys.
+  const obs = await host.client();
+  const stateSeen: string[] = [];
+  const keySnapshots: string[][] = [];
+  const ringKeys = ["tx-ring-ref", "rx-ring-ref", "event-channel-tx", "event-channel-rx", "request-rx-copy", "feature-rx-notify", "multi-queue-num-queues"];
+  await obs.watch(F, async () => {
+    const s = await obs.tryRead(`${F}/state`);
+    if (s !== undefined && stateSeen.at(-1) !== s) stateSeen.push(s);
+    const present: string[] = [];
+    for (const k of ringKeys) if ((await obs.tryRead(`${F}/${k}`)) !== undefined) present.push(k);
+    keySnapshots.push(present);
+  });
+  await be.offer();
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  // Every snapshot has none of the ring keys or all of them: they were written in one transaction.
+  for (const snap of keySnapshots) expect([0, ringKeys.length]).toContain(snap.length);
+  expect(stateSeen).toEqual(["1", "4"]);
+  // The driver's own requests: the keys are written inside one transaction, state outside it after.
+  const writes = trace.filter((t) => t.op === "WRITE").map((t) => ({ key: t.args[0]!.slice(F.length + 1), tx: t.tx }));
+  const ringWrites = writes.filter((w) => w.key !== "state");
+  expect(ringWrites.map((w) => w.key)).toEqual([
+    "multi-queue-num-queues", "tx-ring-ref", "rx-ring-ref", "event-channel-tx", "event-channel-rx",
+    "request-rx-copy", "feature-rx-notify", "feature-sg", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload",
+  ]);
+  expect(new Set(ringWrites.map((w) => w.tx)).size).toBe(1);
+  expect(ringWrites[0]!.tx).not.toBe(0);
+  expect(writes.filter((w) => w.key === "state").map((w) => w.tx === ringWrites[0]!.tx)).toEqual([false]);
+  const dump: Record<string, string> = {};
+  for (const k of await host.xs.directory(F)) dump[k] = await host.xs.read(`${F}/${k}`);
+  const info = nf.connection!;
+  expect(dump).toEqual({
+    backend: be.B,
+    "backend-id": "0",
+    state: "4",
+    handle: "0",
+    mac: "00:16:3e:12:34:56",
+    trusted: "1",
+    mtu: "1500",
+    "multi-queue-num-queues": "1",
+    "tx-ring-ref": String(info.txRingRef),
+    "rx-ring-ref": String(info.rxRingRef),
+    "event-channel-tx": String(info.txPort),
+    "event-channel-rx": String(info.rxPort),
+    "request-rx-copy": "1",
+    "feature-rx-notify": "1",
+    "feature-sg": "1",
+    "feature-gso-tcpv4": "1",
+    "feature-gso-tcpv6": "1",
+    "feature-ipv6-csum-offload": "1",
+  });
+  expect(info.split).toBe(true);
+  expect(info.txPort).not.toBe(info.rxPort);
+});
+
+test("uses one event channel and no multi-queue key when the backend offers neither", async () => {
+  const { host, be, nf } = await setup();
+  const { "feature-split-event-channels": _s, "multi-queue-max-queues": _m, ...plain } = NETBACK_FEATURES;
+  await be.offer(plain);
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  const keys = await host.xs.directory(be.F);
+  expect(keys).toContain("event-channel");
+  expect(keys).not.toContain("event-channel-tx");
+  expect(keys).not.toContain("multi-queue-num-queues");
+  expect(await host.xs.read(`${be.F}/event-channel`)).toBe(String(nf.connection!.txPort));
+  expect(nf.connection!.split).toBe(false);
+});
+
+test("gives up with Linux's message and stays Initialising when the backend lacks feature-rx-copy", async () => {
+  const log: string[] = [];
+  const { host, be, events } = await setup({ log });
+  const { "feature-rx-copy": _c, ...noCopy } = NETBACK_FEATURES;
+  await be.offer(noCopy);
+  await until("gave-up", () => events.find((e) => e.type === "gave-up"));
+  await Bun.sleep(100);
+  expect(log.join("\n")).toContain("backend does not support copying receive path");
+  expect(await be.frontendState()).toBe(1);
+  const keys = await host.xs.directory(be.F);
+  expect(keys.filter((k) => k.includes("ring") || k.includes("event-channel"))).toEqual([]);
+});
+
+test("waits while the backend is still Initialising and connects when it reaches InitWait", async () => {
+  const { be, nf } = await setup();
+  await Bun.sleep(150);
+  expect(await be.frontendState()).toBe(1);
+  expect(nf.connection).toBeUndefined();
+  await be.offer();
+  await be.connect();
+  const info = await nf.whenConnected(3000);
+  expect(info.mac).toBe("00:16:3e:12:34:56");
+});
+
+test("answers a backend Closing with Closed, as xenbus_frontend_closed does, and keeps its rings", async () => {
+  const { be, nf, events } = await setup();
+  await be.offer();
+  await be.connect();
+  await nf.whenConnected();
+  await be.setState(5);
+  await until("frontend Closed", async () => (await be.frontendState()) === 6);
+  expect(events.filter((e) => e.type === "state").map((e) => (e as { state: number }).state)).toEqual([4, 6]);
+  expect(nf.connection).toBeDefined();
+});
+
+test("goes to Closed when it missed the backend's Closing and sees Closed", async () => {
+  const { be, nf } = await setup();
+  await be.offer();
+  await be.connect();
+  await nf.whenConnected();
+  await be.setState(6);
+  await until("frontend Closed", async () => (await be.frontendState()) === 6);
+});
