@@ -235,7 +235,8 @@ export class TestBackend {
     this.rxReqCons = (this.rxReqCons + 1) >>> 0;
     const offset = opts.offset ?? 0;
     const page = this.gnt.map(this.domid, [gref], true);
-    new Uint8Array(page.buffer).set(frame, offset);
+    // A deliberately bad offset still writes only inside the page.
+    new Uint8Array(page.buffer).set(frame.subarray(0, Math.max(0, 4096 - offset)), Math.min(offset, 4096));
     page.unmap();
     const r = 64 + (this.rxRspProdPvt & (NETIF_RX_RING_SIZE - 1)) * 8;
     v.setUint16(r + RxResponse.id, id, true);
