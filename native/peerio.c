@@ -8,6 +8,7 @@
 // Every entry point returns an i32: a count (>= 0) or -errno.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <stdint.h>
@@ -122,6 +123,10 @@ struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
     if (!c) { err[0] = ENOMEM; return NULL; }
     c->fd = fd;
     c->ring_fd = -1;
+    // A blocking TAP fd would stall the worker's whole loop in read() (plain path): make sure.
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) { err[0] = errno; free(c); return NULL; }
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) { err[0] = errno; free(c); return NULL; }
     if (entries < 8) entries = 8;
     if (entries > 4096) entries = 4096;
     if (mode != 1) {

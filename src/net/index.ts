@@ -1,6 +1,15 @@
 // What a worker needs from src/net: batch memory, a Peer for each PeerHandle the main thread hands
 // it, and checksum fill. The main thread creates the SwitchFabric (if --peer switch) and passes its
 // address to every worker once; TAP fds come in the PeerHandle.
+//
+// Contract for the worker loop:
+//  - createFrameBatch(capacity, stride) once per worker (or vif); never per wake-up.
+//  - When a peer's pollFd is readable (TAP fd, or a switch port's eventfd), call receive() until it
+//    returns less than batch.capacity: a switch port re-arms its wake-up only when it finds its ring
+//    empty, and clears its own eventfd then (ports given a shared wakeFd leave that to the worker).
+//  - send() returns the frames taken; the rest are in the peer's `drops`.
+//  - For csum_blank tx frames: mark them in a Uint8Array owned by the worker and call
+//    fillChecksums(batch, status) once before peer.send(batch).
 import type { PeerHandle } from "../pool/types.ts";
 import { NullPeer } from "./null-peer.ts";
 import type { Peer } from "./peer.ts";

@@ -32,7 +32,10 @@ export class TapPeer implements Peer {
     const err = new Int32Array(1);
     const io = opts.io ?? "auto";
     const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
-    if (!ctx) throw new Error(`TAP ${name}: ${io === "uring" ? "io_uring_setup" : "allocating the I/O context"} failed: ${errnoName(err[0])}${io === "uring" ? " (check /proc/sys/kernel/io_uring_disabled, or use io: 'plain')" : ""}`);
+    if (!ctx) {
+      const what = err[0] === 9 ? "fd is not open (EBADF): pass the fd from the PeerHandle the backend created" : `${io === "uring" ? "io_uring_setup" : "setting up"} failed: ${errnoName(err[0])}${io === "uring" ? " (check /proc/sys/kernel/io_uring_disabled, or use io: 'plain')" : ""}`;
+      throw new Error(`TAP ${name}: ${what}`);
+    }
     this.ctx = ctx;
     this.pollFd = fd;
     this.st = new Uint32Array(toArrayBuffer(ctx, 0, 32));

@@ -295,6 +295,54 @@ describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", (
     expect(got).toEqual(["good-checksum"]);
   });
 
+  test("an IPv6 UDP datagram behind a destination-options header, checksum filled by us, is delivered", async () => {
+    const t = createTestTap(uniqueIfName("6"), { ipv6: true });
+    cleanups.push(() => t.close());
+    const prefix = `fd00:213:${(process.pid % 65000).toString(16)}:${net.toString(16)}`;
+    ip("-6", "addr", "add", `${prefix}::1/64`, "dev", t.name, "nodad");
+    ip("-6", "neigh", "replace", `${prefix}::2`, "lladdr", "02:00:5e:77:00:02", "dev", t.name, "nud", "permanent");
+    const peer = new TapPeer(t.name, t.fd);
+    cleanups.push(() => peer.close());
+    const b = createFrameBatch(4, 2048);
+    cleanups.push(() => freeFrameBatch(b));
+    const sock = createSocket("udp6");
+    const got: string[] = [];
+    sock.on("message", (m) => got.push(m.toString()));
+    await new Promise<void>((r) => sock.bind(0, `${prefix}::1`, () => r()));
+    cleanups.push(() => sock.close());
+    const addr = (last: number) => {
+      const groups = prefix.split(":").map((g) => parseInt(g, 16));
+      const a = new Uint8Array(16);
+      groups.forEach((g, i) => a.set([g >> 8, g & 255], i * 2));
+      a[15] = last;
+      return a;
+    };
+    const payload = new TextEncoder().encode("v6-good");
+    const udpLen = 8 + payload.length;
+    const f = new Uint8Array(14 + 40 + 8 + udpLen);
+    const dv = new DataView(f.buffer);
+    f.set(ifMac(t.name), 0);
+    f.set([0x02, 0x00, 0x5e, 0x77, 0x00, 0x02, 0x86, 0xdd, 0x60], 6);
+    dv.setUint16(18, 8 + udpLen);
+    f[20] = 60; // destination options next
+    f[21] = 64;
+    f.set(addr(2), 22);
+    f.set(addr(1), 38);
+    f.set([17, 0, 1, 4, 0, 0, 0, 0], 54); // next UDP, 8 bytes, PadN(4)
+    dv.setUint16(62, 40001);
+    dv.setUint16(64, sock.address().port);
+    dv.setUint16(66, udpLen);
+    dv.setUint16(68, 0xbeef); // garbage
+    f.set(payload, 70);
+    expect(fillChecksum(f)).toBe(CsumStatus.Filled);
+    b.bytes.set(f, 0);
+    b.lens[0] = f.length;
+    b.count = 1;
+    expect(peer.send(b)).toBe(1);
+    await until("the IPv6 datagram", () => got.length > 0);
+    expect(got).toEqual(["v6-good"]);
+  });
+
   test("a TCP SYN whose checksum we filled is answered with a SYN-ACK (whose checksum our reference agrees with)", async () => {
     const { peer, b, tapMac } = setup();
     const server = createServer(() => {});

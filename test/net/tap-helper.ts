@@ -57,8 +57,8 @@ export interface TestTap {
   close(): void;
 }
 
-/** A non-persistent, nonblocking TAP, brought up, with IPv6 off so the kernel sends no chatter. */
-export function createTestTap(name: string): TestTap {
+/** A non-persistent, nonblocking TAP, brought up, with IPv6 off (unless asked) so the kernel sends no chatter. */
+export function createTestTap(name: string, opts: { ipv6?: boolean } = {}): TestTap {
   const fd = libc.open(cstr("/dev/net/tun"), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) throw new Error("opening /dev/net/tun failed: these tests need root and the tun module");
   const ifr = new Uint8Array(40);
@@ -70,7 +70,7 @@ export function createTestTap(name: string): TestTap {
   }
   let open = true;
   try {
-    spawnSync("sysctl", ["-q", "-w", `net.ipv6.conf.${name}.disable_ipv6=1`], { stdio: "ignore" });
+    spawnSync("sysctl", ["-q", "-w", `net.ipv6.conf.${name}.disable_ipv6=${opts.ipv6 ? 0 : 1}`], { stdio: "ignore" });
     ip("link", "set", "dev", name, "up");
   } catch (e) {
     libc.close(fd);

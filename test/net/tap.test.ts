@@ -179,3 +179,7 @@ describe.skipIf(!canUseTap())("TapPeer", () => {
     expect(ours(got).map(hex)).toEqual(frames.map(hex));
   });
 });
+
+test("a TAP peer on an fd that is not open fails with a one-line error naming the cure", () => {
+  expect(() => new TapPeer("qnbad0", 1_000_000)).toThrow(/TAP qnbad0: fd is not open \(EBADF\)/);
+});
