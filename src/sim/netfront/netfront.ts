@@ -117,6 +117,7 @@ interface Conn {
   rxRing: FrontRing;
   tx: TxQueue;
   rx: RxQueue;
+  announced?: boolean;
 }
 
 const ENOENT = 2;
@@ -218,7 +219,6 @@ class SimNetfront implements Netfront {
    * per round, forever); then the otherend watch is registered, which fires once at once.
    */
   private async probe(): Promise<void> {
-    this.state = XenbusState.Initialising;
     while (!this.closed && !this.removed) {
       const ok = await waitForState(this.xs, this.backendPath, (s) => s !== XenbusState.Closed && s !== XenbusState.Unknown, this.probeWaitMs);
       if (ok) break;
@@ -265,8 +265,12 @@ class SimNetfront implements Netfront {
     }
   }
 
+  /** Announces a connection once, when both ends are Connected. */
   private maybeConnected(): void {
-    if (this.conn && this.state === XenbusState.Connected && this.backendState === XenbusState.Connected) this.emit({ type: "connected", info: this.conn.info });
+    const c = this.conn;
+    if (!c || c.announced || this.state !== XenbusState.Connected || this.backendState !== XenbusState.Connected) return;
+    c.announced = true;
+    this.emit({ type: "connected", info: c.info });
   }
 
   /** xennet_connect + talk_to_netback. False when it gave up (the state is then left as it is). */

@@ -5,9 +5,18 @@
 import { XenbusState } from "../../xen/xenbus-state.ts";
 import { isXenstoreError, type XenstoreClient } from "../../xenstore/index.ts";
 
-/** xenbus_read_unsigned: the node parsed as an unsigned decimal, or `dflt` if absent or not a number. */
+/**
+ * xenbus_read_unsigned: the node parsed as an unsigned decimal, or `dflt` if it cannot be read
+ * (absent, or EACCES once the toolstack removed the backend's directory) or is not a number.
+ */
 export async function readUnsigned(xs: XenstoreClient, path: string, dflt: number): Promise<number> {
-  const v = await xs.tryRead(path);
+  let v: string | undefined;
+  try {
+    v = await xs.read(path);
+  } catch (e) {
+    if (isXenstoreError(e) && e.code !== "ECONNRESET") return dflt;
+    throw e;
+  }
   if (v === undefined || !/^\d+$/.test(v.trim())) return dflt;
   return Number.parseInt(v, 10);
 }

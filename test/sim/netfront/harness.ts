@@ -279,3 +279,39 @@ export class TestBackend {
     this.platform.close();
   }
 }
+
+/**
+ * Plays Linux netback's frontend_changed for `be`: F Initialising after Closed -> InitWait;
+ * F Connected -> map, bind, Connected; F Closing -> disconnect, Closing; F Closed -> disconnect,
+ * Closed. Records the frontend states it saw. Stop with the returned function.
+ */
+export async function playNetback(be: TestBackend, features: Record<string, string> = NETBACK_FEATURES) {
+  const seen: number[] = [];
+  let chain = Promise.resolve();
+  let bstate = 1;
+  const set = async (s: number) => {
+    bstate = s;
+    await be.setState(s);
+  };
+  const w = await be.host.xs.watch(`${be.F}/state`, () => {
+    chain = chain.then(async () => {
+      const v = await be.host.xs.tryRead(`${be.F}/state`);
+      if (v === undefined) return;
+      const fs = Number(v);
+      if (seen.at(-1) !== fs) seen.push(fs);
+      if (fs === 1 && (bstate === 1 || bstate === 6)) await (bstate === 1 ? be.offer(features) : set(2));
+      else if (fs === 4 && bstate !== 4) {
+        if (be.txMap) be.disconnect();
+        await be.connect();
+        bstate = 4;
+      } else if (fs === 5 && bstate !== 5) {
+        be.disconnect();
+        await set(5);
+      } else if (fs === 6 && bstate !== 6) {
+        be.disconnect();
+        await set(6);
+      }
+    }).catch(() => {});
+  });
+  return { seen, stop: () => w.unwatch() };
+}
