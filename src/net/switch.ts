@@ -125,13 +125,14 @@ export class SwitchPeer implements Peer {
   }
 
   send(batch: FrameBatch): number {
-    if (batch.count === 0) return 0;
+    if (batch.count === 0 || this.closed) return 0; // closed: the slot may belong to another vif now
     if (batch.count > batch.capacity) throw new RangeError(`switch port ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
     const rc = sw().sw_send(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.count);
     return rc > 0 ? rc : 0;
   }
 
   receive(batch: FrameBatch): number {
+    if (this.closed) return (batch.count = 0);
     const rc = sw().sw_recv(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.capacity);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;

@@ -63,7 +63,7 @@ export class TapPeer implements Peer {
   }
 
   send(batch: FrameBatch): number {
-    if (batch.count === 0) return 0;
+    if (batch.count === 0 || !this.ctx) return 0;
     if (batch.count > batch.capacity) throw new RangeError(`TAP ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
     const rc = peerio().pio_send(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count);
     if (rc < 0) {
@@ -74,6 +74,7 @@ export class TapPeer implements Peer {
   }
 
   receive(batch: FrameBatch): number {
+    if (!this.ctx) return (batch.count = 0); // closed: the native context is gone
     const rc = peerio().pio_recv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.capacity);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;

@@ -184,6 +184,11 @@ describe("learning switch on one thread", () => {
     expect(b.stats.txFrames).toBe(1);
     const b2 = port(f, "b");
     expect(recvSeqs(b2)).toEqual([]);
+    // The closed handle no longer reaches the slot, which now belongs to b2.
+    send(a, BCAST, mac(1), [7]);
+    expect(b.receive(batch)).toBe(0);
+    expect(b.send(batch)).toBe(0);
+    expect(recvSeqs(b2)).toEqual([7]);
   });
 
   test("malformed lengths are dropped and counted, not copied", () => {
