@@ -2,6 +2,8 @@
 //  1. TAP writes: TapPeer.send() through io_uring (JS loop, one FFI call and one io_uring_enter per
 //     64-frame batch) vs bench/tap-writer.c (plain C io_uring loop, same batch) into the same TAP,
 //     and TapPeer's plain write() fallback; 64 B and 1500 B frames. Needs root (/dev/net/tun).
+//     TAP reads: TapPeer.receive() through io_uring vs its plain read() loop, draining 4096 frames
+//     that bench/tap-injector.c (AF_PACKET sendmmsg) queued on the TAP beforehand.
 //  2. Switch: frames/s from a port on one Bun Worker to a port on another.
 // Usage: bun bench/peers.ts [--seconds 1.5] [--rounds 3]. Writes bench/results/peers.json.
 import { execFileSync, spawn } from "node:child_process";
@@ -53,6 +55,24 @@ function tapReference(writer: string, fd: number, size: number): Promise<number>
   });
 }
 
+/**
+ * Frames/s receive() drains from a TAP whose queue the injector filled beforehand: the per-frame
+ * cost of reading, without the injector competing for the 2 vCPUs while we measure.
+ */
+function tapReceive(injector: string, peer: TapPeer, ifname: string, size: number): number {
+  const b = createFrameBatch(BATCH, 2048);
+  const FILL = 4096;
+  let got = 0, ms = 0;
+  for (let k = 0; k < 8; k++) {
+    while (peer.receive(b) > 0); // start empty
+    execFileSync(injector, [ifname, String(size), String(FILL)]);
+    const t0 = performance.now();
+    for (let n = peer.receive(b); n > 0; n = peer.receive(b)) got += n;
+    ms += performance.now() - t0;
+  }
+  return got / (ms / 1000);
+}
+
 async function benchTap(results: Record<string, unknown>) {
   if (process.getuid?.() !== 0) {
     console.log("TAP: skipped (needs root for /dev/net/tun)");
@@ -61,8 +81,11 @@ async function benchTap(results: Record<string, unknown>) {
   const dir = mkdtempSync(join(tmpdir(), "qnicd-bench-"));
   const writer = join(dir, "tap-writer");
   execFileSync("gcc", ["-O2", "-o", writer, join(import.meta.dir, "tap-writer.c")]);
+  const injector = join(dir, "tap-injector");
+  execFileSync("gcc", ["-O2", "-o", injector, join(import.meta.dir, "tap-injector.c")]);
   const prov = new TapProvisioner({ bridge: null });
   const handle = prov.create(`qnbench${process.pid % 10000}`);
+  execFileSync("ip", ["link", "set", "dev", handle.name, "txqueuelen", "8192"]); // room for the injector's 4096 frames
   const peers: Record<TapIoMode, TapPeer> = {
     uring: new TapPeer(handle.name, handle.fd, { io: "uring" }),
     plain: new TapPeer(handle.name, handle.fd, { io: "plain" }),
@@ -79,6 +102,16 @@ async function benchTap(results: Record<string, unknown>) {
       const ours = median(r.ours), ref = median(r.reference), plain = median(r.plain);
       console.log(`TAP ${String(size).padStart(4)} B: TapPeer io_uring ${fmt(ours)} | C io_uring reference ${fmt(ref)} | TapPeer plain write() ${fmt(plain)} | ours/reference ${(ours / ref).toFixed(2)} | io_uring/plain ${(ours / plain).toFixed(2)}`);
       results[`tap_${size}`] = { ours, reference: ref, plain, ratio: ours / ref, samples: r };
+    }
+    for (const size of [64, 1500]) {
+      const r: Record<string, number[]> = { uring: [], plain: [] };
+      for (let round = 0; round < ROUNDS; round++) {
+        r.uring.push(tapReceive(injector, peers.uring, handle.name, size));
+        r.plain.push(tapReceive(injector, peers.plain, handle.name, size));
+      }
+      const uring = median(r.uring), plain = median(r.plain);
+      console.log(`TAP rx ${String(size).padStart(4)} B (draining a full queue): TapPeer io_uring ${fmt(uring)} | TapPeer plain read() ${fmt(plain)} | io_uring/plain ${(uring / plain).toFixed(2)}`);
+      results[`tap_rx_${size}`] = { uring, plain, ratio: uring / plain, samples: r };
     }
     const s = peers.uring.syscalls;
     console.log(`TAP: io_uring syscalls so far ${s}, drops ${peers.uring.drops} (${peers.uring.lastError ?? "no errors"})`);
