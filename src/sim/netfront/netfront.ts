@@ -443,7 +443,7 @@ class SimNetfront implements Netfront {
       if (!c || this.broken) continue;
       this.counters.events++;
       if (port === c.info.txPort) c.tx.gc();
-      if (port === c.info.rxPort) this.schedulePoll();
+      if (port === c.info.rxPort && c.rx.checkProducer()) this.schedulePoll();
     }
     // Unmask after handling (lateeoi); a notification while masked fires again at once.
     if (n > 0) ev.unmask(this.pending, n);

@@ -128,6 +128,25 @@ export class RxQueue {
     };
   }
 
+  /** Responses published and not consumed when we last looked (Linux: rx_rsp_unconsumed). */
+  private unconsumed = 0;
+
+  /**
+   * xennet_handle_rx's sanity check at each rx event: the count of unconsumed responses may only
+   * grow between our polls; a shrinking one means the backend moved rsp_prod backwards. False
+   * (and the device broken) then.
+   */
+  checkProducer(): boolean {
+    const ring = this.d.ring;
+    const queued = (ring.rspProd() - ring.rspCons) >>> 0;
+    if (queued < this.unconsumed) {
+      this.d.broken("RX producer index going backwards");
+      return false;
+    }
+    this.unconsumed = queued;
+    return true;
+  }
+
   /**
    * xennet_poll: consume up to `budget` packets, then refill; returns true when more responses are
    * waiting (budget used up, or RING_FINAL_CHECK_FOR_RESPONSES found late ones): poll again.
@@ -149,6 +168,8 @@ export class RxQueue {
       }
       work++;
     }
+    // xennet_set_rx_rsp_cons: what is left unconsumed now.
+    this.unconsumed = (rp - ring.rspCons) >>> 0;
     this.fill();
     if (work < budget) return ring.finalCheckForResponses();
     return true;
@@ -169,15 +190,19 @@ export class RxQueue {
       do {
         if (((cons + 1) >>> 0) === rp) {
           err = "Missing extra info";
+          this.d.warn(err);
           break;
         }
         cons = (cons + 1) >>> 0;
         const o = ring.slot(cons, NETIF_RX_SLOT_SIZE);
         const type = this.view.getUint8(o + ExtraInfo.type);
         const flags = this.view.getUint8(o + ExtraInfo.flags);
-        if (type === 0 || type >= XEN_NETIF_EXTRA_TYPE_MAX) err = `Invalid extra type: ${type}`;
-        else if (type === XEN_NETIF_EXTRA_TYPE_GSO) gso = { size: this.view.getUint16(o + ExtraInfo.gsoSize, true), type: this.view.getUint8(o + ExtraInfo.gsoType) };
-        this.moveSlot(this.take(cons));
+        if (type === 0 || type >= XEN_NETIF_EXTRA_TYPE_MAX) {
+          err = `Invalid extra type: ${type}`;
+          this.d.warn(err);
+        } else if (type === XEN_NETIF_EXTRA_TYPE_GSO) gso = { size: this.view.getUint16(o + ExtraInfo.gsoSize, true), type: this.view.getUint8(o + ExtraInfo.gsoType) };
+        const b = this.take(cons);
+        if (b.gref >= 0) this.moveSlot(b);
         more = (flags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
       } while (more);
       ring.rspCons = cons;
@@ -188,7 +213,11 @@ export class RxQueue {
     let rx = first;
     let slots = 1;
     for (;;) {
-      if (rx.status < 0 || rx.offset + rx.status > PAGE_SIZE) {
+      if (buf.gref < 0) {
+        // A response in a slot we never posted a buffer for (Linux: INVALID_GRANT_REF).
+        this.d.warn("Bad rx response id");
+        err ??= "Bad rx response id";
+      } else if (rx.status < 0 || rx.offset + rx.status > PAGE_SIZE) {
         this.d.warn(`rx->offset: ${rx.offset}, size: ${rx.status}`);
         this.moveSlot(buf);
         err ??= "bad rx response";

@@ -134,3 +134,44 @@ test("goes to Closed when it missed the backend's Closing and sees Closed", asyn
   await be.setState(6);
   await until("frontend Closed", async () => (await be.frontendState()) === 6);
 });
+
+test("an unparsable F/mac is fatal like xenbus_dev_fatal: an error node, then Closing", async () => {
+  const { host, domid, be, nf } = await setup();
+  await host.xs.write(`${be.F}/mac`, "not-a-mac");
+  await be.offer();
+  await until("frontend Closing", async () => (await be.frontendState()) === 5);
+  expect(await host.xs.read(`/local/domain/${domid}/error/device/vif/0/error`)).toBe("2 parsing device/vif/0/mac");
+  expect(nf.connection).toBeUndefined();
+  expect(await host.xs.tryRead(`${be.F}/tx-ring-ref`)).toBeUndefined();
+});
+
+test("a backend offering no queues at all is fatal ('creating queues'), as in Linux", async () => {
+  const { host, domid, be } = await setup();
+  await be.offer({ ...NETBACK_FEATURES, "multi-queue-max-queues": "0" });
+  await until("frontend Closing", async () => (await be.frontendState()) === 5);
+  expect(await host.xs.read(`/local/domain/${domid}/error/device/vif/0/error`)).toBe("22 creating queues");
+});
+
+test("a backend offering XDP headroom is told 0 (XDP off) before the ring keys", async () => {
+  const trace: { op: string; tx: number; args: readonly string[] }[] = [];
+  const { host, be } = await setup({ trace });
+  await be.offer({ ...NETBACK_FEATURES, "feature-xdp-headroom": "1" });
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  expect(await host.xs.read(`${be.F}/xdp-headroom`)).toBe("0");
+  const writes = trace.filter((t) => t.op === "WRITE").map((t) => t.args[0]!.slice(be.F.length + 1));
+  expect(writes.indexOf("xdp-headroom")).toBeLessThan(writes.indexOf("tx-ring-ref"));
+});
+
+test("the advertised rx features can be narrowed: only the chosen keys are written", async () => {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  const domid = await host.guest();
+  const be = new TestBackend(host, domid);
+  cleanups.push(() => be.close());
+  const nf = await createNetfront({ dir: host.dir, domid, devid: 0, advertise: { sg: false, gsoTcpv4: false, gsoTcpv6: false } });
+  cleanups.push(() => nf.close());
+  await be.offer();
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  const keys = (await host.xs.directory(be.F)).filter((k) => k.startsWith("feature-"));
+  expect(keys.sort()).toEqual(["feature-ipv6-csum-offload", "feature-rx-notify"]);
+});

@@ -203,3 +203,31 @@ test("with a single event channel, tx completions and rx frames both arrive thro
   be.postRx(frame(60, 2));
   await until("both", () => txStatus.length === 1 && rx.length === 1);
 });
+
+test("an rx extra-info slot of an unknown type drops the packet but re-posts every buffer", async () => {
+  const { be, nf, rx, log } = await connected();
+  be.postRx(frame(60, 1), { flags: NETRXF_extra_info, push: false });
+  const bad = new Uint8Array(8);
+  bad[0] = 9; // no such XEN_NETIF_EXTRA_TYPE
+  be.postRxRaw(bad);
+  be.pushRx();
+  be.postRx(frame(60, 2));
+  await until("next frame", () => rx.length === 1);
+  expect(rx[0]!.frame).toEqual(frame(60, 2));
+  expect(nf.counters.rxErrors).toBe(1);
+  expect(log.join("\n")).toContain("Invalid extra type: 9");
+  await until("refilled", () => be.rxAvailable() === 256);
+});
+
+test("a tx response for an id that is not in flight disables the device", async () => {
+  const { be, nf, log } = await connected();
+  // A response nobody asked for: id 5, with no request outstanding.
+  const v = new DataView(be.txMap!.buffer);
+  v.setUint16(64, 5, true);
+  v.setInt16(66, 0, true);
+  be.txRspProdPvt = 1;
+  be.pushTx();
+  await until("broken", () => nf.broken);
+  expect(log.join("\n")).toContain("Response for inactive request");
+  expect(log.join("\n")).toContain("Disabled for further use");
+});
