@@ -5,12 +5,15 @@
 //     TAP reads: TapPeer.receive() through io_uring vs its plain read() loop, draining 4096 frames
 //     that bench/tap-injector.c (AF_PACKET sendmmsg) queued on the TAP beforehand.
 //  2. Switch: frames/s from a port on one Bun Worker to a port on another.
+//  3. Checksum fill: ns per frame for a batch of csum_blank frames (one native call per batch).
 // Usage: bun bench/peers.ts [--seconds 1.5] [--rounds 3]. Writes bench/results/peers.json.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fillChecksums } from "../src/net/checksum.ts";
 import { createFrameBatch } from "../src/net/frame-batch.ts";
+import { buildUdpFrame } from "../src/net/frames.ts";
 import { TapProvisioner } from "../src/net/peer-provisioner-tap.ts";
 import { SwitchFabric } from "../src/net/switch.ts";
 import { TapPeer, type TapIoMode } from "../src/net/tap.ts";
@@ -152,10 +155,37 @@ async function benchSwitch(results: Record<string, unknown>) {
   }
 }
 
+function benchChecksum(results: Record<string, unknown>) {
+  for (const size of [64, 1500]) {
+    const b = createFrameBatch(BATCH, 2048);
+    const f = buildUdpFrame({ srcMac: new Uint8Array(6), dstMac: new Uint8Array(6), srcIp: [10, 0, 0, 1], dstIp: [10, 0, 0, 2], srcPort: 1, dstPort: 2, size });
+    for (let i = 0; i < BATCH; i++) {
+      b.bytes.set(f, i * b.stride);
+      b.lens[i] = size;
+    }
+    b.count = BATCH;
+    const status = new Uint8Array(BATCH);
+    let frames = 0;
+    const t0 = performance.now(), end = t0 + SECONDS * 1000;
+    let t = t0;
+    while (t < end) {
+      for (let k = 0; k < 256; k++) {
+        status.fill(1);
+        frames += fillChecksums(b, status);
+      }
+      t = performance.now();
+    }
+    const ns = ((t - t0) * 1e6) / frames;
+    console.log(`checksum fill ${String(size).padStart(4)} B (UDP/IPv4, batches of ${BATCH}): ${ns.toFixed(1)} ns/frame`);
+    results[`csum_${size}`] = { nsPerFrame: ns };
+  }
+}
+
 const results: Record<string, unknown> = { when: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, batch: BATCH };
 console.log(`bench/peers: ${ROUNDS} rounds of ${SECONDS}s, batches of ${BATCH}, medians`);
 await benchTap(results);
 await benchSwitch(results);
+benchChecksum(results);
 mkdirSync(join(import.meta.dir, "results"), { recursive: true });
 writeFileSync(join(import.meta.dir, "results", "peers.json"), JSON.stringify(results, null, 2));
 process.exit(0);
