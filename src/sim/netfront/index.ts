@@ -1,0 +1,8 @@
+// The simulated guest netfront: a library (createNetfront), a process (main.ts) and helpers to run
+// that process for the toolstack (spawn.ts). See netfront.ts for what mirrors Linux and why.
+export { createNetfront, LINUX_XENBUS_WAIT_MS, type Netfront, type NetfrontOptions, type NetfrontEvent, type ConnectionInfo, type AdvertisedFeatures } from "./netfront.ts";
+export type { NetfrontCounters } from "./counters.ts";
+export type { RxMeta } from "./rx-queue.ts";
+export type { TxFrameOptions } from "./tx-queue.ts";
+export { buildArp, buildIcmpEcho, createResponder, inetChecksum, parseIPv4, parseMac, formatIPv4, formatMac } from "./frames.ts";
+export { startNetfrontGuest, stopNetfrontGuest, stopNetfrontGuests, runningNetfrontGuest, netfrontGuestFiles, type StartGuestOptions } from "./spawn.ts";
