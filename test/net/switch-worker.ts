@@ -57,14 +57,22 @@ self.onmessage = (ev: MessageEvent<Msg>) => {
       }
       case "drain": {
         // Sleeps on the port's eventfd like a worker loop, receiving until `expect` frames or idle.
-        let got = 0, torn = 0, outOfOrder = 0, last = -1, wakeups = 0;
+        // Order is per sender (mac(port) puts the port in source MAC byte 4): senders interleave freely.
+        let got = 0, torn = 0, outOfOrder = 0, wakeups = 0;
+        const last = new Map<number, number>();
+        const perSender: Record<number, number> = {};
         while (got < m.expect) {
           const n = port!.receive(batch);
           for (let i = 0; i < n; i++) {
-            const seq = checkFrame(batch.bytes.subarray(i * batch.stride), batch.lens[i]);
+            const f = batch.bytes.subarray(i * batch.stride);
+            const seq = checkFrame(f, batch.lens[i]);
+            const from = f[10];
             if (seq < 0) torn++;
-            else if (seq <= last) outOfOrder++;
-            else last = seq;
+            else if (seq <= (last.get(from) ?? -1)) outOfOrder++;
+            else {
+              last.set(from, seq);
+              perSender[from] = (perSender[from] ?? 0) + 1;
+            }
           }
           got += n;
           if (n === 0) {
@@ -72,7 +80,7 @@ self.onmessage = (ev: MessageEvent<Msg>) => {
             wakeups++;
           }
         }
-        return self.postMessage({ ok: true, got, torn, outOfOrder, wakeups });
+        return self.postMessage({ ok: true, got, torn, outOfOrder, wakeups, perSender });
       }
       case "stats":
         return self.postMessage({ ok: true, stats: port!.stats, drops: port!.drops });

@@ -271,4 +271,26 @@ describe("learning switch across two worker threads", () => {
     expect(st.stats.rxFrames + st.stats.rxDropped).toBe(total);
     expect(blast.sent).toBe(st.stats.rxFrames);
   });
+
+  test("two workers sending to one port at once: every frame intact, each sender's order kept, every loss counted", async () => {
+    const f = new SwitchFabric({ ports: 4, ringBytes: 1 << 17 });
+    const A = spawn(), C = spawn(), B = spawn();
+    await A({ op: "open", fabric: f.address, name: "a" });
+    await C({ op: "open", fabric: f.address, name: "c" });
+    await B({ op: "open", fabric: f.address, name: "b" });
+    cleanups.unshift(() => f.destroy());
+    await B({ op: "send", dst: 0xff, src: 2, seqs: [0] });
+    const each = 20000;
+    const draining = B({ op: "drain", expect: 2 * each, idleMs: 500 });
+    const [sa, sc] = await Promise.all([A({ op: "blast", dst: 2, src: 1, count: each, per: 32 }), C({ op: "blast", dst: 2, src: 3, count: each, per: 16 })]);
+    const d = await draining;
+    const st = (await B({ op: "stats" })) as Reply & { stats: { rxDropped: number; rxFrames: number } };
+    expect(d.torn).toBe(0);
+    expect(d.outOfOrder).toBe(0);
+    expect(d.got).toBe(st.stats.rxFrames);
+    expect(st.stats.rxFrames + st.stats.rxDropped).toBe(2 * each);
+    const per = d.perSender as Record<number, number>;
+    expect(per[1] ?? 0).toBe(sa.sent as number);
+    expect(per[3] ?? 0).toBe(sc.sent as number);
+  });
 });
