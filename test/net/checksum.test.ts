@@ -232,12 +232,13 @@ describe("checksum fill", () => {
 });
 
 describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", () => {
-  const net = 200 + (process.pid % 50);
+  // A /24 per process (from its pid), so parallel runs never route each other's replies.
+  const hi = 100 + ((process.pid >> 8) % 100), net = process.pid & 255;
   function setup() {
     const t = createTestTap(uniqueIfName("k"));
     cleanups.push(() => t.close());
-    ip("addr", "add", `10.213.${net}.1/24`, "dev", t.name);
-    ip("neigh", "replace", `10.213.${net}.2`, "lladdr", "02:00:5e:77:00:02", "dev", t.name, "nud", "permanent");
+    ip("addr", "add", `10.${hi}.${net}.1/24`, "dev", t.name);
+    ip("neigh", "replace", `10.${hi}.${net}.2`, "lladdr", "02:00:5e:77:00:02", "dev", t.name, "nud", "permanent");
     const peer = new TapPeer(t.name, t.fd);
     cleanups.push(() => peer.close());
     const b = createFrameBatch(16, 2048);
@@ -254,7 +255,7 @@ describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", (
     dv.setUint16(16, 20 + l4len);
     f[22] = 64;
     f[23] = proto;
-    f.set([10, 213, net, 2, 10, 213, net, 1], 26);
+    f.set([10, hi, net, 2, 10, hi, net, 1], 26);
     dv.setUint16(24, ~refSum(beWords(f, 14, 34)) & 0xffff);
     dv.setUint16(34, 40000 + (process.pid % 1000));
     dv.setUint16(36, dport);
@@ -280,7 +281,7 @@ describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", (
     const sock = createSocket("udp4");
     const got: string[] = [];
     sock.on("message", (m) => got.push(m.toString()));
-    await new Promise<void>((r) => sock.bind(0, `10.213.${net}.1`, () => r()));
+    await new Promise<void>((r) => sock.bind(0, `10.${hi}.${net}.1`, () => r()));
     cleanups.push(() => sock.close());
     const port = sock.address().port;
     const bad = frameTo(tapMac, 17, port, new TextEncoder().encode("bad-checksum!"));
@@ -298,7 +299,7 @@ describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", (
   test("an IPv6 UDP datagram behind a destination-options header, checksum filled by us, is delivered", async () => {
     const t = createTestTap(uniqueIfName("6"), { ipv6: true });
     cleanups.push(() => t.close());
-    const prefix = `fd00:213:${(process.pid % 65000).toString(16)}:${net.toString(16)}`;
+    const prefix = `fd00:213:${(process.pid & 0xffff).toString(16)}:${(process.pid >> 16).toString(16)}`;
     ip("-6", "addr", "add", `${prefix}::1/64`, "dev", t.name, "nodad");
     ip("-6", "neigh", "replace", `${prefix}::2`, "lladdr", "02:00:5e:77:00:02", "dev", t.name, "nud", "permanent");
     const peer = new TapPeer(t.name, t.fd);
@@ -346,7 +347,7 @@ describe.skipIf(!canUseTap())("checksum fill, checked by the kernel on a TAP", (
   test("a TCP SYN whose checksum we filled is answered with a SYN-ACK (whose checksum our reference agrees with)", async () => {
     const { peer, b, tapMac } = setup();
     const server = createServer(() => {});
-    await new Promise<void>((r) => server.listen(0, `10.213.${net}.1`, () => r()));
+    await new Promise<void>((r) => server.listen(0, `10.${hi}.${net}.1`, () => r()));
     cleanups.push(() => server.close());
     const port = (server.address() as { port: number }).port;
     const syn = frameTo(tapMac, 6, port, new Uint8Array(0));
