@@ -633,19 +633,26 @@ export async function createNetfront(opts: NetfrontOptions): Promise<Netfront> {
     onError: (e) => opts.log?.(`netfront: xenstore: ${e.message}`),
   });
   let guest: GuestDomain | undefined;
+  let backend: string | undefined;
+  let backendId: string | undefined;
   try {
     // read_backend_details (xenbus_read_otherend_details): both nodes must be there.
-    const backend = await xs.tryRead(`${F}/backend`);
-    const backendId = await xs.tryRead(`${F}/backend-id`);
+    backend = await xs.tryRead(`${F}/backend`);
+    backendId = await xs.tryRead(`${F}/backend-id`);
     if (backend === undefined || backendId === undefined || !/^\d+$/.test(backendId))
       throw new Error(`netfront: reading other end details from ${F} failed: no backend/backend-id (is vif ${opts.devid} configured for dom${opts.domid}?)`);
     guest = openGuestDomain(opts.dir, opts.domid);
-    const nf = new SimNetfront(opts, xs, guest, F, backend, Number(backendId));
-    await nf.start();
-    return nf;
   } catch (e) {
     guest?.close();
     xs.close();
     throw e;
   }
+  const nf = new SimNetfront(opts, xs, guest, F, backend, Number(backendId));
+  try {
+    await nf.start();
+  } catch (e) {
+    await nf.close(); // stops the waker, closes the guest devices and xenstore
+    throw e;
+  }
+  return nf;
 }
