@@ -30,17 +30,19 @@ test("writes every ring and feature key in one transaction, then goes straight f
   const keySnapshots: string[][] = [];
   const ringKeys = ["tx-ring-ref", "rx-ring-ref", "event-channel-tx", "event-channel-rx", "request-rx-copy", "feature-rx-notify", "multi-queue-num-queues"];
   await obs.watch(F, async () => {
+    // One DIRECTORY request: an atomic view of which keys exist at that moment.
+    const names = await obs.directory(F);
+    keySnapshots.push(ringKeys.filter((k) => names.includes(k)));
     const s = await obs.tryRead(`${F}/state`);
     if (s !== undefined && stateSeen.at(-1) !== s) stateSeen.push(s);
-    const present: string[] = [];
-    for (const k of ringKeys) if ((await obs.tryRead(`${F}/${k}`)) !== undefined) present.push(k);
-    keySnapshots.push(present);
   });
   await be.offer();
   await until("frontend Connected", async () => (await be.frontendState()) === 4);
   // Every snapshot has none of the ring keys or all of them: they were written in one transaction.
   for (const snap of keySnapshots) expect([0, ringKeys.length]).toContain(snap.length);
-  expect(stateSeen).toEqual(["1", "4"]);
+  // Never Initialised (3): the only state the driver writes is Connected.
+  expect(stateSeen).not.toContain("3");
+  expect(stateSeen.at(-1)).toBe("4");
   // The driver's own requests: the keys are written inside one transaction, state outside it after.
   const writes = trace.filter((t) => t.op === "WRITE").map((t) => ({ key: t.args[0]!.slice(F.length + 1), tx: t.tx }));
   const ringWrites = writes.filter((w) => w.key !== "state");
@@ -50,7 +52,8 @@ test("writes every ring and feature key in one transaction, then goes straight f
   ]);
   expect(new Set(ringWrites.map((w) => w.tx)).size).toBe(1);
   expect(ringWrites[0]!.tx).not.toBe(0);
-  expect(writes.filter((w) => w.key === "state").map((w) => w.tx === ringWrites[0]!.tx)).toEqual([false]);
+  const stateWrites = trace.filter((t) => t.op === "WRITE" && t.args[0] === `${F}/state`);
+  expect(stateWrites.map((t) => [t.args[1], t.tx === ringWrites[0]!.tx])).toEqual([["4", false]]);
   const dump: Record<string, string> = {};
   for (const k of await host.xs.directory(F)) dump[k] = await host.xs.read(`${F}/${k}`);
   const info = nf.connection!;
