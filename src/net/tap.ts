@@ -33,7 +33,7 @@ export class TapPeer implements Peer {
     const io = opts.io ?? "auto";
     const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
     if (!ctx) {
-      const what = err[0] === 9 ? "fd is not open (EBADF): pass the fd from the PeerHandle the backend created" : `${io === "uring" ? "io_uring_setup" : "setting up"} failed: ${errnoName(err[0])}${io === "uring" ? " (check /proc/sys/kernel/io_uring_disabled, or use io: 'plain')" : ""}`;
+      const what = err[0] === 9 ? "fd is not open (EBADF): pass the fd from the PeerHandle the backend created" : `${io === "uring" ? "io_uring_setup" : "setting up"} failed: ${errnoName(err[0])}${io === "uring" ? " (io_uring is off here: kernel.io_uring_disabled or a seccomp profile; use io: 'auto' or 'plain')" : ""}`;
       throw new Error(`TAP ${name}: ${what}`);
     }
     this.ctx = ctx;
