@@ -1,0 +1,240 @@
+#!/bin/bash
+# dom0's PID 1 in the testbed (the initramfs switch_roots into it with the run disk on /qnicd).
+# Brings up the Xen toolstack, then runs the checks, reporting on the serial console with lines
+#   QNICD-STEP <name> ok|fail <detail>     one check's verdict
+#   QNICD-RESULT <key>=<value> ...         measurements
+#   QNICD-DONE                             all steps ran (the host stops QEMU on it)
+# Guest console lines are forwarded as "[guest<N>] ...". Settings come from /qnicd/.xen-run/env.
+export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+R=/qnicd/.xen-run
+BB=$R/busybox
+XL=/usr/lib/xen-4.17/bin/xl
+t_start=$(cut -d' ' -f1 /proc/uptime)
+
+say() { echo "$*" > /dev/console; }
+step() { say "QNICD-STEP $1 $2 ${*:3}"; }
+result() { say "QNICD-RESULT $*"; }
+# elapsed START: seconds (one decimal) since the uptime value START.
+now() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+# within START SECS: true while less than SECS seconds passed since START (loops bounded by time,
+# not by iterations: under TCG a loop iteration that spawns processes takes a variable while).
+within() { awk -v a="$1" -v b="$(now)" -v s="$2" 'BEGIN{exit !(b-a < s)}'; }
+since() { awk -v a="$t_start" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN{printf "%.1f", b-a}'; }
+finish() {
+  say "QNICD-DONE uptime=$(since)"
+  sync
+  echo o > /proc/sysrq-trigger
+  sleep 5
+  poweroff -f
+}
+trap finish EXIT
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/shm /dev/pts && mount -t tmpfs tmpfs /dev/shm && mount -t devpts devpts /dev/pts
+ln -sfn /run /var/run 2>/dev/null
+# devtmpfs has no /dev/fd (udev makes it): bash's process substitution needs it.
+ln -sfn /proc/self/fd /dev/fd; ln -sfn /proc/self/fd/0 /dev/stdin; ln -sfn /proc/self/fd/1 /dev/stdout; ln -sfn /proc/self/fd/2 /dev/stderr
+[ -f $R/env ] && . $R/env
+say "dom0: up after $(since) s (kernel $(uname -r))"
+
+# --- Xen toolstack ---------------------------------------------------------------------------
+for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd bridge tun; do modprobe $m || say "dom0: modprobe $m failed"; done
+mount -t xenfs xenfs /proc/xen
+mkdir -p /run/xenstored /var/log/xen/console /var/lib/xen /run/xen
+xenstored --pid-file /run/xenstored.pid || { step toolstack fail "xenstored did not start"; exit 1; }
+xen-init-dom0 >/tmp/xen-init-dom0.log 2>&1 || { step toolstack fail "xen-init-dom0: $(tail -3 /tmp/xen-init-dom0.log)"; exit 1; }
+xenconsoled --log=guest --log-dir=/var/log/xen/console || { step toolstack fail "xenconsoled did not start"; exit 1; }
+ip link set lo up
+ip link add xenbr0 type bridge && ip addr add 10.0.0.1/24 dev xenbr0 && ip link set xenbr0 up
+if $XL list >/tmp/xl-list 2>&1 && grep -q Domain-0 /tmp/xl-list; then
+  step toolstack ok "xenstored, xen-init-dom0, xenconsoled, xenbr0 10.0.0.1/24 ready at $(since) s"
+else
+  step toolstack fail "xl list: $(tail -2 /tmp/xl-list)"; exit 1
+fi
+result "toolstack_ready_s=$(since)"
+
+# GET http://127.0.0.1:8080$1 with bash's /dev/tcp (busybox-static's wget crashes in this dom0):
+# the body on stdout, status 1 if nothing listens.
+http_get() {
+  (
+    exec 5<>/dev/tcp/127.0.0.1/8080 || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&5
+    resp=$(timeout 5 cat <&5)
+    printf '%s\n' "${resp#*$'\r\n\r\n'}"
+  ) 2>/dev/null
+}
+
+# Forwards a guest's console log to the serial console, prefixed.
+forward_console() {
+  local name=$1 log=/var/log/xen/console/guest-$1.log
+  touch "$log"
+  tail -n +1 -F "$log" 2>/dev/null | while IFS= read -r line; do say "[$name] ${line%$'\r'}"; done &
+}
+
+# Waits (up to $2 s) for a line matching $3 in guest $1's console log.
+wait_guest() {
+  local log=/var/log/xen/console/guest-$1.log w0; w0=$(now)
+  while within "$w0" "$2"; do
+    grep -q "$3" "$log" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+guest_line() { grep "$2" "/var/log/xen/console/guest-$1.log" 2>/dev/null | tail -1 | tr -d '\r'; }
+
+guest_cfg() { # name mac mode
+  cat > /tmp/$1.cfg <<CFG
+name = "$1"
+type = "pv"
+kernel = "$R/vmlinuz"
+ramdisk = "$R/guest-initrd.gz"
+extra = "console=hvc0 quiet qnicd_ip=10.0.0.2 qnicd_peer=10.0.0.1 qnicd_mb=${QNICD_MB:-16} qnicd_mode=$3"
+memory = 256
+vcpus = 1
+vif = [ 'mac=$2,bridge=xenbr0' ]
+on_crash = "destroy"
+CFG
+}
+
+# dom0 -> guest pings, sizes up to 1472.
+ping_guest() { # step-name
+  local bad=0 s out recv
+  for s in 56 1000 1472; do
+    out=$($BB ping -c 5 -s $s -W 3 10.0.0.2 2>&1)
+    recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+    result "$1_dom0_ping size=$s sent=5 recv=${recv:-0}"
+    [ "${recv:-0}" = 5 ] || bad=1
+  done
+  return $bad
+}
+
+# --- 1. kernel netback baseline --------------------------------------------------------------
+baseline() {
+  modprobe xen-netback || { step netback-baseline fail "modprobe xen-netback"; return; }
+  head -c $(( ${QNICD_MB:-16} * 1048576 )) /dev/urandom > /tmp/down.bin
+  local downsha; downsha=$(sha256sum /tmp/down.bin | cut -c1-64)
+  mkfifo /tmp/hold1 && exec 4<>/tmp/hold1
+  $BB nc -l -p 5001 <&4 > /tmp/up.bin &
+  local up_pid=$!
+  $BB nc -l -p 5002 < /tmp/down.bin &
+  guest_cfg guest1 00:16:3e:00:00:01 full
+  local t0; t0=$(since)
+  forward_console guest1
+  if ! $XL create /tmp/guest1.cfg >/tmp/xl-create.log 2>&1; then
+    step netback-baseline fail "xl create: $(tail -3 /tmp/xl-create.log | tr '\n' ' ')"; return
+  fi
+  result "netback_xl_create_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
+  if ! wait_guest guest1 90 "GUEST UP"; then
+    step netback-baseline fail "the guest's eth0 did not come up in 90 s"; $XL destroy guest1; return
+  fi
+  result "netback_guest_up_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
+  if ! wait_guest guest1 400 "GUEST DONE"; then
+    step netback-baseline fail "the guest's traffic did not finish in 400 s"; $XL destroy guest1; return
+  fi
+  wait $up_pid
+  local fail="" l
+  local size recv
+  while read -r size recv; do
+    result "netback_guest_ping $size sent=5 $recv"
+    [ "$recv" = recv=5 ] || fail="$fail guest->dom0 ping lost packets ($size $recv);"
+  done < <(grep -o 'GUEST PING size=[0-9]* sent=5 recv=[0-9]*' /var/log/xen/console/guest-guest1.log | awk '{print $3, $5}')
+  [ -n "$(guest_line guest1 'GUEST PING size=1472')" ] || fail="$fail no guest ping results;"
+  ping_guest netback || fail="$fail dom0->guest ping lost packets;"
+  local upsha upline downline gotup
+  upline=$(guest_line guest1 "GUEST UPSHA"); upsha=$(echo "$upline" | awk '{print $3}')
+  gotup=$(sha256sum /tmp/up.bin | cut -c1-64)
+  [ -n "$upsha" ] && [ "$upsha" = "$gotup" ] || fail="$fail guest->dom0 TCP checksum differs (guest $upsha, dom0 $gotup, $(stat -c %s /tmp/up.bin) bytes);"
+  downline=$(guest_line guest1 "GUEST DOWNSHA")
+  [ "$(echo "$downline" | awk '{print $3}')" = "$downsha" ] || fail="$fail dom0->guest TCP checksum differs ($downline vs $downsha);"
+  local upsecs downsecs mb=${QNICD_MB:-16}
+  upsecs=$(guest_line guest1 "GUEST UPDONE" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+  downsecs=$(echo "$downline" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+  result "netback_tcp_up mb=$mb secs=$upsecs mbps=$(awk -v m=$mb -v s=${upsecs:-0} 'BEGIN{if(s>0)printf "%.2f", m/s; else print "nan"}')"
+  result "netback_tcp_down mb=$mb secs=$downsecs mbps=$(awk -v m=$mb -v s=${downsecs:-0} 'BEGIN{if(s>0)printf "%.2f", m/s; else print "nan"}')"
+  $XL destroy guest1 >/dev/null 2>&1
+  rm -f /tmp/up.bin /tmp/down.bin
+  if [ -z "$fail" ]; then step netback-baseline ok "pings 56..1472 both ways, ${mb} MB TCP each way with equal sha256"
+  else step netback-baseline fail "$fail"; fi
+}
+
+# --- 2. the real platform under Bun ----------------------------------------------------------
+platform_check() {
+  local t0; t0=$(since)
+  (cd /qnicd && QNICD_ON_XEN=1 timeout 300 $R/bun test/xen/harness/platform-check.ts) > /tmp/platform.log 2>&1
+  local rc=$?
+  while IFS= read -r l; do say "[platform] $l"; done < /tmp/platform.log
+  result "platform_check_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
+  if [ $rc -eq 0 ]; then step platform ok "map, copy statuses, evtchn bind/notify/read/unmask on real Xen"
+  else step platform fail "platform-check.ts exited $rc (see [platform] lines)"; fi
+}
+
+# --- 3. qnicd as the backend -----------------------------------------------------------------
+qnicd_check() {
+  if [ ! -f /qnicd/src/main.ts ]; then step qnicd skip "src/main.ts is not there yet"; return; fi
+  $XL destroy guest1 >/dev/null 2>&1
+  rmmod xen-netback 2>/dev/null
+  grep -q '^xen_netback ' /proc/modules && { step qnicd fail "xen-netback could not be unloaded"; return; }
+  local t0; t0=$(since)
+  (cd /qnicd && exec $R/bun src/main.ts --platform xen) > /tmp/qnicd.log 2>&1 &
+  local qpid=$! health="" w0; w0=$(now)
+  while within "$w0" 60; do
+    health=$(http_get /health) && [ -n "$health" ] && break
+    kill -0 $qpid 2>/dev/null || break
+    sleep 0.2
+  done
+  if ! kill -0 $qpid 2>/dev/null; then
+    while IFS= read -r l; do say "[qnicd] $l"; done < /tmp/qnicd.log
+    step qnicd fail "qnicd exited before answering /health"; return
+  fi
+  result "qnicd_ready_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}') health=$(echo $health | tr -d ' ' | head -c 200)"
+  guest_cfg guest2 00:16:3e:00:00:02 ping
+  forward_console guest2
+  local fail="" bs="" fs=""
+  if ! $XL create /tmp/guest2.cfg >/tmp/xl-create2.log 2>&1; then
+    fail="xl create with qnicd as the backend: $(tail -3 /tmp/xl-create2.log | tr '\n' ' ');"
+  else
+    local domid; domid=$($XL domid guest2)
+    local be=/local/domain/0/backend/vif/$domid/0 fe=/local/domain/$domid/device/vif/0
+    local w0; w0=$(now)
+    while within "$w0" 60; do
+      bs=$(xenstore-read $be/state 2>/dev/null); fs=$(xenstore-read $fe/state 2>/dev/null)
+      [ "$bs" = 4 ] && [ "$fs" = 4 ] && break
+      kill -0 $qpid 2>/dev/null || { fail="$fail qnicd died while the vif connected;"; break; }
+      sleep 0.2
+    done
+    result "qnicd_states backend=$bs frontend=$fs after_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
+    [ "$bs" = 4 ] && [ "$fs" = 4 ] || fail="$fail vif not Connected (backend state $bs, frontend state $fs);"
+    local vifs; vifs=$(http_get /vifs)
+    result "qnicd_vifs $(echo $vifs | head -c 300)"
+    echo "$vifs" | grep -q "vif$domid.0" || fail="$fail /vifs does not show vif$domid.0;"
+    if kill -0 $qpid 2>/dev/null && wait_guest guest2 60 "GUEST DONE"; then
+      grep -o 'GUEST PING size=[0-9]* sent=5 recv=[0-9]*' /var/log/xen/console/guest-guest2.log | while read -r _ _ a b c; do
+        say "QNICD-RESULT qnicd_guest_ping $a $b $c (informational)"
+      done
+    fi
+    $XL destroy guest2 >/dev/null 2>&1
+  fi
+  if kill -0 $qpid 2>/dev/null; then
+    kill $qpid
+    local k0; k0=$(now)
+    while kill -0 $qpid 2>/dev/null && within "$k0" 30; do sleep 0.2; done
+    kill -0 $qpid 2>/dev/null && { kill -9 $qpid; fail="$fail qnicd did not exit within 30 s of SIGTERM;"; }
+    wait $qpid; result "qnicd_exit status=$? (after SIGTERM)"
+  else
+    wait $qpid; result "qnicd_exit status=$? (died by itself)"
+  fi
+  while IFS= read -r l; do say "[qnicd] $l"; done < <(tail -40 /tmp/qnicd.log)
+  if [ -z "$fail" ]; then step qnicd ok "both sides Connected, /vifs shows the vif"; else step qnicd fail "$fail"; fi
+}
+
+for s in ${QNICD_STEPS:-baseline platform qnicd}; do
+  case $s in
+    baseline) baseline ;;
+    platform) platform_check ;;
+    qnicd) qnicd_check ;;
+  esac
+done

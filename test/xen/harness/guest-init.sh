@@ -1,0 +1,50 @@
+#!/bin/busybox sh
+# /init of the PV guest's busybox initramfs (built per run by make-run-disk.sh). Loads xen-netfront,
+# brings eth0 up and runs the traffic checks against dom0, printing "GUEST ..." lines on hvc0,
+# which dom0's xenconsoled logs and dom0-run.sh forwards to the serial console.
+# Kernel command line: qnicd_ip=<guest ip> qnicd_peer=<dom0 ip> qnicd_mb=<MB per transfer>
+# qnicd_mode=full (pings + TCP both ways) or ping (pings only)
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /tmp && mount -t tmpfs tmpfs /tmp
+say() { echo "GUEST $*"; }
+arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+IP=$(arg qnicd_ip); PEER=$(arg qnicd_peer); MB=$(arg qnicd_mb)
+MODE=$(arg qnicd_mode)
+IP=${IP:-10.0.0.2}; PEER=${PEER:-10.0.0.1}; MB=${MB:-16}; MODE=${MODE:-full}
+up() { cut -d' ' -f1 /proc/uptime; }
+
+for m in $(cat /mods/order); do insmod /mods/$m || say "FAIL insmod $m"; done
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -e /sys/class/net/eth0 ] || { say "FAIL no eth0 (netfront did not connect)"; sleep 100000; }
+ip link set lo up
+ip addr add "$IP/24" dev eth0
+ip link set eth0 up
+i=0; while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+say "UP ip=$IP carrier=$(cat /sys/class/net/eth0/carrier 2>/dev/null) mtu=$(cat /sys/class/net/eth0/mtu)"
+
+for s in 56 1000 1472; do
+  out=$(ping -c 5 -s $s -W 3 "$PEER" 2>&1)
+  recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+  say "PING size=$s sent=5 recv=${recv:-0}"
+done
+
+if [ "$MODE" != full ]; then say "DONE"; while :; do sleep 1000; done; fi
+
+# guest -> dom0: dom0 listens on 5001 and writes what it gets to a file it checksums.
+dd if=/dev/urandom of=/tmp/up bs=1048576 count="$MB" 2>/dev/null
+say "UPSHA $(sha256sum /tmp/up | cut -c1-64) bytes=$(wc -c < /tmp/up)"
+t0=$(up); timeout 300 nc "$PEER" 5001 < /tmp/up; rc=$?; t1=$(up)
+say "UPDONE rc=$rc secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2-$1}')"
+rm -f /tmp/up
+
+# dom0 -> guest: dom0 serves a file on 5002. A read-write fifo as stdin never reaches EOF, so nc
+# stops only when dom0 closes the connection.
+mkfifo /tmp/hold; exec 3<>/tmp/hold
+t0=$(up); timeout 300 nc "$PEER" 5002 <&3 > /tmp/down; rc=$?; t1=$(up)
+say "DOWNSHA $(sha256sum /tmp/down | cut -c1-64) bytes=$(wc -c < /tmp/down) rc=$rc secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2-$1}')"
+rm -f /tmp/down
+say "DONE"
+while :; do sleep 1000; done
