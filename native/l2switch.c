@@ -59,7 +59,9 @@ struct sw_port {
     uint64_t tx_frames;   // frames this port sent that reached at least one port
     uint64_t tx_dropped;  // frames this port sent that reached none (malformed, no room, no port)
     uint64_t tx_flooded;  // frames this port sent to every other port (broadcast/unknown)
-    uint8_t pad2[88];
+    uint64_t wakes_taken;   // own eventfd: wake-ups producers took (seen when re-arming)
+    uint64_t wakes_cleared; // own eventfd: sum of the values read from it
+    uint8_t pad2[72];
 };
 
 _Static_assert(sizeof(struct sw_hdr) <= SW_HDR_BYTES, "header");
@@ -323,8 +325,14 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
 
 /**
  * Port `dst` takes up to `capacity` frames from its ring into the batch. When the ring is empty it
- * arms its wake-up (and, owning its eventfd, clears a wake-up already delivered) and looks once
- * more, so a frame enqueued meanwhile is never left without a wake-up. Returns the frame count.
+ * arms its wake-up and looks once more, so a frame enqueued meanwhile is never left without one.
+ *
+ * Its own eventfd is cleared here, by accounting: every wake-up a producer takes (armed 1 -> 0) is
+ * exactly one eventfd write of 1. The consumer sees a taken wake-up when re-arming finds armed == 0
+ * and reads the eventfd while it has seen more wake-ups taken than it has read. A write still in
+ * flight (EAGAIN now) stays owed and is read on the wake-up it causes, so the fd is never left
+ * readable with nothing to do (a busy loop), and a read that also swallowed the write for the arm
+ * just set makes it re-arm (else that arm is spent and the port would never be woken again).
  */
 int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
     if (dst >= h->nports) return -EINVAL;
@@ -333,7 +341,8 @@ int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint
     uint32_t R = h->ring_bytes;
     uint64_t cons = p->cons;
     uint32_t got = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    int settled = 0;
+    for (int rounds = 0; rounds < 64 && !settled; rounds++) {
         uint64_t prod = __atomic_load_n(&p->prod, __ATOMIC_ACQUIRE);
         while (got < capacity && cons != prod) {
             uint32_t pos = (uint32_t)(cons % R);
@@ -346,14 +355,20 @@ int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint
             cons += SW_REC_HDR + ((len + 7) & ~7u);
         }
         __atomic_store_n(&p->cons, cons, __ATOMIC_RELEASE);
-        if (got == capacity) break; // more may wait: the caller comes back before sleeping
-        if (pass == 0) {
-            // Empty: ask for a wake-up. armed == 0 means a producer already used the last one.
-            if (!__atomic_exchange_n(&p->armed, 1, __ATOMIC_SEQ_CST) && p->own_fd && p->wake_fd >= 0) {
-                uint64_t v;
-                if (read(p->wake_fd, &v, sizeof(v)) < 0) { /* EAGAIN: nothing to clear */ }
-            }
+        if (got == capacity) { settled = 1; break; } // more may wait: the caller comes back before sleeping
+        if (!__atomic_exchange_n(&p->armed, 1, __ATOMIC_SEQ_CST)) p->wakes_taken++;
+        if (p->own_fd && p->wake_fd >= 0 && p->wakes_cleared < p->wakes_taken) {
+            uint64_t v;
+            if (read(p->wake_fd, &v, sizeof(v)) == sizeof(v)) p->wakes_cleared += v;
         }
+        if (p->wakes_cleared > p->wakes_taken) continue; // swallowed this arm's write: drain, re-arm
+        if (__atomic_load_n(&p->prod, __ATOMIC_ACQUIRE) == cons) settled = 1; // empty and armed: sleep
+    }
+    if (!settled && __atomic_exchange_n(&p->armed, 0, __ATOMIC_SEQ_CST)) {
+        // Producers kept racing every round (or a flood of frames over our stride): take our own
+        // wake-up so the worker comes back for the frames left, instead of sleeping past them.
+        uint64_t one = 1;
+        if (p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof(one)) < 0) { /* saturated: readable anyway */ }
     }
     return (int)got;
 }

@@ -1,7 +1,7 @@
 // The learning switch: delivery, learning, flooding, ageing, bounded rings and wake-ups on one
 // thread; then across two real Bun Worker threads: intact delivery and no torn frames under load.
 import { afterEach, describe, expect, test } from "bun:test";
-import { dlopen, FFIType } from "bun:ffi";
+import { dlopen, FFIType, toArrayBuffer } from "bun:ffi";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/frame-batch.ts";
 import { SwitchFabric, SwitchPeer, type SwitchOptions } from "../../src/net/switch.ts";
 import { checkFrame, lengthFor, mac, writeFrame } from "./switch-frames.ts";
@@ -37,12 +37,25 @@ function recvSeqs(p: SwitchPeer): number[] {
 const libc = dlopen("libc.so.6", {
   read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
   eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+  write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
+  poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
 }).symbols;
 /** The eventfd's counter (and resets it), 0 if it was not signalled. */
 function readEventfd(fd: number): number {
   const v = new BigUint64Array(1);
   return Number(libc.read(fd, v, 8)) === 8 ? Number(v[0]) : 0;
+}
+function readable(fd: number): boolean {
+  return libc.poll(Int32Array.of(fd, 1), 1, 0) > 0;
+}
+function signal(fd: number): void {
+  libc.write(fd, BigUint64Array.of(1n), 8);
+}
+/** A port's `armed` word in the switch's shared memory (struct sw_port offset 8). */
+function armedWord(f: SwitchFabric, index: number): Uint32Array {
+  const portsOff = new Uint32Array(toArrayBuffer(f.address, 32, 4))[0];
+  return new Uint32Array(toArrayBuffer(f.address, portsOff + index * 256 + 8, 4));
 }
 const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
@@ -170,6 +183,35 @@ describe("learning switch on one thread", () => {
     expect(recvSeqs(c)).toEqual([1, 2, 3]);
     send(a, BCAST, mac(1), [4]);
     expect(readEventfd(efd)).toBe(1);
+  });
+
+  test("a port's eventfd is readable exactly while it has something to do", () => {
+    const f = fabric();
+    const a = port(f, "a"), b = port(f, "b");
+    expect(readable(b.pollFd)).toBe(false);
+    send(a, BCAST, mac(1), [1]);
+    expect(readable(b.pollFd)).toBe(true);
+    expect(recvSeqs(b)).toEqual([1]);
+    expect(readable(b.pollFd)).toBe(false); // drained and cleared: the worker may sleep
+    send(a, BCAST, mac(1), [2]);
+    expect(readable(b.pollFd)).toBe(true); // and is woken again
+    expect(recvSeqs(b)).toEqual([2]);
+    expect(readable(b.pollFd)).toBe(false);
+  });
+
+  test("a wake-up whose eventfd write lands after the port re-armed is still cleared (no busy loop)", () => {
+    const f = fabric();
+    port(f, "a");
+    const b = port(f, "b");
+    const armed = armedWord(f, b.index);
+    expect(armed[0]).toBe(1);
+    Atomics.store(armed, 0, 0); // a producer took the wake-up (armed 1 -> 0)...
+    expect(recvSeqs(b)).toEqual([]); // ...the port re-arms before that producer's write lands
+    expect(Atomics.load(armed, 0)).toBe(1);
+    signal(b.pollFd); // the write lands now
+    expect(readable(b.pollFd)).toBe(true);
+    expect(recvSeqs(b)).toEqual([]); // the spurious wake-up is answered once...
+    expect(readable(b.pollFd)).toBe(false); // ...and the fd does not stay readable
   });
 
   test("closing a port forgets its MACs, and its name can be opened again", () => {
