@@ -76,13 +76,20 @@ export function runningNetfrontGuest(dir: string, domid: number, devid: number):
   return pid;
 }
 
-/** SIGTERM (then SIGKILL after `timeoutMs`) to this vif's netfront; removes its pid file. */
-export async function stopNetfrontGuest(dir: string, domid: number, devid: number, timeoutMs = 2000): Promise<boolean> {
+export interface StopGuestOptions {
+  /** SIGTERM lets the driver close; SIGKILL is a destroyed domain, gone without a word. */
+  signal?: "SIGTERM" | "SIGKILL";
+  timeoutMs?: number;
+}
+
+/** Signals this vif's netfront (SIGKILL after `timeoutMs` if still alive); removes its pid file. */
+export async function stopNetfrontGuest(dir: string, domid: number, devid: number, opts: StopGuestOptions = {}): Promise<boolean> {
+  const timeoutMs = opts.timeoutMs ?? 2000;
   const files = netfrontGuestFiles(dir, domid, devid);
   const pid = runningNetfrontGuest(dir, domid, devid);
   rmSync(files.pidFile, { force: true });
   if (pid === undefined) return false;
-  process.kill(pid, "SIGTERM");
+  process.kill(pid, opts.signal ?? "SIGTERM");
   const deadline = Date.now() + timeoutMs;
   while (alive(pid) && Date.now() < deadline) await Bun.sleep(10);
   if (alive(pid)) process.kill(pid, "SIGKILL");
@@ -90,13 +97,13 @@ export async function stopNetfrontGuest(dir: string, domid: number, devid: numbe
 }
 
 /** Stops every netfront of `domid` (all vifs) that has a pid file. */
-export async function stopNetfrontGuests(dir: string, domid: number): Promise<number> {
+export async function stopNetfrontGuests(dir: string, domid: number, opts: StopGuestOptions = {}): Promise<number> {
   const gd = simPaths(dir).guestsDir;
   if (!existsSync(gd)) return 0;
   let n = 0;
   for (const f of readdirSync(gd)) {
     const m = /^netfront-(\d+)\.(\d+)\.pid$/.exec(f);
-    if (m && Number(m[1]) === domid && (await stopNetfrontGuest(dir, domid, Number(m[2])))) n++;
+    if (m && Number(m[1]) === domid && (await stopNetfrontGuest(dir, domid, Number(m[2]), opts))) n++;
   }
   return n;
 }

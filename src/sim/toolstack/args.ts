@@ -91,3 +91,5 @@ export function defaultSimDir(env: Record<string, string | undefined> = process.
 
 export const dirOption = option({ expected: "a directory path", schema: schemas.dir });
 export const noWaitOption = option({ expected: "no value (a flag)", schema: v.literal("true"), boolean: true });
+export const netfrontOption = option({ expected: "no value (a flag)", schema: v.literal("true"), boolean: true });
+export const ipOption = option({ expected: "an IPv4 address like 10.0.0.2", schema: v.pipe(v.string(), v.ipv4()) });

@@ -9,6 +9,7 @@ import * as hvmod from "../hypervisor/index.ts";
 import { XenstoreClient } from "../../xenstore/index.ts";
 import { simHypervisor } from "./hypervisor.ts";
 import type { LibxlLog } from "./libxl-log.ts";
+import { netfrontGuests } from "./guests.ts";
 import { Toolstack } from "./toolstack.ts";
 
 const XENSTORED_MAIN = join(import.meta.dir, "..", "xenstored", "main.ts");
@@ -132,7 +133,7 @@ export async function stopHost(dir: string, opts: { log?: LibxlLog; stopTimeoutM
   if (hvUp && (await answers(p.xenstoredSocket))) {
     const xs = await XenstoreClient.connect({ path: p.xenstoredSocket, reconnect: { enabled: false } });
     try {
-      const ts = new Toolstack({ xs, hv: simHypervisor(dir), log: opts.log, destroyTimeoutMs: opts.destroyTimeoutMs });
+      const ts = new Toolstack({ xs, hv: simHypervisor(dir), log: opts.log, destroyTimeoutMs: opts.destroyTimeoutMs, guests: netfrontGuests(dir) });
       for (const d of await ts.list()) {
         if (d.domid === 0) continue;
         try {

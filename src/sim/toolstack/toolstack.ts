@@ -3,6 +3,7 @@
 import { randomUUID } from "node:crypto";
 import type { XenstoreClient } from "../../xenstore/index.ts";
 import { buildPost, makeDomainNodes, removeDomainNodes } from "./domain.ts";
+import type { GuestRunner } from "./guests.ts";
 import type { HypervisorOps } from "./hypervisor.ts";
 import { libxlLogTo, type LibxlLog } from "./libxl-log.ts";
 import {
@@ -29,6 +30,8 @@ export interface ToolstackOptions {
   /** libxl's 10 s waits; tests shorten them. */
   initTimeoutMs?: number;
   destroyTimeoutMs?: number;
+  /** Starts and kills guest drivers (netfront processes on the sim); none by default. */
+  guests?: GuestRunner;
 }
 
 export interface CreateOptions {
@@ -40,6 +43,8 @@ export interface CreateOptions {
   backendDomid?: number;
   /** Do not wait for a backend to answer (sim only: for use before any backend exists). */
   noWait?: boolean;
+  /** Boot the guest: start its driver for every vif (needs ToolstackOptions.guests). */
+  boot?: { ip?: string };
 }
 
 export interface CreatedDomain {
@@ -62,8 +67,10 @@ export class Toolstack {
   readonly log: LibxlLog;
   readonly initTimeoutMs: number;
   readonly destroyTimeoutMs: number;
+  readonly guests?: GuestRunner;
 
   constructor(opts: ToolstackOptions) {
+    this.guests = opts.guests;
     this.xs = opts.xs;
     this.hv = opts.hv;
     this.log = opts.log ?? libxlLogTo((l) => process.stderr.write(`${l}\n`));
@@ -126,6 +133,8 @@ export class Toolstack {
           );
         }
       }
+      // libxl unpauses the guest once its devices are added; its netfront then probes each vif.
+      if (opts.boot) nics.forEach((nic, i) => this.startGuest(domid, nic.devid, i === 0 ? opts.boot!.ip : undefined));
       return {
         domid,
         name,
@@ -155,6 +164,8 @@ export class Toolstack {
       this.log("error", "libxl_domain.c:libxl__destroy_domid", domid, "Non-existant domain");
       throw new ToolstackError(`destroy failed: no domain ${domid}`);
     }
+    // libxl pauses the domain before tearing its devices down: the guest never answers again.
+    await this.guests?.kill(domid);
     const devs = await this.listDevices(domid);
     const rcs = await Promise.all(
       devs.map((d) => removeNic(this.xs, d, { force: "on", timeoutMs: this.destroyTimeoutMs, skipWaitIfUnclaimed: opts.noWait }, this.log)),
@@ -165,8 +176,13 @@ export class Toolstack {
     if (await this.xs.isDomainIntroduced(domid).catch(() => false)) await this.xs.release(domid);
   }
 
+  private startGuest(domid: number, devid: number, ip: string | undefined): void {
+    if (!this.guests) throw new ToolstackError("this toolstack has no guest runner: cannot boot guests");
+    this.guests.start(domid, devid, { ip });
+  }
+
   /** xl network-attach: the next devid (libxl__device_nextid), nodes, wait for InitWait. */
-  async networkAttach(qualifier: string, nic: Partial<NicConfig> = {}, opts: { noWait?: boolean } = {}): Promise<NicConfig> {
+  async networkAttach(qualifier: string, nic: Partial<NicConfig> = {}, opts: { noWait?: boolean; boot?: { ip?: string } } = {}): Promise<NicConfig> {
     const domid = await this.findDomain(qualifier);
     const existing = await this.xs.directory(`${libxlPath(domid)}/device/vif`).catch(() => [] as string[]);
     const devid = nic.devid ?? (existing.length ? Math.max(...existing.map(Number)) + 1 : 0);
@@ -186,6 +202,8 @@ export class Toolstack {
         throw new ToolstackError("libxl_device_nic_add failed.");
       }
     }
+    // A running guest's netfront probes a hot-plugged vif.
+    if (opts.boot) this.startGuest(domid, devid, opts.boot.ip);
     return cfg;
   }
 

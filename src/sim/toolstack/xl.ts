@@ -4,7 +4,8 @@ import * as v from "valibot";
 import { simPaths } from "../paths.ts";
 import { hypervisorInitialised } from "../hypervisor/index.ts";
 import { XenstoreClient } from "../../xenstore/index.ts";
-import { check, get, option, parse, schemas, UsageError, noWaitOption, type OptionSpec } from "./args.ts";
+import { check, get, ipOption, netfrontOption, option, parse, schemas, UsageError, noWaitOption, type OptionSpec } from "./args.ts";
+import { netfrontGuests } from "./guests.ts";
 import { simHypervisor } from "./hypervisor.ts";
 import { libxlLogTo } from "./libxl-log.ts";
 import type { NicConfig } from "./nic.ts";
@@ -24,11 +25,15 @@ const createOpts = {
   "backend-type": option({ expected: "one of vif, qnic", schema: schemas.backendType }),
   "backend-domid": option({ expected: "a domid from 0 to 32751", schema: schemas.integer(0, 0x7fef) }),
   "no-wait": noWaitOption,
+  netfront: netfrontOption,
+  ip: ipOption,
 };
 const destroyOpts = { "no-wait": noWaitOption };
 const attachOpts = {
   "backend-type": createOpts["backend-type"],
   "no-wait": noWaitOption,
+  netfront: netfrontOption,
+  ip: ipOption,
 };
 
 /** xl's vif settings accepted by network-attach (xl_parse.c parse_nic_config's common keys). */
@@ -45,17 +50,21 @@ export const XL_HELP = `usage: sim xl [--dir DIR] COMMAND ...
 
 Commands (as xl, on the simulated host):
   create NAME [--vifs N] [--memory MiB] [--backend-type vif|qnic] [--backend-domid N] [--no-wait]
+         [--netfront [--ip A.B.C.D]]
       Create a domain with N vifs (default 0). Like libxl, waits up to 10 s for each vif's backend
       to reach InitWait, and destroys the domain if none answers. --no-wait skips that wait (for use
       before a backend is running). --backend-type qnic names the backend directory like QEMU does.
+      --netfront boots the guest: a Linux-like netfront process per vif (the first one answers ARP
+      and ping on --ip); its events and log are in DIR/guests/.
   destroy NAME|DOMID [--no-wait]
       Remove the domain's vifs (online=0, state=5, wait up to 10 s for Closed), its nodes, the domain.
       --no-wait: do not wait on backends that never claimed a vif (still Initialising).
   list
       Name, ID, Mem, VCPUs, State, like xl list.
   network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [backend=DOMID]
-                 [--backend-type vif|qnic] [--no-wait]
-      Add a vif with the next free devid; waits for its backend like create.
+                 [--backend-type vif|qnic] [--no-wait] [--netfront [--ip A.B.C.D]]
+      Add a vif with the next free devid; waits for its backend like create. --netfront: the
+      running guest's netfront probes the new vif.
   network-detach NAME|DOMID DEVID|MAC
       Remove a vif as libxl does: online=0 + state=5, wait up to 10 s for Closed (then once more,
       forced), then delete its nodes.
@@ -87,6 +96,8 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
     return 0;
   }
   const noWait = get(p, spec, "no-wait", false as boolean);
+  const boot = get(p, spec, "netfront", false as boolean) ? { ip: get<string | undefined>(p, spec, "ip", undefined) } : undefined;
+  if (!boot && get<string | undefined>(p, spec, "ip", undefined) !== undefined) throw new UsageError(`${cmd}: --ip goes with --netfront`);
 
   // Validate everything before touching the host.
   let run: (ts: Toolstack) => Promise<void>;
@@ -99,7 +110,7 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
       const backendKind = get(p, spec, "backend-type", "vif");
       const backendDomid = get(p, spec, "backend-domid", 0);
       run = async (ts) => {
-        const d = await ts.create(name, { vifs, memoryMb, backendKind, backendDomid, noWait });
+        const d = await ts.create(name, { vifs, memoryMb, backendKind, backendDomid, noWait, boot });
         if (noWait && d.nics.length) io.err(`sim: --no-wait: not waiting for a backend; ${d.nics.map((n) => n.backend).join(", ")} left in Initialising`);
       };
       break;
@@ -128,7 +139,7 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
         else (nic as Record<string, unknown>)[key] = val;
       }
       run = async (ts) => {
-        const n = await ts.networkAttach(q, nic, { noWait });
+        const n = await ts.networkAttach(q, nic, { noWait, boot });
         if (noWait) io.err(`sim: --no-wait: not waiting for a backend; vif devid ${n.devid} left in Initialising`);
       };
       break;
@@ -154,7 +165,7 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
     throw new ToolstackError(`xenstored is not answering on ${paths.xenstoredSocket}: run 'sim up --dir ${paths.dir}' first`);
   }
   try {
-    await run(new Toolstack({ xs, hv: simHypervisor(dir), log: libxlLogTo(io.err) }));
+    await run(new Toolstack({ xs, hv: simHypervisor(dir), log: libxlLogTo(io.err), guests: netfrontGuests(dir) }));
     return 0;
   } finally {
     xs.close();

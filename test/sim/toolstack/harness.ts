@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { startXenstored } from "../../../src/sim/xenstored/server.ts";
 import type { DomainInfo, HypervisorOps } from "../../../src/sim/toolstack/hypervisor.ts";
 import { libxlLogTo } from "../../../src/sim/toolstack/libxl-log.ts";
+import type { GuestRunner } from "../../../src/sim/toolstack/guests.ts";
 import { Toolstack } from "../../../src/sim/toolstack/toolstack.ts";
 import { XenstoreClient } from "../../../src/xenstore/index.ts";
 
@@ -50,7 +51,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(opts: { initTimeoutMs?: number; destroyTimeoutMs?: number } = {}): Promise<Harness> {
+export async function startHarness(opts: { initTimeoutMs?: number; destroyTimeoutMs?: number; guests?: GuestRunner } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), "qnicd-toolstack-"));
   const xsd = await startXenstored({ dir, log: () => {} });
   const trace: TraceEntry[] = [];

@@ -291,3 +291,31 @@ test("the permissions hold for the guest itself, over its own xenstored socket",
     guest.close();
   }
 });
+
+test("a booted guest's drivers start once its vifs reach InitWait, and die before its devices go", async () => {
+  const calls: string[] = [];
+  let xs: XenstoreClient | undefined;
+  const guests = {
+    start: (domid: number, devid: number, o: { ip?: string }) => void calls.push(`start ${domid}.${devid} ${o.ip ?? "-"}`),
+    // What the backend sees when the guest dies: the vif is still there, Connected or not.
+    kill: async (domid: number) => void calls.push(`kill ${domid} online=${await xs!.tryRead(`${B(domid, 0)}/online`)}`),
+  };
+  h = await startHarness({ guests });
+  xs = await h.client();
+  await playBackend(await h.client());
+  await h.ts.create("booted", { vifs: 2, boot: { ip: "10.0.0.2" } });
+  expect(calls).toEqual(["start 1.0 10.0.0.2", "start 1.1 -"]);
+  // InitWait came first: the guest's drivers never see a backend still Initialising.
+  expect(await xs.read(`${B(1, 0)}/state`)).toBe("2");
+  await h.ts.networkAttach("booted", {}, { boot: {} });
+  expect(calls.at(-1)).toBe("start 1.2 -");
+  await h.ts.destroy("booted");
+  expect(calls.at(-1)).toBe("kill 1 online=1");
+});
+
+test("booting a guest without a guest runner is one clear error and the domain is not left behind", async () => {
+  h = await startHarness();
+  await playBackend(await h.client());
+  await expect(h.ts.create("nodriver", { vifs: 1, boot: {} })).rejects.toThrow("no guest runner");
+  expect(await h.ts.nameToDomid("nodriver")).toBeUndefined();
+});
