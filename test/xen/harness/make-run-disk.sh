@@ -15,7 +15,9 @@ trap 'rm -rf "$stage"' EXIT
 
 tar -C "$repo" --exclude=./node_modules --exclude=./.git -cf - . | tar -C "$stage" -xf -
 mkdir -p "$stage/node_modules"
-for dep in $(node -e 'const p=require(process.argv[1]);console.log(Object.keys(p.dependencies||{}).filter(d=>d!=="bun").join(" "))' "$repo/package.json"); do
+# BUN_BIN: the Bun running the harness (run.ts sets it); it also reads package.json here.
+bun_bin=${BUN_BIN:-$(command -v bun || echo "$repo/node_modules/.bin/bun")}
+for dep in $("$bun_bin" -e 'const p=require(process.argv[1]);console.log(Object.keys(p.dependencies||{}).filter(d=>d!=="bun").join(" "))' "$repo/package.json"); do
   [ -d "$repo/node_modules/$dep" ] && cp -a "$repo/node_modules/$dep" "$stage/node_modules/"
 done
 # native/: xendev built from source here; every library newer than its source, so nothing in dom0
@@ -26,7 +28,7 @@ touch "$stage"/native/build/*.so
 
 r="$stage/.xen-run"
 mkdir -p "$r"
-cp "$repo/node_modules/bun/bin/bun.exe" "$r/bun" 2>/dev/null || cp "$(command -v bun)" "$r/bun"
+cp "$repo/node_modules/bun/bin/bun.exe" "$r/bun" 2>/dev/null || cp "$bun_bin" "$r/bun"
 chmod +x "$r/bun"
 cp "$images/busybox" "$r/busybox"
 cp "$images/vmlinuz" "$r/vmlinuz"

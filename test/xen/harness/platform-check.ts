@@ -8,6 +8,7 @@ import { XenGrantAlloc } from "../../../src/platform/xen.ts";
 import {
   GNTST_bad_copy_arg,
   GNTST_bad_gntref,
+  GNTST_general_error,
   GNTST_okay,
   gntstName,
 } from "../../../src/xen/grant-table.ts";
@@ -61,6 +62,39 @@ attempt("map of a bad ref", () => {
     pe instanceof PlatformError && pe.status === GNTST_bad_gntref,
     pe instanceof PlatformError ? `PlatformError ${pe.code} (${pe.status}): ${pe.message}` : `no PlatformError: ${err}`,
   );
+});
+
+attempt("map of a read-only grant", () => {
+  const ro = alloc.alloc(0, 1, true);
+  try {
+    const m = gdev.map(0, ro.refs, false);
+    check("map read-only of a read-only grant", m.pages === 1, "maps");
+    m.unmap();
+    let err: unknown;
+    try {
+      gdev.map(0, ro.refs, true).unmap();
+    } catch (e) {
+      err = e;
+    }
+    const pe = err as PlatformError;
+    check(
+      "map writable of a read-only grant",
+      pe instanceof PlatformError && pe.status === GNTST_general_error,
+      pe instanceof PlatformError ? `PlatformError ${pe.code} (${pe.status}): ${pe.message}` : `no PlatformError: ${err}`,
+    );
+    // A copy into a read-only grant fails that segment alone with general_error.
+    const b = new GrantCopyBatch(2);
+    const src = new GrantCopyBatch(8);
+    b.setLocalToGrant(0, src.addr, 0, ro.refs[0], 0, 64);
+    b.setGrantToLocal(1, 0, ro.refs[0], 0, src.addr + 64, 64);
+    const n = gdev.copy(b, 2);
+    check("copy into a read-only grant", n === 1 && b.status(0) === GNTST_general_error && b.status(1) === GNTST_okay,
+      `returned ${n} failed; statuses ${gntstName(b.status(0))}, ${gntstName(b.status(1))}`);
+    b.free();
+    src.free();
+  } finally {
+    ro.free();
+  }
 });
 
 // --- copy --------------------------------------------------------------------------------------

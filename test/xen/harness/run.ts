@@ -39,7 +39,7 @@ export interface TestbedOptions {
 }
 
 function sh(cmd: string, args: string[], what: string): string {
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: 1_800_000 });
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, timeout: 1_800_000, env: { ...process.env, BUN_BIN: process.execPath } });
   if (r.status !== 0)
     throw new Error(`xen testbed: ${what} failed (exit ${r.status ?? r.signal}):\n${(r.stderr ?? "").split("\n").slice(-25).join("\n")}`);
   return r.stdout;
