@@ -105,7 +105,7 @@ export class XenBus {
     await this.idle();
     for (const dev of this.devices.values()) {
       try {
-        if (dev.state !== S.Initialising) await this.walk(dev, S.Closed);
+        if (dev.state !== S.Initialising) await this.setBackendState(dev, S.Closed);
       } catch (e) {
         if (dev.state === S.Connected) await this.hooks.disconnect(dev).catch(() => {});
         this.log.warn(`${dev.name}: could not write Closed while stopping: ${oneLine((e as Error).message)}`);
@@ -249,7 +249,7 @@ export class XenBus {
     dev.hotplugReady = hotplug === undefined || hotplug === "connected";
 
     if (dev.written === undefined && this.adopt(dev, beNode)) {
-      await this.walk(dev, S.Closing);
+      await this.setBackendState(dev, S.Closing);
       return this.finish(dev);
     }
     // The toolstack asks for the device back (libxl: online=0 and state=5 in one transaction).
@@ -268,7 +268,7 @@ export class XenBus {
       // Closed at the toolstack's request: a frontend still showing Connected must not bring the
       // device straight back; it has to start over (Initialising) first.
       if (toolstackClosing) dev.failed = true;
-      await this.walk(dev, S.Closed);
+      await this.setBackendState(dev, S.Closed);
       return this.finish(dev);
     }
 
@@ -279,7 +279,7 @@ export class XenBus {
     }
 
     // Probe (Linux netback_probe): an online device gets its features and host side, then waits.
-    if (dev.state === S.Initialising && !(await this.walk(dev, S.InitWait))) return this.finish(dev);
+    if (dev.state === S.Initialising && !(await this.setBackendState(dev, S.InitWait))) return this.finish(dev);
 
     let target: TargetState | null;
     try {
@@ -290,7 +290,7 @@ export class XenBus {
     }
     // After a fatal error only a way out is followed: a frontend that stays Connected must not
     // make the backend reconnect (and fail) on every write it makes.
-    if (target !== null && !(dev.failed && (target === S.Connected || target === S.InitWait))) await this.walk(dev, target);
+    if (target !== null && !(dev.failed && (target === S.Connected || target === S.InitWait))) await this.setBackendState(dev, target);
     await this.finish(dev);
   }
 
@@ -341,10 +341,18 @@ export class XenBus {
   }
 
   /**
-   * Walks to `target` along the shortest path (backend-state.ts), doing each edge's action. Returns
-   * false when an action failed: the device was then moved to Closing by fatal().
+   * Linux netback's set_backend_state: walks to `target` along the shortest path of this graph
+   * (edges and their actions in backend-state.ts), doing each edge's action and writing each state:
+   *
+   *   Initialising --realize--> InitWait --connect--> Connected
+   *        |                     ^     \                  |
+   *        |             realize |      \                 | disconnect
+   *        v                     |       v                v
+   *      Closed <------------------------------------> Closing
+   *
+   * Returns false when an action failed: the device was then moved to Closing by fatal().
    */
-  private async walk(dev: XenDevice, target: TargetState): Promise<boolean> {
+  private async setBackendState(dev: XenDevice, target: TargetState): Promise<boolean> {
     for (const step of pathTo(dev.state, target)) {
       if (step.action) {
         try {

@@ -53,7 +53,7 @@ test("a guest connects through the real worker pool; /vifs shows it with its wor
   expect(health).toMatchObject({ status: "ok", xenstore: "connected", workers: { configured: 2, running: 2 } });
   const mac = await host.xs.read(`/local/domain/0/backend/vif/${domid}/0/mac`);
   const vif = await until("counters published", async () => {
-    const v = await (await fetch(`${daemon!.http.url}/vifs/vif${domid}.0`)).json();
+    const v = (await (await fetch(`${daemon!.http.url}/vifs/vif${domid}.0`)).json()) as { counters: Record<string, number> | null; worker: unknown };
     // The null peer drops what the guest sends; either way the worker counted all three.
     return v.counters && v.counters.tx_packets + v.counters.tx_drops === 3 && v;
   });
@@ -66,7 +66,7 @@ test("a guest connects through the real worker pool; /vifs shows it with its wor
     mac,
     features: { "feature-rx-notify": true, "feature-sg": false, "multi-queue-num-queues": 1 },
   });
-  expect(typeof vif.worker).toBe("number");
+  expect(typeof vif!.worker).toBe("number");
 });
 
 test("a hostile frontend caught by a worker: error node, Closing, the other guest keeps its vif", async () => {
@@ -107,13 +107,13 @@ test("stop(): every vif Closed, rings unmapped, ports unbound, workers gone, HTT
 test("startup failures are one line naming the cure", async () => {
   host = await startSimHost();
   await host.stopXenstored();
-  const e = await startDaemon(config(host.dir), { log }).catch((x) => x as Error);
+  const e = (await startDaemon(config(host.dir), { log }).catch((x) => x)) as Error;
   expect(e.message).toBe(`qnicd: cannot reach xenstored at ${simPaths(host.dir).xenstoredSocket}: ENOENT: start it with 'bun run sim up --dir ${host.dir}'`);
   await host.startXenstored();
 });
 
 test("a simulated host that was never started: one line saying how to start it", async () => {
-  const e = await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x as Error);
+  const e = (await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x)) as Error;
   expect(e.message).toMatch(/^qnicd: sim platform: no simulated hypervisor .* \(start the simulated host with 'bun run sim up --dir \/tmp\/qnicd-no-such-host'\)$/);
   expect(e.message).not.toContain("\n");
 });
