@@ -84,7 +84,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
-    const cure = platform.kind === "sim" ? `start it with 'bun run sim up --dir ${config.simDir}'` : "start xenstored (e.g. systemctl start xenstored) or check XENSTORED_PATH";
+    const cure =
+      platform.kind === "sim"
+        ? `start it with 'bun run sim up --dir ${config.simDir}'`
+        : platform.xenstorePath.startsWith("/dev/")
+          ? "the xenstore client speaks only to xenstored's socket so far: run qnicd in the domain where xenstored runs"
+          : "start xenstored (e.g. systemctl start xenstored)";
     return fail(new DaemonStartError(`qnicd: cannot reach xenstored at ${platform.xenstorePath}: ${why}: ${cure}`));
   }
   undo.push(() => xs.close());
