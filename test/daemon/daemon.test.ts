@@ -104,6 +104,20 @@ test("stop(): every vif Closed, rings unmapped, ports unbound, workers gone, HTT
   expect(fetch(`${url}/health`)).rejects.toThrow();
 });
 
+test("stop() while xenstored is down still stops the data path and returns", async () => {
+  host = await startSimHost();
+  daemon = await startDaemon(config(host.dir), { log });
+  const a = await connectedGuest(host, "alice");
+  await host.stopXenstored();
+  await until("daemon noticed", async () => (await (await fetch(`${daemon!.http.url}/health`)).json() as { xenstore: string }).xenstore === "reconnecting");
+  await daemon.stop();
+  daemon = undefined;
+  expect(a.rings.mapped(a.rings.txRef)).toBe(false);
+  expect(a.rings.portState(a.rings.txPort)).toBe(ECS_UNBOUND);
+  await until("worker threads gone", () => workerThreads().length === 0);
+  await host.startXenstored();
+});
+
 test("startup failures are one line naming the cure", async () => {
   host = await startSimHost();
   await host.stopXenstored();
