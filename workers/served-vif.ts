@@ -5,13 +5,26 @@ import type { DeviceRegistryWriter } from "../src/pool/device-registry.ts";
 import type { VifConnectSpec } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
-import { TxRing } from "./tx-ring.ts";
+import { openPeer, SwitchPeer, type Peer } from "../src/net/index.ts";
+import type { TapIoMode } from "../src/net/tap.ts";
+import { RxPath } from "./rx.ts";
+import { TxPath } from "./tx.ts";
 
 export interface VifDevices {
   gnt: GrantDevice;
   ev: EventChannelDevice;
   registry: DeviceRegistryWriter;
   arena: StatsArena;
+}
+
+/** How the worker opens peers and bounds rx (from WorkerInit and the connect message). */
+export interface VifPeerOptions {
+  switchAddress?: number;
+  /** The worker's one eventfd every switch port it opens wakes (one pollFd for all of them). */
+  switchWakeFd: number;
+  tapIo?: TapIoMode;
+  rxQueueBytes: number;
+  rxStallMs: number;
 }
 
 export class ServedVif {
@@ -24,7 +37,11 @@ export class ServedVif {
   private rxEntry = -1;
   localTxPort = 0;
   localRxPort = 0;
-  tx!: TxRing;
+  tx!: TxPath;
+  rx!: RxPath;
+  peer: Peer | null = null;
+  /** The peer has frames for us (its fd was readable, or the last pass stopped at its round limit). */
+  peerReady = false;
   counters!: VifCounters;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
@@ -35,14 +52,18 @@ export class ServedVif {
     this.domid = spec.frontendDomid;
   }
 
-  setUp(d: VifDevices, slot: SlotRef, carry: Partial<VifStats> | undefined): void {
+  setUp(d: VifDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: VifPeerOptions): void {
     const s = this.spec;
     try {
       [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
       [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
-      this.tx = new TxRing(this.txMap.buffer);
+      this.tx = new TxPath(this.txMap.buffer, this.domid);
       const bad = this.tx.attachError();
       if (bad) throw new Error(`${this.name}: ${bad}`);
+      this.rx = new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);
+      const badRx = this.rx.attachError();
+      if (badRx) throw new Error(`${this.name}: ${badRx}`);
+      this.peer = this.openPeer(po);
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
@@ -59,6 +80,8 @@ export class ServedVif {
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
   tearDown(d: VifDevices): void {
+    this.closePeer();
+    this.rx?.close();
     if (this.counters) {
       this.counters.carrier = 0;
       this.counters.flush();
@@ -81,6 +104,24 @@ export class ServedVif {
       this.rxMap.unmap();
       d.registry.removeMapping(this.rxEntry);
       this.rxMap = null;
+    }
+  }
+
+  /** Stops moving frames to and from the host side (a disabled vif's TAP fd must leave the poll set). */
+  closePeer(): void {
+    this.peer?.close();
+    this.peer = null;
+    this.peerReady = false;
+  }
+
+  private openPeer(po: VifPeerOptions): Peer {
+    const h = this.spec.peer;
+    try {
+      // Switch ports share the worker's wake eventfd (openPeer gives each its own).
+      if (h.kind === "switch" && po.switchAddress !== undefined) return new SwitchPeer(po.switchAddress, h.name, { wakeFd: po.switchWakeFd });
+      return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo });
+    } catch (e) {
+      throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`);
     }
   }
 

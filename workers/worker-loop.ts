@@ -1,20 +1,27 @@
-// One worker's loop (DESIGN "The worker loop"): a blocking poll() over the control eventfd and the
-// event-channel device, nothing else running, so an idle worker costs ~0 % CPU. Per wake-up:
-// control messages; one read of the fired ports; each ready vif served up to its budget, responses
-// pushed once, one notify per ring; one write to unmask the ports; the final check for requests;
-// counters flushed once per vif; sleep (or poll again at once if a vif still has work).
+// One worker's loop (DESIGN "The worker loop"): a blocking poll() over the control eventfd, the
+// event-channel device, the worker's switch wake eventfd and every TAP peer fd, nothing else
+// running, so an idle worker costs ~0 % CPU. Per wake-up: control messages; one read of the fired
+// ports; each ready vif served up to its budget (tx: one grant copy, one peer send; rx: one grant
+// copy per receive batch), responses pushed once per ring, one notify per port; one write to
+// unmask the ports; the final check for requests; counters flushed once per vif; sleep (or poll
+// again at once if a vif still has work, or until the nearest rx-stall deadline).
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
 import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter } from "../src/pool/device-registry.ts";
-import { POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
+import { POLL_MAX_FDS, POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
 import { StatsArena } from "../src/stats/index.ts";
+import { WorkerScratch } from "./scratch.ts";
 import { ServedVif, type VifDevices } from "./served-vif.ts";
 
 /** EPROTO: what netback writes for a frontend that broke the ring protocol. */
 const EPROTO = 71;
 const PORT_BATCH = 256;
+/** Receive batches per vif per wake-up (RX_BATCH frames each) before other vifs get their turn. */
+const RX_ROUNDS = 4;
+/** Fixed poll slots: control eventfd, event-channel device, switch wake eventfd; TAP fds follow. */
+const FIXED_FDS = 3;
 /** poll() revents that no eventfd or event-channel device reports while healthy. */
 const BROKEN = POLLERR | POLLHUP | POLLNVAL;
 
@@ -27,8 +34,13 @@ export class WorkerLoop {
   private ready: ServedVif[] = [];
   private readonly outbox: ToMain[] = [];
   // Arguments of the FFI calls that write them (BUN-FACTS pitfall 1), kept for the worker's life (pitfall 2).
-  private readonly fds: Int32Array;
-  private readonly revents = new Int32Array(2);
+  private readonly fds = new Int32Array(POLL_MAX_FDS);
+  private readonly revents = new Int32Array(POLL_MAX_FDS);
+  private nfds = FIXED_FDS;
+  /** The vif whose TAP fd sits at poll slot i (FIXED_FDS and up). */
+  private pollVifs: (ServedVif | null)[] = [];
+  private readonly switchWakeFd: number;
+  private readonly scratch: WorkerScratch;
   private readonly fired = new Uint32Array(PORT_BATCH);
   private readonly unmaskPorts = new Uint32Array(PORT_BATCH);
 
@@ -51,7 +63,27 @@ export class WorkerLoop {
       gntdevFd: (gnt as unknown as { fd?: number }).fd ?? -1,
     });
     this.devices = { gnt, ev: this.ev, registry, arena: StatsArena.attach(init.stats) };
-    this.fds = new Int32Array([init.eventfd, this.ev.fd]);
+    const wfd = init.switchWakeFd;
+    this.switchWakeFd = wfd;
+    this.scratch = new WorkerScratch(init.budget);
+    this.fds[0] = init.eventfd;
+    this.fds[1] = this.ev.fd;
+    this.fds[2] = wfd;
+  }
+
+  /** Rebuilds the poll set's TAP slots (on connect, disconnect and disable: rare). */
+  private rebuildPollSet(): void {
+    this.pollVifs = [];
+    let n = FIXED_FDS;
+    for (const vif of this.byKey.values()) {
+      const p = vif.peer;
+      if (!p || vif.disabled || p.pollFd < 0 || p.kind !== "tap") continue;
+      if (n >= POLL_MAX_FDS) break; // more TAPs than poll slots: the pool never places that many
+      this.fds[n] = p.pollFd;
+      this.pollVifs[n] = vif;
+      n++;
+    }
+    this.nfds = n;
   }
 
   /** Runs until told to exit; returns with every vif released and the platform closed. */
@@ -60,22 +92,68 @@ export class WorkerLoop {
     this.reply({ op: "ready" });
     for (;;) {
       this.flushOutbox();
-      const rc = n.qw_poll(this.fds, this.revents, 2, this.ready.length ? 0 : -1);
+      const rc = n.qw_poll(this.fds, this.revents, this.nfds, this.ready.length ? 0 : this.stallTimeout());
       if (rc < 0) throw new Error(`poll failed (errno ${-rc})`);
       // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
-      if ((this.revents[0] | this.revents[1]) & BROKEN)
-        throw new Error(`${this.revents[0] & BROKEN ? "control eventfd" : "event-channel device"} is broken (revents 0x${(this.revents[0] | this.revents[1]).toString(16)})`);
+      for (let i = 0; i < FIXED_FDS; i++)
+        if (this.revents[i] & BROKEN) throw new Error(`${["control eventfd", "event-channel device", "switch wake eventfd"][i]} is broken (revents 0x${this.revents[i].toString(16)})`);
       if (this.revents[0]) {
         n.qw_eventfd_drain(this.init.eventfd);
         if (!this.control()) break;
       }
+      if (this.revents[2]) {
+        // Cleared before receiving, so a frame enqueued after our receive() re-arms it.
+        n.qw_eventfd_drain(this.switchWakeFd);
+        for (const vif of this.byKey.values()) if (vif.peer?.kind === "switch" && !vif.disabled) this.peerWoke(vif);
+      }
+      for (let i = FIXED_FDS; i < this.nfds; i++) {
+        const r = this.revents[i];
+        if (!r) continue;
+        const vif = this.pollVifs[i]!;
+        if (r & BROKEN) {
+          // The TAP went away under us (its interface deleted): stop polling it, keep the vif's rings.
+          vif.closePeer();
+          this.rebuildPollSet();
+          this.event(vif, false, `${vif.name}: its TAP fd is broken (revents 0x${r.toString(16)}); frames to and from the host are dropped`);
+          break;
+        }
+        this.peerWoke(vif);
+      }
+      if (rc === 0) this.dueStalls();
       this.serve(this.revents[1] ? this.ev.readPending(this.fired) : 0);
     }
     for (const vif of this.byKey.values()) vif.tearDown(this.devices);
     this.byKey.clear();
     this.byPort.clear();
+    this.scratch.free();
     this.platform.close();
     this.devices.registry.clear();
+  }
+
+  private peerWoke(vif: ServedVif): void {
+    vif.peerReady = true;
+    vif.counters.ffi_calls++; // its share of the poll (upper bound when several woke together)
+    vif.counters.syscalls++;
+    if (!this.ready.includes(vif)) this.ready.push(vif);
+  }
+
+  /** Poll timeout: until the nearest rx-stall deadline, or forever. */
+  private stallTimeout(): number {
+    let due = -1;
+    const now = performance.now();
+    for (const vif of this.byKey.values()) {
+      if (vif.disabled || !vif.rx.stalled) continue;
+      const t = Math.ceil(vif.rx.stallDueIn(now));
+      if (due < 0 || t < due) due = t;
+    }
+    return due;
+  }
+
+  /** After a poll timeout: vifs whose stall deadline passed are served (their carrier goes off). */
+  private dueStalls(): void {
+    const now = performance.now();
+    for (const vif of this.byKey.values())
+      if (!vif.disabled && vif.rx.stalled && vif.rx.stallDueIn(now) === 0 && !this.ready.includes(vif)) this.ready.push(vif);
   }
 
   /** Handles every queued control message; false on exit. */
@@ -94,14 +172,22 @@ export class WorkerLoop {
     if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
     const vif = new ServedVif(msg.spec);
     try {
-      vif.setUp(this.devices, msg.slot, msg.carry);
+      vif.setUp(this.devices, msg.slot, msg.carry, {
+        switchAddress: msg.switchAddress,
+        switchWakeFd: this.switchWakeFd,
+        tapIo: this.init.tapIo,
+        rxQueueBytes: this.init.rxQueueBytes,
+        rxStallMs: this.init.rxStallMs,
+      });
     } catch (e) {
       return { op: "failed", seq: msg.seq, error: (e as Error).message };
     }
     this.byKey.set(vif.key, vif);
     this.byPort.set(vif.localTxPort, vif);
     this.byPort.set(vif.localRxPort, vif);
-    // Requests posted before we bound are served now, not at the frontend's next notify.
+    this.rebuildPollSet();
+    // Frames a switch port got before we looked, and requests posted before we bound are served now, not at the frontend's next notify.
+    vif.peerReady = vif.peer?.kind === "switch";
     this.ready.push(vif);
     return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort };
   }
@@ -114,6 +200,7 @@ export class WorkerLoop {
       this.byPort.delete(vif.localRxPort);
       this.ready = this.ready.filter((v) => v !== vif);
       vif.tearDown(this.devices);
+      this.rebuildPollSet();
     }
     return { op: "disconnected", seq, key };
   }
@@ -122,7 +209,6 @@ export class WorkerLoop {
   private serve(nfired: number): void {
     const fired = this.fired;
     const ready = this.ready;
-    const woke = new Set<ServedVif>();
     let unmask = 0;
     for (let i = 0; i < nfired; i++) {
       const vif = this.byPort.get(fired[i]);
@@ -130,48 +216,97 @@ export class WorkerLoop {
       // A disabled vif's ports stay masked: a hostile frontend cannot keep waking us.
       if (vif.disabled) continue;
       this.unmaskPorts[unmask++] = fired[i];
-      vif.counters.events_received++;
-      woke.add(vif);
+      const c = vif.counters;
+      c.events_received++;
+      // Shared costs of this wake-up (poll, read, unmask) are charged to every vif that fired: an
+      // upper bound when several vifs share one wake-up, exact when they do not.
+      c.ffi_calls += 3;
+      c.syscalls += 3;
       if (!ready.includes(vif)) ready.push(vif);
     }
     if (ready.length === 0) {
       if (unmask) this.ev.unmask(this.unmaskPorts, unmask);
       return;
     }
-    // Shared costs of this wake-up (poll, read, unmask) are charged to every vif that fired: an
-    // upper bound when several vifs share one wake-up, exact when they do not.
-    for (const vif of woke) {
-      vif.counters.ffi_calls += 3;
-      vif.counters.syscalls += 3;
-    }
     const served = ready.slice();
+    const s = this.scratch;
+    const gnt = this.devices.gnt;
     for (const vif of served) {
-      const pass = vif.tx.service(this.init.budget);
+      if (vif.disabled) continue;
       const c = vif.counters;
-      if (pass.packets) {
-        c.tx_batches++;
-        c.tx_drops += pass.packets; // the null peer: accepted, answered, dropped
+      const peer = vif.peer;
+      let more = false;
+      let notifyTx = false;
+      let notifyRx = false;
+      if (peer) {
+        const tx = vif.tx.service(this.init.budget, s, gnt, peer, c);
+        if (tx.fault) {
+          this.disable(vif, tx.fault);
+          continue;
+        }
+        notifyTx = tx.notify;
+        more = tx.more;
       }
-      if (pass.notify) {
-        this.ev.notify(vif.localTxPort);
-        c.notifies_sent++;
-        c.ffi_calls++;
-        c.syscalls++;
+      const fromPeer = vif.peerReady ? peer : null;
+      vif.peerReady = false;
+      const rx = vif.rx.service(fromPeer, RX_ROUNDS, s, gnt, c);
+      if (rx.fault) {
+        this.disable(vif, rx.fault);
+        continue;
       }
-      if (pass.fault) this.disable(vif, pass.fault);
-      else if (!pass.more) ready.splice(ready.indexOf(vif), 1);
+      notifyRx = rx.notify;
+      if (rx.more) {
+        more = true;
+        if (fromPeer) vif.peerReady = true;
+      }
+      if (rx.carrier) this.carrierChanged(vif, rx.carrier > 0);
+      // One event channel for both rings: one notify covers both.
+      if (notifyTx || (notifyRx && vif.localRxPort === vif.localTxPort)) this.notify(vif, vif.localTxPort);
+      if (notifyRx && vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
+      if (!more) {
+        const at = ready.indexOf(vif);
+        if (at >= 0) ready.splice(at, 1);
+      }
     }
     if (unmask) this.ev.unmask(this.unmaskPorts, unmask);
     for (const vif of served) {
-      if (!vif.disabled && !ready.includes(vif) && vif.tx.finalCheck()) ready.push(vif);
+      if (!vif.disabled && vif.peer && !ready.includes(vif) && vif.tx.finalCheck()) ready.push(vif);
       vif.counters.flush();
     }
+  }
+
+  /** Never throws: a frontend whose domain died has no port to notify, and that is not our fault. */
+  private notify(vif: ServedVif, port: number): void {
+    const c = vif.counters;
+    c.ffi_calls++;
+    c.syscalls++;
+    try {
+      this.ev.notify(port);
+      c.notifies_sent++;
+    } catch {
+      // the port is gone (domain destroyed); the backend tears the vif down
+    }
+  }
+
+  private carrierChanged(vif: ServedVif, on: boolean): void {
+    this.event(
+      vif,
+      on,
+      on ? `${vif.name}: guest rx ready: carrier on` : `${vif.name}: guest rx stalled: no rx buffers posted for ${vif.rx.stallMs} ms with frames waiting; carrier off, queue dropped`,
+    );
+  }
+
+  private event(vif: ServedVif, on: boolean, message: string): void {
+    this.reply({ op: "carrier", key: vif.key, on, message });
   }
 
   /** Two-tier guest faults (STYLE 6): stop serving this vif only; the backend tears it down. */
   private disable(vif: ServedVif, why: string): void {
     vif.disabled = true;
     vif.counters.carrier = 0;
+    vif.counters.flush();
+    vif.closePeer();
+    this.rebuildPollSet();
     const at = this.ready.indexOf(vif);
     if (at >= 0) this.ready.splice(at, 1);
     this.reply({ op: "fault", key: vif.key, errno: EPROTO, message: why });

@@ -3,7 +3,7 @@ import { Pool, type WorkerPoolOptions } from "./worker-pool.ts";
 import type { WorkerPool } from "./types.ts";
 
 export type { ConnectedVif, PeerHandle, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
-export type { WorkerPoolOptions } from "./worker-pool.ts";
+export type { VifCarrierEvent, WorkerPoolOptions } from "./worker-pool.ts";
 
 /**
  * Starts `workers` worker threads on `platform` and resolves once each is serving (rejects, with

@@ -13,6 +13,8 @@ export type ToWorker =
       slot: SlotRef;
       /** Totals a vif had on a worker that died, so its counters never go backwards. */
       carry?: Partial<VifStats>;
+      /** SwitchFabric.address, when the vif's peer is a switch port (the pool creates the fabric). */
+      switchAddress?: number;
     }
   | { op: "disconnect"; seq: number; key: string }
   | { op: "exit"; seq: number };
@@ -23,6 +25,8 @@ export type ToMain =
   | { op: "disconnected"; seq: number; key: string }
   | { op: "failed"; seq: number; error: string }
   | { op: "fault"; key: string; errno: number; message: string }
+  /** The vif's carrier changed (rx stalled for rxStallMs, or the frontend posts rx buffers again). */
+  | { op: "carrier"; key: string; on: boolean; message: string }
   /** Startup failed (the platform would not open): the worker exits after sending this. */
   | { op: "fatal"; error: string }
   | { op: "exiting"; seq: number };
@@ -35,7 +39,15 @@ export interface WorkerInit {
   mailbox: SharedArrayBuffer;
   /** The control eventfd, owned (created and closed) by the main thread. */
   eventfd: number;
+  /** The eventfd every switch port of this worker wakes; owned by the main thread too. */
+  switchWakeFd: number;
   /** Most tx packets served per vif per wake-up, so one busy guest cannot starve the others. */
   budget: number;
   maxMappings: number;
+  /** Bytes of frames a vif may hold while its frontend posts no rx buffers (Linux: 512 KiB). */
+  rxQueueBytes: number;
+  /** Frames waiting this long with no rx buffer posted turn the vif's carrier off (Linux: 60 s). */
+  rxStallMs: number;
+  /** TAP I/O mode for TAP peers (default auto). */
+  tapIo?: "auto" | "uring" | "plain";
 }

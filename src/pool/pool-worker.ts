@@ -22,6 +22,7 @@ export class WorkerLostError extends Error {
 
 export interface PoolWorkerEvents {
   fault(msg: Extract<ToMain, { op: "fault" }>): void;
+  carrier(msg: Extract<ToMain, { op: "carrier" }>): void;
   /** The thread stopped without being asked to. */
   died(w: PoolWorker, error: string | undefined): void;
 }
@@ -29,6 +30,7 @@ export interface PoolWorkerEvents {
 export class PoolWorker {
   readonly mailbox: MainMailbox;
   readonly eventfd: number;
+  readonly switchWakeFd: number;
   alive = true;
   /** Keys of the vifs assigned here, including connects in flight. */
   readonly vifs = new Set<string>();
@@ -47,10 +49,18 @@ export class PoolWorker {
   private readyResolve!: () => void;
   private readyReject!: (e: Error) => void;
 
-  constructor(readonly index: number, platform: PlatformConfig, stats: SharedArrayBuffer, opts: { budget: number; maxMappings: number }, private readonly events: PoolWorkerEvents) {
+  constructor(readonly index: number, platform: PlatformConfig, stats: SharedArrayBuffer, opts: Pick<WorkerInit, "budget" | "maxMappings" | "rxQueueBytes" | "rxStallMs" | "tapIo">, private readonly events: PoolWorkerEvents) {
     const efd = workerNative().qw_eventfd();
     if (efd < 0) throw new Error(`worker pool: creating worker ${index}'s control eventfd failed (errno ${-efd})`);
     this.eventfd = efd;
+    // The worker's switch ports all wake this one; owned here like the control eventfd, so a worker
+    // terminated mid-exit cannot leak it.
+    const wfd = workerNative().qw_eventfd();
+    if (wfd < 0) {
+      workerNative().qw_close(efd);
+      throw new Error(`worker pool: creating worker ${index}'s switch wake eventfd failed (errno ${-wfd})`);
+    }
+    this.switchWakeFd = wfd;
     this.mailbox = MainMailbox.create(opts.maxMappings);
     this.ready = new Promise((res, rej) => {
       this.readyResolve = res;
@@ -65,7 +75,7 @@ export class PoolWorker {
       this.lastError ??= text.split("\n").find((l) => l.startsWith("error: "))?.slice(7) ?? text.split("\n")[0];
     });
     void this.stopped.then(() => this.onStopped());
-    const init: WorkerInit = { index, platform, stats, mailbox: this.mailbox.buffer, eventfd: efd, budget: opts.budget, maxMappings: opts.maxMappings };
+    const init: WorkerInit = { index, platform, stats, mailbox: this.mailbox.buffer, eventfd: efd, switchWakeFd: wfd, ...opts };
     this.worker.postMessage(init);
     void this.listen();
   }
@@ -154,6 +164,9 @@ export class PoolWorker {
       case "fault":
         this.events.fault(m);
         return;
+      case "carrier":
+        this.events.carrier(m);
+        return;
       default: {
         const p = this.pending.get(m.seq);
         if (!p) return;
@@ -181,6 +194,7 @@ export class PoolWorker {
     if (this.eventfdOpen) {
       this.eventfdOpen = false;
       workerNative().qw_close(this.eventfd);
+      workerNative().qw_close(this.switchWakeFd);
     }
     return r;
   }

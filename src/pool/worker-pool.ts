@@ -3,6 +3,8 @@
 // restarting the daemon (vhost-user's handler.rs plays this role for its vring workers).
 import type { Logger } from "../log.ts";
 import type { PlatformConfig } from "../platform/types.ts";
+import { SwitchFabric, type SwitchOptions } from "../net/switch.ts";
+import type { TapIoMode } from "../net/tap.ts";
 import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
 import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
@@ -17,6 +19,24 @@ export interface WorkerPoolOptions {
   log?: Logger;
   /** Most tx packets served per vif per wake-up (default 64). */
   budget?: number;
+  /**
+   * The in-daemon switch for vifs whose peer kind is "switch": created here, in the main thread,
+   * at the first such connect (with these options) and destroyed by close().
+   */
+  switch?: SwitchOptions;
+  /** TAP I/O path for TAP peers (default auto: io_uring, plain loops where it cannot be set up). */
+  tapIo?: TapIoMode;
+  /** Bytes of frames each vif may hold while its frontend posts no rx buffers (default 512 KiB, Linux's). */
+  rxQueueBytes?: number;
+  /** Frames waiting this long with no rx buffer posted turn the vif's carrier off (default 60 s, Linux's rx_stall_timeout). */
+  rxStallMs?: number;
+}
+
+/** A carrier change a worker reported (the backend may mirror it in B/carrier later). */
+export interface VifCarrierEvent {
+  readonly key: string;
+  readonly on: boolean;
+  readonly message: string;
 }
 
 interface VifEntry {
@@ -35,6 +55,8 @@ export class Pool implements WorkerPool {
   private readonly vifs = new Map<string, VifEntry>();
   private readonly faultListeners: ((f: VifFault) => void)[] = [];
   private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
+  private readonly carrierListeners: ((e: VifCarrierEvent) => void)[] = [];
+  private fabric: SwitchFabric | null = null;
   private closing: Promise<void> | null = null;
 
   private constructor(private readonly opts: WorkerPoolOptions) {
@@ -46,11 +68,20 @@ export class Pool implements WorkerPool {
     if (opts.stats.workers < opts.workers)
       throw new Error(`worker pool: the stats arena has slots for ${opts.stats.workers} workers, fewer than the ${opts.workers} asked for: create it with workers >= ${opts.workers}`);
     const pool = new Pool(opts);
-    const shared = { budget: opts.budget ?? 64, maxMappings: 2 * opts.stats.slotsPerWorker };
+    const budget = opts.budget ?? 64;
+    if (!Number.isInteger(budget) || budget < 1 || budget > 256) throw new Error(`worker pool: budget must be 1..256 packets, got ${budget}`);
+    const shared = {
+      budget,
+      maxMappings: 2 * opts.stats.slotsPerWorker,
+      rxQueueBytes: opts.rxQueueBytes ?? 128 * 4096,
+      rxStallMs: opts.rxStallMs ?? 60_000,
+      tapIo: opts.tapIo,
+    };
     for (let i = 0; i < opts.workers; i++) {
       pool.workers.push(
         new PoolWorker(i, opts.platform, opts.stats.buffer, shared, {
           fault: (m) => pool.workerFault({ key: m.key, errno: m.errno, message: m.message }),
+          carrier: (m) => pool.workerCarrier({ key: m.key, on: m.on, message: m.message }),
           died: (w, error) => void pool.workerDied(w, error),
         }),
       );
@@ -93,7 +124,7 @@ export class Pool implements WorkerPool {
       w.vifs.add(spec.key);
       let reply;
       try {
-        reply = await w.request({ op: "connect", spec, slot, carry });
+        reply = await w.request({ op: "connect", spec, slot, carry, switchAddress: spec.peer.kind === "switch" ? this.switchFabric().address : undefined });
       } catch (e) {
         w.vifs.delete(spec.key);
         if (e instanceof WorkerLostError) continue; // its devices were released and its slots reset
@@ -107,6 +138,17 @@ export class Pool implements WorkerPool {
       entry.connected = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot };
       return entry.connected;
     }
+  }
+
+  /** The switch, created on first use in this (the main) thread; workers get its address. */
+  private switchFabric(): SwitchFabric {
+    this.fabric ??= new SwitchFabric(this.opts.switch);
+    return this.fabric;
+  }
+
+  /** The switch's shared memory (tests look up learned MACs through it), or null before the first switch vif. */
+  get switch(): SwitchFabric | null {
+    return this.fabric;
   }
 
   private leastLoaded(): PoolWorker | undefined {
@@ -139,6 +181,11 @@ export class Pool implements WorkerPool {
     this.faultListeners.push(listener);
   }
 
+  /** Carrier changes (rx stalled / ready again): not part of WorkerPool yet; the backend may write B/carrier from it. */
+  onCarrier(listener: (e: VifCarrierEvent) => void): void {
+    this.carrierListeners.push(listener);
+  }
+
   onWorkerLost(listener: (worker: number, moved: ConnectedVif[]) => void): void {
     this.lostListeners.push(listener);
   }
@@ -154,6 +201,9 @@ export class Pool implements WorkerPool {
       await Promise.all([...this.vifs.keys()].map((k) => this.disconnect(k).catch(() => {})));
       await Promise.all(this.workers.map((w) => w.stop()));
       for (const w of this.workers) w.release();
+      // Every port is closed now (the workers are gone): the switch can go.
+      this.fabric?.destroy();
+      this.fabric = null;
     })();
     return this.closing;
   }
@@ -166,6 +216,13 @@ export class Pool implements WorkerPool {
   /** A worker's fault report; dropped if the vif was disconnected meanwhile (the backend is done with it). */
   private workerFault(f: VifFault): void {
     if (this.vifs.has(f.key)) this.emitFault(f);
+  }
+
+  private workerCarrier(e: VifCarrierEvent): void {
+    if (!this.vifs.has(e.key)) return;
+    if (e.on) this.opts.log?.info(e.message, { key: e.key });
+    else this.opts.log?.warn(e.message, { key: e.key });
+    for (const l of this.carrierListeners) l(e);
   }
 
   private emitFault(f: VifFault): void {

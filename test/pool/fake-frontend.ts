@@ -3,7 +3,7 @@
 // netfront posts them (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY), responses read back.
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { openGuestDomain, type GuestDomain } from "../../src/sim/hypervisor/index.ts";
-import { NETIF_TX_RING_SIZE, NETTXF_extra_info, TxRequest, TxResponse } from "../../src/xen/netif.ts";
+import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
 import { needsNotify, slotOffset } from "../../src/xen/ring.ts";
 import type { VifConnectSpec } from "../../src/pool/types.ts";
 
@@ -18,8 +18,17 @@ export class FakeFrontend {
   readonly rxPort: number;
   private readonly tx: DataView;
   private readonly txWords: Uint32Array;
+  private readonly rx: DataView;
+  private readonly rxWords: Uint32Array;
   private reqProdPvt = 0;
   private rspCons = 0;
+  private rxReqProdPvt = 0;
+  private rxRspCons = 0;
+  /** One page of tx data granted read-only to dom0 (netfront grants its tx pages read-only). */
+  readonly dataRef: number;
+  readonly dataPage: Uint8Array;
+  /** Rx buffers: id -> (gref, page), granted writable to dom0. */
+  private readonly rxBufs = new Map<number, { ref: number; page: Uint8Array }>();
   private readonly fired = new Uint32Array(8);
 
   constructor(readonly dir: string, readonly domid: number, opts: { split?: boolean } = {}) {
@@ -35,6 +44,13 @@ export class FakeFrontend {
     const page = this.guest.pageView(txFrame);
     this.tx = new DataView(page.buffer, page.byteOffset, 4096);
     this.txWords = new Uint32Array(page.buffer, page.byteOffset, 1024);
+    const rpage = this.guest.pageView(rxFrame);
+    this.rx = new DataView(rpage.buffer, rpage.byteOffset, 4096);
+    this.rxWords = new Uint32Array(rpage.buffer, rpage.byteOffset, 1024);
+    const dataFrame = this.guest.allocPage();
+    this.dataPage = this.guest.pageView(dataFrame);
+    for (let i = 0; i < 4096; i++) this.dataPage[i] = (i * 7 + domid) & 0xff;
+    this.dataRef = this.guest.grantAccess(0, dataFrame, true);
     this.txRef = this.guest.grantAccess(0, txFrame, false);
     this.rxRef = this.guest.grantAccess(0, rxFrame, false);
     this.txPort = this.guest.evtchn.bindUnboundPort(0);
@@ -63,7 +79,7 @@ export class FakeFrontend {
     const start = this.reqProdPvt;
     for (const id of ids) {
       const off = slotOffset(this.reqProdPvt++, NETIF_TX_RING_SIZE, 12);
-      this.tx.setUint32(off + TxRequest.gref, 9, true);
+      this.tx.setUint32(off + TxRequest.gref, this.dataRef, true);
       this.tx.setUint16(off + TxRequest.offset, 0, true);
       this.tx.setUint16(off + TxRequest.flags, opts.extra ? NETTXF_extra_info : 0, true);
       this.tx.setUint16(off + TxRequest.id, id, true);
@@ -77,6 +93,88 @@ export class FakeFrontend {
     }
     Atomics.store(this.txWords, 0, this.reqProdPvt);
     if (needsNotify(this.reqProdPvt, start, Atomics.load(this.txWords, 1))) this.guest.evtchn.notify(this.txPort);
+  }
+
+  /** Posts raw tx requests (any gref/offset/flags/size: hostile cases), pushes, notifies if asked. Returns the first index. */
+  postRawTx(reqs: { gref?: number; offset?: number; flags?: number; id: number; size: number }[]): number {
+    const start = this.reqProdPvt;
+    for (const r of reqs) {
+      const off = slotOffset(this.reqProdPvt++, NETIF_TX_RING_SIZE, 12);
+      this.tx.setUint32(off + TxRequest.gref, r.gref ?? this.dataRef, true);
+      this.tx.setUint16(off + TxRequest.offset, r.offset ?? 0, true);
+      this.tx.setUint16(off + TxRequest.flags, r.flags ?? 0, true);
+      this.tx.setUint16(off + TxRequest.id, r.id, true);
+      this.tx.setUint16(off + TxRequest.size, r.size, true);
+    }
+    Atomics.store(this.txWords, 0, this.reqProdPvt);
+    if (needsNotify(this.reqProdPvt, start, Atomics.load(this.txWords, 1))) this.guest.evtchn.notify(this.txPort);
+    return start;
+  }
+
+  /** Rewrites a tx slot already posted (a guest changing a request under the backend). */
+  rewriteTx(idx: number, r: { gref?: number; offset?: number; flags?: number; id?: number; size?: number }): void {
+    const off = slotOffset(idx, NETIF_TX_RING_SIZE, 12);
+    if (r.gref !== undefined) this.tx.setUint32(off + TxRequest.gref, r.gref, true);
+    if (r.offset !== undefined) this.tx.setUint16(off + TxRequest.offset, r.offset, true);
+    if (r.flags !== undefined) this.tx.setUint16(off + TxRequest.flags, r.flags, true);
+    if (r.id !== undefined) this.tx.setUint16(off + TxRequest.id, r.id, true);
+    if (r.size !== undefined) this.tx.setUint16(off + TxRequest.size, r.size, true);
+  }
+
+  /** Posts `n` rx buffers (a page each, granted writable to dom0), pushes, notifies if asked. */
+  postRx(n: number): void {
+    const start = this.rxReqProdPvt;
+    for (let k = 0; k < n; k++) {
+      const id = this.rxReqProdPvt & 0xffff;
+      let b = this.rxBufs.get(id);
+      if (!b) {
+        const f = this.guest.allocPage();
+        b = { ref: this.guest.grantAccess(0, f, false), page: this.guest.pageView(f) };
+        this.rxBufs.set(id, b);
+      }
+      const off = slotOffset(this.rxReqProdPvt++, NETIF_RX_RING_SIZE, 8);
+      this.rx.setUint16(off + RxRequest.id, id, true);
+      this.rx.setUint32(off + RxRequest.gref, b.ref, true);
+    }
+    Atomics.store(this.rxWords, 0, this.rxReqProdPvt);
+    if (needsNotify(this.rxReqProdPvt, start, Atomics.load(this.rxWords, 1))) this.guest.evtchn.notify(this.rxPort);
+  }
+
+  /** A hostile frontend: rx req_prod far ahead. */
+  setRxReqProd(value: number): void {
+    Atomics.store(this.rxWords, 0, value);
+    this.guest.evtchn.notify(this.rxPort);
+  }
+
+  /** Rx responses since the last call, with the frame read from the buffer (by slot, as Linux does); re-arms rsp_event. */
+  takeRx(): { id: number; offset: number; flags: number; status: number; frame: Uint8Array | null }[] {
+    const out: { id: number; offset: number; flags: number; status: number; frame: Uint8Array | null }[] = [];
+    for (;;) {
+      const prod = Atomics.load(this.rxWords, 2);
+      while (this.rxRspCons !== prod) {
+        const idx = this.rxRspCons++;
+        const off = slotOffset(idx, NETIF_RX_RING_SIZE, 8);
+        const id = this.rx.getUint16(off + RxResponse.id, true);
+        const offset = this.rx.getUint16(off + RxResponse.offset, true);
+        const status = this.rx.getInt16(off + RxResponse.status, true);
+        const b = this.rxBufs.get(idx & 0xffff);
+        out.push({ id, offset, flags: this.rx.getUint16(off + RxResponse.flags, true), status, frame: status > 0 && b ? b.page.slice(offset, offset + status) : null });
+      }
+      Atomics.store(this.rxWords, 3, this.rxRspCons + 1);
+      if (Atomics.load(this.rxWords, 2) === this.rxRspCons) return out;
+    }
+  }
+
+  /** Waits until `count` rx responses have arrived from now on. */
+  async received(count: number, limitMs = 10000): Promise<ReturnType<FakeFrontend["takeRx"]>> {
+    const got = this.takeRx();
+    const deadline = Date.now() + limitMs;
+    while (got.length < count) {
+      if (Date.now() > deadline) throw new Error(`dom${this.domid}: ${got.length} of ${count} rx frames within ${limitMs} ms`);
+      await Bun.sleep(1);
+      got.push(...this.takeRx());
+    }
+    return got;
   }
 
   /** A hostile frontend: req_prod far beyond what it could have posted. */

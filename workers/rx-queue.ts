@@ -1,0 +1,115 @@
+// Frames waiting for the guest to post rx buffers, bounded in BYTES (XSA-392: a guest that stops
+// consuming must not make the backend hold memory without limit). Linux netback bounds its rx queue
+// at half the ring in pages (128 x 4096 = 512 KiB) and drops past it; so do we, by default.
+//
+// Frames are packed into one native buffer (a byte ring), so a queued frame is grant-copied into
+// the guest straight from here, by address, in the same batched copy call as fresh frames. Each
+// frame is charged at least MIN_CHARGE bytes, so the bookkeeping per frame is bounded too.
+// Removal is two-step: peek() the frames a copy will use, commit() them once the copy is done, so
+// frames appended meanwhile never overwrite memory a pending copy reads.
+import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { peerio } from "../src/net/peerio-lib.ts";
+
+/** Linux's default: XEN_NETIF_RX_RING_SIZE / 2 pages. */
+export const DEFAULT_RX_QUEUE_BYTES = 128 * 4096;
+/** Smallest charge per frame: a 14-byte frame still costs an entry and a wrap's slack. */
+export const MIN_CHARGE = 64;
+/** Largest frame the queue holds (a page less NET_IP_ALIGN). */
+const MAX_FRAME = 4094;
+
+export class RxQueue {
+  readonly limit: number;
+  /** Charged bytes of the frames held (the counter `rx_queue_bytes`). */
+  bytes = 0;
+  private readonly addr: number;
+  private readonly mem: Uint8Array;
+  private readonly size: number;
+  private readonly entOff: Uint32Array;
+  private readonly entLen: Uint32Array;
+  private readonly entCap: number;
+  /** Entries: [head, tail) in a ring of entCap; byte ring: data in [rhead, rtail) with wrap. */
+  private head = 0;
+  private count = 0;
+  private rtail = 0;
+  private freed = false;
+
+  constructor(limit = DEFAULT_RX_QUEUE_BYTES) {
+    if (!Number.isInteger(limit) || limit < MIN_CHARGE) throw new RangeError(`rx queue: limit must be an integer >= ${MIN_CHARGE} bytes, got ${limit}`);
+    this.limit = limit;
+    // Room for `limit` bytes of frames plus one frame of slack left unused at a wrap.
+    this.size = limit + MAX_FRAME + 64;
+    const a = peerio().pio_alloc(this.size) as number | null;
+    if (!a) throw new Error(`rx queue: allocating ${this.size} bytes of native memory failed: lower rxQueueBytes`);
+    this.addr = a;
+    this.mem = new Uint8Array(toArrayBuffer(a, 0, this.size));
+    this.entCap = Math.floor(limit / MIN_CHARGE) + 1;
+    this.entOff = new Uint32Array(this.entCap);
+    this.entLen = new Uint32Array(this.entCap);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Copies `len` bytes of `src` at `from` into the queue; false (nothing kept) past the byte limit. */
+  push(src: Uint8Array, from: number, len: number): boolean {
+    const charge = len < MIN_CHARGE ? MIN_CHARGE : len;
+    if (len > MAX_FRAME || this.bytes + charge > this.limit || this.count === this.entCap) return false;
+    let at = this.rtail;
+    if (this.count > 0) {
+      const h = this.entOff[this.head];
+      // Data lives in [h, rtail) when rtail > h, else in [h, size) + [0, rtail).
+      if (at >= h) {
+        if (at + len > this.size) {
+          if (len >= h) return false; // no contiguous room before the oldest frame (equal would read as empty)
+          at = 0;
+        }
+      } else if (at + len >= h) return false;
+    } else at = 0;
+    this.mem.set(src.subarray(from, from + len), at);
+    const e = (this.head + this.count) % this.entCap;
+    this.entOff[e] = at;
+    this.entLen[e] = len;
+    this.count++;
+    this.rtail = at + len;
+    this.bytes += charge;
+    return true;
+  }
+
+  /** Native address of the i-th queued frame (0 = oldest). */
+  addrOf(i: number): number {
+    return this.addr + this.entOff[(this.head + i) % this.entCap];
+  }
+
+  lenOf(i: number): number {
+    return this.entLen[(this.head + i) % this.entCap];
+  }
+
+  /** Releases the `n` oldest frames (after the copy that used them). */
+  commit(n: number): void {
+    for (let i = 0; i < n && this.count > 0; i++) {
+      const len = this.entLen[this.head];
+      this.bytes -= len < MIN_CHARGE ? MIN_CHARGE : len;
+      this.head = (this.head + 1) % this.entCap;
+      this.count--;
+    }
+    if (this.count === 0) {
+      this.head = 0;
+      this.rtail = 0;
+      this.bytes = 0;
+    }
+  }
+
+  /** Drops everything held; returns how many frames that was. */
+  purge(): number {
+    const n = this.count;
+    this.commit(n);
+    return n;
+  }
+
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    peerio().pio_free(this.addr as Pointer);
+  }
+}

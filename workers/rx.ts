@@ -1,0 +1,249 @@
+// Guest rx (the vif's peer -> the frontend's rx ring). Per round: frames waiting in the vif's queue
+// first, then one peer receive() batch; each takes one posted rx request (copied out of the ring
+// once, XSA-155), and all of them go into the guest's pages in ONE batched grant copy. Responses are
+// written into each request's OWN slot (Linux netfront looks the buffer up by slot, not by id), at
+// offset 2 with flags 0, as the seed does: NET_IP_ALIGN, and the frame's checksums are complete
+// (a TAP without vnet headers and the switch both carry finished frames), so nothing is claimed.
+// Pushed once and notified at most once per wake-up, by the caller.
+//
+// No rx requests posted: frames wait in the byte-bounded RxQueue, dropped and counted past it. A
+// frontend that leaves frames waiting with no requests for `stallMs` (Linux: rx_stall_timeout, 60 s)
+// loses its carrier: the queue is purged and frames are dropped until it posts again (Linux's
+// "Guest Rx stalled" / "Guest Rx ready").
+import type { Peer } from "../src/net/index.ts";
+import type { GrantDevice } from "../src/platform/types.ts";
+import type { VifCounters } from "../src/stats/index.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
+import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { RxQueue } from "./rx-queue.ts";
+import type { Batch, WorkerScratch } from "./scratch.ts";
+
+const SIZE = NETIF_RX_RING_SIZE;
+const MASK = SIZE - 1;
+const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
+const W_RSP_PROD = RingHeader.rspProd >> 2;
+const W_RSP_EVENT = RingHeader.rspEvent >> 2;
+/** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
+export const RX_OFFSET = 2;
+/** Largest frame one rx buffer takes at that offset (the seed's XEN_PAGE_SIZE - NET_IP_ALIGN). */
+export const RX_MAX_FRAME = 4096 - RX_OFFSET;
+/** Linux netback's rx_stall_timeout_msecs default. */
+export const DEFAULT_RX_STALL_MS = 60_000;
+
+export interface RxPass {
+  notify: boolean;
+  /** The peer may hold more frames (the round limit stopped us): serve this vif again soon. */
+  more: boolean;
+  fault: string | null;
+  /** Carrier change this pass: 1 on, -1 off, 0 none. */
+  carrier: number;
+}
+
+export class RxPath {
+  private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  private readonly i16: Int16Array;
+  reqCons: number;
+  rspProdPvt: number;
+  readonly queue: RxQueue;
+  carrier = true;
+  /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
+  stallSince = 0;
+  private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
+
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
+    this.u32 = new Uint32Array(page, 0, 1024);
+    this.u16 = new Uint16Array(page, 0, 2048);
+    this.i16 = new Int16Array(page, 0, 2048);
+    // BACK_RING_ATTACH: one response per request, in the request's slot, so both resume at rsp_prod.
+    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
+    this.reqCons = this.rspProdPvt;
+    this.queue = new RxQueue(queueBytes);
+  }
+
+  attachError(): string | null {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+  }
+
+  /** Requests posted and not yet taken, or -1 with `fault` set when req_prod is more than a ring ahead (XSA-39). */
+  private available(): number {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
+      this.pass.fault = overflowMessage(prod, this.rspProdPvt);
+      return -1;
+    }
+    return (prod - this.reqCons) >>> 0;
+  }
+
+  /**
+   * One wake-up's rx work for this vif: queued frames, then (when `peer` is given, i.e. its fd was
+   * readable) up to `rounds` receive() batches, until one comes back short of the batch capacity.
+   */
+  service(peer: Peer | null, rounds: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): RxPass {
+    const pass = this.pass;
+    pass.notify = pass.more = false;
+    pass.fault = null;
+    pass.carrier = 0;
+    const start = this.rspProdPvt;
+    if (this.queue.length > 0 || !this.carrier) this.round(null, 0, s, gnt, c);
+    if (peer && pass.fault === null) {
+      const batch = s.rxFrames;
+      for (let r = 0; ; r++) {
+        const n = peer.receive(batch);
+        c.ffi_calls++;
+        if (peer.kind === "tap") c.syscalls++; // one io_uring_enter (or reads) per batch
+        this.round(batch, n, s, gnt, c);
+        if (pass.fault !== null || n < batch.capacity) break;
+        if (r + 1 >= rounds) {
+          pass.more = true;
+          break;
+        }
+      }
+    }
+    if (pass.fault !== null) return pass;
+    if (this.rspProdPvt !== start) {
+      c.rx_batches++;
+      Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
+      pass.notify = needsNotify(this.rspProdPvt, start, Atomics.load(this.u32, W_RSP_EVENT) >>> 0);
+    }
+    this.watchStall(c);
+    c.rx_queue_bytes = this.queue.bytes;
+    return pass;
+  }
+
+  /** Whether the vif has frames waiting on the guest (the worker then keeps a timer for the stall). */
+  get stalled(): boolean {
+    return this.stallSince !== 0;
+  }
+
+  /**
+   * Carrier bookkeeping after a pass. With frames waiting and no requests, or the carrier off, ask
+   * for an event at the next request (RING_FINAL_CHECK_FOR_REQUESTS) so posting wakes us.
+   */
+  private watchStall(c: VifCounters): void {
+    const waiting = this.queue.length > 0 || !this.carrier;
+    if (!waiting) {
+      this.stallSince = 0;
+      return;
+    }
+    if (this.available() > 0) {
+      this.stallSince = 0;
+      this.pass.more = true; // posted meanwhile: come back for them
+      return;
+    }
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
+    if (this.available() > 0) {
+      this.stallSince = 0;
+      this.pass.more = true;
+      return;
+    }
+    if (!this.carrier) return;
+    const now = performance.now();
+    if (this.stallSince === 0) this.stallSince = now;
+    else if (now - this.stallSince >= this.stallMs) {
+      this.carrier = false;
+      this.stallSince = 0;
+      c.rx_drops += this.queue.purge();
+      c.carrier = 0;
+      this.pass.carrier = -1;
+    }
+  }
+
+  /** Milliseconds until a stalled vif's carrier goes off (0: due now). */
+  stallDueIn(now: number): number {
+    return Math.max(0, this.stallSince + this.stallMs - now);
+  }
+
+  /** One delivery round: queued frames, then frames 0..n-1 of `batch`, in one grant-copy call. */
+  private round(batch: Batch | null, n: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): void {
+    const avail = this.available();
+    if (avail < 0) return;
+    if (avail > 0 && !this.carrier) {
+      this.carrier = true; // the frontend posts again: "Guest Rx ready"
+      c.carrier = 1;
+      this.pass.carrier = 1;
+    }
+    const q = this.queue;
+    const segs = s.rxSegs;
+    const ids = s.rxReqId;
+    const lensOut = s.rxLen;
+    let k = 0;
+    const fromQueue = Math.min(q.length, avail);
+    for (; k < fromQueue; k++) {
+      const len = q.lenOf(k);
+      this.take(k, ids);
+      segs.setLocalToGrant(k, q.addrOf(k), this.domid, this.grefOf(k), RX_OFFSET, len);
+      lensOut[k] = len;
+    }
+    if (batch) {
+      const stride = batch.stride;
+      const lens = batch.lens;
+      for (let i = 0; i < n; i++) {
+        const len = lens[i];
+        if (len > RX_MAX_FRAME || !this.carrier) {
+          c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
+          continue;
+        }
+        if (q.length > fromQueue || k >= avail) {
+          // Order: once anything waits, later frames wait behind it.
+          if (!q.push(batch.bytes, i * stride, len)) c.rx_drops++;
+          continue;
+        }
+        this.take(k, ids);
+        segs.setLocalToGrant(k, batch.base + i * stride, this.domid, this.grefOf(k), RX_OFFSET, len);
+        lensOut[k] = len;
+        k++;
+      }
+    }
+    if (k === 0) return;
+    gnt.copy(segs, k);
+    c.ffi_calls++;
+    c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen
+    let bytes = 0;
+    let ok = 0;
+    for (let j = 0; j < k; j++) {
+      // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
+      const h = (64 + ((this.rspProdPvt + j) & MASK) * 8) >> 1;
+      this.u16[h] = ids[j];
+      this.u16[h + 2] = 0; // flags
+      if (segs.status(j) === 0) {
+        this.u16[h + 1] = RX_OFFSET;
+        this.i16[h + 3] = lensOut[j];
+        bytes += lensOut[j];
+        ok++;
+      } else {
+        this.u16[h + 1] = 0;
+        this.i16[h + 3] = NETIF_RSP_ERROR;
+      }
+    }
+    c.rx_packets += ok;
+    c.rx_bytes += bytes;
+    c.rx_errors += k - ok;
+    this.reqCons = (this.reqCons + k) >>> 0;
+    this.rspProdPvt = (this.rspProdPvt + k) >>> 0;
+    q.commit(fromQueue);
+  }
+
+  /** Gref of request k this round, read in take() (kept beside the id). */
+  private grefs = new Uint32Array(SIZE);
+  private grefOf(k: number): number {
+    return this.grefs[k];
+  }
+
+  /** Copies request (reqCons + k) out of the ring once: id and gref. */
+  private take(k: number, ids: Uint16Array): void {
+    const off = 64 + ((this.reqCons + k) & MASK) * 8;
+    ids[k] = this.u16[off >> 1];
+    this.grefs[k] = this.u32[(off + 4) >> 2];
+  }
+
+  close(): void {
+    this.queue.free();
+  }
+}
+
+function overflowMessage(prod: number, rspProdPvt: number): string {
+  return `rx req_prod 0x${(prod >>> 0).toString(16)} is more than a ring ahead of 0x${(rspProdPvt >>> 0).toString(16)}`;
+}

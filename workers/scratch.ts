@@ -1,0 +1,50 @@
+// Per-worker data-path memory, allocated once when the worker starts and shared by every vif it
+// serves (vifs are served one after another, never at once). Native memory for frames and
+// grant-copy segments (BUN-FACTS pitfalls 1 and 2), typed arrays for the per-pass bookkeeping:
+// nothing on the data path allocates.
+import { createFrameBatch, freeFrameBatch, type FrameBatch } from "../src/net/index.ts";
+import { GrantCopyBatch } from "../src/platform/index.ts";
+import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE } from "../src/xen/netif.ts";
+
+/** A tx frame is one slot of one page: offset + size <= 4096. */
+export const TX_STRIDE = 4096;
+/**
+ * Rx frames are read with room past the largest deliverable one (4094: a page less NET_IP_ALIGN),
+ * so an oversize frame shows as len > 4094 (a TAP read truncates at the stride) and is dropped.
+ */
+export const RX_STRIDE = 4096 + 64;
+/** Frames per peer receive() call. */
+export const RX_BATCH = 64;
+
+export type Batch = FrameBatch & { readonly bytes: Uint8Array };
+
+export class WorkerScratch {
+  readonly txFrames: Batch;
+  readonly txSegs: GrantCopyBatch;
+  /** csum_blank marks for fillChecksums (one byte per tx frame; C writes results through it). */
+  readonly txCsum: Uint8Array;
+  /** Per response of a tx pass: the request id, and what answers it (segment index, or an RSP_ code). */
+  readonly txRespId = new Uint16Array(NETIF_TX_RING_SIZE);
+  readonly txRespSeg = new Int32Array(NETIF_TX_RING_SIZE);
+  readonly rxFrames: Batch;
+  readonly rxSegs: GrantCopyBatch;
+  /** Per rx request taken this round: the copied-out id and the length of the frame it carries. */
+  readonly rxReqId = new Uint16Array(NETIF_RX_RING_SIZE);
+  readonly rxLen = new Uint16Array(NETIF_RX_RING_SIZE);
+
+  constructor(readonly txBudget: number) {
+    this.txFrames = createFrameBatch(txBudget, TX_STRIDE);
+    this.txSegs = new GrantCopyBatch(txBudget);
+    this.txCsum = new Uint8Array(txBudget);
+    this.rxFrames = createFrameBatch(RX_BATCH, RX_STRIDE);
+    // Queued frames and one receive() batch can be delivered in one round: at most a ring's worth.
+    this.rxSegs = new GrantCopyBatch(NETIF_RX_RING_SIZE);
+  }
+
+  free(): void {
+    freeFrameBatch(this.txFrames);
+    freeFrameBatch(this.rxFrames);
+    this.txSegs.free();
+    this.rxSegs.free();
+  }
+}

@@ -1,0 +1,289 @@
+// Guest tx (the frontend's tx ring -> the vif's peer), per wake-up: read req_prod once, copy each
+// request out of the ring once and validate only the copy (XSA-155), build ONE batch of grant-copy
+// segments (foreign page -> the worker's frame batch), ONE copy call, ONE checksum call if any frame
+// asked for it, ONE peer send, responses written and pushed once, at most one notify.
+//
+// Two tiers of guest faults (STYLE 6, netback's xenvif_tx_err / xenvif_fatal_tx_err):
+//  - tolerable (size < 14, offset + size past the page, a flag we did not negotiate, a grant that
+//    fails to copy): that request (and the rest of its packet) is answered NETIF_RSP_ERROR and counted;
+//  - protocol violations (req_prod more than a ring ahead, a packet continuing past req_prod or over
+//    20 slots, an unknown extra-info type): `fault` is set and the vif is disabled by the caller.
+import type { Peer } from "../src/net/index.ts";
+import { fillChecksums } from "../src/net/index.ts";
+import type { GrantDevice } from "../src/platform/types.ts";
+import type { VifCounters } from "../src/stats/index.ts";
+import {
+  NETIF_RSP_ERROR,
+  NETIF_RSP_NULL,
+  NETIF_RSP_OKAY,
+  NETIF_TX_RING_SIZE,
+  NETTXF_csum_blank,
+  NETTXF_extra_info,
+  NETTXF_more_data,
+  XEN_NETBK_LEGACY_SLOTS_MAX,
+  XEN_NETIF_EXTRA_FLAG_MORE,
+  XEN_NETIF_EXTRA_TYPE_MAX,
+  XEN_NETIF_EXTRA_TYPE_NONE,
+} from "../src/xen/netif.ts";
+import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import type { WorkerScratch } from "./scratch.ts";
+
+const SIZE = NETIF_TX_RING_SIZE;
+const MASK = SIZE - 1;
+const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
+const W_RSP_PROD = RingHeader.rspProd >> 2;
+const W_RSP_EVENT = RingHeader.rspEvent >> 2;
+/** Smallest frame: an Ethernet header (the seed and netback refuse less). */
+const ETH_HLEN = 14;
+const PAGE = 4096;
+/** txRespSeg codes for responses that carry no segment. */
+const R_ERROR = -1;
+const R_NULL = -2;
+/** Flags this data path cannot honour yet: multi-slot packets and extra-info slots (no SG/GSO offered). */
+const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
+
+export interface TxPass {
+  /** Packets handed to the peer this pass. */
+  packets: number;
+  /** Slots consumed (= responses written) this pass. */
+  slots: number;
+  /** The frontend asked to be notified of these responses. */
+  notify: boolean;
+  /** Requests remain because the budget ran out (not the final check). */
+  more: boolean;
+  /** Set when the frontend broke the protocol: the vif must be disabled with EPROTO. */
+  fault: string | null;
+}
+
+export class TxPath {
+  private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  private readonly i16: Int16Array;
+  private readonly u8: Uint8Array;
+  reqCons: number;
+  rspProdPvt: number;
+  /** Reused for every pass: the data path allocates nothing. */
+  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
+
+  /** Attaches where the shared ring says responses stop (BACK_RING_ATTACH), so a vif moved from a dead worker resumes. */
+  constructor(page: ArrayBuffer, private readonly domid: number) {
+    this.u32 = new Uint32Array(page, 0, 1024);
+    this.u16 = new Uint16Array(page, 0, 2048);
+    this.i16 = new Int16Array(page, 0, 2048);
+    this.u8 = new Uint8Array(page, 0, PAGE);
+    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
+    this.reqCons = this.rspProdPvt;
+  }
+
+  /** Connect-time check, as netback's xenvif_map_frontend_data_rings: null when the ring is sane. */
+  attachError(): string | null {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+  }
+
+  /**
+   * Consumes up to `budget` packets (the scratch batch's capacity at most), copies them out of the
+   * guest in one grant-copy call, hands them to `peer` in one send, answers every slot once.
+   */
+  service(budget: number, s: WorkerScratch, gnt: GrantDevice, peer: Peer, c: VifCounters): TxPass {
+    const pass = this.pass;
+    pass.packets = pass.slots = 0;
+    pass.notify = pass.more = false;
+    pass.fault = null;
+    // One read of req_prod per pass (seq-cst load: the slots it covers are read after it).
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
+      pass.fault = overflowMessage(prod, this.rspProdPvt);
+      return pass;
+    }
+    const frames = s.txFrames;
+    const segs = s.txSegs;
+    const stride = frames.stride;
+    const lens = frames.lens;
+    const csum = s.txCsum;
+    const respId = s.txRespId;
+    const respSeg = s.txRespSeg;
+    const u16 = this.u16;
+    const max = Math.min(budget, frames.capacity);
+    let nseg = 0;
+    let nresp = 0;
+    let anyCsum = 0;
+    let cons = this.reqCons;
+    while (cons !== prod && nseg < max) {
+      // Copy the slot out once; only these locals are used from here on (XSA-155).
+      const w = (64 + (cons & MASK) * 12) >> 1;
+      const gref = this.u32[w >> 1] >>> 0;
+      const offset = u16[w + 2];
+      const flags = u16[w + 3];
+      const id = u16[w + 4];
+      const size = u16[w + 5];
+      const first = cons;
+      cons = (cons + 1) >>> 0;
+      if (flags & UNSUPPORTED) {
+        // Not negotiated (we offer no feature-sg/gso): answer the whole packet with errors, as
+        // netback's xenvif_tx_err does, consuming its extra and fragment slots so that none of
+        // them is later misread as a packet of its own. (The seed answers only the first slot and
+        // then parses an extra-info slot as a request: a response with a made-up id, which Linux
+        // netfront treats as fatal.)
+        const end = this.consumeRest(first, flags, prod, respId, respSeg, nresp);
+        if (typeof end === "string") {
+          pass.fault = end;
+          cons = first; // the faulty packet is not consumed: the vif is going away
+          break;
+        }
+        respId[nresp] = id;
+        respSeg[nresp] = R_ERROR;
+        cons = (first + (end - nresp)) >>> 0;
+        nresp = end;
+        continue;
+      }
+      respId[nresp] = id;
+      if (size < ETH_HLEN || offset + size > PAGE) {
+        respSeg[nresp++] = R_ERROR;
+        continue;
+      }
+      segs.setGrantToLocal(nseg, this.domid, gref, offset, frames.base + nseg * stride, size);
+      lens[nseg] = size;
+      const blank = flags & NETTXF_csum_blank;
+      csum[nseg] = blank;
+      anyCsum |= blank;
+      respSeg[nresp++] = nseg++;
+    }
+    this.reqCons = cons;
+    pass.slots = nresp;
+    pass.more = pass.fault === null && cons !== prod;
+
+    let good = nseg;
+    if (nseg > 0) {
+      const failed = gnt.copy(segs, nseg);
+      c.ffi_calls++;
+      c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen (the sim does it without one)
+      if (failed > 0) good = this.compact(s, nseg);
+      frames.count = good;
+      if (anyCsum && good > 0) {
+        fillChecksums(frames, csum);
+        c.ffi_calls++;
+      }
+      if (good > 0) {
+        const before = peer.kind === "tap" ? (peer as unknown as { syscalls: number }).syscalls : 0;
+        const taken = peer.send(frames);
+        if (peer.kind !== "null") c.ffi_calls++;
+        if (peer.kind === "tap") c.syscalls += (peer as unknown as { syscalls: number }).syscalls - before;
+        let bytes = 0;
+        for (let k = 0; k < good; k++) bytes += lens[k];
+        c.tx_packets += good;
+        c.tx_bytes += bytes;
+        if (taken < good) c.tx_drops += good - taken;
+      }
+    }
+    pass.packets = good;
+    if (nresp > 0) {
+      // Responses in request order; a segment's status decides its packet's.
+      let errors = 0;
+      for (let r = 0; r < nresp; r++) {
+        const seg = respSeg[r];
+        if (seg === R_NULL) this.respond(0, NETIF_RSP_NULL);
+        else if (seg >= 0 && segs.status(seg) === 0) this.respond(respId[r], NETIF_RSP_OKAY);
+        else {
+          this.respond(respId[r], NETIF_RSP_ERROR);
+          errors++;
+        }
+      }
+      c.tx_errors += errors;
+      pass.notify = this.push((this.rspProdPvt - nresp) >>> 0);
+      c.tx_batches++;
+    }
+    return pass;
+  }
+
+  /**
+   * The slots after an unsupported first slot at `first`: extra-info slots (answered NULL) while
+   * XEN_NETIF_EXTRA_FLAG_MORE, then more_data fragments (answered ERROR). Returns the response
+   * count after them (the first slot's own response is at `at`), or why the packet is a protocol
+   * violation (the same checks as netback's xenvif_get_extras and xenvif_count_requests).
+   */
+  private consumeRest(first: number, flags: number, prod: number, respId: Uint16Array, respSeg: Int32Array, at: number): number | string {
+    let idx = (first + 1) >>> 0;
+    let n = at + 1;
+    let slots = 1;
+    const take = (): number | string => {
+      if (idx === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+      if (slots >= XEN_NETBK_LEGACY_SLOTS_MAX) return `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+      const off = 64 + (idx & MASK) * 12;
+      idx = (idx + 1) >>> 0;
+      slots++;
+      return off;
+    };
+    if (flags & NETTXF_extra_info) {
+      for (let more = true; more; ) {
+        const off = take();
+        if (typeof off === "string") return off;
+        const type = this.u8[off];
+        const eflags = this.u8[off + 1];
+        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) return `tx extra info type ${type} is unknown`;
+        respId[n] = 0;
+        respSeg[n++] = R_NULL;
+        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
+      }
+    }
+    let f = flags;
+    while (f & NETTXF_more_data) {
+      const off = take();
+      if (typeof off === "string") return off;
+      f = this.u16[(off + 6) >> 1];
+      respId[n] = this.u16[(off + 8) >> 1];
+      respSeg[n++] = R_ERROR;
+    }
+    return n;
+  }
+
+  /** Drops the frames whose copy failed from the batch (a rare, guest-caused path); returns the count kept. */
+  private compact(s: WorkerScratch, nseg: number): number {
+    const frames = s.txFrames;
+    const stride = frames.stride;
+    let w = 0;
+    for (let k = 0; k < nseg; k++) {
+      if (s.txSegs.status(k) !== 0) continue;
+      if (w !== k) {
+        frames.bytes.copyWithin(w * stride, k * stride, k * stride + frames.lens[k]);
+        frames.lens[w] = frames.lens[k];
+        s.txCsum[w] = s.txCsum[k];
+      }
+      w++;
+    }
+    return w;
+  }
+
+  /**
+   * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
+   * request, then look again, so a request posted meanwhile is never left without a wake-up.
+   */
+  finalCheck(): boolean {
+    if ((Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons) return true;
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0); // seq-cst store: the mb() the macro needs
+    return (Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons;
+  }
+
+  private respond(id: number, status: number): void {
+    const h = (64 + (this.rspProdPvt & MASK) * 12) >> 1;
+    // Extra-info slots have no id: only their status is written, as netback's make_tx_response.
+    if (status !== NETIF_RSP_NULL) this.u16[h] = id;
+    this.i16[h + 1] = status;
+    this.rspProdPvt = (this.rspProdPvt + 1) >>> 0;
+  }
+
+  /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY. The seq-cst store orders the slot writes before rsp_prod and the rsp_event read after it. */
+  private push(old: number): boolean {
+    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
+    return needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0);
+  }
+}
+
+function hex(n: number): string {
+  return (n >>> 0).toString(16);
+}
+
+function overflowMessage(prod: number, rspProdPvt: number): string {
+  return `tx req_prod 0x${hex(prod)} is more than a ring ahead of 0x${hex(rspProdPvt)}`;
+}
