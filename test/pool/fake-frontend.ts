@@ -27,6 +27,9 @@ export class FakeFrontend {
   /** One page of tx data granted read-only to dom0 (netfront grants its tx pages read-only). */
   readonly dataRef: number;
   readonly dataPage: Uint8Array;
+  /** Tx data pages for sendFrames (one per frame in flight), granted read-only to dom0. */
+  private readonly txPages: { ref: number; page: Uint8Array }[] = [];
+  private nextTxPage = 0;
   /** Rx buffers: id -> (gref, page), granted writable to dom0. */
   private readonly rxBufs = new Map<number, { ref: number; page: Uint8Array }>();
   private readonly fired = new Uint32Array(8);
@@ -111,6 +114,24 @@ export class FakeFrontend {
     return start;
   }
 
+  /**
+   * Sends each frame from its own granted page (pages reused round-robin: keep fewer than `pages`
+   * frames in flight), with ids from `firstId`; pushes once, notifies if asked. Returns the first index.
+   */
+  sendFrames(frames: Uint8Array[], firstId: number, o: { flags?: number; pages?: number } = {}): number {
+    const pages = o.pages ?? 64;
+    const reqs = frames.map((f, i) => {
+      if (this.txPages.length < pages) {
+        const fr = this.guest.allocPage();
+        this.txPages.push({ ref: this.guest.grantAccess(0, fr, true), page: this.guest.pageView(fr) });
+      }
+      const p = this.txPages[this.nextTxPage++ % this.txPages.length]!;
+      p.page.set(f, 0);
+      return { gref: p.ref, offset: 0, flags: o.flags ?? 0, id: (firstId + i) & 0xffff, size: f.length };
+    });
+    return this.postRawTx(reqs);
+  }
+
   /** Rewrites a tx slot already posted (a guest changing a request under the backend). */
   rewriteTx(idx: number, r: { gref?: number; offset?: number; flags?: number; id?: number; size?: number }): void {
     const off = slotOffset(idx, NETIF_TX_RING_SIZE, 12);
@@ -125,7 +146,7 @@ export class FakeFrontend {
   postRx(n: number): void {
     const start = this.rxReqProdPvt;
     for (let k = 0; k < n; k++) {
-      const id = this.rxReqProdPvt & 0xffff;
+      const id = this.rxReqProdPvt & (NETIF_RX_RING_SIZE - 1); // netfront: id = slot, buffer reused per slot
       let b = this.rxBufs.get(id);
       if (!b) {
         const f = this.guest.allocPage();
@@ -157,7 +178,7 @@ export class FakeFrontend {
         const id = this.rx.getUint16(off + RxResponse.id, true);
         const offset = this.rx.getUint16(off + RxResponse.offset, true);
         const status = this.rx.getInt16(off + RxResponse.status, true);
-        const b = this.rxBufs.get(idx & 0xffff);
+        const b = this.rxBufs.get(idx & (NETIF_RX_RING_SIZE - 1));
         out.push({ id, offset, flags: this.rx.getUint16(off + RxResponse.flags, true), status, frame: status > 0 && b ? b.page.slice(offset, offset + status) : null });
       }
       Atomics.store(this.rxWords, 3, this.rxRspCons + 1);
