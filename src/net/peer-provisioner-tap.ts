@@ -29,6 +29,8 @@ const cstr = (s: string) => Buffer.from(`${s}\0`);
 export interface TapOptions {
   /** Linux bridge each TAP joins (--bridge); null leaves that to the hotplug script. */
   bridge: string | null;
+  /** The clone device (tests point it elsewhere); /dev/net/tun. */
+  device?: string;
 }
 
 export class TapProvisioner implements PeerProvisioner {
@@ -38,12 +40,13 @@ export class TapProvisioner implements PeerProvisioner {
 
   /** Throws PeerError (one line) when this host cannot create TAPs at all. */
   constructor(private readonly opts: TapOptions) {
+    const device = opts.device ?? TUN_DEVICE;
     try {
-      accessSync(TUN_DEVICE, constants.R_OK | constants.W_OK);
+      accessSync(device, constants.R_OK | constants.W_OK);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? "EACCES";
       throw new PeerError(
-        `qnicd: --peer tap: cannot use ${TUN_DEVICE} (${code}): run qnicd as root (or with CAP_NET_ADMIN and the tun module loaded), or choose --peer switch or --peer null`,
+        `qnicd: --peer tap: cannot use ${device} (${code}): run qnicd as root (or with CAP_NET_ADMIN and the tun module loaded), or choose --peer switch or --peer null`,
         os.errno[code as keyof typeof os.errno] ?? 13,
       );
     }

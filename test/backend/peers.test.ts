@@ -35,6 +35,12 @@ afterEach(async () => {
 // Names unique to this test run, so a parallel run or a leftover cannot collide.
 const tag = (process.pid % 10000).toString(36);
 
+test("without a usable /dev/net/tun, --peer tap fails with one line naming the alternatives", () => {
+  expect(() => new TapProvisioner({ bridge: null, device: "/nonexistent/tun" })).toThrow(
+    "qnicd: --peer tap: cannot use /nonexistent/tun (ENOENT): run qnicd as root (or with CAP_NET_ADMIN and the tun module loaded), or choose --peer switch or --peer null",
+  );
+});
+
 test.skipIf(!tap)("a TAP exists from create() until destroy()", () => {
   const p = new TapProvisioner({ bridge: null });
   provisioners.push(p);
