@@ -130,6 +130,10 @@ export class VifHooks implements DeviceHooks {
       backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
     });
     const key = `${dev.name}#${++this.serial}`;
+    const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
+    // Logged before the hand-over so a worker that never answers (or takes the process down) is
+    // visible as a "connecting" without its "connected".
+    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer.name });
     try {
       e.connection = await this.opts.pool.connect({
         key,
@@ -149,13 +153,7 @@ export class VifHooks implements DeviceHooks {
       throw new VifFatalError(errno, `mapping rings and binding event channels: ${oneLine((err as Error).message)}`, "check the grant refs and event channels the guest wrote (see the worker's message)", { cause: err });
     }
     e.config = config;
-    this.opts.log.info(`${dev.name}: connected`, {
-      worker: e.connection.worker,
-      tx_ring_ref: config.txRingRef,
-      rx_ring_ref: config.rxRingRef,
-      evtchn: config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn,
-      mac: config.mac,
-    });
+    this.opts.log.info(`${dev.name}: connected`, { worker: e.connection.worker, key });
   }
 
   async disconnect(dev: XenDevice): Promise<void> {
