@@ -5,8 +5,9 @@
 // Frames are packed into one native buffer (a byte ring), so a queued frame is grant-copied into
 // the guest straight from here, by address, in the same batched copy call as fresh frames. Each
 // frame is charged at least MIN_CHARGE bytes, so the bookkeeping per frame is bounded too.
-// Removal is two-step: peek() the frames a copy will use, commit() them once the copy is done, so
-// frames appended meanwhile never overwrite memory a pending copy reads.
+// Removal is two-step: take(n) the frames a copy will use (they stop counting against the limit at
+// once), commit() once the copy is done: frames appended meanwhile never overwrite memory the pending
+// copy reads.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { peerio } from "../src/net/peerio-lib.ts";
 
@@ -29,7 +30,9 @@ export class RxQueue {
   private readonly entCap: number;
   /** Entries: [head, tail) in a ring of entCap; byte ring: data in [rhead, rtail) with wrap. */
   private head = 0;
+  /** Entries held in memory, including `inflight` ones taken for a copy not yet committed. */
   private count = 0;
+  private inflight = 0;
   private rtail = 0;
   private freed = false;
 
@@ -47,8 +50,9 @@ export class RxQueue {
     this.entLen = new Uint32Array(this.entCap);
   }
 
+  /** Frames waiting (not counting those taken for a copy in flight). */
   get length(): number {
-    return this.count;
+    return this.count - this.inflight;
   }
 
   /** Copies `len` bytes of `src` at `from` into the queue; false (nothing kept) past the byte limit. */
@@ -76,23 +80,29 @@ export class RxQueue {
     return true;
   }
 
-  /** Native address of the i-th queued frame (0 = oldest). */
+  /** Native address of the i-th waiting frame (0 = oldest). */
   addrOf(i: number): number {
-    return this.addr + this.entOff[(this.head + i) % this.entCap];
+    return this.addr + this.entOff[(this.head + this.inflight + i) % this.entCap];
   }
 
   lenOf(i: number): number {
-    return this.entLen[(this.head + i) % this.entCap];
+    return this.entLen[(this.head + this.inflight + i) % this.entCap];
   }
 
-  /** Releases the `n` oldest frames (after the copy that used them). */
-  commit(n: number): void {
-    for (let i = 0; i < n && this.count > 0; i++) {
-      const len = this.entLen[this.head];
+  /** The `n` oldest waiting frames go to a copy: no longer waiting or charged; memory kept until commit(). */
+  take(n: number): void {
+    for (let i = 0; i < n && this.inflight < this.count; i++) {
+      const len = this.lenOf(0);
       this.bytes -= len < MIN_CHARGE ? MIN_CHARGE : len;
-      this.head = (this.head + 1) % this.entCap;
-      this.count--;
+      this.inflight++;
     }
+  }
+
+  /** Releases the frames taken (after the copy that used them). */
+  commit(): void {
+    this.head = (this.head + this.inflight) % this.entCap;
+    this.count -= this.inflight;
+    this.inflight = 0;
     if (this.count === 0) {
       this.head = 0;
       this.rtail = 0;
@@ -100,10 +110,11 @@ export class RxQueue {
     }
   }
 
-  /** Drops everything held; returns how many frames that was. */
+  /** Drops every waiting frame; returns how many that was. */
   purge(): number {
-    const n = this.count;
-    this.commit(n);
+    const n = this.length;
+    this.take(n);
+    this.commit();
     return n;
   }
 

@@ -87,8 +87,9 @@ export class RxPath {
     pass.fault = null;
     pass.carrier = 0;
     const start = this.rspProdPvt;
-    if (this.queue.length > 0 || !this.carrier) this.round(null, 0, s, gnt, c);
-    if (peer && pass.fault === null) {
+    // Queued frames go first in every round; with no peer batch to come, they get a round of their own.
+    if (!peer && (this.queue.length > 0 || !this.carrier)) this.round(null, 0, s, gnt, c);
+    if (peer) {
       const batch = s.rxFrames;
       for (let r = 0; ; r++) {
         const n = peer.receive(batch);
@@ -167,6 +168,11 @@ export class RxPath {
     }
     const q = this.queue;
     const segs = s.rxSegs;
+    const segU16 = s.rxSegU16;
+    const segU32 = s.rxSegU32;
+    const segI16 = s.rxSegI16;
+    const domid = this.domid;
+    const grefs = this.grefs;
     const ids = s.rxReqId;
     const lensOut = s.rxLen;
     let k = 0;
@@ -174,9 +180,18 @@ export class RxPath {
     for (; k < fromQueue; k++) {
       const len = q.lenOf(k);
       this.take(k, ids);
-      segs.setLocalToGrant(k, q.addrOf(k), this.domid, this.grefOf(k), RX_OFFSET, len);
+      const a = q.addrOf(k);
+      const h = k * 12;
+      segU32[k * 6] = a >>> 0;
+      segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
+      segU32[k * 6 + 2] = grefs[k];
+      segU16[h + 6] = RX_OFFSET;
+      segU16[h + 7] = domid;
+      segU16[h + 8] = len;
+      segI16[h + 10] = 0;
       lensOut[k] = len;
     }
+    q.take(fromQueue);
     if (batch) {
       const stride = batch.stride;
       const lens = batch.lens;
@@ -186,13 +201,22 @@ export class RxPath {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
           continue;
         }
-        if (q.length > fromQueue || k >= avail) {
+        if (q.length > 0 || k >= avail) {
           // Order: once anything waits, later frames wait behind it.
           if (!q.push(batch.bytes, i * stride, len)) c.rx_drops++;
           continue;
         }
         this.take(k, ids);
-        segs.setLocalToGrant(k, batch.base + i * stride, this.domid, this.grefOf(k), RX_OFFSET, len);
+        // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
+        const a = batch.base + i * stride;
+        const h = k * 12;
+        segU32[k * 6] = a >>> 0;
+        segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
+        segU32[k * 6 + 2] = grefs[k];
+        segU16[h + 6] = RX_OFFSET;
+        segU16[h + 7] = domid;
+        segU16[h + 8] = len;
+        segI16[h + 10] = 0;
         lensOut[k] = len;
         k++;
       }
@@ -208,7 +232,7 @@ export class RxPath {
       const h = (64 + ((this.rspProdPvt + j) & MASK) * 8) >> 1;
       this.u16[h] = ids[j];
       this.u16[h + 2] = 0; // flags
-      if (segs.status(j) === 0) {
+      if (segI16[j * 12 + 10] === 0) {
         this.u16[h + 1] = RX_OFFSET;
         this.i16[h + 3] = lensOut[j];
         bytes += lensOut[j];
@@ -223,14 +247,11 @@ export class RxPath {
     c.rx_errors += k - ok;
     this.reqCons = (this.reqCons + k) >>> 0;
     this.rspProdPvt = (this.rspProdPvt + k) >>> 0;
-    q.commit(fromQueue);
+    q.commit();
   }
 
   /** Gref of request k this round, read in take() (kept beside the id). */
-  private grefs = new Uint32Array(SIZE);
-  private grefOf(k: number): number {
-    return this.grefs[k];
-  }
+  private readonly grefs = new Uint32Array(SIZE);
 
   /** Copies request (reqCons + k) out of the ring once: id and gref. */
   private take(k: number, ids: Uint16Array): void {

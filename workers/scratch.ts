@@ -21,6 +21,13 @@ export type Batch = FrameBatch & { readonly bytes: Uint8Array };
 export class WorkerScratch {
   readonly txFrames: Batch;
   readonly txSegs: GrantCopyBatch;
+  /** Views of txSegs / rxSegs (24-byte segments: see GrantCopyBatch) for writing fields inline. */
+  readonly txSegU16: Uint16Array;
+  readonly txSegU32: Uint32Array;
+  readonly txSegI16: Int16Array;
+  readonly rxSegU16: Uint16Array;
+  readonly rxSegU32: Uint32Array;
+  readonly rxSegI16: Int16Array;
   /** csum_blank marks for fillChecksums (one byte per tx frame; C writes results through it). */
   readonly txCsum: Uint8Array;
   /** Per response of a tx pass: the request id, and what answers it (segment index, or an RSP_ code). */
@@ -36,9 +43,19 @@ export class WorkerScratch {
     this.txFrames = createFrameBatch(txBudget, TX_STRIDE);
     this.txSegs = new GrantCopyBatch(txBudget);
     this.txCsum = new Uint8Array(txBudget);
+    // Tx segment k always lands in frame slot k: its local side and direction are written once here,
+    // so a packet writes only the guest's side (ref, offset, domid) and its length.
+    for (let k = 0; k < txBudget; k++) this.txSegs.setGrantToLocal(k, 0, 0, 0, this.txFrames.base + k * TX_STRIDE, 0);
+    this.txSegU16 = new Uint16Array(this.txSegs.buffer);
+    this.txSegU32 = new Uint32Array(this.txSegs.buffer);
+    this.txSegI16 = new Int16Array(this.txSegs.buffer);
     this.rxFrames = createFrameBatch(RX_BATCH, RX_STRIDE);
     // Queued frames and one receive() batch can be delivered in one round: at most a ring's worth.
     this.rxSegs = new GrantCopyBatch(NETIF_RX_RING_SIZE);
+    for (let k = 0; k < NETIF_RX_RING_SIZE; k++) this.rxSegs.setLocalToGrant(k, 0, 0, 0, 0, 0);
+    this.rxSegU16 = new Uint16Array(this.rxSegs.buffer);
+    this.rxSegU32 = new Uint32Array(this.rxSegs.buffer);
+    this.rxSegI16 = new Int16Array(this.rxSegs.buffer);
   }
 
   free(): void {

@@ -99,7 +99,10 @@ export class TxPath {
     }
     const frames = s.txFrames;
     const segs = s.txSegs;
-    const stride = frames.stride;
+    const segU16 = s.txSegU16;
+    const segU32 = s.txSegU32;
+    const segI16 = s.txSegI16;
+    const domid = this.domid;
     const lens = frames.lens;
     const csum = s.txCsum;
     const respId = s.txRespId;
@@ -143,7 +146,13 @@ export class TxPath {
         respSeg[nresp++] = R_ERROR;
         continue;
       }
-      segs.setGrantToLocal(nseg, this.domid, gref, offset, frames.base + nseg * stride, size);
+      // Segment nseg: guest (ref, offset, domid) -> frame slot nseg (written once in WorkerScratch).
+      const h = nseg * 12;
+      segU32[nseg * 6] = gref;
+      segU16[h + 2] = offset;
+      segU16[h + 3] = domid;
+      segU16[h + 8] = size;
+      segI16[h + 10] = 0;
       lens[nseg] = size;
       const blank = flags & NETTXF_csum_blank;
       csum[nseg] = blank;
@@ -184,7 +193,7 @@ export class TxPath {
       for (let r = 0; r < nresp; r++) {
         const seg = respSeg[r];
         if (seg === R_NULL) this.respond(0, NETIF_RSP_NULL);
-        else if (seg >= 0 && segs.status(seg) === 0) this.respond(respId[r], NETIF_RSP_OKAY);
+        else if (seg >= 0 && segI16[seg * 12 + 10] === 0) this.respond(respId[r], NETIF_RSP_OKAY);
         else {
           this.respond(respId[r], NETIF_RSP_ERROR);
           errors++;

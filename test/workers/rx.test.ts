@@ -191,7 +191,8 @@ describe("RxQueue", () => {
     expect(q.push(src, 0, 3000)).toBe(true);
     expect(q.push(src, 0, 3000)).toBe(true);
     expect(q.push(src, 0, 3000)).toBe(false); // 9000 > 8192
-    q.commit(1);
+    q.take(1);
+    q.commit();
     expect(q.push(src, 0, 3000)).toBe(true); // wraps to the start, before the oldest (3000..6000)
     expect(q.bytes).toBe(6000);
     q.purge();
