@@ -229,6 +229,32 @@ describe("a hostile guest leaves the others forwarding, nothing lost", () => {
   });
 });
 
+describe("notification suppression", () => {
+  test("a frontend that leaves rsp_event behind gets its responses pushed but no further events; req_event set at req_cons + 1", async () => {
+    const r = await rig({ workers: 1 });
+    try {
+      const a = await r.guest(1, { peer: { kind: "null", name: "null", fd: -1 } });
+      // rsp_event stays 1: only the push that passes index 1 may notify.
+      for (let k = 0; k < 10; k++) {
+        a.fe.sendFrames(frames(a.mac, 5, k, () => 60), k * 5);
+        for (let i = 0; i < 2000 && a.fe.headers().tx.rspProd !== (k + 1) * 5; i++) await Bun.sleep(1);
+        expect(a.fe.headers().tx.rspProd).toBe((k + 1) * 5);
+      }
+      const s = await stat(r, a.c, (s) => s.tx_packets === 50);
+      expect(s.notifies_sent).toBe(1);
+      expect(a.fe.headers().tx.reqEvent).toBe(51);
+      // Now it asks again: the next push notifies.
+      const before = s.notifies_sent;
+      expect(a.fe.takeResponses().length).toBe(50); // sets rsp_event = 51
+      a.fe.sendFrames(frames(a.mac, 1, 99, () => 60), 50);
+      expect(await a.fe.responses(1)).toEqual([{ id: 50, status: NETIF_RSP_OKAY }]);
+      expect((await stat(r, a.c, (s) => s.notifies_sent > before)).notifies_sent).toBe(before + 1);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe("batching", () => {
   test("FFI calls and syscalls per packet fall as the batch grows (< 0.1 per packet at 64)", async () => {
     const r = await rig({ workers: 1, budget: 64 });

@@ -198,6 +198,12 @@ export class FakeFrontend {
     return got;
   }
 
+  /** The tx and rx ring headers as the backend left them (req_event, rsp_prod) and as we set them. */
+  headers(): { tx: { reqProd: number; reqEvent: number; rspProd: number; rspEvent: number }; rx: { reqProd: number; reqEvent: number; rspProd: number; rspEvent: number } } {
+    const h = (w: Uint32Array) => ({ reqProd: Atomics.load(w, 0), reqEvent: Atomics.load(w, 1), rspProd: Atomics.load(w, 2), rspEvent: Atomics.load(w, 3) });
+    return { tx: h(this.txWords), rx: h(this.rxWords) };
+  }
+
   /** A hostile frontend: req_prod far beyond what it could have posted. */
   setReqProd(value: number): void {
     Atomics.store(this.txWords, 0, value);
