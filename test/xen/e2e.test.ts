@@ -33,6 +33,12 @@ afterAll(() => {
       `QEMU ${t.qemuS.toFixed(1)} s (toolstack ready at ${t.bootToToolstackS?.toFixed(1) ?? "?"} s); ${run.completed ? "completed" : `stopped: ${run.stopReason}`}`,
   );
   for (const r of run.results) console.log(`xen e2e: ${r}`);
+  // qnicd vs kernel netback, measured in the same VM (absolute MB/s under TCG mean nothing).
+  const mbps = (key: string) => Number(/mbps=([0-9.]+)/.exec(run!.results.find((l) => l.startsWith(key)) ?? "")?.[1]);
+  for (const dir of ["up", "down"]) {
+    const [q, k] = [mbps(`qnicd_tcp_${dir}`), mbps(`netback_tcp_${dir}`)];
+    if (q > 0 && k > 0) console.log(`xen e2e: qnicd/netback TCP ${dir} throughput ratio ${(q / k).toFixed(2)} (${q} vs ${k} MB/s)`);
+  }
 });
 
 /** The run, or a failure with one line (setup) or the console tails (boot). */
