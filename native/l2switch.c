@@ -304,6 +304,10 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
         else sp->tx_dropped++;
     }
     sp->tx_frames += sent;
+    // Take every sleeping port's wake-up first, write the eventfds after. Ports sharing one eventfd
+    // (a worker's) get one write, which must come after ALL their arms were taken: a write made
+    // between two takes can be consumed (drain + receive) before the second take, leaving that port
+    // disarmed with nothing owed to wake it again (seen: a vif on the same worker stopped receiving).
     int32_t woken[SW_MAX_PORTS];
     uint32_t nwoken = 0;
     for (uint32_t w = 0; w < SW_MAX_PORTS / 64; w++)
@@ -317,9 +321,11 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
             for (uint32_t k = 0; k < nwoken; k++) dup |= woken[k] == fd;
             if (dup || fd < 0) continue;
             woken[nwoken++] = fd;
-            uint64_t one = 1;
-            if (write(fd, &one, sizeof(one)) < 0) { /* EAGAIN: counter saturated, already readable */ }
         }
+    for (uint32_t k = 0; k < nwoken; k++) {
+        uint64_t one = 1;
+        if (write(woken[k], &one, sizeof(one)) < 0) { /* EAGAIN: counter saturated, already readable */ }
+    }
     return (int)sent;
 }
 
