@@ -107,10 +107,13 @@ export class ServedVif {
     }
   }
 
-  /** Stops moving frames to and from the host side (a disabled vif's TAP fd must leave the poll set). */
+  /**
+   * Stops moving frames to and from the host side (a disabled vif's TAP fd must leave the poll set).
+   * The rings keep being served: every tx request is still answered, its frame counted in tx_drops.
+   */
   closePeer(): void {
     this.peer?.close();
-    this.peer = null;
+    this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
   }
 
@@ -147,6 +150,21 @@ export class ServedVif {
       throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`);
     }
   }
+}
+
+/** The host side after it broke: takes nothing (the tx path counts every frame as dropped), gives nothing. */
+class GonePeer implements Peer {
+  readonly kind = "null" as const;
+  readonly pollFd = -1;
+  readonly drops = 0;
+  constructor(readonly name: string) {}
+  send(): number {
+    return 0;
+  }
+  receive(batch: { count: number }): number {
+    return (batch.count = 0);
+  }
+  close(): void {}
 }
 
 /** The short cause: GNTST name or errno name for platform errors, else the message. */

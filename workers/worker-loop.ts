@@ -37,6 +37,8 @@ export class WorkerLoop {
   private readonly fds = new Int32Array(POLL_MAX_FDS);
   private readonly revents = new Int32Array(POLL_MAX_FDS);
   private nfds = FIXED_FDS;
+  /** Bumped when the TAP slots change: revents from a poll() over the old set must not be read against the new one. */
+  private pollSetVersion = 0;
   /** The vif whose TAP fd sits at poll slot i (FIXED_FDS and up). */
   private pollVifs: (ServedVif | null)[] = [];
   private readonly switchWakeFd: number;
@@ -84,6 +86,7 @@ export class WorkerLoop {
       n++;
     }
     this.nfds = n;
+    this.pollSetVersion++;
   }
 
   /** Runs until told to exit; returns with every vif released and the platform closed. */
@@ -93,6 +96,7 @@ export class WorkerLoop {
     for (;;) {
       this.flushOutbox();
       const rc = n.qw_poll(this.fds, this.revents, this.nfds, this.ready.length ? 0 : this.stallTimeout());
+      const polled = this.pollSetVersion;
       if (rc < 0) throw new Error(`poll failed (errno ${-rc})`);
       // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
       for (let i = 0; i < FIXED_FDS; i++)
@@ -106,7 +110,9 @@ export class WorkerLoop {
         n.qw_eventfd_drain(this.switchWakeFd);
         for (const vif of this.byKey.values()) if (vif.peer?.kind === "switch" && !vif.disabled) this.peerWoke(vif);
       }
-      for (let i = FIXED_FDS; i < this.nfds; i++) {
+      // A connect or disconnect just changed the TAP slots: these revents describe the old set. poll()
+      // is level-triggered, so a TAP with frames is reported again on the next round.
+      for (let i = FIXED_FDS; i < this.nfds && polled === this.pollSetVersion; i++) {
         const r = this.revents[i];
         if (!r) continue;
         const vif = this.pollVifs[i]!;

@@ -41,7 +41,7 @@ async function twoGuests() {
 }
 
 async function counters(name: string): Promise<Record<string, number>> {
-  return (await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()).counters;
+  return ((await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as { counters: Record<string, number> }).counters;
 }
 
 test("guest to guest through the switch on two workers: ARP answered; frames of every size 14..1514 arrive intact and in order", async () => {
