@@ -73,3 +73,13 @@ void qw_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 int qw_munmap(uint64_t addr, uint64_t len) {
   return munmap((void *)(uintptr_t)addr, (size_t)len) < 0 ? -errno : 0;
 }
+
+/*
+ * Copies frames of a receive batch into an rx queue's byte ring in one call (the worker queues
+ * frames its guest has no buffer for yet): frame src_idx[k] (at src + src_idx[k] * stride, lens[k]
+ * bytes) goes to dst + dst_off[k]. One FFI call per round instead of a JS copy (and a view) per frame.
+ */
+#include <string.h>
+void qw_gather(uint8_t *dst, const uint32_t *dst_off, const uint8_t *src, uint32_t stride, const uint32_t *src_idx, const uint32_t *lens, uint32_t n) {
+  for (uint32_t k = 0; k < n; k++) memcpy(dst + dst_off[k], src + (size_t)src_idx[k] * stride, lens[k]);
+}

@@ -55,28 +55,43 @@ export class RxQueue {
     return this.count - this.inflight;
   }
 
-  /** Copies `len` bytes of `src` at `from` into the queue; false (nothing kept) past the byte limit. */
-  push(src: Uint8Array, from: number, len: number): boolean {
+  /**
+   * Makes room for a `len`-byte frame and records it: returns its offset in the queue's memory,
+   * where the caller copies it (natively, batched: see RxPath), or -1 (nothing kept) past the limit.
+   */
+  reserve(len: number): number {
     const charge = len < MIN_CHARGE ? MIN_CHARGE : len;
-    if (len > MAX_FRAME || this.bytes + charge > this.limit || this.count === this.entCap) return false;
+    if (len > MAX_FRAME || this.bytes + charge > this.limit || this.count === this.entCap) return -1;
     let at = this.rtail;
     if (this.count > 0) {
       const h = this.entOff[this.head];
       // Data lives in [h, rtail) when rtail > h, else in [h, size) + [0, rtail).
       if (at >= h) {
         if (at + len > this.size) {
-          if (len >= h) return false; // no contiguous room before the oldest frame (equal would read as empty)
+          if (len >= h) return -1; // no contiguous room before the oldest frame (equal would read as empty)
           at = 0;
         }
-      } else if (at + len >= h) return false;
+      } else if (at + len >= h) return -1;
     } else at = 0;
-    this.mem.set(src.subarray(from, from + len), at);
     const e = (this.head + this.count) % this.entCap;
     this.entOff[e] = at;
     this.entLen[e] = len;
     this.count++;
     this.rtail = at + len;
     this.bytes += charge;
+    return at;
+  }
+
+  /** Native address of the queue's memory (reserve() offsets are relative to it). */
+  get base(): number {
+    return this.addr;
+  }
+
+  /** Copies `len` bytes of `src` at `from` into the queue (tests, tools); false past the limit. */
+  push(src: Uint8Array, from: number, len: number): boolean {
+    const at = this.reserve(len);
+    if (at < 0) return false;
+    this.mem.set(src.subarray(from, from + len), at);
     return true;
   }
 

@@ -10,11 +10,13 @@
 // frontend that leaves frames waiting with no requests for `stallMs` (Linux: rx_stall_timeout, 60 s)
 // loses its carrier: the queue is purged and frames are dropped until it posts again (Linux's
 // "Guest Rx stalled" / "Guest Rx ready").
+import type { Pointer } from "bun:ffi";
 import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
 import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
 
@@ -192,6 +194,7 @@ export class RxPath {
       lensOut[k] = len;
     }
     q.take(fromQueue);
+    let nq = 0;
     if (batch) {
       const stride = batch.stride;
       const lens = batch.lens;
@@ -202,8 +205,14 @@ export class RxPath {
           continue;
         }
         if (q.length > 0 || k >= avail) {
-          // Order: once anything waits, later frames wait behind it.
-          if (!q.push(batch.bytes, i * stride, len)) c.rx_drops++;
+          // Order: once anything waits, later frames wait behind it. Copied below, in one call.
+          const at = q.reserve(len);
+          if (at < 0) c.rx_drops++;
+          else {
+            s.qDstOff[nq] = at;
+            s.qSrcIdx[nq] = i;
+            s.qLen[nq++] = len;
+          }
           continue;
         }
         this.take(k, ids);
@@ -220,6 +229,10 @@ export class RxPath {
         lensOut[k] = len;
         k++;
       }
+    }
+    if (nq > 0) {
+      workerNative().qw_gather(q.base as Pointer, s.qDstOff, batch!.base as Pointer, batch!.stride, s.qSrcIdx, s.qLen, nq);
+      c.ffi_calls++;
     }
     if (k === 0) return;
     gnt.copy(segs, k);

@@ -38,6 +38,10 @@ export class WorkerScratch {
   /** Per rx request taken this round: the copied-out id and the length of the frame it carries. */
   readonly rxReqId = new Uint16Array(NETIF_RX_RING_SIZE);
   readonly rxLen = new Uint16Array(NETIF_RX_RING_SIZE);
+  /** Frames of one receive batch to queue: where each goes in the queue, which frame, how long (qw_gather's arguments). */
+  readonly qDstOff = new Uint32Array(RX_BATCH);
+  readonly qSrcIdx = new Uint32Array(RX_BATCH);
+  readonly qLen = new Uint32Array(RX_BATCH);
 
   constructor(readonly txBudget: number) {
     this.txFrames = createFrameBatch(txBudget, TX_STRIDE);

@@ -12,6 +12,7 @@ const symbols = {
   qw_close: { args: [i32], returns: i32 },
   qw_poll: { args: [ptr, ptr, i32, i32], returns: i32 },
   qw_munmap: { args: [u64, u64], returns: i32 },
+  qw_gather: { args: [ptr, ptr, ptr, FFIType.u32, ptr, ptr, FFIType.u32], returns: FFIType.void },
 } as const;
 
 type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
