@@ -61,3 +61,20 @@ test("a connected vif stays connected across a xenstored restart", async () => {
   await f.setState(S.Closing);
   await f.waitBackend(S.Closing);
 });
+
+test("xenstored gone while a connect is in flight: the Connected write lands after the reconnect, nothing is torn down", async () => {
+  h = await startBackendHarness();
+  const { fronts } = await h.guest("alice");
+  const f = fronts[0]!;
+  let open!: () => void;
+  h.pool.gate = new Promise<void>((r) => (open = r));
+  await f.connect();
+  await until("connect in flight", () => h!.pool.count("connect") === 1);
+  await h.host.stopXenstored();
+  open();
+  await Bun.sleep(100);
+  await h.host.startXenstored();
+  await f.waitBackend(S.Connected);
+  expect(h.pool.events.length).toBe(1);
+  expect(h.pool.live.size).toBe(1);
+});
