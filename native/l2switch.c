@@ -379,6 +379,19 @@ int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint
     return (int)got;
 }
 
+/**
+ * Index of the open port named `name`, or -ENOENT. For the main thread after a worker died: the
+ * ports its vifs held are still open (nobody closed them) and must be closed by name before the
+ * vifs reopen them on another worker.
+ */
+int sw_port_find(struct sw_hdr *h, const char *name) {
+    for (uint32_t i = 0; i < h->nports; i++) {
+        struct sw_port *p = port_at(h, i);
+        if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) && strncmp(p->name, name, SW_NAME_LEN) == 0) return (int)i;
+    }
+    return -ENOENT;
+}
+
 /** Learned port of a MAC (6 bytes), -1 if unknown or aged out (tests, /vifs). */
 int sw_lookup(struct sw_hdr *h, const uint8_t *mac) {
     return lookup(h, mac48(mac), now_ms(h));

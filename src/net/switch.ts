@@ -14,6 +14,7 @@ function open() {
     sw_check: { args: [FFIType.ptr], returns: FFIType.i32 },
     sw_port_open: { args: [FFIType.ptr, FFIType.cstring, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     sw_port_close: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    sw_port_find: { args: [FFIType.ptr, FFIType.cstring], returns: FFIType.i32 },
     sw_send: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     sw_recv: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     sw_lookup: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
@@ -59,6 +60,19 @@ export class SwitchFabric {
   advanceClock(ms: number): void {
     const v = new BigInt64Array(toArrayBuffer(this.address, H_SKEW, 8));
     v[0] += BigInt(ms);
+  }
+
+  /**
+   * Closes the port named `name` if it is open, from the main thread: for ports a dead worker left
+   * behind (their vifs reopen them elsewhere). Returns whether one was open. Never use it for a port
+   * a live worker still serves.
+   */
+  closePortByName(name: string): boolean {
+    if (this.destroyed) return false;
+    const idx = sw().sw_port_find(this.address as Pointer, Buffer.from(`${name}\0`));
+    if (idx < 0) return false;
+    sw().sw_port_close(this.address as Pointer, idx);
+    return true;
   }
 
   /** Unmaps the switch. Every port must be closed first (workers stopped). */

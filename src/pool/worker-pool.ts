@@ -243,6 +243,8 @@ export class Pool implements WorkerPool {
     });
     this.opts.stats.resetWorker(w.index);
     w.vifs.clear();
+    // Its switch ports stay open in the shared switch until closed here; the vifs reopen them elsewhere.
+    for (const e of mine) if (e.spec.peer.kind === "switch") this.fabric?.closePortByName(e.spec.peer.name);
     this.opts.log?.error(`worker ${w.index} died${error ? `: ${error}` : ""}; released ${released.join(", ") || "nothing"}; moving ${mine.length} vifs`);
     if (this.closing) return;
     const moved: ConnectedVif[] = [];

@@ -235,6 +235,30 @@ describe("a hostile guest leaves the others forwarding, nothing lost", () => {
   });
 });
 
+describe("peers", () => {
+  test("disconnect closes the vif's switch port (a reconnect reopens it); a killed worker's ports are closed for it and its vifs forward again elsewhere", async () => {
+    const r = await rig();
+    try {
+      const a = await r.guest(1); // worker 0
+      const b = await r.guest(2); // worker 1
+      b.fe.postRx(256);
+      await forwards(a, b, 10, 1);
+      await r.pool.disconnect("g1");
+      const again = await r.pool.connect(a.fe.spec({ key: "g1", name: `vif${a.fe.domid}.0`, peer: { kind: "switch", name: "g1", fd: -1 } }));
+      expect(again.worker).toBe(0);
+      await forwards(a, b, 10, 2, 10);
+      const moved = new Promise<number>((res) => r.pool.onWorkerLost((_, m) => res(m.length)));
+      r.pool.killWorker(0);
+      expect(await moved).toBe(1);
+      expect(r.faults).toEqual([]);
+      expect(r.pool.snapshot().vifs).toEqual({ g1: 1, g2: 1 });
+      await forwards(a, b, 20, 3, 20);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe("notification suppression", () => {
   test("a frontend that leaves rsp_event behind gets its responses pushed but no further events; req_event set at req_cons + 1", async () => {
     const r = await rig({ workers: 1 });
