@@ -62,6 +62,11 @@ export class WorkerScratch {
     this.rxSegI16 = new Int16Array(this.rxSegs.buffer);
   }
 
+  /** Native addresses of every allocation (for the worker's device registry). */
+  allocations(): number[] {
+    return [this.txFrames.lensAddr, this.rxFrames.lensAddr, this.txSegs.addr, this.rxSegs.addr];
+  }
+
   free(): void {
     freeFrameBatch(this.txFrames);
     freeFrameBatch(this.rxFrames);

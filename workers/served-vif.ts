@@ -1,7 +1,7 @@
 // One vif a worker serves: its two mapped rings, its bound ports, its counters. setUp() is all or
 // nothing: a failing step releases what the earlier steps took and throws one line naming the vif
 // and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
-import type { DeviceRegistryWriter } from "../src/pool/device-registry.ts";
+import { RESOURCE_MEMORY, RESOURCE_TAP_IO, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
 import type { VifConnectSpec } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
@@ -35,6 +35,10 @@ export class ServedVif {
   rxMap: GrantMapping | null = null;
   private txEntry = -1;
   private rxEntry = -1;
+  /** Registry entries of the rx queue's memory and the TAP context, so a dead worker's are released. */
+  private queueEntry = -1;
+  private tapEntry = -1;
+  private registry: DeviceRegistryWriter | null = null;
   localTxPort = 0;
   localRxPort = 0;
   tx!: TxPath;
@@ -54,6 +58,7 @@ export class ServedVif {
 
   setUp(d: VifDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: VifPeerOptions): void {
     const s = this.spec;
+    this.registry = d.registry;
     try {
       [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
       [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
@@ -61,9 +66,12 @@ export class ServedVif {
       const bad = this.tx.attachError();
       if (bad) throw new Error(`${this.name}: ${bad}`);
       this.rx = new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);
+      this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new Error(`${this.name}: ${badRx}`);
       this.peer = this.openPeer(po);
+      const ctx = (this.peer as unknown as { ctx?: number }).ctx; // TapPeer's native context
+      if (this.peer.kind === "tap" && ctx) this.tapEntry = this.record(RESOURCE_TAP_IO, ctx, "its TAP");
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
@@ -81,6 +89,8 @@ export class ServedVif {
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
   tearDown(d: VifDevices): void {
     this.closePeer();
+    if (this.queueEntry >= 0) d.registry.removeMapping(this.queueEntry); // forget first: a death in between leaks, never double-frees
+    this.queueEntry = -1;
     this.rx?.close();
     if (this.counters) {
       this.counters.carrier = 0;
@@ -112,9 +122,17 @@ export class ServedVif {
    * The rings keep being served: every tx request is still answered, its frame counted in tx_drops.
    */
   closePeer(): void {
+    if (this.tapEntry >= 0) this.registry?.removeMapping(this.tapEntry);
+    this.tapEntry = -1;
     this.peer?.close();
     this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
+  }
+
+  private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number, what: string): number {
+    const e = this.registry!.addResource(kind, addr);
+    if (e < 0) throw new Error(`${this.name}: cannot record ${what}: the worker's resource table is full`);
+    return e;
   }
 
   private openPeer(po: VifPeerOptions): Peer {

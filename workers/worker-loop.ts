@@ -7,7 +7,7 @@
 // again at once if a vif still has work, or until the nearest rx-stall deadline).
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
-import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter } from "../src/pool/device-registry.ts";
+import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
 import { POLL_MAX_FDS, POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
@@ -43,6 +43,7 @@ export class WorkerLoop {
   private pollVifs: (ServedVif | null)[] = [];
   private readonly switchWakeFd: number;
   private readonly scratch: WorkerScratch;
+  private readonly scratchEntries: number[];
   private readonly fired = new Uint32Array(PORT_BATCH);
   private readonly unmaskPorts = new Uint32Array(PORT_BATCH);
 
@@ -68,6 +69,8 @@ export class WorkerLoop {
     const wfd = init.switchWakeFd;
     this.switchWakeFd = wfd;
     this.scratch = new WorkerScratch(init.budget);
+    // Recorded so the pool frees them if this thread dies (the process lives on).
+    this.scratchEntries = this.scratch.allocations().map((a) => registry.addResource(RESOURCE_MEMORY, a));
     this.fds[0] = init.eventfd;
     this.fds[1] = this.ev.fd;
     this.fds[2] = wfd;
@@ -131,6 +134,7 @@ export class WorkerLoop {
     for (const vif of this.byKey.values()) vif.tearDown(this.devices);
     this.byKey.clear();
     this.byPort.clear();
+    for (const e of this.scratchEntries) this.devices.registry.removeMapping(e);
     this.scratch.free();
     this.platform.close();
     this.devices.registry.clear();

@@ -6,6 +6,8 @@
 // its mappings, closing an event-channel device unbinds its ports).
 // Real Xen: the /dev/xen/evtchn and /dev/xen/gntdev fds, plus every mapping's address (a gntdev
 // mmap outlives its fd, so each is munmap()ed before the fd is closed).
+// Both: the data path's native memory (frame batches, grant-copy segments, rx queues: freed) and
+// TAP I/O contexts (their io_uring fd and memory: pio_close), which a dead thread would leak too.
 import { MAP_TABLE_WORD, REGISTRY_WORD } from "./mailbox.ts";
 
 const R_KIND = REGISTRY_WORD + 0;
@@ -19,6 +21,11 @@ export const DEVICES_NONE = 0;
 export const DEVICES_SIM = 1;
 export const DEVICES_XEN = 2;
 
+/** Table entry kinds (word 3 of an entry; 0 = free). */
+const E_MAPPING = 1;
+export const RESOURCE_MEMORY = 2;
+export const RESOURCE_TAP_IO = 3;
+
 export interface DeviceRecord {
   kind: number;
   /** Sim handle ids, or -1. */
@@ -28,6 +35,8 @@ export interface DeviceRecord {
   evtchnFd: number;
   gntdevFd: number;
   mappings: { addr: number; pages: number }[];
+  /** Native memory (RESOURCE_MEMORY) and TAP contexts (RESOURCE_TAP_IO) still held. */
+  resources: { kind: number; addr: number }[];
 }
 
 /** The worker's side: record before use, forget after release. */
@@ -51,13 +60,22 @@ export class DeviceRegistryWriter {
 
   /** Returns the entry to pass to removeMapping, or -1 if the table is full (the vif is refused). */
   addMapping(addr: number, pages: number): number {
+    return this.add(E_MAPPING, addr, pages);
+  }
+
+  /** Records native memory or a TAP context before use; the entry for removeMapping, or -1 if full. */
+  addResource(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number): number {
+    return this.add(kind, addr, 0);
+  }
+
+  private add(kind: number, addr: number, pages: number): number {
     for (let i = 0; i < this.maxMaps; i++) {
       const w = MAP_TABLE_WORD + 4 * i;
       if (Atomics.load(this.words, w + 3) !== 0) continue;
       Atomics.store(this.words, w, addr % 0x1_0000_0000 | 0);
       Atomics.store(this.words, w + 1, Math.floor(addr / 0x1_0000_0000) | 0);
       Atomics.store(this.words, w + 2, pages);
-      Atomics.store(this.words, w + 3, 1);
+      Atomics.store(this.words, w + 3, kind);
       return i;
     }
     return -1;
@@ -72,10 +90,14 @@ export class DeviceRegistryWriter {
 export function readDeviceRecord(words: Int32Array): DeviceRecord {
   const maxMaps = Atomics.load(words, R_MAX_MAPS);
   const mappings: { addr: number; pages: number }[] = [];
+  const resources: { kind: number; addr: number }[] = [];
   for (let i = 0; i < maxMaps; i++) {
     const w = MAP_TABLE_WORD + 4 * i;
-    if (Atomics.load(words, w + 3) === 0) continue;
-    mappings.push({ addr: (Atomics.load(words, w) >>> 0) + (Atomics.load(words, w + 1) >>> 0) * 0x1_0000_0000, pages: Atomics.load(words, w + 2) });
+    const kind = Atomics.load(words, w + 3);
+    if (kind === 0) continue;
+    const addr = (Atomics.load(words, w) >>> 0) + (Atomics.load(words, w + 1) >>> 0) * 0x1_0000_0000;
+    if (kind === E_MAPPING) mappings.push({ addr, pages: Atomics.load(words, w + 2) });
+    else resources.push({ kind, addr });
   }
   return {
     kind: Atomics.load(words, R_KIND),
@@ -84,6 +106,7 @@ export function readDeviceRecord(words: Int32Array): DeviceRecord {
     evtchnFd: Atomics.load(words, R_EVTCHN_FD),
     gntdevFd: Atomics.load(words, R_GNTDEV_FD),
     mappings,
+    resources,
   };
 }
 

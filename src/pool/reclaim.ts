@@ -7,7 +7,9 @@
 // munmap()ing each recorded mapping and closing the fds (the kernel then unbinds every port and
 // drops every grant map, as when a process exits).
 import { simxen } from "../sim/hypervisor/native.ts";
-import { DEVICES_SIM, DEVICES_XEN, clearDeviceRecord, readDeviceRecord } from "./device-registry.ts";
+import type { Pointer } from "bun:ffi";
+import { peerio } from "../net/peerio-lib.ts";
+import { DEVICES_SIM, DEVICES_XEN, RESOURCE_MEMORY, RESOURCE_TAP_IO, clearDeviceRecord, readDeviceRecord } from "./device-registry.ts";
 import { workerNative } from "./worker-native.ts";
 
 export interface ReclaimResult {
@@ -29,6 +31,20 @@ export function reclaimWorkerDevices(words: Int32Array): ReclaimResult {
     if (rec.gntdevFd >= 0 && n.qw_close(rec.gntdevFd) === 0) released.push("grant device fd");
     if (rec.evtchnFd >= 0 && n.qw_close(rec.evtchnFd) === 0) released.push("event-channel device fd");
   }
+  // The data path's own: entries are removed as the worker frees them, so what is left was held.
+  let memory = 0;
+  let taps = 0;
+  for (const r of rec.resources) {
+    if (r.kind === RESOURCE_MEMORY) {
+      peerio().pio_free(r.addr as Pointer);
+      memory++;
+    } else if (r.kind === RESOURCE_TAP_IO) {
+      peerio().pio_close(r.addr as Pointer);
+      taps++;
+    }
+  }
+  if (memory) released.push(`${memory} data-path buffers`);
+  if (taps) released.push(`${taps} TAP I/O contexts`);
   clearDeviceRecord(words);
   return { released };
 }

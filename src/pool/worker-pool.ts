@@ -72,7 +72,8 @@ export class Pool implements WorkerPool {
     if (!Number.isInteger(budget) || budget < 1 || budget > 256) throw new Error(`worker pool: budget must be 1..256 packets, got ${budget}`);
     const shared = {
       budget,
-      maxMappings: 2 * opts.stats.slotsPerWorker,
+      // Per vif: two ring mappings, its rx queue, its TAP context; per worker: four scratch buffers.
+      maxMappings: 4 * opts.stats.slotsPerWorker + 4,
       rxQueueBytes: opts.rxQueueBytes ?? 128 * 4096,
       rxStallMs: opts.rxStallMs ?? 60_000,
       tapIo: opts.tapIo,

@@ -411,7 +411,7 @@ describe("worker death, harder cases", () => {
       fe.postTx([1]);
       while (lost.length === 0) await Bun.sleep(1);
       expect(lost[0].map((m) => [m.key, m.worker])).toEqual([[c.key, 1]]);
-      expect(lines.some((l) => /worker 0 died: worker 0: control eventfd is broken \(revents 0x[0-9a-f]+\); released grant device \(2 mappings\), event-channel device; moving 1 vifs$/.test(l))).toBe(true);
+      expect(lines.some((l) => /worker 0 died: worker 0: control eventfd is broken \(revents 0x[0-9a-f]+\); released grant device \(2 mappings\), event-channel device, 5 data-path buffers; moving 1 vifs$/.test(l))).toBe(true);
       fe.postTx([2]);
       // each request answered once, whichever worker served it
       expect(await fe.responses(2)).toEqual([1, 2].map((id) => ({ id, status: NETIF_RSP_OKAY })));

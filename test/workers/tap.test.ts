@@ -1,12 +1,12 @@
 // A vif whose peer is a real TAP (root only): frames the host transmits on the interface reach
 // the guest's rx ring intact; frames from the guest's tx ring appear on the interface intact.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createWorkerPool, type WorkerPool } from "../../src/pool/index.ts";
+import { createWorkerPool, Pool, type WorkerPool } from "../../src/pool/index.ts";
 import { createDomain } from "../../src/sim/hypervisor/index.ts";
 import { StatsArena } from "../../src/stats/index.ts";
 import { NETIF_RSP_OKAY } from "../../src/xen/netif.ts";
 import { canUseTap, createTestTap, PacketSocket, uniqueIfName, type TestTap } from "../net/tap-helper.ts";
-import { FakeFrontend } from "../pool/fake-frontend.ts";
+import { FakeFrontend, fdTargets } from "../pool/fake-frontend.ts";
 import { freshHost } from "../sim/hypervisor/helpers.ts";
 
 const SRC = Uint8Array.from([0x02, 0, 0, 0, 0x42, 0x42]);
@@ -80,5 +80,38 @@ describe.skipIf(!canUseTap())("TAP peer", () => {
     }
     expect(seen.length).toBe(want.length);
     for (let i = 0; i < want.length; i++) expect(seen[i]).toEqual(want[i]);
+  });
+});
+
+describe.skipIf(!canUseTap())("TAP peer and worker death", () => {
+  test("a killed worker's TAP context (io_uring fd) is released by the pool, and the vif's TAP works from its new worker", async () => {
+    const host = freshHost("tapdeath");
+    const tap = createTestTap(uniqueIfName("dd"));
+    const sock = new PacketSocket(tap.name);
+    const stats = StatsArena.create({ workers: 2, slotsPerWorker: 4 });
+    const pool = (await createWorkerPool({ platform: { kind: "sim", dir: host.dir, domid: 0 }, workers: 2, stats, tapIo: "uring" })) as Pool;
+    const fe = new FakeFrontend(host.dir, createDomain(host.dir, { memoryPages: 400 }));
+    const urings = () => fdTargets().filter((t) => t.includes("io_uring")).length;
+    try {
+      const before = urings();
+      const c = await pool.connect(fe.spec({ peer: { kind: "tap", name: tap.name, fd: tap.fd } }));
+      expect(urings()).toBe(before + 1);
+      const moved = new Promise<void>((res) => pool.onWorkerLost(() => res()));
+      pool.killWorker(c.worker);
+      await moved;
+      expect(pool.snapshot().vifs[fe.spec().key]).toBe(1 - c.worker);
+      expect(urings()).toBe(before + 1); // the dead worker's ring closed, the new worker's open
+      fe.postRx(16);
+      const f = sized(100, SRC, GUEST);
+      sock.send(f);
+      const got = await fe.received(1);
+      expect(got[0]!.frame).toEqual(f);
+    } finally {
+      await pool.close();
+      fe.close();
+      sock.close();
+      tap.close();
+      host.cleanup();
+    }
   });
 });
