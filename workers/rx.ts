@@ -198,14 +198,20 @@ export class RxPath {
     if (batch) {
       const stride = batch.stride;
       const lens = batch.lens;
+      const carrier = this.carrier;
+      const u16 = this.u16;
+      const u32 = this.u32;
+      const cons = this.reqCons;
+      // Order: once anything waits, later frames wait behind it (copied in below, in one call).
+      let queueing = q.length > 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
-        if (len > RX_MAX_FRAME || !this.carrier) {
+        if (len > RX_MAX_FRAME || !carrier) {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
           continue;
         }
-        if (q.length > 0 || k >= avail) {
-          // Order: once anything waits, later frames wait behind it. Copied below, in one call.
+        if (queueing || k >= avail) {
+          queueing = true;
           const at = q.reserve(len);
           if (at < 0) c.rx_drops++;
           else {
@@ -215,13 +221,16 @@ export class RxPath {
           }
           continue;
         }
-        this.take(k, ids);
+        // Request (reqCons + k), copied out of the ring once (XSA-155): its id and gref.
+        const off = 64 + ((cons + k) & MASK) * 8;
+        ids[k] = u16[off >> 1];
+        const gref = u32[(off + 4) >> 2];
         // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
         const a = batch.base + i * stride;
         const h = k * 12;
         segU32[k * 6] = a >>> 0;
         segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
-        segU32[k * 6 + 2] = grefs[k];
+        segU32[k * 6 + 2] = gref;
         segU16[h + 6] = RX_OFFSET;
         segU16[h + 7] = domid;
         segU16[h + 8] = len;
