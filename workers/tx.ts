@@ -108,6 +108,7 @@ export class TxPath {
     const respId = s.txRespId;
     const respSeg = s.txRespSeg;
     const u16 = this.u16;
+    const u32 = this.u32;
     const max = Math.min(budget, frames.capacity);
     let nseg = 0;
     let nresp = 0;
@@ -116,7 +117,7 @@ export class TxPath {
     while (cons !== prod && nseg < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
       const w = (64 + (cons & MASK) * 12) >> 1;
-      const gref = this.u32[w >> 1] >>> 0;
+      const gref = u32[w >> 1] >>> 0;
       const offset = u16[w + 2];
       const flags = u16[w + 3];
       const id = u16[w + 4];
@@ -188,17 +189,26 @@ export class TxPath {
     }
     pass.packets = good;
     if (nresp > 0) {
-      // Responses in request order; a segment's status decides its packet's.
+      // Responses in request order; a segment's status decides its packet's. Extra-info slots get
+      // only a status (NULL), no id, as netback's make_tx_response.
       let errors = 0;
-      for (let r = 0; r < nresp; r++) {
+      const i16 = this.i16;
+      let rsp = this.rspProdPvt;
+      for (let r = 0; r < nresp; r++, rsp = (rsp + 1) >>> 0) {
+        const h = (64 + (rsp & MASK) * 12) >> 1;
         const seg = respSeg[r];
-        if (seg === R_NULL) this.respond(0, NETIF_RSP_NULL);
-        else if (seg >= 0 && segI16[seg * 12 + 10] === 0) this.respond(respId[r], NETIF_RSP_OKAY);
+        if (seg === R_NULL) {
+          i16[h + 1] = NETIF_RSP_NULL;
+          continue;
+        }
+        u16[h] = respId[r];
+        if (seg >= 0 && segI16[seg * 12 + 10] === 0) i16[h + 1] = NETIF_RSP_OKAY;
         else {
-          this.respond(respId[r], NETIF_RSP_ERROR);
+          i16[h + 1] = NETIF_RSP_ERROR;
           errors++;
         }
       }
+      this.rspProdPvt = rsp;
       c.tx_errors += errors;
       pass.notify = this.push((this.rspProdPvt - nresp) >>> 0);
       c.tx_batches++;
@@ -272,14 +282,6 @@ export class TxPath {
     if ((Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons) return true;
     Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0); // seq-cst store: the mb() the macro needs
     return (Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons;
-  }
-
-  private respond(id: number, status: number): void {
-    const h = (64 + (this.rspProdPvt & MASK) * 12) >> 1;
-    // Extra-info slots have no id: only their status is written, as netback's make_tx_response.
-    if (status !== NETIF_RSP_NULL) this.u16[h] = id;
-    this.i16[h + 1] = status;
-    this.rspProdPvt = (this.rspProdPvt + 1) >>> 0;
   }
 
   /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY. The seq-cst store orders the slot writes before rsp_prod and the rsp_event read after it. */
