@@ -4,8 +4,11 @@
 // The guest is a C producer in another process (bench/datapath-guest.c) keeping the ring full;
 // its rate alone (a consumer that only acknowledges) is measured too, so it is not the limit.
 // TS and C runs alternate (pairs of --ms each); the ratio reported is the median of the per-pair
-// ratios, so load from other processes on this small VM cancels out as far as it can.
-//   bun bench/datapath.ts [--ms 300] [--runs 9]
+// ratios, so load from other processes on this small VM cancels out as far as it can. The bench
+// re-runs itself pinned to one CPU (taskset -c 0) unless --no-pin: producer and consumer then take
+// turns deterministically (each yields when it has nothing to do); unpinned, on a 2-vCPU VM shared
+// with other work, the 64 B ratios swung between 0.5 and 0.9 from run to run.
+//   bun bench/datapath.ts [--ms 300] [--runs 9] [--no-pin]
 import { dlopen, FFIType } from "bun:ffi";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,6 +28,14 @@ const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
+if (!process.argv.includes("--no-pin") && !process.env.QNICD_BENCH_PINNED && Bun.which("taskset")) {
+  const p = Bun.spawnSync(["taskset", "-c", "0", process.execPath, import.meta.path, ...process.argv.slice(2)], {
+    stdio: ["inherit", "inherit", "inherit"],
+    env: { ...process.env, QNICD_BENCH_PINNED: "0" },
+  });
+  process.exit(p.exitCode ?? 1);
+}
+const PINNED = process.env.QNICD_BENCH_PINNED !== undefined ? `pinned to CPU ${process.env.QNICD_BENCH_PINNED}` : "not pinned";
 const MS = arg("ms", 300);
 const RUNS = arg("runs", 9);
 const BUDGET = 64;
@@ -177,10 +188,10 @@ for (const size of [64, 1500]) {
 }
 
 const mpps = (x: number) => (x / 1e6).toFixed(3).padStart(8);
-console.log(`qnicd data path vs C reference (sim grant copy, batch ${BUDGET}, ${RUNS} alternating TS/C pairs x ${MS} ms; medians; TS/C = median of per-pair ratios; guest = C producer process)`);
+console.log(`qnicd data path vs C reference (sim grant copy, batch ${BUDGET}, ${RUNS} alternating TS/C pairs x ${MS} ms; medians; TS/C = median of per-pair ratios; guest = C producer process; ${PINNED})`);
 console.log("dir  size   producer-alone Mpps   TS Mpps    C Mpps   TS/C");
 for (const r of rows) console.log(`${r.dir.padEnd(4)} ${String(r.size).padStart(4)}   ${mpps(r.producer)}              ${mpps(r.ts)}  ${mpps(r.c)}   ${r.ratio.toFixed(2)}`);
-const result = { bench: "datapath", date: new Date().toISOString(), batch: BUDGET, runs: RUNS, ms: MS, rows };
+const result = { bench: "datapath", date: new Date().toISOString(), batch: BUDGET, runs: RUNS, ms: MS, pinned: PINNED, rows };
 console.log(JSON.stringify(result));
 mkdirSync(join(import.meta.dir, "results"), { recursive: true });
 writeFileSync(join(import.meta.dir, "results", "datapath.json"), `${JSON.stringify(result, null, 2)}\n`);
