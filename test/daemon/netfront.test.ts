@@ -1,6 +1,9 @@
 // The daemon against the sim's Linux-faithful netfront (src/sim/netfront): the handshake, a reset
 // walk (5, 6, 1) and a reconnect on fresh rings, frames counted, and teardown by the toolstack.
 import { afterEach, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { accessSync, constants } from "node:fs";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -21,9 +24,9 @@ afterEach(async () => {
   logs.length = 0;
 });
 
-async function start() {
+async function start(extra: string[] = ["--peer", "null"]) {
   host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", "1"], env: {} });
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", ...extra], env: {} });
   daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
   return { host, daemon };
 }
@@ -74,4 +77,38 @@ test("xl destroy of a guest whose netfront is connected: the vif is closed and f
   expect(Date.now() - t0).toBeLessThan(3000);
   await until("vif forgotten", () => daemon.vifs().length === 0);
   expect(host.libxlLog.filter((l) => / error /i.test(l))).toEqual([]);
+});
+
+function tapAllowed(): boolean {
+  try {
+    accessSync("/dev/net/tun", constants.R_OK | constants.W_OK);
+    return process.getuid?.() === 0 && spawnSync("ip", ["-V"]).status === 0;
+  } catch {
+    return false;
+  }
+}
+
+test.skipIf(!tapAllowed())("--peer tap: the host's ARP request reaches the guest through the TAP and its reply comes back", async () => {
+  // A prefix of our own, so the TAP cannot collide with anything else on this host.
+  const prefix = `qa${(process.pid % 1000).toString(36)}x`;
+  const { host, daemon } = await start(["--peer", "tap", "--vifname-prefix", prefix]);
+  const d = await host.ts.create("alice", { vifs: 1 });
+  const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, ip: "10.98.0.2" });
+  fronts.push(nf);
+  const info = await nf.whenConnected(5000);
+  const ifname = `${prefix}${d.domid}.0`;
+  expect(spawnSync("ip", ["addr", "add", "10.98.0.1/24", "dev", ifname]).status).toBe(0);
+  // The kernel resolves 10.98.0.2 with an ARP request out of the TAP; the guest answers it.
+  const sock = createSocket("udp4");
+  try {
+    await until("the guest's ARP reply learned by the host", async () => {
+      sock.send("x", 9, "10.98.0.2");
+      await Bun.sleep(50);
+      return spawnSync("ip", ["neigh", "show", "10.98.0.2", "dev", ifname]).stdout.toString().includes(info.mac);
+    });
+  } finally {
+    sock.close();
+  }
+  expect(nf.counters.arpReplies).toBeGreaterThan(0);
+  expect(daemon.vifs()[0]!.backendState).toBe(S.Connected);
 });
