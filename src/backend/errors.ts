@@ -10,6 +10,7 @@ export const Errno = {
   ERANGE: 34,
   EPROTO: 71,
   EOPNOTSUPP: 95,
+  ETIMEDOUT: 110,
 } as const;
 
 export class VifFatalError extends Error {

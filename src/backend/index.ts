@@ -15,6 +15,8 @@ export interface BackendOptions {
   backendDomid: number;
   type: "vif" | "qnic";
   vifnamePrefix: string;
+  /** See VifHooksOptions.connectTimeoutMs. */
+  connectTimeoutMs?: number;
 }
 
 export interface Backend {
@@ -26,7 +28,7 @@ export interface Backend {
 }
 
 export async function startBackend(opts: BackendOptions): Promise<Backend> {
-  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix });
+  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix, connectTimeoutMs: opts.connectTimeoutMs });
   const bus = new XenBus({ xs: opts.xs, backendDomid: opts.backendDomid, type: opts.type, hooks, log: opts.log });
   hooks.attach(bus);
   await bus.start();

@@ -34,6 +34,12 @@ export interface VifHooksOptions {
   log: Logger;
   /** --vifname-prefix: TAPs are named <prefix><domid>.<devid> unless B/vifname says otherwise. */
   vifnamePrefix: string;
+  /**
+   * How long a worker may take to map and bind a vif (default 10 s, libxl's own patience). A worker
+   * that never answers then costs one vif, not the control plane: device runs are serialised, so a
+   * connect that never settles would wedge that vif's teardown and the daemon's shutdown.
+   */
+  connectTimeoutMs?: number;
 }
 
 export class VifHooks implements DeviceHooks {
@@ -134,8 +140,17 @@ export class VifHooks implements DeviceHooks {
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
     // visible as a "connecting" without its "connected".
     this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer.name });
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Whenever it does finish, give it back; never await it (it may never settle).
+        void this.opts.pool.disconnect(key).catch(() => {});
+        reject(new VifFatalError(Errno.ETIMEDOUT, `mapping rings and binding event channels: no worker answered within ${timeoutMs} ms`, "the worker pool is stuck: check /health and the worker log lines, then restart qnicd"));
+      }, timeoutMs);
+    });
     try {
-      e.connection = await this.opts.pool.connect({
+      const connecting = this.opts.pool.connect({
         key,
         name: dev.name,
         frontendDomid: dev.domid,
@@ -148,9 +163,13 @@ export class VifHooks implements DeviceHooks {
         features: config.features,
         peer: e.peer,
       });
+      e.connection = await Promise.race([connecting, timedOut]);
     } catch (err) {
+      if (err instanceof VifFatalError) throw err;
       const errno = typeof (err as { errno?: unknown }).errno === "number" ? Math.abs((err as { errno: number }).errno) : Errno.EIO;
       throw new VifFatalError(errno, `mapping rings and binding event channels: ${oneLine((err as Error).message)}`, "check the grant refs and event channels the guest wrote (see the worker's message)", { cause: err });
+    } finally {
+      clearTimeout(timer);
     }
     e.config = config;
     this.opts.log.info(`${dev.name}: connected`, { worker: e.connection.worker, key });

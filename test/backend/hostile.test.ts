@@ -69,6 +69,22 @@ test("a pool connect failure is fatal for that vif only", async () => {
   expect(await fronts[1]!.backendState()).toBe(S.Connected);
 });
 
+test("a worker that never answers a connect costs that vif only: ETIMEDOUT, Closing, and shutdown is not wedged", async () => {
+  h = await startBackendHarness({ connectTimeoutMs: 200 });
+  const { domid, fronts } = await h.guest("alice", 2);
+  await fronts[1]!.connect();
+  await fronts[1]!.waitBackend(S.Connected);
+  h.pool.gate = new Promise<void>(() => {}); // never settles
+  await fronts[0]!.connect();
+  await fronts[0]!.waitBackend(S.Closing);
+  expect(await h.host.xs.read(errorNode(domid, 0))).toBe("110 mapping rings and binding event channels: no worker answered within 200 ms");
+  expect(await fronts[1]!.backendState()).toBe(S.Connected);
+  // The frontend can still close it, and the backend still stops.
+  await fronts[0]!.setState(S.Closed);
+  await fronts[0]!.waitBackend(S.Closed);
+  await h.close();
+});
+
 test("a pool fault: error node with the worker's errno, the vif disconnected and Closing, the other vif unaffected", async () => {
   h = await startBackendHarness();
   const { domid, fronts } = await h.guest("alice", 2);
