@@ -285,6 +285,36 @@ describe("notification suppression", () => {
   });
 });
 
+describe("event channels", () => {
+  test("split event channels: tx completions notify the tx port, rx deliveries the rx port", async () => {
+    const r = await rig({ workers: 1 });
+    const fe = new FakeFrontend(host.dir, createDomain(host.dir, { memoryPages: 400 }), { split: true });
+    const peerFe = new FakeFrontend(host.dir, createDomain(host.dir, { memoryPages: 400 }));
+    try {
+      const stats = r.stats;
+      const a = await r.pool.connect(fe.spec({ key: "s1", peer: { kind: "switch", name: "s1", fd: -1 } }));
+      await r.pool.connect(peerFe.spec({ key: "s2", name: `vif${peerFe.domid}.0`, peer: { kind: "switch", name: "s2", fd: -1 } }));
+      expect(fe.txPort).not.toBe(fe.rxPort);
+      fe.postRx(8);
+      // tx: only the tx port fires
+      fe.sendFrames(frames(macOf(1), 1, 1), 1);
+      expect(await fe.waitEvent()).toEqual([fe.txPort]);
+      expect(fe.takeResponses()).toEqual([{ id: 1, status: NETIF_RSP_OKAY }]);
+      // rx: a frame from the other vif fires only the rx port
+      const [f] = frames(macOf(2), 1, 2);
+      peerFe.sendFrames([f], 1);
+      expect(await fe.waitEvent()).toEqual([fe.rxPort]);
+      expect(fe.takeRx().map((x) => x.frame)).toEqual([f]);
+      const s = readVifStats(stats, a.statsSlot)!;
+      expect(s.notifies_sent).toBeGreaterThanOrEqual(2);
+    } finally {
+      await r.close();
+      fe.close();
+      peerFe.close();
+    }
+  });
+});
+
 describe("batching", () => {
   test("FFI calls and syscalls per packet fall as the batch grows (< 0.1 per packet at 64)", async () => {
     const r = await rig({ workers: 1, budget: 64 });
