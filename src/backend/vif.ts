@@ -180,8 +180,16 @@ export class VifHooks implements DeviceHooks {
     const c = e?.connection;
     if (!e || !c) return;
     e.connection = null;
-    await this.opts.pool.disconnect(c.key);
-    this.opts.log.info(`${dev.name}: disconnected`);
+    // Bounded like connect: a worker that never confirms must not hold the vif's teardown (and the
+    // daemon's shutdown) forever; closing the pool terminates such a worker anyway.
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const confirmed = await Promise.race([
+      this.opts.pool.disconnect(c.key).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]).finally(() => clearTimeout(timer));
+    if (confirmed) this.opts.log.info(`${dev.name}: disconnected`);
+    else this.opts.log.error(`${dev.name}: no worker confirmed the disconnect within ${timeoutMs} ms; closing the vif anyway (restart qnicd if /health shows a stuck worker)`);
   }
 
   async unrealize(dev: XenDevice): Promise<void> {

@@ -29,8 +29,12 @@ export class FakePool implements WorkerPool {
     return { key: spec.key, worker: this.live.size % this.size, localTxPort: 10, localRxPort: 10, statsSlot: { index: 0, generation: 1 } };
   }
 
+  /** Each disconnect waits for this first (a stuck worker). */
+  disconnectGate: Promise<void> | null = null;
+
   async disconnect(key: string): Promise<void> {
     this.events.push(`disconnect ${key}`);
+    if (this.disconnectGate) await this.disconnectGate;
     this.live.delete(key);
   }
 

@@ -85,6 +85,18 @@ test("a worker that never answers a connect costs that vif only: ETIMEDOUT, Clos
   await h.close();
 });
 
+test("a worker that never confirms a disconnect does not hold the vif's close or the shutdown", async () => {
+  h = await startBackendHarness({ connectTimeoutMs: 200 });
+  const { fronts } = await h.guest("alice");
+  await fronts[0]!.connect();
+  await fronts[0]!.waitBackend(S.Connected);
+  h.pool.disconnectGate = new Promise<void>(() => {});
+  await fronts[0]!.setState(S.Closing);
+  await fronts[0]!.waitBackend(S.Closing);
+  expect(h.logs.some((l) => l.includes("no worker confirmed the disconnect within 200 ms"))).toBe(true);
+  await h.close();
+});
+
 test("a pool fault: error node with the worker's errno, the vif disconnected and Closing, the other vif unaffected", async () => {
   h = await startBackendHarness();
   const { domid, fronts } = await h.guest("alice", 2);
