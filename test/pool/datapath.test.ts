@@ -9,7 +9,8 @@ import { createDomain } from "../../src/sim/hypervisor/index.ts";
 import { readVifStats, StatsArena, type VifStats } from "../../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_extra_info, NETTXF_more_data } from "../../src/xen/netif.ts";
 import { freshHost } from "../sim/hypervisor/helpers.ts";
-import { FakeFrontend } from "./fake-frontend.ts";
+import { readFileSync } from "node:fs";
+import { FakeFrontend, workerThreads } from "./fake-frontend.ts";
 
 let host: ReturnType<typeof freshHost>;
 beforeAll(() => {
@@ -279,6 +280,40 @@ describe("notification suppression", () => {
       a.fe.sendFrames(frames(a.mac, 1, 99, () => 60), 50);
       expect(await a.fe.responses(1)).toEqual([{ id: 50, status: NETIF_RSP_OKAY }]);
       expect((await stat(r, a.c, (s) => s.notifies_sent > before)).notifies_sent).toBe(before + 1);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+/** CPU ticks (utime + stime) used so far by the pool's worker threads. */
+function workerTicks(): number {
+  let t = 0;
+  for (const w of workerThreads()) {
+    try {
+      const f = readFileSync(`/proc/self/task/${w.tid}/stat`, "utf8");
+      const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+      t += Number(rest[11]) + Number(rest[12]);
+    } catch {}
+  }
+  return t;
+}
+
+describe("idle", () => {
+  test("a vif waiting out its rx stall costs no CPU: the worker sleeps in poll() until the deadline", async () => {
+    const r = await rig({ rxStallMs: 1500 });
+    try {
+      const h = await r.guest(1); // never posts rx buffers
+      const g1 = await r.guest(2);
+      const g2 = await r.guest(3);
+      g2.fe.postRx(256);
+      await forwards(g1, g2, 20, 1);
+      expect((await stat(r, h.c, (s) => s.rx_queue_bytes > 0)).carrier).toBe(1);
+      const t0 = workerTicks();
+      await Bun.sleep(700);
+      expect(workerTicks() - t0).toBeLessThan(10); // ticks of 10 ms: a spinning worker would use ~70
+      expect(workerThreads().every((t) => t.state === "S")).toBe(true);
+      expect((await stat(r, h.c, (s) => s.carrier === 0)).carrier).toBe(0);
     } finally {
       await r.close();
     }
