@@ -8,7 +8,7 @@ import { createHttpApp, startHttpServer, type HttpServer, type VifSnapshot, type
 import { createLogger, type Logger } from "./log.ts";
 import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
-import { openPlatform, type Platform, type PlatformConfig } from "./platform/index.ts";
+import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
@@ -73,8 +73,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     platformConfig = kind === "sim" ? { kind: "sim", dir: config.simDir, domid: config.domid } : { kind: "xen", domid: config.domid };
     platform = (deps.openPlatform ?? openPlatform)(platformConfig);
   } catch (e) {
-    const hint = config.platform !== "xen" ? ` (start the simulated host with 'bun run sim up --dir ${config.simDir}')` : "";
-    return fail(e instanceof Error && /hypervisor/.test(e.message) && !e.message.includes("sim up") ? new Error(`${e.message}${hint}`) : e);
+    // The sim platform's own hint names a function (initHypervisor); an operator wants the command.
+    if (e instanceof PlatformError && e.code === "ENOENT" && config.platform !== "xen") {
+      return fail(new DaemonStartError(`qnicd: no simulated Xen host is running in ${config.simDir}: start it with 'bun run sim up --dir ${config.simDir}'`, { cause: e }));
+    }
+    return fail(e);
   }
   undo.push(() => platform.close());
 

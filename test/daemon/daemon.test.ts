@@ -128,7 +128,7 @@ test("startup failures are one line naming the cure", async () => {
 
 test("a simulated host that was never started: one line saying how to start it", async () => {
   const e = (await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x)) as Error;
-  expect(e.message).toMatch(/^qnicd: sim platform: no simulated hypervisor .* \(start the simulated host with 'bun run sim up --dir \/tmp\/qnicd-no-such-host'\)$/);
+  expect(e.message).toBe("qnicd: no simulated Xen host is running in /tmp/qnicd-no-such-host: start it with 'bun run sim up --dir /tmp/qnicd-no-such-host'");
   expect(e.message).not.toContain("\n");
 });
 
