@@ -122,25 +122,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   }
   undo.push(() => pool.close());
 
-  let backend: Backend;
-  try {
-    backend = await startBackend({
-      xs,
-      pool,
-      peers,
-      log,
-      backendDomid: config.domid,
-      type: config.backendType,
-      vifnamePrefix: config.vifnamePrefix,
-    });
-  } catch (e) {
-    return fail(e, `watching /local/domain/${config.domid}/backend/${config.backendType}: `);
-  }
-  undo.push(() => backend.stop());
-
   const started = Date.now();
+  // The API is up before any vif is claimed, so a taken port fails the start without touching one.
+  let serving: Backend | undefined;
   const vifs = (): VifSnapshot[] =>
-    backend.devices().map(({ dev, vif }) => ({
+    (serving?.devices() ?? []).map(({ dev, vif }) => ({
       domid: dev.domid,
       devid: dev.devid,
       backendState: dev.written ?? dev.state,
@@ -166,6 +152,24 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   } catch (e) {
     return fail(e);
   }
+  undo.push(() => http.stop());
+
+  let backend: Backend;
+  try {
+    backend = await startBackend({
+      xs,
+      pool,
+      peers,
+      log,
+      backendDomid: config.domid,
+      type: config.backendType,
+      vifnamePrefix: config.vifnamePrefix,
+    });
+  } catch (e) {
+    return fail(e, `watching /local/domain/${config.domid}/backend/${config.backendType}: `);
+  }
+  undo.push(() => backend.stop());
+  serving = backend;
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
@@ -182,5 +186,5 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     })());
 
   log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url });
-  return { platform, xs, pool, backend, http, stats, vifs, stop };
+  return { platform, xs, pool, backend: backend, http, stats, vifs, stop };
 }

@@ -126,6 +126,21 @@ test("startup failures are one line naming the cure", async () => {
   await host.startXenstored();
 });
 
+test("a taken --http port fails the start with one line, before any vif is claimed", async () => {
+  host = await startSimHost();
+  const d = await host.ts.create("alice", { vifs: 1, noWait: true });
+  const blocker = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+  try {
+    const e = (await startDaemon(config(host.dir, ["--http", `127.0.0.1:${blocker.port}`]), { log }).catch((x) => x)) as Error;
+    expect(e.message).toMatch(new RegExp(`^qnicd: --http: cannot listen on 127\\.0\\.0\\.1:${blocker.port}: `));
+    expect(e.message).not.toContain("\n");
+  } finally {
+    blocker.stop(true);
+  }
+  expect(await host.xs.read(`/local/domain/0/backend/vif/${d.domid}/0/state`)).toBe("1");
+  await until("worker threads gone", () => workerThreads().length === 0);
+});
+
 test("a simulated host that was never started: one line saying how to start it", async () => {
   const e = (await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x)) as Error;
   expect(e.message).toBe("qnicd: no simulated Xen host is running in /tmp/qnicd-no-such-host: start it with 'bun run sim up --dir /tmp/qnicd-no-such-host'");
