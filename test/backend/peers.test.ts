@@ -32,7 +32,8 @@ afterEach(async () => {
   host = undefined;
 });
 
-// Names unique to this test run, so a parallel run or a leftover cannot collide.
+// Names unique to this test run (not the default vif<domid>.<devid>, which a real backend or a
+// parallel run may hold), so nothing can collide; the default name is covered in handshake.test.ts.
 const tag = (process.pid % 10000).toString(36);
 
 test("without a usable /dev/net/tun, --peer tap fails with one line naming the alternatives", () => {
@@ -68,14 +69,14 @@ test.skipIf(!tap)("a missing bridge is named in the error and the TAP is not lef
   expect(interfaceExists(`qt${tag}c`)).toBe(false);
 });
 
-test.skipIf(!tap)("--peer tap: the daemon creates vif<domid>.<devid> before InitWait, B/vifname overrides it, both go on stop", async () => {
+test.skipIf(!tap)("--peer tap: the daemon creates <prefix><domid>.<devid> before InitWait, B/vifname overrides it, both go on stop", async () => {
   host = await startSimHost();
-  const cfg = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--http", "127.0.0.1:0", "--workers", "1"], env: {} });
+  const cfg = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--vifname-prefix", `qd${tag}x`, "--http", "127.0.0.1:0", "--workers", "1"], env: {} });
   const pool = new FakePool();
   daemon = await startDaemon(cfg, { createPool: async () => pool, log: createLogger({ level: "error", format: "text", write: () => {} }) });
   const vifname = `qv${tag}`;
   const d = await host.ts.create("alice", { nics: [{}, { vifname }] });
-  const names = [`vif${d.domid}.0`, vifname];
+  const names = [`qd${tag}x${d.domid}.0`, vifname];
   // Already there when libxl's wait for InitWait returns (it would run vif-bridge now).
   for (const n of names) expect(interfaceExists(n)).toBe(true);
   const f = new ScriptedFrontend(await host.guestClient(d.domid), d.domid, 0);
@@ -89,12 +90,12 @@ test.skipIf(!tap)("--peer tap: the daemon creates vif<domid>.<devid> before Init
 
 test.skipIf(!tap)("a vif removed by the toolstack takes its TAP with it", async () => {
   host = await startSimHost();
-  const cfg = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--http", "127.0.0.1:0", "--workers", "1"], env: {} });
+  const cfg = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--vifname-prefix", `qd${tag}x`, "--http", "127.0.0.1:0", "--workers", "1"], env: {} });
   daemon = await startDaemon(cfg, { createPool: async () => new FakePool(), log: createLogger({ level: "error", format: "text", write: () => {} }) });
   const d = await host.ts.create("alice", { vifs: 1 });
-  expect(interfaceExists(`vif${d.domid}.0`)).toBe(true);
+  expect(interfaceExists(`qd${tag}x${d.domid}.0`)).toBe(true);
   await host.ts.networkDetach(String(d.domid), "0");
-  await until("TAP removed", () => !interfaceExists(`vif${d.domid}.0`));
+  await until("TAP removed", () => !interfaceExists(`qd${tag}x${d.domid}.0`));
 });
 
 test("an invalid B/vifname is fatal for that vif", async () => {
