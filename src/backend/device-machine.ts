@@ -202,23 +202,21 @@ export class DeviceMachine {
     return true;
   }
 
-  /** xenbus_dev_fatal: error node, one log line, data path stopped, Closing. Other devices carry on. */
+  /**
+   * xenbus_dev_fatal: one log line, data path stopped, Closing, error node. Other devices carry on.
+   * The data path stops first (it needs no xenstore); if xenstored is gone meanwhile, the error node
+   * and the state are written by the first run after the reconnect (finish()).
+   */
   private async fatal(dev: XenDevice, err: VifFatalError): Promise<void> {
     dev.failed = true;
     dev.lastError = `${err.errno} ${err.message}`;
-    const node = `${dev.errorDir}/error`;
-    this.log.error(`${dev.name}: ${err.message}; wrote ${node} and closed this vif (other vifs carry on): ${err.hint}`, { errno: err.errno });
-    try {
-      await this.xs.write(node, dev.lastError);
-    } catch (e) {
-      if (e instanceof XenstoreConnectionError) throw e;
-      this.log.warn(`${dev.name}: writing ${node} failed: ${oneLine((e as Error).message)}`);
-    }
+    dev.errorUnwritten = true;
+    this.log.error(`${dev.name}: ${err.message}; wrote ${dev.errorDir}/error and closed this vif (other vifs carry on): ${err.hint}`, { errno: err.errno });
     if (dev.state === S.Connected) await this.hooks.disconnect(dev).catch((e) => this.log.error(`${dev.name}: disconnect failed: ${oneLine((e as Error).message)}`));
     await this.switchState(dev, S.Closing);
   }
 
-  /** The end of a run: write a state that was deferred (hotplug) or lost. */
+  /** The end of a run: write what is still unwritten (an error node, a state deferred by hotplug or lost). */
   private async finish(dev: XenDevice): Promise<void> {
     await this.writeState(dev);
   }
@@ -230,11 +228,21 @@ export class DeviceMachine {
   }
 
   /**
-   * Writes B/state when it differs from the backend's state, except that Connected waits for the
-   * hotplug script. Inside a transaction that first checks B/state still exists, as Linux's
+   * Writes a pending error node, then B/state when it differs from the backend's state, except that
+   * Connected waits for the hotplug script. Inside a transaction that first checks B/state still exists, as Linux's
    * xenbus_switch_state does: a device being removed must not have its directory resurrected.
    */
   private async writeState(dev: XenDevice): Promise<void> {
+    if (dev.errorUnwritten && dev.lastError !== null && !dev.forgotten) {
+      const node = `${dev.errorDir}/error`;
+      try {
+        await this.xs.write(node, dev.lastError);
+      } catch (e) {
+        if (e instanceof XenstoreConnectionError) throw e;
+        this.log.warn(`${dev.name}: writing ${node} failed: ${oneLine((e as Error).message)}`);
+      }
+      dev.errorUnwritten = false;
+    }
     const value = dev.state === S.Connected && !dev.hotplugReady ? S.InitWait : dev.state;
     if (value === dev.written || dev.forgotten) return;
     if (dev.state === S.Connected && dev.written === S.Connected && value === S.InitWait) return; // never step back

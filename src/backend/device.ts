@@ -23,8 +23,10 @@ export class XenDevice {
    * Closed until the frontend itself moves to Initialising, Closed or Unknown.
    */
   failed = false;
-  /** The last error node text, for /vifs. */
+  /** The last error node text ("<errno> <message>"). */
   lastError: string | null = null;
+  /** lastError still has to be written to the error node (xenstored was away when it happened). */
+  errorUnwritten = false;
   /** A fatal error reported from outside a transition (a pool fault), handled by the next run. */
   pendingFatal: VifFatalError | undefined;
 

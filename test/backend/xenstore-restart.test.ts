@@ -78,3 +78,18 @@ test("xenstored gone while a connect is in flight: the Connected write lands aft
   expect(h.pool.events.length).toBe(1);
   expect(h.pool.live.size).toBe(1);
 });
+
+test("a pool fault while xenstored is away: the error node and Closing are written once it is back", async () => {
+  h = await startBackendHarness();
+  const { domid, fronts } = await h.guest("alice");
+  const f = fronts[0]!;
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  await h.host.stopXenstored();
+  h.pool.fault(h.pool.specs[0]!.key, 71, "tx ring overflow");
+  await Bun.sleep(100);
+  await h.host.startXenstored();
+  await f.waitBackend(S.Closing);
+  expect(await h.host.xs.read(`/local/domain/0/error/backend/vif/${domid}/0/error`)).toBe("71 data path: tx ring overflow");
+  expect(h.pool.live.size).toBe(0);
+});
