@@ -139,5 +139,7 @@ rm -rf x debs initrd root debootstrap.log
 echo "recipe $recipe, $kpkg, xen $(candidate xen-hypervisor-4.17-amd64), built in $(( $(date +%s) - t0 )) s" > DONE
 rm -rf "$out"
 mv "$work" "$out"
+# Keep the three newest recipes (other checkouts may use older ones); drop the rest.
+ls -1dt "$base"/*/ 2>/dev/null | tail -n +4 | while read -r old; do [ -f "$old/DONE" ] && rm -rf "$old"; done
 log "built $out in $(( $(date +%s) - t0 )) s"
 echo "$out"

@@ -226,6 +226,13 @@ qnicd_check() {
     done
     result "qnicd_states backend=$bs frontend=$fs after_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
     [ "$bs" = 4 ] && [ "$fs" = 4 ] || fail="$fail vif not Connected (backend state $bs, frontend state $fs);"
+    # What a colleague debugging the data path on real Xen wants to see.
+    {
+      echo "xenstore backend:"; xenstore-ls -f $be 2>&1 | head -40
+      echo "xenstore frontend:"; xenstore-ls -f $fe 2>&1 | head -40
+      echo "links:"; ip -d link show vif$domid.0 2>&1; ip -o link show master xenbr0 2>&1
+    } > /tmp/qnicd-diag.log
+    while IFS= read -r l; do say "[qnicd-diag] $l"; done < /tmp/qnicd-diag.log
     local vifs; vifs=$(http_get /vifs)
     result "qnicd_vifs $(echo $vifs | head -c 300)"
     echo "$vifs" | grep -q "vif$domid.0" || fail="$fail /vifs does not show vif$domid.0;"
@@ -240,6 +247,8 @@ qnicd_check() {
     else
       result "qnicd_datapath the guest did not finish its traffic (informational)"
     fi
+    say "[qnicd-diag] /vifs/vif$domid.0 after traffic: $(http_get /vifs/vif$domid.0 | head -c 1500)"
+    say "[qnicd-diag] $(ip -s -o link show vif$domid.0 2>&1 | head -c 600)"
     $XL destroy guest2 >/dev/null 2>&1
   fi
   if kill -0 $qpid 2>/dev/null; then

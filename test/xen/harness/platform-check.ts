@@ -182,6 +182,32 @@ try {
   check("evtchn", false, `threw ${(e as Error).stack ?? e}`);
 }
 
+async function inWorker(): Promise<void> {
+  const a = platform.openEventChannelDevice();
+  const pa = a.bindUnboundPort(0);
+  const w = new Worker(new URL("./platform-worker.ts", import.meta.url).href);
+  const reply = await new Promise<{ bytes?: number[]; local?: number; error?: string }>((res) => {
+    w.onmessage = (e) => res(e.data);
+    w.postMessage({ config: platform.config, gref: granted.refs[0], port: pa });
+  });
+  w.terminate();
+  if (reply.error) {
+    check("worker", false, reply.error);
+  } else {
+    const want = Array.from(gview.subarray(0, 8));
+    check("worker maps", JSON.stringify(reply.bytes) === JSON.stringify(want), `a Worker's own platform mapped ref ${granted.refs[0]}: [${reply.bytes}] (granter has [${want}])`);
+    const got = await waitPort(a, pa, 2000);
+    check("worker notifies", got.length === 1 && got[0] === pa, `the Worker bound port ${pa} as ${reply.local} and notified: main read [${got}]`);
+  }
+  a.close();
+}
+
+try {
+  await inWorker();
+} catch (e) {
+  check("worker", false, `threw ${(e as Error).stack ?? e}`);
+}
+
 granted.free();
 alloc.close();
 platform.close();

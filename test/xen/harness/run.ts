@@ -35,6 +35,10 @@ export interface TestbedOptions {
   steps?: string;
   mb?: number;
   timeoutS?: number;
+  /** QEMU's TCG threading: "single" (one host thread for all vCPUs) or "multi" (MTTCG). */
+  tcgThread?: "single" | "multi";
+  /** vCPUs of the emulated machine (Xen's pCPUs). */
+  smp?: number;
   log?: (line: string) => void;
 }
 
@@ -49,8 +53,8 @@ function sh(cmd: string, args: string[], what: string): string {
 export function consoleTails(lines: string[], n = 25): string {
   const xen = lines.filter((l) => l.startsWith("(XEN)"));
   const guest = lines.filter((l) => /^\[guest\d*\]/.test(l));
-  const platform = lines.filter((l) => /^\[(platform|qnicd)\]/.test(l));
-  const dom0 = lines.filter((l) => !l.startsWith("(XEN)") && !/^\[(guest\d*|platform|qnicd)\]/.test(l));
+  const platform = lines.filter((l) => /^\[(platform|qnicd|qnicd-diag)\]/.test(l));
+  const dom0 = lines.filter((l) => !l.startsWith("(XEN)") && !/^\[(guest\d*|platform|qnicd|qnicd-diag)\]/.test(l));
   const part = (name: string, ls: string[]) => `--- last ${Math.min(n, ls.length)} ${name} console lines ---\n${ls.slice(-n).join("\n")}`;
   return [part("Xen", xen), part("dom0", dom0), part("guest", guest), part("platform/qnicd", platform)].join("\n");
 }
@@ -78,7 +82,8 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
 
     const xenArgs = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot smap=0 smep=0";
     const args = [
-      "-accel", "tcg", "-cpu", "max", "-m", "3072", "-smp", "2",
+      "-accel", `tcg,thread=${opts.tcgThread ?? process.env.QNICD_XEN_TCG_THREAD ?? "multi"}`, "-cpu", "max", "-m", "3072",
+      "-smp", String(opts.smp ?? (Number(process.env.QNICD_XEN_SMP) || 1)),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none",
       "-kernel", join(images, "xen"),
       "-append", xenArgs,
