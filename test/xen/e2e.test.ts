@@ -33,6 +33,7 @@ afterAll(() => {
       `QEMU ${t.qemuS.toFixed(1)} s (toolstack ready at ${t.bootToToolstackS?.toFixed(1) ?? "?"} s); ${run.completed ? "completed" : `stopped: ${run.stopReason}`}`,
   );
   for (const r of run.results) console.log(`xen e2e: ${r}`);
+  for (const l of run.lines) if (/^\[(platform|qnicd|qnicd-diag)\]/.test(l)) console.log(`xen e2e: ${l}`);
   // qnicd vs kernel netback, measured in the same VM (absolute MB/s under TCG mean nothing).
   const mbps = (key: string) => Number(/mbps=([0-9.]+)/.exec(run!.results.find((l) => l.startsWith(key)) ?? "")?.[1]);
   for (const dir of ["up", "down"]) {

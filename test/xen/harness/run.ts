@@ -80,7 +80,7 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
     const runDiskS = (performance.now() - t) / 1000;
     log(`run disk built in ${runDiskS.toFixed(1)} s`);
 
-    const xenArgs = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot smap=0 smep=0";
+    const xenArgs = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot smap=0 smep=0 tsc=unstable";
     const args = [
       "-accel", `tcg,thread=${opts.tcgThread ?? process.env.QNICD_XEN_TCG_THREAD ?? "multi"}`, "-cpu", "max", "-m", "3072",
       "-smp", String(opts.smp ?? (Number(process.env.QNICD_XEN_SMP) || 1)),
