@@ -115,6 +115,11 @@ export class XenGrantDevice implements GrantDevice {
     return this.fd;
   }
 
+  /** The /dev/xen/gntdev fd (-1 once closed), for a supervisor that must release a dead worker's devices. */
+  get deviceFd(): number {
+    return this.fd;
+  }
+
   map(domid: number, refs: readonly number[], writable: boolean): GrantMapping {
     const fd = this.liveFd("map");
     if (refs.length === 0 || refs.length > MAX_MAP_PAGES)
