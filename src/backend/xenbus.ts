@@ -79,6 +79,25 @@ export class XenBus {
     }
   }
 
+  /**
+   * Waits for the runs in progress, unless xenstored is (or goes) away: a run parked on a read
+   * would then wait for it forever, and shutdown must not. Such a run ends when the client closes.
+   */
+  private idleOrXenstoreDown(): Promise<void> {
+    if (!this.xs.connected) {
+      this.log.warn("stopping while xenstore is unreachable: vifs are disconnected, their Closed state cannot be written");
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.xs.off("disconnected", done);
+        resolve();
+      };
+      this.xs.on("disconnected", done);
+      this.idle().then(done, done);
+    });
+  }
+
   /** Disables one device from outside a transition (a pool fault): error node, then Closing. */
   fail(dev: XenDevice, err: VifFatalError): void {
     if (dev.forgotten) return;
@@ -95,7 +114,7 @@ export class XenBus {
     this.stopping = true;
     this.xs.off("reconnected", this.onReconnected);
     await this.rootWatch?.unwatch().catch(() => {});
-    await this.idle();
+    await this.idleOrXenstoreDown();
     for (const dev of this.devices.values()) {
       try {
         if (dev.state !== S.Initialising) await this.machine.setBackendState(dev, S.Closed);

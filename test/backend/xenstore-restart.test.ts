@@ -93,3 +93,22 @@ test("a pool fault while xenstored is away: the error node and Closing are writt
   expect(await h.host.xs.read(`/local/domain/0/error/backend/vif/${domid}/0/error`)).toBe("71 data path: tx ring overflow");
   expect(h.pool.live.size).toBe(0);
 });
+
+test("stop() while xenstored is away does not wait for a run parked on a read; the data path is still stopped", async () => {
+  h = await startBackendHarness();
+  const { fronts } = await h.guest("alice");
+  const f = fronts[0]!;
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  await h.host.stopXenstored();
+  await until("backend client noticed", () => !h!.bxs.connected);
+  // A fault makes the device run, which parks on its first read until xenstored is back.
+  h.pool.fault(h.pool.specs[0]!.key, 71, "tx ring overflow");
+  await Bun.sleep(20);
+  expect(h.backend.devices()[0]!.dev.running).not.toBeNull();
+  const t0 = Date.now();
+  await h.backend.stop();
+  expect(Date.now() - t0).toBeLessThan(1000);
+  expect(h.pool.live.size).toBe(0);
+  await h.host.startXenstored();
+});
