@@ -29,11 +29,6 @@ describe("openPlatform", () => {
     p.close();
   });
 
-  test("kind xen says the real platform is not implemented yet", () => {
-    expect(() => openPlatform({ kind: "xen", domid: 0 })).toThrow(PlatformError);
-    expect(() => openPlatform({ kind: "xen", domid: 0 })).toThrow(/not implemented yet/);
-  });
-
   test("a run directory without a simulated hypervisor is a one-line error saying what to do", () => {
     const empty = mkdtempSync(join(tmpdir(), "qnicd-empty-"));
     try {
