@@ -71,9 +71,12 @@ http_get() {
 # Forwards a guest's console log to the serial console, prefixed.
 forward_console() {
   local name=$1 log=/var/log/xen/console/guest-$1.log
-  touch "$log"
+  stop_forward "$name"
+  : > "$log"
   tail -n +1 -F "$log" 2>/dev/null | while IFS= read -r line; do say "[$name] ${line%$'\r'}"; done &
 }
+
+stop_forward() { pkill -f "tail -n \+1 -F /var/log/xen/console/guest-$1.log" 2>/dev/null; }
 
 # Waits (up to $2 s) for a line matching $3 in guest $1's console log.
 wait_guest() {
@@ -196,7 +199,8 @@ qnicd_check() {
   rmmod xen-netback 2>/dev/null
   grep -q '^xen_netback ' /proc/modules && { step qnicd fail "xen-netback could not be unloaded"; return; }
   local t0; t0=$(since)
-  (cd /qnicd && exec $R/bun src/main.ts --platform xen) > /tmp/qnicd.log 2>&1 &
+  # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
+  (cd /qnicd && exec $R/bun src/main.ts --platform xen ${QNICD_ARGS:-}) > /tmp/qnicd.log 2>&1 &
   local qpid=$! health="" w0; w0=$(now)
   while within "$w0" 60; do
     health=$(http_get /health) && [ -n "$health" ] && break

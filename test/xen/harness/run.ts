@@ -76,6 +76,8 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
     t = performance.now();
     const runImg = join(work, "run.img");
     const env = [`QNICD_STEPS="${opts.steps ?? "baseline platform qnicd"}"`, `QNICD_MB=${opts.mb ?? 16}`];
+    // Extra options for the daemon in dom0 (e.g. to narrow down a failure by hand).
+    if (process.env.QNICD_ARGS) env.push(`QNICD_ARGS="${process.env.QNICD_ARGS.replace(/["$`\\]/g, "")}"`);
     sh("bash", [join(here, "make-run-disk.sh"), images, repo, runImg, ...env], "building the run disk (make-run-disk.sh)");
     const runDiskS = (performance.now() - t) / 1000;
     log(`run disk built in ${runDiskS.toFixed(1)} s`);
