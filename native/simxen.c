@@ -524,6 +524,31 @@ static inline struct dcache *dc_get(struct gdev *g, uint32_t domid) {
   return dc_attach(g, domid, gen);
 }
 
+/*
+ * The domain cache is the sim's own shortcut (real gntdev maps nothing beyond the granted pages):
+ * it holds the domain's whole RAM and grant table mapped and the RAM file open. Kept past its use,
+ * every guest a backend ever served would stay mapped (an 8 MiB mapping and an fd per destroyed
+ * guest, until its domid comes round again). So a device lets go of a domain when it unmaps that
+ * domain's last mapping (a backend disconnecting), and of every destroyed incarnation whenever it
+ * maps or unmaps. Only the thread using the device calls these, so no copy can be using the cache.
+ */
+static void dc_trim(struct gdev *g, uint32_t unmapped_domid) {
+  for (uint32_t d = 0; d < SX_MAX_DOMS; d++) {
+    struct dcache *c = &g->dc[d];
+    if (!c->gen) continue;
+    int keep = LD(&g->m.reg->dom[d].live_gen) == c->gen;
+    if (keep && d == unmapped_domid) {
+      keep = 0;
+      for (uint32_t i = 0; i < g->nmaps; i++)
+        if (g->maps[i].base && g->maps[i].domid == d) {
+          keep = 1;
+          break;
+        }
+    }
+    if (!keep) dc_release(c);
+  }
+}
+
 static inline uint32_t *gnt_word(struct dcache *c, uint32_t ref) { return (uint32_t *)(c->gnt + (size_t)ref * 8); }
 static inline uint32_t *gnt_frame(struct dcache *c, uint32_t ref) { return (uint32_t *)(c->gnt + (size_t)ref * 8 + 4); }
 static inline uint32_t *gnt_pin(struct dcache *c, uint32_t ref) {
@@ -623,6 +648,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
   }
   memcpy(saved, refs, count * sizeof *saved);
   reg_lock(&g->m);
+  dc_trim(g, SX_MAX_DOMS);
   struct dcache *c = dc_get(g, domid);
   if (!c) {
     reg_unlock(&g->m);
@@ -634,6 +660,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
     int st = grant_pin(c, saved[i], writable, g->domid, &frames[i]);
     if (st) {
       for (uint32_t j = 0; j < i; j++) grant_unpin(c, saved[j], writable);
+      dc_trim(g, domid);
       reg_unlock(&g->m);
       free(frames);
       free(saved);
@@ -695,8 +722,10 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
       out[1] = slot + 1;
     }
   }
-  if (!base)
+  if (!base) {
     for (uint32_t i = 0; i < count; i++) grant_unpin(c, saved[i], writable);
+    dc_trim(g, domid);
+  }
   reg_unlock(&g->m);
   free(frames);
   free(saved);
@@ -712,9 +741,11 @@ static void gdev_unmap_one(struct gdev *g, struct mapping *mp) {
     if (c && c->gen == mp->gen)
       for (uint32_t i = 0; i < mp->count; i++) grant_unpin(c, mp->refs[i], mp->writable);
   }
-  reg_unlock(&g->m);
+  uint32_t domid = mp->domid;
   free(mp->refs);
   memset(mp, 0, sizeof *mp);
+  dc_trim(g, domid);
+  reg_unlock(&g->m);
 }
 
 int sx_gdev_unmap(int hid, uint32_t id) {
