@@ -3,7 +3,7 @@
 // A sim host in a temp dir; qnicd itself (src/main.ts, as users run it) in its own process; two
 // guests, alice and bob, booted like `xl create --netfront` (a Linux-like netfront process per vif
 // that answers ARP and ping). Their vifs are TAPs on a private Linux bridge when this process may
-// make one, else ports of qnicd's in-daemon switch. Then pings: alice -> bob in a few sizes and,
+// make one, else ports of qnicd's in-daemon switch. Then pings: alice <-> bob in a few sizes and,
 // on the bridge, host <-> guest. It stays up for `curl .../vifs` until Ctrl-C (or exits after the
 // pings with --once); either way nothing is left: no process, no shm, no TAP or bridge, no temp dir.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -195,11 +195,12 @@ async function main(): Promise<number> {
   const [alice, bob] = await bootGuests(ts, net);
 
   say();
-  // Honest about what the figures measure: the demo plays a program inside alice, so each RTT
-  // includes two pipe crossings into her netfront process as well as the data path.
-  say("pings (RTTs are measured inside alice: they include the pipes into her netfront process)");
+  // Honest about what the figures measure: the demo plays a program inside the guest, so each RTT
+  // includes two pipe crossings into its netfront process as well as the data path.
+  say("pings (RTTs are measured inside the pinging guest: they include the pipes into its netfront process)");
   const results: PingResult[] = [];
   results.push(...(await pingFrom(alice, bob.name, net.guestIps[1])));
+  results.push(...(await pingFrom(bob, alice.name, net.guestIps[0])));
   if (net.mode === "tap") {
     results.push(...(await pingFrom(alice, "the host", net.hostIp)));
     for (const g of [alice, bob]) {
