@@ -116,7 +116,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   let pool: WorkerPool;
   try {
     const ctx = { platform, stats, workers: config.workers, log: log.child("pool") };
-    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log })))(ctx);
+    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath })))(ctx);
   } catch (e) {
     return fail(e, "starting the worker pool: ");
   }

@@ -8,6 +8,8 @@ import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats
 import { openPeer, SwitchPeer, type Peer } from "../src/net/index.ts";
 import type { TapIoMode } from "../src/net/tap.ts";
 import { RxPath } from "./rx.ts";
+import { SeedRxPath } from "./seed-rx.ts";
+import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
 
 export interface VifDevices {
@@ -25,6 +27,8 @@ export interface VifPeerOptions {
   tapIo?: TapIoMode;
   rxQueueBytes: number;
   rxStallMs: number;
+  /** batched (default), or seed: QEMU qnic's per-packet algorithm (workers/seed-*.ts), a baseline. */
+  datapath?: "batched" | "seed";
 }
 
 export class ServedVif {
@@ -41,8 +45,8 @@ export class ServedVif {
   private registry: DeviceRegistryWriter | null = null;
   localTxPort = 0;
   localRxPort = 0;
-  tx!: TxPath;
-  rx!: RxPath;
+  tx!: TxPath | SeedTxPath;
+  rx!: RxPath | SeedRxPath;
   peer: Peer | null = null;
   /** The peer has frames for us (its fd was readable, or the last pass stopped at its round limit). */
   peerReady = false;
@@ -62,10 +66,11 @@ export class ServedVif {
     try {
       [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
       [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
-      this.tx = new TxPath(this.txMap.buffer, this.domid);
+      const seed = po.datapath === "seed";
+      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid) : new TxPath(this.txMap.buffer, this.domid);
       const bad = this.tx.attachError();
       if (bad) throw new Error(`${this.name}: ${bad}`);
-      this.rx = new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);
+      this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new Error(`${this.name}: ${badRx}`);
@@ -75,6 +80,9 @@ export class ServedVif {
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
+      // The seed notifies per response, from inside its paths.
+      if (this.tx instanceof SeedTxPath) this.tx.notifyTarget = { ev: d.ev, port: this.localTxPort };
+      if (this.rx instanceof SeedRxPath) this.rx.notifyTarget = { ev: d.ev, port: this.localRxPort };
       this.counters = new VifCounters(d.arena, slot);
     } catch (e) {
       this.tearDown(d);

@@ -192,6 +192,7 @@ export class WorkerLoop {
         tapIo: this.init.tapIo,
         rxQueueBytes: this.init.rxQueueBytes,
         rxStallMs: this.init.rxStallMs,
+        datapath: this.init.datapath,
       });
     } catch (e) {
       return { op: "failed", seq: msg.seq, error: (e as Error).message };

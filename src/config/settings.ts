@@ -112,6 +112,15 @@ export const SETTINGS = {
     schema: oneOf(["tap", "switch", "null"]),
     default: () => "tap" as const,
   }),
+  datapath: setting({
+    metavar: "batched|seed",
+    // seed: QEMU qnic's per-packet algorithm (a grant map and unmap per packet, a push and notify
+    // check per response), kept as the baseline bench/scenarios/seed.ts measures batching against.
+    help: "the workers' data path: batched grant copies, or the seed's per-packet grant map (a baseline)",
+    expected: "one of batched, seed",
+    schema: oneOf(["batched", "seed"]),
+    default: () => "batched" as const,
+  }),
   bridge: setting<string | null>({
     metavar: "NAME",
     help: "Linux bridge each tap device joins (none: taps are left unattached)",

@@ -50,4 +50,6 @@ export interface WorkerInit {
   rxStallMs: number;
   /** TAP I/O mode for TAP peers (default auto). */
   tapIo?: "auto" | "uring" | "plain";
+  /** Which data path serves the vifs (default batched; seed is the per-packet baseline). */
+  datapath?: "batched" | "seed";
 }

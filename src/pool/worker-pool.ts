@@ -30,6 +30,8 @@ export interface WorkerPoolOptions {
   rxQueueBytes?: number;
   /** Frames waiting this long with no rx buffer posted turn the vif's carrier off (default 60 s, Linux's rx_stall_timeout). */
   rxStallMs?: number;
+  /** The workers' data path (default batched; seed is QEMU qnic's per-packet algorithm, a baseline). */
+  datapath?: "batched" | "seed";
 }
 
 /** A carrier change a worker reported (the backend may mirror it in B/carrier later). */
@@ -77,6 +79,7 @@ export class Pool implements WorkerPool {
       rxQueueBytes: opts.rxQueueBytes ?? 128 * 4096,
       rxStallMs: opts.rxStallMs ?? 60_000,
       tapIo: opts.tapIo,
+      datapath: opts.datapath,
     };
     for (let i = 0; i < opts.workers; i++) {
       pool.workers.push(

@@ -13,6 +13,7 @@ test("--help lists every setting with its default and env var", () => {
     ["--http HOST:PORT", "default 127.0.0.1:8080", "QNICD_HTTP"],
     ["--http-public", "default false", "QNICD_HTTP_PUBLIC"],
     ["--peer tap|switch|null", "default tap", "QNICD_PEER"],
+    ["--datapath batched|seed", "default batched", "QNICD_DATAPATH"],
     ["--bridge NAME", "default none", "QNICD_BRIDGE"],
     ["--vifname-prefix PREFIX", "default vif", "QNICD_VIFNAME_PREFIX"],
     ["--log-level LEVEL", "default info", "QNICD_LOG_LEVEL"],

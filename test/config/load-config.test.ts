@@ -26,6 +26,7 @@ describe("defaults", () => {
       http: { host: "127.0.0.1", port: 8080 },
       httpPublic: false,
       peer: "tap",
+      datapath: "batched",
       bridge: null,
       vifnamePrefix: "vif",
       logLevel: "info",
@@ -82,17 +83,17 @@ describe("sources and precedence", () => {
   test("every setting is reachable through its flag and its env var", () => {
     const argv = [
       "--platform", "sim", "--sim-dir", "/x/sim", "--backend-type", "qnic", "--domid", "32751",
-      "--workers", "256", "--http", "[::1]:0", "--peer", "null", "--bridge", "xenbr0",
+      "--workers", "256", "--http", "[::1]:0", "--peer", "null", "--datapath", "seed", "--bridge", "xenbr0",
       "--vifname-prefix", "qn", "--log-level", "debug", "--log-format", "json",
     ];
     const env = {
       QNICD_PLATFORM: "sim", QNICD_SIM_DIR: "/x/sim", QNICD_BACKEND_TYPE: "qnic", QNICD_DOMID: "32751",
-      QNICD_WORKERS: "256", QNICD_HTTP: "[::1]:0", QNICD_PEER: "null", QNICD_BRIDGE: "xenbr0",
+      QNICD_WORKERS: "256", QNICD_HTTP: "[::1]:0", QNICD_PEER: "null", QNICD_DATAPATH: "seed", QNICD_BRIDGE: "xenbr0",
       QNICD_VIFNAME_PREFIX: "qn", QNICD_LOG_LEVEL: "debug", QNICD_LOG_FORMAT: "json",
     };
     const expected: Config = {
       platform: "sim", simDir: "/x/sim", backendType: "qnic", domid: 32751, workers: 256,
-      http: { host: "::1", port: 0 }, httpPublic: false, peer: "null", bridge: "xenbr0",
+      http: { host: "::1", port: 0 }, httpPublic: false, peer: "null", datapath: "seed", bridge: "xenbr0",
       vifnamePrefix: "qn", logLevel: "debug", logFormat: "json", configFile: null,
     };
     expect(load({ argv })).toEqual(expected);
@@ -113,6 +114,7 @@ describe("rejections name the setting, the value and what is allowed, on one lin
     ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected an integer from 0 to 32751'],
     ["unknown platform", { argv: ["--platform", "kvm"] }, 'qnicd: --platform: "kvm" is not valid: expected one of auto, xen, sim'],
     ["unknown peer", { argv: ["--peer", "macvtap"] }, 'qnicd: --peer: "macvtap" is not valid: expected one of tap, switch, null'],
+    ["unknown datapath", { argv: ["--datapath", "fast"] }, 'qnicd: --datapath: "fast" is not valid: expected one of batched, seed'],
     ["unknown log level", { argv: ["--log-level", "trace"] }, 'qnicd: --log-level: "trace" is not valid: expected one of debug, info, warn, error'],
   ];
   for (const [what, input, message] of cases) {

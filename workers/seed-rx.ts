@@ -1,0 +1,226 @@
+// Guest rx the seed's way (QEMU hw/net/xen_nic.c, net_rx_packet), behind `--datapath seed`: the
+// baseline for workers/rx.ts. Frames come from the peer one at a time (a one-frame receive), and
+// each takes one rx request: copied out of the ring, its page mapped writable (GrantDevice.map, one
+// ref), the frame copied in at offset 2 (NET_IP_ALIGN), unmapped, the response written in the
+// request's slot, pushed, rsp_event checked and the frontend notified at once if it asked.
+//
+// With no request posted the seed returns 0 and QEMU's net queue holds the frame until the guest
+// posts; here the frame waits in the same byte-bounded RxQueue the batched path uses (XSA-392), with
+// the same carrier handling (rx_stall_timeout), so a guest that never refills behaves the same on
+// both paths. Map and unmap are counted as two system calls each, as on Xen (see seed-tx.ts).
+import { toArrayBuffer } from "bun:ffi";
+import type { FrameBatch, Peer } from "../src/net/index.ts";
+import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
+import type { VifCounters } from "../src/stats/index.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
+import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
+import { RxQueue } from "./rx-queue.ts";
+import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
+import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
+
+const SIZE = NETIF_RX_RING_SIZE;
+const MASK = SIZE - 1;
+const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
+const W_RSP_PROD = RingHeader.rspProd >> 2;
+const W_RSP_EVENT = RingHeader.rspEvent >> 2;
+
+export class SeedRxPath {
+  private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  private readonly i16: Int16Array;
+  reqCons: number;
+  rspProdPvt: number;
+  readonly queue: RxQueue;
+  carrier = true;
+  stallSince = 0;
+  /** Set by the served vif once its event channel is bound. */
+  notifyTarget: SeedNotifyTarget | null = null;
+  private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
+  private one: FrameBatch | null = null;
+  private oneBytes: Uint8Array | null = null;
+
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
+    this.u32 = new Uint32Array(page, 0, 1024);
+    this.u16 = new Uint16Array(page, 0, 2048);
+    this.i16 = new Int16Array(page, 0, 2048);
+    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
+    this.reqCons = this.rspProdPvt;
+    this.queue = new RxQueue(queueBytes);
+  }
+
+  attachError(): string | null {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+  }
+
+  /** Requests posted and not yet taken (req_prod read each time, as the seed does per frame), or -1 with `fault` set. */
+  private available(): number {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
+      this.pass.fault = overflowMessage(prod, this.rspProdPvt);
+      return -1;
+    }
+    return (prod - this.reqCons) >>> 0;
+  }
+
+  /**
+   * Same shape as RxPath.service: queued frames first, then (when `peer` is given) up to
+   * `rounds` x RX_BATCH frames received one at a time. `notify` is always false: each response
+   * was notified as it was pushed.
+   */
+  service(peer: Peer | null, rounds: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): RxPass {
+    const pass = this.pass;
+    pass.notify = pass.more = false;
+    pass.fault = null;
+    pass.carrier = 0;
+    const start = this.rspProdPvt;
+    this.drainQueue(gnt, c);
+    if (pass.fault !== null) return pass;
+    if (peer) {
+      if (this.one === null || this.oneBytes !== s.rxFrames.bytes) {
+        this.one = oneFrameOf(s.rxFrames);
+        this.oneBytes = s.rxFrames.bytes;
+      }
+      const one = this.one;
+      const limit = rounds * RX_BATCH;
+      for (let i = 0; i < limit; i++) {
+        const n = peer.receive(one);
+        c.ffi_calls++;
+        if (peer.kind === "tap") c.syscalls++; // one read() per frame
+        if (n === 0) break;
+        this.accept(one.lens[0], gnt, c);
+        if (pass.fault !== null) return pass;
+        if (i + 1 === limit) pass.more = true;
+      }
+    }
+    if (this.rspProdPvt !== start) c.rx_batches++;
+    this.watchStall(c);
+    c.rx_queue_bytes = this.queue.bytes;
+    return pass;
+  }
+
+  /** Frames the guest had no buffer for, oldest first, while it has buffers now. */
+  private drainQueue(gnt: GrantDevice, c: VifCounters): void {
+    const q = this.queue;
+    if (q.length === 0 && this.carrier) return;
+    for (;;) {
+      const avail = this.available();
+      if (avail <= 0) return;
+      if (!this.carrier) {
+        this.carrier = true; // the frontend posts again: "Guest Rx ready"
+        c.carrier = 1;
+        this.pass.carrier = 1;
+      }
+      if (q.length === 0) return;
+      const len = q.lenOf(0);
+      const src = new Uint8Array(toArrayBuffer(q.addrOf(0), 0, len));
+      q.take(1);
+      this.deliver(src, len, gnt, c);
+      q.commit();
+    }
+  }
+
+  /** One frame from the peer (in the scratch rx batch's first slot): delivered, queued or dropped. */
+  private accept(len: number, gnt: GrantDevice, c: VifCounters): void {
+    if (len > RX_MAX_FRAME || !this.carrier) {
+      c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
+      return;
+    }
+    const bytes = this.oneBytes!;
+    const avail = this.available();
+    if (avail < 0) return;
+    if (this.queue.length > 0 || avail === 0) {
+      if (!this.queue.push(bytes, 0, len)) c.rx_drops++;
+      return;
+    }
+    this.deliver(bytes.subarray(0, len), len, gnt, c);
+  }
+
+  /** net_rx_packet's work for one frame and one request. */
+  private deliver(src: Uint8Array, len: number, gnt: GrantDevice, c: VifCounters): void {
+    // memcpy(&rxreq, RING_GET_REQUEST(...)): id and gref read once (XSA-155).
+    const off = 64 + (this.reqCons & MASK) * 8;
+    const id = this.u16[off >> 1];
+    const gref = this.u32[(off + 4) >> 2] >>> 0;
+    this.reqCons = (this.reqCons + 1) >>> 0;
+    let m: GrantMapping;
+    c.ffi_calls++;
+    try {
+      m = gnt.map(this.domid, [gref], true);
+    } catch {
+      c.syscalls++; // the map ioctl that failed
+      c.rx_errors++;
+      this.respond(id, 0, NETIF_RSP_ERROR, c);
+      return;
+    }
+    c.syscalls += 2; // IOCTL_GNTDEV_MAP_GRANT_REF + mmap
+    new Uint8Array(m.buffer, RX_OFFSET, len).set(src);
+    m.unmap();
+    c.ffi_calls++;
+    c.syscalls += 2; // munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF
+    c.rx_packets++;
+    c.rx_bytes += len;
+    this.respond(id, RX_OFFSET, len, c);
+  }
+
+  /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */
+  private respond(id: number, offset: number, status: number, c: VifCounters): void {
+    const old = this.rspProdPvt;
+    const h = (64 + (old & MASK) * 8) >> 1;
+    this.u16[h] = id;
+    this.u16[h + 1] = offset;
+    this.u16[h + 2] = 0; // flags
+    this.i16[h + 3] = status;
+    this.rspProdPvt = (old + 1) >>> 0;
+    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
+    if (needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0)) seedNotify(this.notifyTarget, c);
+  }
+
+  get stalled(): boolean {
+    return this.stallSince !== 0;
+  }
+
+  stallDueIn(now: number): number {
+    return Math.max(0, this.stallSince + this.stallMs - now);
+  }
+
+  /** Carrier bookkeeping after a pass, exactly as RxPath's (see rx.ts). */
+  private watchStall(c: VifCounters): void {
+    const waiting = this.queue.length > 0 || !this.carrier;
+    if (!waiting) {
+      this.stallSince = 0;
+      return;
+    }
+    if (this.available() > 0) {
+      this.stallSince = 0;
+      this.pass.more = true;
+      return;
+    }
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
+    if (this.available() > 0) {
+      this.stallSince = 0;
+      this.pass.more = true;
+      return;
+    }
+    if (!this.carrier) return;
+    const now = performance.now();
+    if (this.stallSince === 0) this.stallSince = now;
+    else if (now - this.stallSince >= this.stallMs) {
+      this.carrier = false;
+      this.stallSince = 0;
+      c.rx_drops += this.queue.purge();
+      c.carrier = 0;
+      this.pass.carrier = -1;
+    }
+  }
+
+  close(): void {
+    this.queue.free();
+  }
+}
+
+function overflowMessage(prod: number, rspProdPvt: number): string {
+  return `rx req_prod 0x${(prod >>> 0).toString(16)} is more than a ring ahead of 0x${(rspProdPvt >>> 0).toString(16)}`;
+}

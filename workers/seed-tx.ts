@@ -1,0 +1,254 @@
+// Guest tx the seed's way (QEMU hw/net/xen_nic.c, net_tx_packets), behind `--datapath seed`: the
+// baseline the batched path (workers/tx.ts) is measured against, so the gain from batching is
+// measured, not claimed. Per request, one at a time:
+//   copy the slot out and validate it (size >= 14, offset + size within the page), map that one
+//   grant read-only (GrantDevice.map, one ref), copy the frame out of the mapping, unmap, hand the
+//   frame to the peer alone, write the response, push it and check rsp_event (notify at once when
+//   the frontend asked): RING_PUSH_RESPONSES_AND_CHECK_NOTIFY per response, as net_tx_response does.
+//
+// Where the seed is wrong, this path is not: a packet with more_data or extra_info (never
+// negotiated) has ALL its slots answered (errors, NULL for extra-info slots) like the batched path
+// and netback, rather than the seed's first slot only (which then misreads an extra-info slot as a
+// request), and the batched path's protocol checks (req_prod overflow, packets past req_prod or
+// over 20 slots, unknown extra types) disable the vif. The cost model is the seed's: the hostile
+// cases are rare and cost the same on both paths.
+//
+// Counters: a grant map is two system calls on Xen (IOCTL_GNTDEV_MAP_GRANT_REF + mmap) and so is an
+// unmap (munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF); they are counted as such on the sim too.
+import type { FrameBatch, Peer } from "../src/net/index.ts";
+import { fillChecksums } from "../src/net/index.ts";
+import type { EventChannelDevice, GrantDevice, GrantMapping } from "../src/platform/types.ts";
+import type { VifCounters } from "../src/stats/index.ts";
+import {
+  NETIF_RSP_ERROR,
+  NETIF_RSP_NULL,
+  NETIF_RSP_OKAY,
+  NETIF_TX_RING_SIZE,
+  NETTXF_csum_blank,
+  NETTXF_extra_info,
+  NETTXF_more_data,
+  XEN_NETBK_LEGACY_SLOTS_MAX,
+  XEN_NETIF_EXTRA_FLAG_MORE,
+  XEN_NETIF_EXTRA_TYPE_MAX,
+  XEN_NETIF_EXTRA_TYPE_NONE,
+} from "../src/xen/netif.ts";
+import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import type { WorkerScratch } from "./scratch.ts";
+import type { TxPass } from "./tx.ts";
+
+const SIZE = NETIF_TX_RING_SIZE;
+const MASK = SIZE - 1;
+const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
+const W_RSP_PROD = RingHeader.rspProd >> 2;
+const W_RSP_EVENT = RingHeader.rspEvent >> 2;
+const ETH_HLEN = 14;
+const PAGE = 4096;
+const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
+
+/** Where a seed path sends its per-response notifications (bound after the rings are mapped). */
+export interface SeedNotifyTarget {
+  ev: EventChannelDevice;
+  port: number;
+}
+
+/** A one-frame view of a scratch batch: the seed hands frames to the peer one at a time. */
+export function oneFrameOf(b: FrameBatch): FrameBatch {
+  return { base: b.base, stride: b.stride, capacity: 1, lens: b.lens, lensAddr: b.lensAddr, count: 0 };
+}
+
+/** Sends one notification, never throwing (a frontend whose domain died has no port to notify). */
+export function seedNotify(t: SeedNotifyTarget | null, c: VifCounters): void {
+  if (!t || t.port === 0) return;
+  c.ffi_calls++;
+  c.syscalls++;
+  try {
+    t.ev.notify(t.port);
+    c.notifies_sent++;
+  } catch {
+    // the port is gone (domain destroyed); the backend tears the vif down
+  }
+}
+
+export class SeedTxPath {
+  private readonly u32: Uint32Array;
+  private readonly u16: Uint16Array;
+  private readonly i16: Int16Array;
+  private readonly u8: Uint8Array;
+  reqCons: number;
+  rspProdPvt: number;
+  /** Set by the served vif once its event channel is bound. */
+  notifyTarget: SeedNotifyTarget | null = null;
+  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
+  private one: FrameBatch | null = null;
+  private oneBytes: Uint8Array | null = null;
+  private readonly csum = new Uint8Array(1);
+
+  constructor(page: ArrayBuffer, private readonly domid: number) {
+    this.u32 = new Uint32Array(page, 0, 1024);
+    this.u16 = new Uint16Array(page, 0, 2048);
+    this.i16 = new Int16Array(page, 0, 2048);
+    this.u8 = new Uint8Array(page, 0, PAGE);
+    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
+    this.reqCons = this.rspProdPvt;
+  }
+
+  attachError(): string | null {
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+  }
+
+  /** Same shape as TxPath.service; `notify` is always false: every response was notified as it was pushed. */
+  service(budget: number, s: WorkerScratch, gnt: GrantDevice, peer: Peer, c: VifCounters): TxPass {
+    const pass = this.pass;
+    pass.packets = pass.slots = 0;
+    pass.notify = pass.more = false;
+    pass.fault = null;
+    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
+    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
+      pass.fault = overflowMessage(prod, this.rspProdPvt);
+      return pass;
+    }
+    if (this.one === null || this.oneBytes !== s.txFrames.bytes) {
+      this.one = oneFrameOf(s.txFrames);
+      this.oneBytes = s.txFrames.bytes;
+    }
+    const one = this.one;
+    const bytes = this.oneBytes!;
+    const u16 = this.u16;
+    const u32 = this.u32;
+    const start = this.rspProdPvt;
+    let handled = 0;
+    while (this.reqCons !== prod && handled < budget) {
+      handled++;
+      const first = this.reqCons;
+      // memcpy(&txreq, RING_GET_REQUEST(...)): only these locals are used from here on (XSA-155).
+      const w = (64 + (first & MASK) * 12) >> 1;
+      const gref = u32[w >> 1] >>> 0;
+      const offset = u16[w + 2];
+      const flags = u16[w + 3];
+      const id = u16[w + 4];
+      const size = u16[w + 5];
+      if (flags & UNSUPPORTED) {
+        const fault = this.answerUnsupported(first, flags, id, prod, c);
+        if (fault) {
+          pass.fault = fault;
+          return pass;
+        }
+        continue;
+      }
+      this.reqCons = (first + 1) >>> 0;
+      if (size < ETH_HLEN || offset + size > PAGE) {
+        this.respond(id, NETIF_RSP_ERROR, c);
+        continue;
+      }
+      let m: GrantMapping;
+      c.ffi_calls++;
+      try {
+        m = gnt.map(this.domid, [gref], false);
+      } catch {
+        c.syscalls++; // the map ioctl that failed
+        this.respond(id, NETIF_RSP_ERROR, c);
+        continue;
+      }
+      c.syscalls += 2; // IOCTL_GNTDEV_MAP_GRANT_REF + mmap
+      bytes.set(new Uint8Array(m.buffer, offset, size), 0);
+      m.unmap();
+      c.ffi_calls++;
+      c.syscalls += 2; // munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF
+      one.lens[0] = size;
+      one.count = 1;
+      if (flags & NETTXF_csum_blank) {
+        this.csum[0] = 1;
+        fillChecksums(one, this.csum);
+        c.ffi_calls++;
+      }
+      const before = peer.kind === "tap" ? (peer as unknown as { syscalls: number }).syscalls : 0;
+      const taken = peer.send(one);
+      if (peer.kind !== "null") c.ffi_calls++;
+      if (peer.kind === "tap") c.syscalls += (peer as unknown as { syscalls: number }).syscalls - before;
+      c.tx_packets++;
+      c.tx_bytes += size;
+      if (taken < 1) c.tx_drops++;
+      pass.packets++;
+      this.respond(id, NETIF_RSP_OKAY, c);
+    }
+    pass.slots = (this.rspProdPvt - start) >>> 0;
+    pass.more = this.reqCons !== prod;
+    if (pass.slots > 0) c.tx_batches++;
+    return pass;
+  }
+
+  /**
+   * A packet using a feature we never offered: every slot of it answered (first ERROR, extra-info
+   * slots NULL, fragments ERROR), each pushed on its own as the seed pushes. Returns why the packet
+   * breaks the protocol instead (nothing consumed then: the vif is going away).
+   */
+  private answerUnsupported(first: number, flags: number, id: number, prod: number, c: VifCounters): string | null {
+    // Walk first, answer after: a violation must not leave half a packet answered.
+    const ids: number[] = [];
+    const nulls: boolean[] = [];
+    let idx = (first + 1) >>> 0;
+    let slots = 1;
+    const take = (): number | string => {
+      if (idx === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+      if (slots >= XEN_NETBK_LEGACY_SLOTS_MAX) return `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+      const off = 64 + (idx & MASK) * 12;
+      idx = (idx + 1) >>> 0;
+      slots++;
+      return off;
+    };
+    if (flags & NETTXF_extra_info) {
+      for (let more = true; more; ) {
+        const off = take();
+        if (typeof off === "string") return off;
+        const type = this.u8[off];
+        const eflags = this.u8[off + 1];
+        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) return `tx extra info type ${type} is unknown`;
+        ids.push(0);
+        nulls.push(true);
+        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
+      }
+    }
+    let f = flags;
+    while (f & NETTXF_more_data) {
+      const off = take();
+      if (typeof off === "string") return off;
+      f = this.u16[(off + 6) >> 1];
+      ids.push(this.u16[(off + 8) >> 1]);
+      nulls.push(false);
+    }
+    this.reqCons = idx;
+    this.respond(id, NETIF_RSP_ERROR, c);
+    for (let k = 0; k < ids.length; k++) this.respond(ids[k], nulls[k] ? NETIF_RSP_NULL : NETIF_RSP_ERROR, c);
+    return null;
+  }
+
+  /** net_tx_response: one response written, pushed, rsp_event checked, notified if asked. */
+  private respond(id: number, status: number, c: VifCounters): void {
+    const old = this.rspProdPvt;
+    const h = (64 + (old & MASK) * 12) >> 1;
+    // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response.
+    if (status !== NETIF_RSP_NULL) this.u16[h] = id;
+    this.i16[h + 1] = status;
+    if (status === NETIF_RSP_ERROR) c.tx_errors++;
+    this.rspProdPvt = (old + 1) >>> 0;
+    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
+    if (needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0)) seedNotify(this.notifyTarget, c);
+  }
+
+  /** RING_FINAL_CHECK_FOR_REQUESTS, as TxPath.finalCheck. */
+  finalCheck(): boolean {
+    if ((Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons) return true;
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
+    return (Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons;
+  }
+}
+
+function hex(n: number): string {
+  return (n >>> 0).toString(16);
+}
+
+function overflowMessage(prod: number, rspProdPvt: number): string {
+  return `tx req_prod 0x${hex(prod)} is more than a ring ahead of 0x${hex(rspProdPvt)}`;
+}
