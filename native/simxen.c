@@ -458,6 +458,7 @@ struct gdev {
   uint32_t domid;
   struct regmap m;
   struct dcache dc[SX_MAX_DOMS];
+  uint64_t attached[(SX_MAX_DOMS + 63) / 64]; /* dc[] entries that may hold a domain: dc_trim's worklist */
   struct mapping *maps;
   uint32_t nmaps;
 };
@@ -521,7 +522,9 @@ static inline struct dcache *dc_get(struct gdev *g, uint32_t domid) {
   if (!gen) return NULL;
   struct dcache *c = &g->dc[domid];
   if (__builtin_expect(c->gen == gen, 1)) return c;
-  return dc_attach(g, domid, gen);
+  c = dc_attach(g, domid, gen);
+  if (c) g->attached[domid / 64] |= 1ull << (domid % 64);
+  return c;
 }
 
 /*
@@ -533,19 +536,25 @@ static inline struct dcache *dc_get(struct gdev *g, uint32_t domid) {
  * maps or unmaps. Only the thread using the device calls these, so no copy can be using the cache.
  */
 static void dc_trim(struct gdev *g, uint32_t unmapped_domid) {
-  for (uint32_t d = 0; d < SX_MAX_DOMS; d++) {
-    struct dcache *c = &g->dc[d];
-    if (!c->gen) continue;
-    int keep = LD(&g->m.reg->dom[d].live_gen) == c->gen;
-    if (keep && d == unmapped_domid) {
-      keep = 0;
-      for (uint32_t i = 0; i < g->nmaps; i++)
-        if (g->maps[i].base && g->maps[i].domid == d) {
-          keep = 1;
-          break;
-        }
+  /* A worklist, not a scan of dc[]: the seed datapath maps and unmaps once per packet. */
+  for (uint32_t w = 0; w < sizeof g->attached / sizeof g->attached[0]; w++) {
+    for (uint64_t bits = g->attached[w]; bits; bits &= bits - 1) {
+      uint32_t d = w * 64 + (uint32_t)__builtin_ctzll(bits);
+      struct dcache *c = &g->dc[d];
+      int keep = c->gen && LD(&g->m.reg->dom[d].live_gen) == c->gen;
+      if (keep && d == unmapped_domid) {
+        keep = 0;
+        for (uint32_t i = 0; i < g->nmaps; i++)
+          if (g->maps[i].base && g->maps[i].domid == d) {
+            keep = 1;
+            break;
+          }
+      }
+      if (!keep) {
+        dc_release(c);
+        g->attached[w] &= ~(1ull << (d % 64));
+      }
     }
-    if (!keep) dc_release(c);
   }
 }
 
