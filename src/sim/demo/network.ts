@@ -1,6 +1,6 @@
 // Where the demo's vifs go. A TAP per vif on a Linux bridge is what a real dom0 does, so that is
 // the first choice; it needs root (CAP_NET_ADMIN), a usable /dev/net/tun and iproute2's `ip`.
-// Everything the demo creates on the host is private to this run: the bridge is qnbr<pid>, the
+// Everything the demo creates on the host is private to this run: the bridge is qndemo<pid>, the
 // TAPs are <qnd+pid>-<domid>.<devid>, never the vif<domid>.<devid> a real backend on this host
 // may hold, and the guests' subnet is one no interface here already uses.
 import { spawnSync } from "node:child_process";
@@ -43,7 +43,7 @@ function privateSubnet(): string {
 
 /** Names private to this run (15 characters at most, as Linux wants). */
 export function privateNames(pid = process.pid): { bridge: string; prefix: string } {
-  return { bridge: `qnbr${pid}`, prefix: `qnd${pid.toString(36).slice(-4)}-` };
+  return { bridge: `qndemo${pid}`, prefix: `qnd${pid.toString(36).slice(-4)}-` };
 }
 
 /**
