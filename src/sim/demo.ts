@@ -71,10 +71,12 @@ function cleanup(): Promise<boolean> {
     }
     await guests.killAll();
     xs?.close();
-    await hostStarted?.catch(() => {});
-    const r = await stopHost(dir, { destroyTimeoutMs: 2000, log: libxlLogTo((l) => (signalled ? undefined : warn(l))) });
-    problems.push(...r.warnings);
-    done.push(r.destroyed.length ? `destroyed ${r.destroyed.join(", ")}` : "host stopped");
+    if (hostStarted) {
+      await hostStarted.catch(() => {});
+      const r = await stopHost(dir, { destroyTimeoutMs: 2000, log: libxlLogTo((l) => (signalled ? undefined : warn(l))) });
+      problems.push(...r.warnings);
+      done.push(r.destroyed.length ? `destroyed ${r.destroyed.join(", ")}` : "host stopped");
+    }
     if (net?.mode === "tap") {
       const e = removeBridge(net.bridge);
       if (e) problems.push(e);
@@ -171,17 +173,18 @@ async function printCounters(url: string): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  hostStarted = startHost(dir);
-  const host = (await hostStarted) as Awaited<ReturnType<typeof startHost>>;
-  say(`simulated Xen host up in ${host.dir} (xenstored pid ${host.pid})`);
-  checkpoint();
-
+  // The network first: a --peer tap that cannot be had fails before anything has started.
   net = setUpNetwork(opts.peer);
   say(
     net.mode === "tap"
       ? `network: TAPs on a private Linux bridge ${net.bridge} (host ${net.hostIp}/${net.prefixLen}), because ${net.why}`
       : `network: qnicd's in-daemon switch (--peer switch), because ${net.why}`,
   );
+  checkpoint();
+
+  hostStarted = startHost(dir);
+  const host = (await hostStarted) as Awaited<ReturnType<typeof startHost>>;
+  say(`simulated Xen host up in ${host.dir} (xenstored pid ${host.pid})`);
   checkpoint();
 
   const port = await pickHttpPort(8080);
@@ -252,7 +255,8 @@ try {
 } catch (e) {
   if (e instanceof Interrupted || signalled) code = 130;
   else {
-    warn(`demo failed: ${(e as Error).message.replace(/\s*[\r\n]+\s*/g, " ")}`);
+    const msg = (e as Error).message.replace(/\s*[\r\n]+\s*/g, " ");
+    warn(msg.startsWith("demo: ") ? msg : `demo failed: ${msg}`);
     code = 1;
   }
 }
