@@ -97,12 +97,3 @@ export function removeBridge(bridge: string): string | null {
   return r.ok ? null : `removing bridge ${bridge}: ${r.err}`;
 }
 
-/** Links whose name starts with one of `prefixes` (leak checks). */
-export function linksNamed(...prefixes: string[]): string[] {
-  const out: string[] = [];
-  for (const line of ip("-o", "link", "show").out.split("\n")) {
-    const m = /^\d+:\s+([^:@\s]+)/.exec(line);
-    if (m && prefixes.some((p) => m[1]!.startsWith(p))) out.push(m[1]!);
-  }
-  return out;
-}
