@@ -53,5 +53,11 @@ export interface Scenario {
   name: string;
   /** One line for `bun run bench --help`. */
   description: string;
+  /**
+   * CPUs (a taskset list, e.g. "0") to pin the scenario's process to, with every process it starts.
+   * Each scenario runs in a process of its own; run.ts starts it under `taskset -c <pin>` when set
+   * (and taskset exists). For loops that hand the CPU back and forth with a producer process.
+   */
+  pin?: string;
   run(opts: ScenarioOptions): Promise<ScenarioResult>;
 }
