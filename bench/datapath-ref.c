@@ -1,8 +1,9 @@
 /*
- * The reference for bench/datapath.ts: the same ring-consume-and-copy loops the workers run in TS
- * (workers/tx.ts, workers/rx.ts), written in C and compiled with gcc -O2. Same ring, same checks,
- * same batched grant copy (the sim's sx_gdev_copy, the very function the TS path reaches through
- * SimGrantDevice.copy), same response writes and one push per batch; no JS in between.
+ * The C reference for the tx, rx and bidir scenarios (bench/scenarios/, via bench/lib/datapath-rig.ts):
+ * the same ring-consume-and-copy loops the workers run in TS (workers/tx.ts, workers/rx.ts), written
+ * in C and compiled with gcc -O2. Same ring, same checks, same batched grant copy (the sim's
+ * sx_gdev_copy, the very function the TS path reaches through SimGrantDevice.copy), same response
+ * writes and one push per batch; no JS in between.
  * Built by the bench: gcc -O2 -shared -fPIC datapath-ref.c -L<native/build> -lsimxen.
  */
 #include <sched.h>
@@ -43,96 +44,197 @@ struct txrsp { uint16_t id; int16_t status; };
 struct rxreq { uint16_t id, pad; uint32_t gref; };
 struct rxrsp { uint16_t id, offset, flags; int16_t status; };
 
+/* One direction's state across passes: the ring, the backend's private indexes, its batch. */
+struct path {
+  uint8_t *ring;
+  int gdev;
+  uint32_t domid, cons, rsp;
+  uint8_t *frames;
+  uint32_t stride, budget;
+  struct seg *segs;
+  uint32_t *lens;
+  const uint8_t *tmpl;
+  uint32_t tlen;
+  uint16_t ids[RING];
+  int32_t code[RING];
+};
+
+static void path_init(struct path *p, uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens) {
+  p->ring = ring; p->gdev = gdev; p->domid = domid; p->frames = frames; p->stride = stride;
+  p->segs = segs; p->budget = budget; p->lens = lens; p->tmpl = 0; p->tlen = 0;
+  p->cons = p->rsp = *(volatile uint32_t *)(ring + 8);
+}
+
+/* One tx pass (up to `budget` requests): packets copied out of the guest, 0 if none waiting, -1 on overflow. */
+static long tx_pass(struct path *t) {
+  volatile uint32_t *req_prod = (uint32_t *)t->ring, *rsp_prod = (uint32_t *)(t->ring + 8);
+  uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
+  if (prod - t->rsp > RING) return -1;
+  uint32_t n = 0, r = 0, cons = t->cons;
+  while (cons != prod && n < t->budget) {
+    struct txreq q;
+    memcpy(&q, t->ring + 64 + (cons & (RING - 1)) * 12, sizeof q); /* copy once */
+    cons++;
+    t->ids[r] = q.id;
+    if ((q.flags & 12) || q.size < 14 || q.offset + q.size > 4096) { t->code[r++] = -1; continue; }
+    struct seg *s = &t->segs[n];
+    s->source.foreign.ref = q.gref;
+    s->source.foreign.offset = q.offset;
+    s->source.foreign.domid = (uint16_t)t->domid;
+    s->dest.virt = (uint64_t)(uintptr_t)(t->frames + (size_t)n * t->stride);
+    s->len = q.size;
+    s->flags = GNTCOPY_source_gref;
+    s->status = 0;
+    t->lens[n] = q.size;
+    t->code[r++] = (int32_t)n++;
+  }
+  t->cons = cons;
+  if (r == 0) return 0;
+  if (n) sx_gdev_copy(t->gdev, t->segs, n);
+  for (uint32_t k = 0; k < r; k++) {
+    struct txrsp *p = (struct txrsp *)(t->ring + 64 + (t->rsp & (RING - 1)) * 12);
+    p->id = t->ids[k];
+    p->status = t->code[k] >= 0 && t->segs[t->code[k]].status == 0 ? 0 : -1;
+    t->rsp++;
+  }
+  __atomic_store_n(rsp_prod, t->rsp, __ATOMIC_SEQ_CST);
+  return n;
+}
+
+/* receive() from the generator: a batch of copies of one template frame, as the source peer. */
+static void rx_fill(struct path *x) {
+  for (uint32_t i = 0; i < x->budget; i++) {
+    memcpy(x->frames + (size_t)i * x->stride, x->tmpl, x->tlen);
+    x->lens[i] = x->tlen;
+  }
+}
+
+/*
+ * Delivers frames 0..count-1 of the batch into as many posted requests as there are, drops the rest.
+ * Frames delivered, 0 if no request, -1 on overflow.
+ */
+static long rx_deliver(struct path *x, uint32_t count) {
+  volatile uint32_t *req_prod = (uint32_t *)x->ring, *rsp_prod = (uint32_t *)(x->ring + 8);
+  uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
+  if (prod - x->cons > RING) return -1;
+  uint32_t avail = prod - x->cons, n = 0;
+  for (uint32_t i = 0; i < count && n < avail; i++) {
+    if (x->lens[i] > 4094) continue;
+    struct rxreq q;
+    memcpy(&q, x->ring + 64 + ((x->cons + n) & (RING - 1)) * 8, sizeof q);
+    x->ids[n] = q.id;
+    struct seg *s = &x->segs[n];
+    s->source.virt = (uint64_t)(uintptr_t)(x->frames + (size_t)i * x->stride);
+    s->dest.foreign.ref = q.gref;
+    s->dest.foreign.offset = 2;
+    s->dest.foreign.domid = (uint16_t)x->domid;
+    s->len = (uint16_t)x->lens[i];
+    s->flags = GNTCOPY_dest_gref;
+    s->status = 0;
+    n++;
+  }
+  if (!n) return 0;
+  sx_gdev_copy(x->gdev, x->segs, n);
+  for (uint32_t k = 0; k < n; k++) {
+    struct rxrsp *p = (struct rxrsp *)(x->ring + 64 + ((x->cons + k) & (RING - 1)) * 8);
+    p->id = x->ids[k];
+    p->flags = 0;
+    if (x->segs[k].status == 0) { p->offset = 2; p->status = (int16_t)x->segs[k].len; }
+    else { p->offset = 0; p->status = -1; }
+  }
+  x->cons += n;
+  __atomic_store_n(rsp_prod, x->cons, __ATOMIC_SEQ_CST);
+  return n;
+}
+
+/* One rx pass from the generator: a full batch received, as many delivered as requests are posted. */
+static long rx_pass(struct path *x) {
+  rx_fill(x);
+  return rx_deliver(x, x->budget);
+}
+
+static struct path tx_state, rx_state;
+
 /* Guest tx for `ms` milliseconds: returns packets copied out of the guest. */
 int ref_tx(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens, int ms) {
-  volatile uint32_t *req_prod = (uint32_t *)ring, *rsp_prod = (uint32_t *)(ring + 8);
-  uint32_t cons = *rsp_prod, rsp = cons;
-  static uint16_t ids[RING];
-  static int32_t code[RING];
+  struct path *t = &tx_state;
+  path_init(t, ring, gdev, domid, frames, stride, segs, budget, lens);
   long total = 0;
   double end = now_ms() + ms;
   for (int iter = 0;; iter++) {
     if ((iter & 63) == 0 && now_ms() >= end) break;
-    uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
-    if (prod - rsp > RING) return -1;
-    uint32_t n = 0, r = 0;
-    while (cons != prod && n < budget) {
-      struct txreq q;
-      memcpy(&q, ring + 64 + (cons & (RING - 1)) * 12, sizeof q); /* copy once */
-      cons++;
-      ids[r] = q.id;
-      if ((q.flags & 12) || q.size < 14 || q.offset + q.size > 4096) { code[r++] = -1; continue; }
-      struct seg *s = &segs[n];
-      s->source.foreign.ref = q.gref;
-      s->source.foreign.offset = q.offset;
-      s->source.foreign.domid = (uint16_t)domid;
-      s->dest.virt = (uint64_t)(uintptr_t)(frames + (size_t)n * stride);
-      s->len = q.size;
-      s->flags = GNTCOPY_source_gref;
-      s->status = 0;
-      lens[n] = q.size;
-      code[r++] = (int32_t)n++;
-    }
-    if (r == 0) { sched_yield(); continue; }
-    if (n) sx_gdev_copy(gdev, segs, n);
-    for (uint32_t k = 0; k < r; k++) {
-      struct txrsp *p = (struct txrsp *)(ring + 64 + (rsp & (RING - 1)) * 12);
-      p->id = ids[k];
-      p->status = code[k] >= 0 && segs[code[k]].status == 0 ? 0 : -1;
-      rsp++;
-    }
-    if (r) {
-      __atomic_store_n(rsp_prod, rsp, __ATOMIC_SEQ_CST);
-      total += n;
-    }
+    long n = tx_pass(t);
+    if (n < 0) return -1;
+    if (n == 0) sched_yield(); /* nothing posted (every request the bench posts is valid) */
+    total += n;
   }
   return (int)total;
 }
 
 /* Guest rx for `ms` milliseconds from a generator (one template frame, as the source peer): frames delivered. */
 int ref_rx(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t batch, uint32_t *lens, const uint8_t *tmpl, uint32_t tlen, int ms) {
-  volatile uint32_t *req_prod = (uint32_t *)ring, *rsp_prod = (uint32_t *)(ring + 8);
-  uint32_t cons = *rsp_prod;
-  static uint16_t ids[RING];
+  struct path *x = &rx_state;
+  path_init(x, ring, gdev, domid, frames, stride, segs, batch, lens);
+  x->tmpl = tmpl; x->tlen = tlen;
   long total = 0;
   double end = now_ms() + ms;
   for (int iter = 0;; iter++) {
     if ((iter & 63) == 0 && now_ms() >= end) break;
-    /* receive(): a batch of frames from the generator */
-    for (uint32_t i = 0; i < batch; i++) {
-      memcpy(frames + (size_t)i * stride, tmpl, tlen);
-      lens[i] = tlen;
-    }
-    uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
-    if (prod - cons > RING) return -1;
-    uint32_t avail = prod - cons, n = 0;
-    for (uint32_t i = 0; i < batch && n < avail; i++) {
-      if (lens[i] > 4094) continue;
-      struct rxreq q;
-      memcpy(&q, ring + 64 + ((cons + n) & (RING - 1)) * 8, sizeof q);
-      ids[n] = q.id;
-      struct seg *s = &segs[n];
-      s->source.virt = (uint64_t)(uintptr_t)(frames + (size_t)i * stride);
-      s->dest.foreign.ref = q.gref;
-      s->dest.foreign.offset = 2;
-      s->dest.foreign.domid = (uint16_t)domid;
-      s->len = (uint16_t)lens[i];
-      s->flags = GNTCOPY_dest_gref;
-      s->status = 0;
-      n++;
-    }
-    if (!n) { sched_yield(); continue; }
-    sx_gdev_copy(gdev, segs, n);
-    for (uint32_t k = 0; k < n; k++) {
-      struct rxrsp *p = (struct rxrsp *)(ring + 64 + ((cons + k) & (RING - 1)) * 8);
-      p->id = ids[k];
-      p->flags = 0;
-      if (segs[k].status == 0) { p->offset = 2; p->status = (int16_t)segs[k].len; }
-      else { p->offset = 0; p->status = -1; }
-    }
-    cons += n;
-    __atomic_store_n(rsp_prod, cons, __ATOMIC_SEQ_CST);
+    long n = rx_pass(x);
+    if (n < 0) return -1;
+    if (n == 0) sched_yield();
     total += n;
+  }
+  return (int)total;
+}
+
+/*
+ * Both directions of one vif for `ms`, as one worker serves it: a tx pass then an rx pass per
+ * wake-up, yielding only when neither had work. Returns tx + rx packets; *rx_out gets the rx part.
+ */
+int ref_bidir(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8_t *txframes, uint32_t txstride, uint8_t *rxframes, uint32_t rxstride, struct seg *txsegs, struct seg *rxsegs, uint32_t budget, uint32_t *txlens, uint32_t *rxlens, const uint8_t *tmpl, uint32_t tlen, int ms, int32_t *rx_out) {
+  struct path *t = &tx_state, *x = &rx_state;
+  path_init(t, txring, gdev, domid, txframes, txstride, txsegs, budget, txlens);
+  path_init(x, rxring, gdev, domid, rxframes, rxstride, rxsegs, budget, rxlens);
+  x->tmpl = tmpl; x->tlen = tlen;
+  long txn = 0, rxn = 0;
+  double end = now_ms() + ms;
+  for (int iter = 0;; iter++) {
+    if ((iter & 63) == 0 && now_ms() >= end) break;
+    long a = tx_pass(t), b = rx_pass(x);
+    if (a < 0 || b < 0) return -1;
+    if (a == 0 && b == 0) sched_yield();
+    txn += a;
+    rxn += b;
+  }
+  *rx_out = (int32_t)rxn;
+  return (int)(txn + rxn);
+}
+
+/* The in-daemon switch (native/l2switch.c), the same functions SwitchPeer.send / receive call. */
+int sw_send(void *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count);
+int sw_recv(void *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity);
+
+/*
+ * Guest to guest through the switch for `ms`: tx pass on vif A's ring, the batch sent from port A,
+ * port B's batch received and delivered into vif B's rx ring. Returns frames delivered to B.
+ */
+int ref_switch(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8_t *txframes, uint32_t txstride, uint8_t *rxframes, uint32_t rxstride, struct seg *txsegs, struct seg *rxsegs, uint32_t budget, uint32_t *txlens, uint32_t *rxlens, void *fabric, uint32_t port_a, uint32_t port_b, int ms) {
+  struct path *t = &tx_state, *x = &rx_state;
+  path_init(t, txring, gdev, domid, txframes, txstride, txsegs, budget, txlens);
+  path_init(x, rxring, gdev, domid, rxframes, rxstride, rxsegs, budget, rxlens);
+  long total = 0;
+  double end = now_ms() + ms;
+  for (int iter = 0;; iter++) {
+    if ((iter & 63) == 0 && now_ms() >= end) break;
+    long a = tx_pass(t);
+    if (a < 0) return -1;
+    if (a > 0) sw_send(fabric, port_a, t->frames, t->stride, t->lens, (uint32_t)a);
+    int m = sw_recv(fabric, port_b, x->frames, x->stride, x->lens, x->budget);
+    long b = m > 0 ? rx_deliver(x, (uint32_t)m) : 0;
+    if (b < 0) return -1;
+    if (a == 0 && m <= 0) sched_yield();
+    total += b;
   }
   return (int)total;
 }
@@ -150,6 +252,28 @@ int ref_ack(uint8_t *ring, int ms) {
     total += prod - rsp;
     rsp = prod;
     __atomic_store_n(rsp_prod, rsp, __ATOMIC_SEQ_CST);
+  }
+  return (int)total;
+}
+
+/* Two producers alone (bidir): both rings answered in turn, for `ms`: requests acknowledged on both. */
+int ref_ack2(uint8_t *ring1, uint8_t *ring2, int ms) {
+  uint8_t *rings[2] = { ring1, ring2 };
+  uint32_t rsp[2] = { *(volatile uint32_t *)(ring1 + 8), *(volatile uint32_t *)(ring2 + 8) };
+  long total = 0;
+  double end = now_ms() + ms;
+  for (int iter = 0;; iter++) {
+    if ((iter & 63) == 0 && now_ms() >= end) break;
+    int idle = 1;
+    for (int k = 0; k < 2; k++) {
+      uint32_t prod = __atomic_load_n((volatile uint32_t *)rings[k], __ATOMIC_SEQ_CST);
+      if (prod == rsp[k]) continue;
+      idle = 0;
+      total += prod - rsp[k];
+      rsp[k] = prod;
+      __atomic_store_n((volatile uint32_t *)(rings[k] + 8), rsp[k], __ATOMIC_SEQ_CST);
+    }
+    if (idle) sched_yield();
   }
   return (int)total;
 }
