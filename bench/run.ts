@@ -16,7 +16,7 @@ import { SCENARIO_NAMES, isScenarioName, loadScenario, type ScenarioName } from 
 const REPO = resolve(import.meta.dir, "..");
 const CHILD = join(import.meta.dir, "lib", "child.ts");
 /** A scenario process still running after this long is killed and reported as failed. */
-const TIMEOUT_S = { quick: 150, full: 900 };
+const TIMEOUT_S = { quick: 240, full: 1200 };
 
 function usage(): string {
   return `usage: bun run bench [SCENARIO ...] [--quick] [--out DIR] [--help]

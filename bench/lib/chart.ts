@@ -20,6 +20,14 @@ function pps(f: Figure): number | null {
   return k === undefined ? null : f.value * k;
 }
 
+/** 2500000 -> "2.5M", 100000 -> "100k". */
+function ppsTick(v: number): string {
+  const t = (x: number) => String(Number(x.toPrecision(3)));
+  if (v >= 1e6) return `${t(v / 1e6)}M`;
+  if (v >= 1e3) return `${t(v / 1e3)}k`;
+  return t(v);
+}
+
 /** A 1/2/5 x 10^k step giving about `n` ticks up to `max`. */
 function niceStep(max: number, n: number): number {
   const raw = max / n;
@@ -87,24 +95,42 @@ export function renderChart(figures: Figure[], subtitle: string): string {
       o.push(`</g>`);
       return;
     }
-    const maxY = Math.max(...series.flatMap((s) => s.points.map((p) => p.y)));
-    const step = niceStep(maxY / 1e6 || 1, 5) * 1e6;
-    const top = Math.ceil((maxY * 1.05) / step) * step || step;
-    const yOf = (v: number) => yBottom - (v / top) * PLOT_H;
-    const xOf = (x: number) => x0 + ((xs.indexOf(x) + 0.5) / xs.length) * plotW;
-    const decimals = step >= 1e6 ? 0 : step >= 1e5 ? 1 : 2;
-    for (let v = 0; v <= top + step / 2; v += step) {
-      const y = yOf(v).toFixed(1);
-      o.push(`<line x1="${x0}" y1="${y}" x2="${x0 + plotW}" y2="${y}" stroke="#ddd"/>`);
-      o.push(`<text x="${x0 - 6}" y="${Number(y) + 4}" text-anchor="end">${(v / 1e6).toFixed(decimals)}</text>`);
+    const ys = series.flatMap((s) => s.points.map((p) => p.y)).filter((y) => y > 0);
+    const maxY = Math.max(...ys, 1);
+    const minY = Math.min(...ys, maxY);
+    // Log scale when the series span more than 20x (a per-packet baseline next to a batched path),
+    // so every line stays readable; linear from 0 otherwise.
+    const log = maxY / minY > 20;
+    let yOf: (v: number) => number;
+    if (log) {
+      const lo = Math.floor(Math.log10(minY)), hi = Math.ceil(Math.log10(maxY * 1.05));
+      yOf = (v: number) => yBottom - ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * PLOT_H;
+      for (let d = lo; d <= hi; d++) {
+        for (const m of d < hi ? [1, 2, 5] : [1]) {
+          const v = m * 10 ** d;
+          const y = yOf(v).toFixed(1);
+          o.push(`<line x1="${x0}" y1="${y}" x2="${x0 + plotW}" y2="${y}" stroke="${m === 1 ? "#ccc" : "#eee"}"/>`);
+          if (m === 1 || hi - lo <= 3) o.push(`<text x="${x0 - 6}" y="${Number(y) + 4}" text-anchor="end"${m === 1 ? "" : ' fill="#777" font-size="10"'}>${ppsTick(v)}</text>`);
+        }
+      }
+    } else {
+      const step = niceStep(maxY / 1e6 || 1, 5) * 1e6;
+      const top = Math.ceil((maxY * 1.05) / step) * step || step;
+      yOf = (v: number) => yBottom - (v / top) * PLOT_H;
+      for (let v = 0; v <= top + step / 2; v += step) {
+        const y = yOf(v).toFixed(1);
+        o.push(`<line x1="${x0}" y1="${y}" x2="${x0 + plotW}" y2="${y}" stroke="#ddd"/>`);
+        o.push(`<text x="${x0 - 6}" y="${Number(y) + 4}" text-anchor="end">${ppsTick(v)}</text>`);
+      }
     }
+    const xOf = (x: number) => x0 + ((xs.indexOf(x) + 0.5) / xs.length) * plotW;
     for (const x of xs) {
       o.push(`<line x1="${xOf(x)}" y1="${yBottom}" x2="${xOf(x)}" y2="${yBottom + 5}" stroke="#333"/>`);
       o.push(`<text x="${xOf(x)}" y="${yBottom + 19}" text-anchor="middle">${x}</text>`);
     }
     o.push(`<text x="${x0 + plotW / 2}" y="${yBottom + 40}" text-anchor="middle">${esc(panel.xLabel)}</text>`);
     const yMid = y0 + PLOT_H / 2;
-    o.push(`<text x="${x0 - 46}" y="${yMid}" text-anchor="middle" transform="rotate(-90 ${x0 - 46} ${yMid})">million packets per second</text>`);
+    o.push(`<text x="${x0 - 46}" y="${yMid}" text-anchor="middle" transform="rotate(-90 ${x0 - 46} ${yMid})">packets per second${log ? " (log scale)" : ""}</text>`);
     for (const s of series) {
       const c = color(s.name);
       const pts = s.points.map((p) => `${xOf(p.x).toFixed(1)},${yOf(p.y).toFixed(1)}`).join(" ");

@@ -31,18 +31,36 @@ function grid(rows: string[][], indent: string): string[] {
   return rows.map((r) => indent + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("   ").trimEnd());
 }
 
-/** Figures as a grid: one row per label, one column per series (each figure next to its baselines). */
-function figureGrid(figures: Figure[]): string[] {
-  const series: string[] = [];
+/**
+ * Figures as grids: one row per label, one column per series, so each figure sits next to its
+ * baselines. Rows measured by the same set of series share one grid (a scenario with figures of
+ * several kinds gets one compact grid per kind rather than one wide, mostly empty one).
+ */
+function figureGrids(figures: Figure[]): string[] {
   const labels: string[] = [];
+  const seriesOf = new Map<string, string[]>();
   const cell = new Map<string, string>();
   for (const f of figures) {
-    if (!series.includes(f.series)) series.push(f.series);
     if (!labels.includes(f.label)) labels.push(f.label);
+    const s = seriesOf.get(f.label) ?? [];
+    if (!s.includes(f.series)) s.push(f.series);
+    seriesOf.set(f.label, s);
     cell.set(`${f.label}\0${f.series}`, formatValue(f.value, f.unit));
   }
-  const rows = [["", ...series], ...labels.map((l) => [l, ...series.map((s) => cell.get(`${l}\0${s}`) ?? "-")])];
-  return grid(rows, "  ");
+  const groups = new Map<string, { series: string[]; labels: string[] }>();
+  for (const l of labels) {
+    const series = seriesOf.get(l)!;
+    const key = [...series].sort().join("\0");
+    const g = groups.get(key) ?? { series, labels: [] };
+    g.labels.push(l);
+    groups.set(key, g);
+  }
+  const out: string[] = [];
+  for (const g of groups.values()) {
+    const rows = [["", ...g.series], ...g.labels.map((l) => [l, ...g.series.map((s) => cell.get(`${l}\0${s}`) ?? "-")])];
+    out.push(...grid(rows, "  "));
+  }
+  return out;
 }
 
 export function renderTable(entries: RunEntry[], header: string[]): string {
@@ -59,7 +77,7 @@ export function renderTable(entries: RunEntry[], header: string[]): string {
       continue;
     }
     out.push(head);
-    if (r.figures.length) out.push(...figureGrid(r.figures));
+    if (r.figures.length) out.push(...figureGrids(r.figures));
     if (r.ratios.length) {
       const rows = r.ratios.map((q) => {
         const goal = q.goal === null ? "" : `goal ${q.goal.toFixed(2)}`;
