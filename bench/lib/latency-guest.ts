@@ -3,8 +3,10 @@
 //  - "evtchn": notify the backend, wait for its notify back (the event-channel ping-pong alone);
 //  - "backend": post one 64 B frame on A's tx ring and notify; wait until it arrives on B's rx ring
 //    (through qnicd's tx path, the in-daemon switch and qnicd's rx path) and the backend notifies.
-// Modes alternate in blocks; the latencies (ns) go to stdout as JSON at the end.
-//   bun bench/lib/latency-guest.ts <sim dir> <domid> <rounds per block> <blocks>
+// Modes alternate in blocks; the latencies (ns) go to <out file> as JSON at the end (a file, not
+// stdout: a large write to a pipe may not be flushed before the process exits).
+//   bun bench/lib/latency-guest.ts <sim dir> <domid> <rounds per block> <blocks> <out file>
+import { writeFileSync } from "node:fs";
 import { buildUdpFrame, parseMac } from "../../src/net/frames.ts";
 import { openGuestDomain, type SimEventChannelDevice } from "../../src/sim/hypervisor/index.ts";
 
@@ -14,7 +16,7 @@ export const LAT_STOP = 0x53544f50;
 const MASK = 255;
 
 if (import.meta.main) {
-  const [dir, domidS, roundsS, blocksS] = process.argv.slice(2);
+  const [dir, domidS, roundsS, blocksS, outFile] = process.argv.slice(2);
   const g = openGuestDomain(dir!, Number(domidS));
   const rounds = Number(roundsS), blocks = Number(blocksS);
   const page = () => {
@@ -91,9 +93,9 @@ if (import.meta.main) {
     for (let r = 0; r < rounds; r++) lat.evtchn.push(evtchnRound());
     for (let r = 0; r < rounds; r++) lat.backend.push(backendRound());
   }
+  writeFileSync(outFile!, JSON.stringify(lat));
   Atomics.store(tx.u32, 15, LAT_STOP);
   ev.notify(port);
-  process.stdout.write(`${JSON.stringify(lat)}\n`);
   g.close();
   process.exit(0);
 }

@@ -5,6 +5,7 @@
 // until the frame is in its rx ring. Baseline, alternating in blocks with the same processes and
 // event channel: the event-channel ping-pong alone (notify, the backend notifies back), so the
 // backend's added latency is the difference.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/frame-batch.ts";
 import { buildUdpFrame, parseMac } from "../../src/net/frames.ts";
@@ -32,7 +33,8 @@ async function run(opts: ScenarioOptions): Promise<ScenarioResult> {
   const a = new SwitchPeer(fabric.address, "qnb-lat-a");
   const b = new SwitchPeer(fabric.address, "qnb-lat-b");
   const scratch = new WorkerScratch(BUDGET);
-  const guest = Bun.spawn([process.execPath, join(import.meta.dir, "..", "lib", "latency-guest.ts"), dir, String(domid), String(rounds), String(blocks)], { stdout: "pipe", stderr: "inherit" });
+  const latFile = join(opts.workDir, "latency.json");
+  const guest = Bun.spawn([process.execPath, join(import.meta.dir, "..", "lib", "latency-guest.ts"), dir, String(domid), String(rounds), String(blocks), latFile], { stdout: "pipe", stderr: "inherit" });
   const unmaps: (() => void)[] = [];
   try {
     const lines = lineReader(guest.stdout as ReadableStream<Uint8Array>);
@@ -74,8 +76,9 @@ async function run(opts: ScenarioOptions): Promise<ScenarioResult> {
       frames += p.packets;
       if (p.notify || q.notify) ev.notify(bp);
     }
-    const lat = JSON.parse(await lines.next()) as { evtchn: number[]; backend: number[] };
-    await guest.exited;
+    const code = await guest.exited;
+    if (code !== 0) throw new Error(`latency: the guest process exited ${code} (its stderr says why)`);
+    const lat = JSON.parse(readFileSync(latFile, "utf8")) as { evtchn: number[]; backend: number[] };
     rx.close();
     ev.unbind(bp);
     const us = (ns: number) => ns / 1000;
