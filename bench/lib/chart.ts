@@ -23,6 +23,7 @@ function pps(f: Figure): number | null {
 /** 2500000 -> "2.5M", 100000 -> "100k". */
 function ppsTick(v: number): string {
   const t = (x: number) => String(Number(x.toPrecision(3)));
+  if (v >= 1e9) return `${t(v / 1e9)}G`;
   if (v >= 1e6) return `${t(v / 1e6)}M`;
   if (v >= 1e3) return `${t(v / 1e3)}k`;
   return t(v);
