@@ -10,7 +10,7 @@ import { errnoName } from "./errno.ts";
 export type TapIoMode = "auto" | "uring" | "plain";
 
 export interface TapPeerOptions {
-  /** auto: io_uring, plain loops if io_uring_setup fails; uring: io_uring or throw; plain: loops. */
+  /** auto: io_uring, plain loops if io_uring cannot be set up or cannot do nonblocking I/O on the fd; uring: io_uring or throw; plain: loops. */
   io?: TapIoMode;
   /** io_uring SQ entries: the most frames one io_uring_enter carries (larger batches take several). */
   ringEntries?: number;
@@ -33,7 +33,11 @@ export class TapPeer implements Peer {
     const io = opts.io ?? "auto";
     const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
     if (!ctx) {
-      const what = err[0] === 9 ? "fd is not open (EBADF): pass the fd from the PeerHandle the backend created" : `${io === "uring" ? "io_uring_setup" : "setting up"} failed: ${errnoName(err[0])}${io === "uring" ? " (io_uring is off here: kernel.io_uring_disabled or a seccomp profile; use io: 'auto' or 'plain')" : ""}`;
+      const why =
+        errnoName(err[0]) === "EOPNOTSUPP"
+          ? " (this kernel's TAP driver cannot do nonblocking io_uring reads and writes, RWF_NOWAIT; use io: 'auto' or 'plain')"
+          : " (io_uring is off here: kernel.io_uring_disabled or a seccomp profile; use io: 'auto' or 'plain')";
+      const what = err[0] === 9 ? "fd is not open (EBADF): pass the fd from the PeerHandle the backend created" : `${io === "uring" ? "io_uring_setup" : "setting up"} failed: ${errnoName(err[0])}${io === "uring" ? why : ""}`;
       throw new Error(`TAP ${name}: ${what}`);
     }
     this.ctx = ctx;
