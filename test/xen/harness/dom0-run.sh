@@ -202,13 +202,14 @@ qnicd_check() {
   # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
   (cd /qnicd && exec $R/bun src/main.ts --platform xen ${QNICD_ARGS:-}) > /tmp/qnicd.log 2>&1 &
   local qpid=$! health="" w0; w0=$(now)
+  # The daemon's log as it happens: a run cut off by the host's timeout still shows what qnicd did.
+  tail -n +1 -F /tmp/qnicd.log 2>/dev/null | while IFS= read -r line; do say "[qnicd] $line"; done &
   while within "$w0" 60; do
     health=$(http_get /health) && [ -n "$health" ] && break
     kill -0 $qpid 2>/dev/null || break
     sleep 0.2
   done
   if ! kill -0 $qpid 2>/dev/null; then
-    while IFS= read -r l; do say "[qnicd] $l"; done < /tmp/qnicd.log
     step qnicd fail "qnicd exited before answering /health"; return
   fi
   result "qnicd_ready_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}') health=$(echo $health | tr -d ' ' | head -c 200)"
@@ -264,7 +265,7 @@ qnicd_check() {
   else
     wait $qpid; result "qnicd_exit status=$? (died by itself)"
   fi
-  while IFS= read -r l; do say "[qnicd] $l"; done < <(tail -40 /tmp/qnicd.log)
+  sleep 0.5; pkill -f "tail -n \+1 -F /tmp/qnicd.log" 2>/dev/null
   if [ -z "$fail" ]; then step qnicd ok "both sides Connected, /vifs shows the vif"; else step qnicd fail "$fail"; fi
 }
 

@@ -37,6 +37,8 @@ export interface TestbedOptions {
   timeoutS?: number;
   /** QEMU's TCG threading: "single" (one host thread for all vCPUs) or "multi" (MTTCG). */
   tcgThread?: "single" | "multi";
+  /** QEMU -cpu model (default max; QNICD_XEN_CPU overrides). */
+  cpu?: string;
   /** vCPUs of the emulated machine (Xen's pCPUs). */
   smp?: number;
   log?: (line: string) => void;
@@ -84,7 +86,7 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
 
     const xenArgs = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot smap=0 smep=0 tsc=unstable";
     const args = [
-      "-accel", `tcg,thread=${opts.tcgThread ?? process.env.QNICD_XEN_TCG_THREAD ?? "multi"}`, "-cpu", "max", "-m", "3072",
+      "-accel", `tcg,thread=${opts.tcgThread ?? process.env.QNICD_XEN_TCG_THREAD ?? "multi"}`, "-cpu", opts.cpu ?? process.env.QNICD_XEN_CPU ?? "max", "-m", "3072",
       "-smp", String(opts.smp ?? (Number(process.env.QNICD_XEN_SMP) || 1)),
       "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nic", "none",
       "-kernel", join(images, "xen"),
