@@ -4,7 +4,8 @@
 //   1. kernel netback baseline: pings 56..1472 both ways without loss, a 16 MB TCP transfer each
 //      way with equal sha256, throughput recorded (for the later qnicd/netback ratio);
 //   2. the real platform (src/platform/xen.ts) under Bun in dom0: map, copy statuses, evtchn;
-//   3. qnicd as the backend (when src/main.ts exists): both sides Connected, /vifs shows the vif.
+//   3. qnicd as the backend: both sides Connected, /vifs shows the vif, and the same pings and TCP
+//      transfers as the baseline, so the throughput ratio qnicd / netback comes from one boot.
 // Nothing here is skipped: a machine that cannot run it fails with one line saying why.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -80,7 +81,13 @@ describe("real Xen under QEMU", () => {
   test("the real platform under Bun in dom0: grant map, copy with per-segment statuses, event channels", () => expectStep("platform"));
 
   if (hasDaemon) {
-    test("qnicd --platform xen as the backend: both sides Connected and /vifs shows the vif", () => expectStep("qnicd"));
+    test("qnicd --platform xen as the backend: both sides Connected, /vifs shows the vif, pings 56..1472 both ways, 16 MB TCP each way with equal sha256", () => {
+      expectStep("qnicd");
+      const r = needRun();
+      expect(r.results.filter((l) => /^qnicd_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
+      expect(r.results.some((l) => /^qnicd_tcp_up .*mbps=[0-9.]+$/.test(l))).toBe(true);
+      expect(r.results.some((l) => /^qnicd_tcp_down .*mbps=[0-9.]+$/.test(l))).toBe(true);
+    });
   } else {
     test.todo("qnicd --platform xen as the backend: waits for the daemon (src/main.ts is not there yet)");
   }
