@@ -38,6 +38,8 @@ test("writes every ring and feature key in one transaction, then goes straight f
   });
   await be.offer();
   await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  // The watcher's callback reads asynchronously: it may record Connected a moment after the read above.
+  await until("the watcher saw Connected", () => stateSeen.at(-1) === "4");
   // Every snapshot has none of the ring keys or all of them: they were written in one transaction.
   for (const snap of keySnapshots) expect([0, ringKeys.length]).toContain(snap.length);
   // Never Initialised (3): the only state the driver writes is Connected.
