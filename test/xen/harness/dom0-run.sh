@@ -250,7 +250,18 @@ qnicd_check() {
     fi
     say "[qnicd-diag] /vifs/vif$domid.0 after traffic: $(http_get /vifs/vif$domid.0 | head -c 1500)"
     say "[qnicd-diag] $(ip -s -o link show vif$domid.0 2>&1 | head -c 600)"
+    # xl destroy must leave qnicd holding nothing of the guest: its grant mappings (gntdev lines in
+    # the daemon's maps, rings included) gone, and the vif gone from /vifs (ports are unbound with it).
+    local held gone=0 d0; held=$(grep -c /dev/xen/gntdev /proc/$qpid/maps)
     $XL destroy guest2 >/dev/null 2>&1
+    d0=$(now)
+    while within "$d0" 30; do
+      if [ "$(grep -c /dev/xen/gntdev /proc/$qpid/maps)" = 0 ] && ! http_get /vifs | grep -q "vif$domid.0"; then gone=1; break; fi
+      sleep 0.2
+    done
+    result "qnicd_destroy gntdev_mappings_while_connected=$held after=$(grep -c /dev/xen/gntdev /proc/$qpid/maps) vif_forgotten=$gone after_s=$(elapsed "$d0")"
+    [ "$held" -gt 0 ] || fail="$fail no gntdev mapping seen while the vif was connected (the check would prove nothing);"
+    [ $gone = 1 ] || fail="$fail after xl destroy qnicd still holds guest mappings or lists vif$domid.0;"
   fi
   if kill -0 $qpid 2>/dev/null; then
     kill $qpid
