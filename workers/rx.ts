@@ -19,6 +19,7 @@ import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts
 import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
+import { overflowMessage } from "./ring-checks.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
@@ -66,14 +67,14 @@ export class RxPath {
 
   attachError(): string | null {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("rx", prod, this.rspProdPvt) : null;
   }
 
   /** Requests posted and not yet taken, or -1 with `fault` set when req_prod is more than a ring ahead (XSA-39). */
   private available(): number {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
     if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      this.pass.fault = overflowMessage(prod, this.rspProdPvt);
+      this.pass.fault = overflowMessage("rx", prod, this.rspProdPvt);
       return -1;
     }
     return (prod - this.reqCons) >>> 0;
@@ -285,8 +286,4 @@ export class RxPath {
   close(): void {
     this.queue.free();
   }
-}
-
-function overflowMessage(prod: number, rspProdPvt: number): string {
-  return `rx req_prod 0x${(prod >>> 0).toString(16)} is more than a ring ahead of 0x${(rspProdPvt >>> 0).toString(16)}`;
 }

@@ -18,6 +18,7 @@ import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
 import { RxQueue } from "./rx-queue.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
+import { overflowMessage } from "./ring-checks.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
@@ -52,14 +53,14 @@ export class SeedRxPath {
 
   attachError(): string | null {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("rx", prod, this.rspProdPvt) : null;
   }
 
   /** Requests posted and not yet taken (req_prod read each time, as the seed does per frame), or -1 with `fault` set. */
   private available(): number {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
     if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      this.pass.fault = overflowMessage(prod, this.rspProdPvt);
+      this.pass.fault = overflowMessage("rx", prod, this.rspProdPvt);
       return -1;
     }
     return (prod - this.reqCons) >>> 0;
@@ -219,8 +220,4 @@ export class SeedRxPath {
   close(): void {
     this.queue.free();
   }
-}
-
-function overflowMessage(prod: number, rspProdPvt: number): string {
-  return `rx req_prod 0x${(prod >>> 0).toString(16)} is more than a ring ahead of 0x${(rspProdPvt >>> 0).toString(16)}`;
 }

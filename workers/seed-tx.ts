@@ -28,18 +28,15 @@ import {
   NETTXF_extra_info,
   NETTXF_more_data,
   XEN_NETBK_LEGACY_SLOTS_MAX,
-  XEN_NETIF_EXTRA_FLAG_MORE,
-  XEN_NETIF_EXTRA_TYPE_MAX,
-  XEN_NETIF_EXTRA_TYPE_NONE,
 } from "../src/xen/netif.ts";
 import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { finalCheckForRequests, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import type { WorkerScratch } from "./scratch.ts";
 import type { TxPass } from "./tx.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
 const W_REQ_PROD = RingHeader.reqProd >> 2;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 const ETH_HLEN = 14;
@@ -83,6 +80,9 @@ export class SeedTxPath {
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
   private readonly csum = new Uint8Array(1);
+  /** An unsupported packet's responses, gathered before any is written. */
+  private readonly restId = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
+  private readonly restSeg = new Int32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
 
   constructor(page: ArrayBuffer, private readonly domid: number) {
     this.u32 = new Uint32Array(page, 0, 1024);
@@ -95,7 +95,7 @@ export class SeedTxPath {
 
   attachError(): string | null {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("tx", prod, this.rspProdPvt) : null;
   }
 
   /** Same shape as TxPath.service; `notify` is always false: every response was notified as it was pushed. */
@@ -106,7 +106,7 @@ export class SeedTxPath {
     pass.fault = null;
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
     if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      pass.fault = overflowMessage(prod, this.rspProdPvt);
+      pass.fault = overflowMessage("tx", prod, this.rspProdPvt);
       return pass;
     }
     if (this.one === null || this.oneBytes !== s.txFrames.bytes) {
@@ -186,41 +186,12 @@ export class SeedTxPath {
    */
   private answerUnsupported(first: number, flags: number, id: number, prod: number, c: VifCounters): string | null {
     // Walk first, answer after: a violation must not leave half a packet answered.
-    const ids: number[] = [];
-    const nulls: boolean[] = [];
-    let idx = (first + 1) >>> 0;
-    let slots = 1;
-    const take = (): number | string => {
-      if (idx === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-      if (slots >= XEN_NETBK_LEGACY_SLOTS_MAX) return `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
-      const off = 64 + (idx & MASK) * 12;
-      idx = (idx + 1) >>> 0;
-      slots++;
-      return off;
-    };
-    if (flags & NETTXF_extra_info) {
-      for (let more = true; more; ) {
-        const off = take();
-        if (typeof off === "string") return off;
-        const type = this.u8[off];
-        const eflags = this.u8[off + 1];
-        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) return `tx extra info type ${type} is unknown`;
-        ids.push(0);
-        nulls.push(true);
-        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
-      }
-    }
-    let f = flags;
-    while (f & NETTXF_more_data) {
-      const off = take();
-      if (typeof off === "string") return off;
-      f = this.u16[(off + 6) >> 1];
-      ids.push(this.u16[(off + 8) >> 1]);
-      nulls.push(false);
-    }
-    this.reqCons = idx;
-    this.respond(id, NETIF_RSP_ERROR, c);
-    for (let k = 0; k < ids.length; k++) this.respond(ids[k], nulls[k] ? NETIF_RSP_NULL : NETIF_RSP_ERROR, c);
+    const n = walkUnsupportedTx(this.u8, this.u16, MASK, first, flags, prod, this.restId, this.restSeg, 0);
+    if (typeof n === "string") return n;
+    this.reqCons = (first + n) >>> 0;
+    this.restId[0] = id;
+    this.restSeg[0] = R_ERROR;
+    for (let k = 0; k < n; k++) this.respond(this.restId[k], this.restSeg[k] === R_NULL ? NETIF_RSP_NULL : NETIF_RSP_ERROR, c);
     return null;
   }
 
@@ -239,16 +210,6 @@ export class SeedTxPath {
 
   /** RING_FINAL_CHECK_FOR_REQUESTS, as TxPath.finalCheck. */
   finalCheck(): boolean {
-    if ((Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons) return true;
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    return (Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons;
+    return finalCheckForRequests(this.u32, this.reqCons);
   }
-}
-
-function hex(n: number): string {
-  return (n >>> 0).toString(16);
-}
-
-function overflowMessage(prod: number, rspProdPvt: number): string {
-  return `tx req_prod 0x${hex(prod)} is more than a ring ahead of 0x${hex(rspProdPvt)}`;
 }

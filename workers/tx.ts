@@ -20,26 +20,19 @@ import {
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
-  XEN_NETIF_EXTRA_FLAG_MORE,
-  XEN_NETIF_EXTRA_TYPE_MAX,
-  XEN_NETIF_EXTRA_TYPE_NONE,
 } from "../src/xen/netif.ts";
 import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { finalCheckForRequests, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
 const W_REQ_PROD = RingHeader.reqProd >> 2;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 /** Smallest frame: an Ethernet header (the seed and netback refuse less). */
 const ETH_HLEN = 14;
 const PAGE = 4096;
-/** txRespSeg codes for responses that carry no segment. */
-const R_ERROR = -1;
-const R_NULL = -2;
 /** Flags this data path cannot honour yet: multi-slot packets and extra-info slots (no SG/GSO offered). */
 const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
 
@@ -79,7 +72,7 @@ export class TxPath {
   /** Connect-time check, as netback's xenvif_map_frontend_data_rings: null when the ring is sane. */
   attachError(): string | null {
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage(prod, this.rspProdPvt) : null;
+    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("tx", prod, this.rspProdPvt) : null;
   }
 
   /**
@@ -94,7 +87,7 @@ export class TxPath {
     // One read of req_prod per pass (seq-cst load: the slots it covers are read after it).
     const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
     if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      pass.fault = overflowMessage(prod, this.rspProdPvt);
+      pass.fault = overflowMessage("tx", prod, this.rspProdPvt);
       return pass;
     }
     const frames = s.txFrames;
@@ -130,7 +123,7 @@ export class TxPath {
         // them is later misread as a packet of its own. (The seed answers only the first slot and
         // then parses an extra-info slot as a request: a response with a made-up id, which Linux
         // netfront treats as fatal.)
-        const end = this.consumeRest(first, flags, prod, respId, respSeg, nresp);
+        const end = walkUnsupportedTx(this.u8, u16, MASK, first, flags, prod, respId, respSeg, nresp);
         if (typeof end === "string") {
           pass.fault = end;
           cons = first; // the faulty packet is not consumed: the vif is going away
@@ -216,47 +209,6 @@ export class TxPath {
     return pass;
   }
 
-  /**
-   * The slots after an unsupported first slot at `first`: extra-info slots (answered NULL) while
-   * XEN_NETIF_EXTRA_FLAG_MORE, then more_data fragments (answered ERROR). Returns the response
-   * count after them (the first slot's own response is at `at`), or why the packet is a protocol
-   * violation (the same checks as netback's xenvif_get_extras and xenvif_count_requests).
-   */
-  private consumeRest(first: number, flags: number, prod: number, respId: Uint16Array, respSeg: Int32Array, at: number): number | string {
-    let idx = (first + 1) >>> 0;
-    let n = at + 1;
-    let slots = 1;
-    const take = (): number | string => {
-      if (idx === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-      if (slots >= XEN_NETBK_LEGACY_SLOTS_MAX) return `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
-      const off = 64 + (idx & MASK) * 12;
-      idx = (idx + 1) >>> 0;
-      slots++;
-      return off;
-    };
-    if (flags & NETTXF_extra_info) {
-      for (let more = true; more; ) {
-        const off = take();
-        if (typeof off === "string") return off;
-        const type = this.u8[off];
-        const eflags = this.u8[off + 1];
-        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) return `tx extra info type ${type} is unknown`;
-        respId[n] = 0;
-        respSeg[n++] = R_NULL;
-        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
-      }
-    }
-    let f = flags;
-    while (f & NETTXF_more_data) {
-      const off = take();
-      if (typeof off === "string") return off;
-      f = this.u16[(off + 6) >> 1];
-      respId[n] = this.u16[(off + 8) >> 1];
-      respSeg[n++] = R_ERROR;
-    }
-    return n;
-  }
-
   /** Drops the frames whose copy failed from the batch (a rare, guest-caused path); returns the count kept. */
   private compact(s: WorkerScratch, nseg: number): number {
     const frames = s.txFrames;
@@ -274,14 +226,9 @@ export class TxPath {
     return w;
   }
 
-  /**
-   * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
-   * request, then look again, so a request posted meanwhile is never left without a wake-up.
-   */
+  /** RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked. */
   finalCheck(): boolean {
-    if ((Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons) return true;
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0); // seq-cst store: the mb() the macro needs
-    return (Atomics.load(this.u32, W_REQ_PROD) >>> 0) !== this.reqCons;
+    return finalCheckForRequests(this.u32, this.reqCons);
   }
 
   /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY. The seq-cst store orders the slot writes before rsp_prod and the rsp_event read after it. */
@@ -289,12 +236,4 @@ export class TxPath {
     Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
     return needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0);
   }
-}
-
-function hex(n: number): string {
-  return (n >>> 0).toString(16);
-}
-
-function overflowMessage(prod: number, rspProdPvt: number): string {
-  return `tx req_prod 0x${hex(prod)} is more than a ring ahead of 0x${hex(rspProdPvt)}`;
 }
