@@ -86,7 +86,8 @@ async function benchTap(results: Record<string, unknown>) {
   execFileSync("gcc", ["-O2", "-o", writer, join(import.meta.dir, "tap-writer.c")]);
   const injector = join(dir, "tap-injector");
   execFileSync("gcc", ["-O2", "-o", injector, join(import.meta.dir, "tap-injector.c")]);
-  const prov = new TapProvisioner({ bridge: null });
+  // Raw frames: the C reference writer shares the fd and writes no virtio_net_hdr.
+  const prov = new TapProvisioner({ bridge: null, vnetHdr: false });
   const handle = prov.create(`qnbench${process.pid % 10000}`);
   execFileSync("ip", ["link", "set", "dev", handle.name, "txqueuelen", "8192"]); // room for the injector's 4096 frames
   const peers: Record<TapIoMode, TapPeer> = {

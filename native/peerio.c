@@ -6,17 +6,39 @@
 // Raw io_uring: io_uring_setup + mmap of the SQ/CQ rings and SQE array, io_uring_enter; no liburing.
 // A batch is `count` frames at base + i*stride with lengths in lens[i] (the peer.ts FrameBatch).
 // Every entry point returns an i32: a count (>= 0) or -errno.
+//
+// A TAP opened with IFF_VNET_HDR (the backend's, native/tap.c) carries a virtio_net_hdr before
+// every frame in both directions. The header never shares memory with the frame: each in-flight
+// frame has its own header buffer and a two-entry iovec in this context (allocated once at open),
+// and frames move with READV/WRITEV, so the frame batch's layout is the same for every peer. On
+// writes the header is built from the batch's per-frame meta word (peer.ts FRAME_META_*): checksum
+// offload (NEEDS_CSUM) and TCP GSO; on reads it is dropped (the TAP's offloads are off, so the
+// kernel hands us only whole, checksummed frames).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/io_uring.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include "l4.h"
+
+// The per-frame meta word of a frame batch (src/net/peer.ts says the same): 0 = a plain frame.
+#define META_GSO_SIZE(m) ((m) & 0xffffu)
+#define META_GSO_TYPE(m) (((m) >> 16) & 0xfu) // XEN_NETIF_GSO_TYPE_TCPV4 1, _TCPV6 2
+#define META_CSUM (1u << 24)                  // checksum partial (NETTXF_csum_blank)
+// Largest header accepted from TUNGETVNETHDRSZ (10: virtio_net_hdr, 12: with num_buffers).
+#define VNET_MAX 16
 
 // Counters JS reads through toArrayBuffer of the context (so it never caches them: pitfall 1).
 enum {
@@ -26,6 +48,7 @@ enum {
     ST_LAST_ERRNO,   // errno of the last failure, for a one-line error
     ST_URING,        // 1 when this context uses io_uring
     ST_RECV_HINT,    // reads the next receive() posts first (adapts to the arrival rate)
+    ST_VNET,         // virtio_net_hdr bytes per frame on this fd (0: plain frames)
     ST_COUNT = 8,
 };
 
@@ -43,6 +66,10 @@ struct pio {
     size_t sq_map_len, cq_map_len, sqes_len;
     int32_t *res;    // per-frame result of the last receive(), for compaction
     unsigned res_cap;
+    unsigned vnet;   // virtio_net_hdr bytes before every frame on this fd, 0 without IFF_VNET_HDR
+    uint8_t *hdrs;   // vnet: one header buffer per frame in flight (VNET_MAX bytes each)
+    struct iovec *iov; // vnet: two iovecs (header, frame) per frame in flight
+    unsigned slots;  // frames in flight at most: SQ entries, or 1 for plain I/O
 };
 
 static int uring_setup(unsigned entries, struct io_uring_params *p) {
@@ -139,6 +166,25 @@ static int ring_init(struct pio *c, unsigned entries) {
     return 0;
 }
 
+void pio_close(struct pio *c);
+
+// Whether the fd carries virtio_net_hdrs (TUNGETIFF fails on a non-TAP fd: no header then) and
+// buffers for them; 0 or -1 with errno set.
+static int vnet_setup(struct pio *c) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    if (ioctl(c->fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_VNET_HDR)) return 0;
+    int sz = 0;
+    if (ioctl(c->fd, TUNGETVNETHDRSZ, &sz) < 0) return -1;
+    if (sz < (int)sizeof(struct virtio_net_hdr) || sz > VNET_MAX) { errno = EINVAL; return -1; }
+    c->vnet = (unsigned)sz;
+    c->slots = c->ring_fd >= 0 ? c->sq_entries : 1;
+    c->hdrs = calloc(c->slots, VNET_MAX);
+    c->iov = calloc((size_t)c->slots * 2, sizeof(struct iovec));
+    if (!c->hdrs || !c->iov) { errno = ENOMEM; return -1; }
+    return 0;
+}
+
 /**
  * Wraps `fd` (an open, nonblocking TAP: IFF_TAP|IFF_NO_PI). mode 0: io_uring, falling back to
  * plain I/O if io_uring cannot be set up; 1: plain I/O; 2: io_uring or fail. err[0] gets the
@@ -163,8 +209,14 @@ struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
             if (mode == 2) { free(c); return NULL; }
         }
     }
+    if (vnet_setup(c) < 0) {
+        err[0] = errno;
+        pio_close(c);
+        return NULL;
+    }
     c->st[ST_SYSCALLS] = 0; // the probe is setup, not traffic
     c->st[ST_URING] = c->ring_fd >= 0;
+    c->st[ST_VNET] = c->vnet;
     c->st[ST_RECV_HINT] = 8;
     return c;
 }
@@ -173,6 +225,8 @@ void pio_close(struct pio *c) {
     if (!c) return;
     unmap_ring(c);
     free(c->res);
+    free(c->hdrs);
+    free(c->iov);
     free(c);
 }
 
@@ -217,25 +271,86 @@ static int submit_and_wait(struct pio *c, unsigned tail, unsigned n, cqe_fn fn, 
     return 0;
 }
 
-struct send_ctx { const uint32_t *lens; unsigned ok; };
+/**
+ * The virtio_net_hdr for one outgoing frame (`hdr`, c->vnet bytes, zeroed first) from its meta word.
+ * Checksum partial: NEEDS_CSUM with csum_start/csum_offset at the TCP/UDP checksum, whose field gets
+ * the pseudo-header sum CHECKSUM_PARTIAL expects (a guest may have left anything there); a frame
+ * whose L4 header cannot be found goes as it is, as the software fill leaves it. GSO: TCP over the
+ * IP version the type names, with hdr_len covering the TCP header, else -EINVAL (the frame is a
+ * drop: the kernel would refuse it too). Netfront's GSO packets are always checksum partial.
+ */
+static int vnet_header(uint8_t *f, uint32_t len, uint32_t meta, uint8_t *hdr, unsigned vnet) {
+    memset(hdr, 0, vnet);
+    unsigned gso = META_GSO_TYPE(meta);
+    if (!(meta & META_CSUM) && !gso) return 0;
+    struct l4_info l;
+    if (l4_locate(f, len, &l) != CS_FILLED) return gso ? -EINVAL : 0;
+    struct virtio_net_hdr h;
+    memset(&h, 0, sizeof(h));
+    uint32_t field = l.l4 + (l.proto == 6 ? 16 : 6);
+    uint16_t ps = fold(l.pseudo);
+    memcpy(f + field, &ps, 2);
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.csum_start = (uint16_t)l.l4;
+    h.csum_offset = (uint16_t)(field - l.l4);
+    if (gso) {
+        if (l.proto != 6 || (gso == 1) == (l.ipv6 != 0) || gso > 2 || META_GSO_SIZE(meta) == 0) return -EINVAL;
+        uint32_t doff = (uint32_t)(f[l.l4 + 12] >> 4) * 4;
+        if (doff < 20 || doff > l.l4len) return -EINVAL;
+        h.gso_type = gso == 1 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
+        h.gso_size = (uint16_t)META_GSO_SIZE(meta);
+        h.hdr_len = (uint16_t)(l.l4 + doff);
+    }
+    memcpy(hdr, &h, sizeof(h)); // little-endian fields: TAP's default on a little-endian host
+    return 0;
+}
+
+// Frame k of the current chunk as an iovec pair (header buffer k, frame); -errno if its header cannot be built.
+static int vnet_iov(struct pio *c, unsigned k, uint8_t *frame, uint32_t len, uint32_t meta) {
+    uint8_t *h = c->hdrs + (size_t)k * VNET_MAX;
+    int rc = vnet_header(frame, len, meta, h, c->vnet);
+    c->iov[2 * k] = (struct iovec){ h, c->vnet };
+    c->iov[2 * k + 1] = (struct iovec){ frame, len };
+    return rc;
+}
+
+struct send_ctx { const uint32_t *lens; unsigned ok; unsigned extra; };
 
 static void on_write(struct pio *c, uint64_t user, int32_t res, void *ctx) {
     struct send_ctx *s = ctx;
-    if (res >= 0 && (uint32_t)res == s->lens[user]) s->ok++;
+    if (res >= 0 && (uint32_t)res == s->lens[user] + s->extra) s->ok++;
     else {
         c->st[ST_SEND_FAILS]++;
-        if (res < 0) c->st[ST_LAST_ERRNO] = (uint32_t)-res;
+        c->st[ST_LAST_ERRNO] = res < 0 ? (uint32_t)-res : EIO;
     }
 }
 
-/** Writes frames 0..count-1, one frame per write. Returns frames the kernel took (failures are drops) or -errno. */
-int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count) {
+static void send_refused(struct pio *c, int rc) {
+    c->st[ST_SEND_FAILS]++;
+    c->st[ST_LAST_ERRNO] = (uint32_t)-rc;
+}
+
+/**
+ * Writes frames 0..count-1, one frame per write (with its virtio_net_hdr on a vnet TAP, built from
+ * meta[i]; meta may be NULL: plain frames). Returns frames the kernel took (failures are drops) or -errno.
+ */
+int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count, const uint32_t *meta) {
     if (c->ring_fd < 0) {
         unsigned ok = 0;
         for (uint32_t i = 0; i < count; i++) {
-            ssize_t w = write(c->fd, base + (size_t)i * stride, lens[i]);
+            uint8_t *f = base + (size_t)i * stride;
+            uint32_t len = lens[i] <= stride ? lens[i] : stride;
+            ssize_t w, want = len;
+            if (c->vnet) {
+                int rc = vnet_iov(c, 0, f, len, meta ? meta[i] : 0);
+                if (rc < 0) { send_refused(c, rc); continue; }
+                w = writev(c->fd, c->iov, 2);
+                want += c->vnet;
+            } else {
+                w = write(c->fd, f, len);
+            }
             c->st[ST_SYSCALLS]++;
-            if (w == (ssize_t)lens[i]) ok++;
+            if (w == want) ok++;
             else {
                 c->st[ST_SEND_FAILS]++;
                 c->st[ST_LAST_ERRNO] = w < 0 ? (uint32_t)errno : EIO;
@@ -243,24 +358,39 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
         }
         return (int)ok;
     }
-    struct send_ctx s = { lens, 0 };
+    struct send_ctx s = { lens, 0, c->vnet };
     for (uint32_t start = 0; start < count;) {
         unsigned n = count - start < c->sq_entries ? count - start : c->sq_entries;
-        unsigned tail = *c->sq_tail;
+        unsigned tail = *c->sq_tail, queued = 0;
         for (unsigned k = 0; k < n; k++) {
             uint32_t i = start + k;
+            uint8_t *f = base + (size_t)i * stride;
+            uint32_t len = lens[i] <= stride ? lens[i] : stride;
+            if (c->vnet) {
+                int rc = vnet_iov(c, k, f, len, meta ? meta[i] : 0);
+                if (rc < 0) { send_refused(c, rc); continue; }
+            }
             struct io_uring_sqe *sqe = next_sqe(c, &tail);
-            sqe->opcode = IORING_OP_WRITE;
+            if (c->vnet) {
+                sqe->opcode = IORING_OP_WRITEV;
+                sqe->addr = (uint64_t)(uintptr_t)&c->iov[2 * k];
+                sqe->len = 2;
+            } else {
+                sqe->opcode = IORING_OP_WRITE;
+                sqe->addr = (uint64_t)(uintptr_t)f;
+                sqe->len = len;
+            }
             sqe->fd = c->fixed ? 0 : c->fd;
             sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
-            sqe->addr = (uint64_t)(uintptr_t)(base + (size_t)i * stride);
-            sqe->len = lens[i] <= stride ? lens[i] : stride;
             sqe->off = (uint64_t)-1; // a TAP has no file position: "current position"
             sqe->rw_flags = RWF_NOWAIT; // never park the batch: a write that would block is a drop
             sqe->user_data = i;
+            queued++;
         }
-        int rc = submit_and_wait(c, tail, n, on_write, &s);
-        if (rc < 0) return rc;
+        if (queued) {
+            int rc = submit_and_wait(c, tail, queued, on_write, &s);
+            if (rc < 0) return rc;
+        }
         start += n;
     }
     return (int)s.ok;
@@ -268,6 +398,8 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
 
 static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
     (void)ctx;
+    // A vnet read returns header + frame: keep the frame's length (a bare header is no frame).
+    if (res > 0 && c->vnet) res = (uint32_t)res > c->vnet ? res - (int32_t)c->vnet : 0;
     c->res[user] = res;
     if (res < 0 && res != -EAGAIN) {
         c->st[ST_RECV_FAILS]++;
@@ -276,21 +408,34 @@ static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
 }
 
 /**
- * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length. Stops at
- * EAGAIN. Through io_uring: posts as many reads as the recent arrival rate suggests (doubling while
- * every read returns a frame), all in one io_uring_enter; reads that found nothing complete at once
- * with EAGAIN because the fd is nonblocking. Returns the frame count or -errno.
+ * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length (a vnet
+ * TAP's header is read into this context's buffers and dropped). Stops at EAGAIN. Through
+ * io_uring: posts as many reads as the recent arrival rate suggests (doubling while every read
+ * returns a frame), all in one io_uring_enter; reads that found nothing complete at once with
+ * EAGAIN because the fd is nonblocking. Returns the frame count or -errno.
  */
 int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
     uint32_t got = 0;
     if (c->ring_fd < 0) {
         while (got < capacity) {
-            ssize_t r = read(c->fd, base + (size_t)got * stride, stride);
+            uint8_t *f = base + (size_t)got * stride;
+            ssize_t r;
+            if (c->vnet) {
+                c->iov[0] = (struct iovec){ c->hdrs, c->vnet };
+                c->iov[1] = (struct iovec){ f, stride };
+                r = readv(c->fd, c->iov, 2);
+            } else {
+                r = read(c->fd, f, stride);
+            }
             c->st[ST_SYSCALLS]++;
             if (r < 0) {
                 if (errno == EINTR) continue;
                 if (errno != EAGAIN) { c->st[ST_RECV_FAILS]++; c->st[ST_LAST_ERRNO] = errno; }
                 break;
+            }
+            if (c->vnet) {
+                if ((size_t)r <= c->vnet) continue; // a header and no frame: nothing to deliver
+                r -= c->vnet;
             }
             lens[got++] = (uint32_t)r;
         }
@@ -311,12 +456,21 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
         unsigned tail = *c->sq_tail;
         for (unsigned k = 0; k < n; k++) {
             uint32_t i = got + k;
+            uint8_t *f = base + (size_t)i * stride;
             struct io_uring_sqe *sqe = next_sqe(c, &tail);
-            sqe->opcode = IORING_OP_READ;
+            if (c->vnet) {
+                c->iov[2 * k] = (struct iovec){ c->hdrs + (size_t)k * VNET_MAX, c->vnet };
+                c->iov[2 * k + 1] = (struct iovec){ f, stride };
+                sqe->opcode = IORING_OP_READV;
+                sqe->addr = (uint64_t)(uintptr_t)&c->iov[2 * k];
+                sqe->len = 2;
+            } else {
+                sqe->opcode = IORING_OP_READ;
+                sqe->addr = (uint64_t)(uintptr_t)f;
+                sqe->len = stride;
+            }
             sqe->fd = c->fixed ? 0 : c->fd;
             sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
-            sqe->addr = (uint64_t)(uintptr_t)(base + (size_t)i * stride);
-            sqe->len = stride;
             sqe->off = (uint64_t)-1;
             // RWF_NOWAIT: without it io_uring parks a read on an empty TAP (O_NONBLOCK on the fd is
             // not enough on 6.x) and the enter would wait for a frame; with it the read ends in EAGAIN.

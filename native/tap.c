@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
+#include <linux/virtio_net.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,13 +19,20 @@ static void set_name(struct ifreq *ifr, const char *name) {
 // A non-persistent TAP: it disappears when the last fd on it is closed, so a crashed daemon
 // leaves no interface behind. Non-blocking (the worker polls it) and close-on-exec (hotplug
 // scripts and other children must not keep it alive).
-int qnicd_tap_open(const char *name) {
+//
+// vnet != 0: every frame carries a struct virtio_net_hdr (10 bytes: no num_buffers, which only
+// mergeable rx buffers use), so guest GSO packets go to the kernel whole and it segments them
+// (guest tx). Offloads stay off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
+// the MTU with complete checksums, which is all the rx path to a guest can deliver.
+int qnicd_tap_open(const char *name, int vnet) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     set_name(&ifr, name);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+    int sz = sizeof(struct virtio_net_hdr);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
+        (vnet && (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0))) {
         int e = errno;
         close(fd);
         return -e;

@@ -3,7 +3,8 @@
 // once, XSA-155), and all of them go into the guest's pages in ONE batched grant copy. Responses are
 // written into each request's OWN slot (Linux netfront looks the buffer up by slot, not by id), at
 // offset 2 with flags 0, as the seed does: NET_IP_ALIGN, and the frame's checksums are complete
-// (a TAP without vnet headers and the switch both carry finished frames), so nothing is claimed.
+// (the backend's TAPs run with their offloads off, so the kernel hands over only whole, checksummed
+// frames of at most the MTU, and the switch carries finished frames), so nothing is claimed.
 // Pushed once and notified at most once per wake-up, by the caller.
 //
 // No rx requests posted: frames wait in the byte-bounded RxQueue, dropped and counted past it. A

@@ -51,7 +51,7 @@ export interface SeedNotifyTarget {
 
 /** A one-frame view of a scratch batch: the seed hands frames to the peer one at a time. */
 export function oneFrameOf(b: FrameBatch): FrameBatch {
-  return { base: b.base, stride: b.stride, capacity: 1, lens: b.lens, lensAddr: b.lensAddr, count: 0 };
+  return { base: b.base, stride: b.stride, capacity: 1, lens: b.lens, lensAddr: b.lensAddr, meta: b.meta, metaAddr: b.metaAddr, count: 0 };
 }
 
 /** Sends one notification, never throwing (a frontend whose domain died has no port to notify). */

@@ -59,7 +59,8 @@ async function run(opts: ScenarioOptions): Promise<ScenarioResult> {
   const ratios: Ratio[] = [];
   const invalid: string[] = [];
   const rig = new DatapathRig(opts.workDir);
-  const prov = new TapProvisioner({ bridge: null });
+  // Raw frames: the C reference writer shares the fd and writes no virtio_net_hdr.
+  const prov = new TapProvisioner({ bridge: null, vnetHdr: false });
   const handle = prov.create(`qnb${process.pid}`.slice(0, 15));
   const tap = new TapPeer(handle.name, handle.fd, { io: "uring" });
   try {

@@ -23,17 +23,20 @@ export function createFrameBatch(capacity: number, stride: number): FrameBatch &
     throw new RangeError(`frame batch: stride must be 64..${MAX_STRIDE} bytes, got ${stride}`);
   stride = Math.ceil(stride / 64) * 64;
   const lensBytes = Math.ceil((capacity * 4) / 64) * 64;
-  const total = lensBytes + capacity * stride;
+  // Lengths, then meta words, then the frames.
+  const total = 2 * lensBytes + capacity * stride;
   const addr = peerio().pio_alloc(total) as number | null;
   if (!addr) throw new Error(`frame batch: allocating ${total} bytes of native memory failed: lower the batch capacity or stride`);
   const all = toArrayBuffer(addr, 0, total);
   const batch: NativeBatch = {
-    base: addr + lensBytes,
+    base: addr + 2 * lensBytes,
     stride,
     capacity,
     lens: new Uint32Array(all, 0, capacity),
     lensAddr: addr,
-    bytes: new Uint8Array(all, lensBytes, capacity * stride),
+    meta: new Uint32Array(all, lensBytes, capacity),
+    metaAddr: addr + lensBytes,
+    bytes: new Uint8Array(all, 2 * lensBytes, capacity * stride),
     count: 0,
   };
   owned.set(batch, { addr, freed: false });

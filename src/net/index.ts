@@ -8,8 +8,9 @@
 //    returns less than batch.capacity: a switch port re-arms its wake-up only when it finds its ring
 //    empty, and clears its own eventfd then (ports given a shared wakeFd leave that to the worker).
 //  - send() returns the frames taken; the rest are in the peer's `drops`.
-//  - For csum_blank tx frames: mark them in a Uint8Array owned by the worker and call
-//    fillChecksums(batch, status) once before peer.send(batch).
+//  - For csum_blank tx frames: a peer with `offloads` (a TAP with virtio_net_hdr) gets them as the
+//    batch's meta words (FRAME_META_*), with GSO; for any other peer, mark them in a Uint8Array owned
+//    by the worker and call fillChecksums(batch, status) once before peer.send(batch).
 import type { PeerHandle } from "../pool/types.ts";
 import { NullPeer } from "./null-peer.ts";
 import type { Peer } from "./peer.ts";

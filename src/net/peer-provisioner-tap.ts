@@ -1,5 +1,6 @@
-// TAP peers: one non-persistent TAP per vif (IFF_TAP | IFF_NO_PI), named like Linux netback's
-// interfaces so libxl's vif-bridge script finds it. The fd is the TAP's only owner: closing it
+// TAP peers: one non-persistent TAP per vif (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), named like Linux
+// netback's interfaces so libxl's vif-bridge script finds it. The virtio_net_hdr on every frame is
+// what lets a guest's GSO packets and partial checksums reach the kernel as they are (native/tap.c). The fd is the TAP's only owner: closing it
 // removes the interface, so nothing outlives the daemon. Needs /dev/net/tun and CAP_NET_ADMIN.
 import { dlopen, FFIType } from "bun:ffi";
 import { accessSync, constants } from "node:fs";
@@ -13,7 +14,7 @@ const TUN_DEVICE = "/dev/net/tun";
 type TapLib = ReturnType<typeof openLib>;
 function openLib() {
   return dlopen(nativeLibraryPath("tap"), {
-    qnicd_tap_open: { args: [FFIType.cstring], returns: FFIType.i32 },
+    qnicd_tap_open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
     qnicd_fd_close: { args: [FFIType.i32], returns: FFIType.i32 },
     qnicd_link_up: { args: [FFIType.cstring], returns: FFIType.i32 },
     qnicd_bridge_add: { args: [FFIType.cstring, FFIType.cstring], returns: FFIType.i32 },
@@ -31,6 +32,11 @@ export interface TapOptions {
   bridge: string | null;
   /** The clone device (tests point it elsewhere); /dev/net/tun. */
   device?: string;
+  /**
+   * Open TAPs with a virtio_net_hdr per frame (default true: what lets the backend offer SG and
+   * GSO). False only for tools that write raw frames on the fd themselves (bench's C writers).
+   */
+  vnetHdr?: boolean;
 }
 
 export class TapProvisioner implements PeerProvisioner {
@@ -55,7 +61,7 @@ export class TapProvisioner implements PeerProvisioner {
 
   create(name: string): PeerHandle {
     if (this.held.has(name)) throw new PeerError(`${name}: this daemon already has a TAP by that name`, os.errno.EEXIST);
-    const fd = this.lib.qnicd_tap_open(cstr(name));
+    const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1);
     if (fd < 0) {
       const why = -fd === os.errno.EBUSY ? " (another process holds a TAP with that name)" : -fd === os.errno.EINVAL ? " (a non-TAP interface has that name)" : "";
       throw new PeerError(`creating TAP ${name}: ${errnoName(-fd)}${why}`, -fd);

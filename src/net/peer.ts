@@ -13,13 +13,32 @@ export interface FrameBatch {
   readonly capacity: number;
   readonly lens: Uint32Array;
   readonly lensAddr: number;
+  /**
+   * Per frame, what the guest asked of the host side beyond the bytes (FRAME_META_*; 0 = a plain
+   * frame): checksum offload and GSO. Only peers with `offloads` read it; others get frames that
+   * need none of it (the worker fills checksums in software for them, and GSO is never negotiated).
+   */
+  readonly meta: Uint32Array;
+  readonly metaAddr: number;
   /** How many frames (from 0) are valid. */
   count: number;
 }
 
+/** Meta word bits (native/peerio.c reads the same): GSO segment size, GSO type, checksum partial. */
+export const FRAME_META_GSO_SIZE_MASK = 0xffff;
+/** XEN_NETIF_GSO_TYPE_TCPV4 (1) or _TCPV6 (2), shifted. */
+export const FRAME_META_GSO_TYPE_SHIFT = 16;
+/** The L4 checksum is partial (NETTXF_csum_blank): the host side completes it. */
+export const FRAME_META_CSUM = 1 << 24;
+
 export interface Peer {
   readonly kind: "tap" | "switch" | "null" | "source";
   readonly name: string;
+  /**
+   * The peer takes checksum-partial and GSO frames as described by the batch's meta words (a TAP
+   * with virtio_net_hdr). Absent or false: frames must be complete (the worker fills checksums).
+   */
+  readonly offloads?: boolean;
   /** Readable when frames are waiting for receive(); -1 for peers that wake their worker otherwise. */
   readonly pollFd: number;
   /** Hands frames 0..batch.count-1 to the host in one native call; returns how many were taken. */

@@ -1,0 +1,148 @@
+// TAPs with a virtio_net_hdr (as the backend opens them: IFF_VNET_HDR, offloads off), through
+// io_uring and through the plain read()/write() fallback. A GSO frame written with its header is
+// segmented by the kernel: across a bridge to a plain TAP (no offloads) it arrives as MSS-sized
+// segments with complete checksums; a checksum-partial frame arrives completed; what the kernel
+// sends to the vnet TAP is read back without the header. Root only.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { buildUdpFrame } from "../../src/net/frames.ts";
+import { createFrameBatch, freeFrameBatch } from "../../src/net/index.ts";
+import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
+import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
+import { TapPeer, type TapIoMode } from "../../src/net/tap.ts";
+import type { PeerHandle } from "../../src/pool/types.ts";
+import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
+import { parseTcpSegment, streamBytes, tcpFrame } from "./tcp-frames.ts";
+
+const A_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x01]);
+const B_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x02]);
+const TCPV4 = 1;
+
+describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
+  let bridge: string;
+  let prov: TapProvisioner;
+  let vnet: PeerHandle;
+  let plain: TestTap;
+  const batch = createFrameBatch(8, 65536);
+  const rxBatch = createFrameBatch(64, 2048);
+
+  beforeAll(() => {
+    bridge = uniqueIfName("vb");
+    ip("link", "add", bridge, "type", "bridge");
+    writeFileSync(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, "1");
+    ip("link", "set", "dev", bridge, "up");
+    prov = new TapProvisioner({ bridge });
+    vnet = prov.create(uniqueIfName("va"));
+    writeFileSync(`/proc/sys/net/ipv6/conf/${vnet.name}/disable_ipv6`, "1");
+    plain = createTestTap(uniqueIfName("vp"));
+    ip("link", "set", "dev", plain.name, "master", bridge);
+  });
+  afterAll(() => {
+    prov?.close();
+    plain?.close();
+    if (bridge && linkExists(bridge)) ip("link", "del", bridge);
+    freeFrameBatch(batch);
+    freeFrameBatch(rxBatch);
+  });
+
+  /** Frames the plain TAP's reader gets within a second, until `want` of them match. */
+  async function collect(reader: TapPeer, keep: (f: Uint8Array) => boolean, want: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    const deadline = Date.now() + 2000;
+    while (out.length < want && Date.now() < deadline) {
+      const n = reader.receive(rxBatch);
+      for (let i = 0; i < n; i++) {
+        const f = rxBatch.bytes.slice(i * rxBatch.stride, i * rxBatch.stride + rxBatch.lens[i]);
+        if (keep(f)) out.push(f);
+      }
+      if (n === 0) await Bun.sleep(2);
+    }
+    return out;
+  }
+
+  function put(i: number, f: Uint8Array, meta: number): void {
+    batch.bytes.set(f, i * batch.stride);
+    batch.lens[i] = f.length;
+    batch.meta[i] = meta;
+  }
+
+  for (const io of ["uring", "plain"] as TapIoMode[]) {
+    test(`${io}: a TCPv4 GSO frame is segmented by the kernel into MSS-sized segments with complete checksums; a partial UDP checksum is completed; a plain frame is untouched`, async () => {
+      const writer = new TapPeer(vnet.name, vnet.fd, { io });
+      const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
+      try {
+        expect(writer.offloads).toBe(true);
+        expect(writer.usesUring).toBe(io === "uring");
+        expect(reader.offloads).toBe(false);
+        reader.receive(rxBatch); // whatever the bridge sent before
+        const sport = io === "uring" ? 40001 : 40002;
+        const payload = streamBytes(14_000, sport);
+        const gso = tcpFrame({ srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: sport, dstPort: 5001, seq: 1000, payload });
+        put(0, gso, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1400);
+        const good = buildUdpFrame({ size: 333, srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: sport, dstPort: 6001 });
+        const partial = good.slice();
+        partial[14 + 20 + 6] = 0xab; // the guest left the checksum to the host side
+        partial[14 + 20 + 7] = 0xcd;
+        put(1, partial, FRAME_META_CSUM);
+        const raw = good.slice();
+        raw[40] = 0; // a frame with no offload asked: goes as it is, even with a wrong checksum
+        put(2, raw, 0);
+        batch.count = 3;
+        expect(writer.send(batch)).toBe(3);
+        expect(writer.drops).toBe(0);
+
+        const isUdp = (f: Uint8Array) => f.length === 333 && f[23] === 17;
+        const all = await collect(reader, (f) => parseTcpSegment(f, sport, 5001) !== null || isUdp(f), 12);
+        const segs = all.filter((f) => !isUdp(f));
+        expect(segs.length).toBe(10);
+        const parsed = segs.map((f) => parseTcpSegment(f, sport, 5001)!);
+        expect(parsed.map((p) => p.seq)).toEqual(Array.from({ length: 10 }, (_, k) => 1000 + k * 1400));
+        expect(parsed.every((p) => p.checksumsOk)).toBe(true);
+        expect(parsed.every((p) => p.ipLen === 40 + 1400)).toBe(true);
+        expect(Buffer.concat(parsed.map((p) => p.payload))).toEqual(Buffer.from(payload));
+
+        expect(all.filter(isUdp)).toEqual([good, raw]);
+      } finally {
+        writer.close();
+        reader.close();
+      }
+    });
+
+    test(`${io}: a GSO frame the kernel could not segment (not TCP) is a drop, and the rest of the batch goes`, async () => {
+      const writer = new TapPeer(vnet.name, vnet.fd, { io });
+      const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
+      try {
+        reader.receive(rxBatch);
+        const udp = buildUdpFrame({ size: 3000, srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 7, dstPort: 7001 });
+        put(0, udp, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1000);
+        const ok = buildUdpFrame({ size: 100, srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 7, dstPort: 7002 });
+        put(1, ok, 0);
+        batch.count = 2;
+        expect(writer.send(batch)).toBe(1);
+        expect(writer.drops).toBe(1);
+        expect(writer.lastError).toBe("EINVAL");
+        expect(await collect(reader, (f) => f.length === 100 && f[23] === 17, 1)).toEqual([ok]);
+      } finally {
+        writer.close();
+        reader.close();
+      }
+    });
+
+    test(`${io}: frames the kernel sends to a vnet TAP are read back without the header`, async () => {
+      const peer = new TapPeer(vnet.name, vnet.fd, { io });
+      const sender = new TapPeer(plain.name, plain.fd, { io: "plain" });
+      try {
+        peer.receive(rxBatch);
+        const frames = [60, 700, 1514].map((size, k) => buildUdpFrame({ size, srcMac: B_MAC, dstMac: A_MAC, srcIp: [10, 9, 0, 2], dstIp: [10, 9, 0, 1], srcPort: 9, dstPort: 8000 + k }));
+        frames.forEach((f, i) => put(i, f, 0));
+        batch.count = frames.length;
+        expect(sender.send(batch)).toBe(3);
+        const got = await collect(peer, (f) => f.length >= 42 && f[23] === 17 && f[36] === 0x1f, 3);
+        expect(got).toEqual(frames);
+      } finally {
+        peer.close();
+        sender.close();
+      }
+    });
+  }
+});

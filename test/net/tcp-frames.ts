@@ -1,0 +1,68 @@
+// TCP/IPv4 frames for the GSO tests: build a (super-)packet the way a guest's stack hands it to
+// netfront (IP header complete, TCP checksum left partial or as garbage), and check the segments
+// the kernel made of it (each one's TCP checksum complete and right, payloads in sequence).
+import { onesSum } from "../../src/net/frames.ts";
+
+export interface TcpSpec {
+  srcMac: Uint8Array;
+  dstMac: Uint8Array;
+  srcIp: [number, number, number, number];
+  dstIp: [number, number, number, number];
+  srcPort: number;
+  dstPort: number;
+  seq: number;
+  payload: Uint8Array;
+}
+
+/** Ethernet + IPv4 (checksummed) + TCP (20 bytes, ACK|PSH, checksum field 0xdead: the host side must fill it). */
+export function tcpFrame(s: TcpSpec): Uint8Array {
+  const f = new Uint8Array(54 + s.payload.length);
+  const dv = new DataView(f.buffer);
+  f.set(s.dstMac, 0);
+  f.set(s.srcMac, 6);
+  dv.setUint16(12, 0x0800);
+  f[14] = 0x45;
+  dv.setUint16(16, 40 + s.payload.length);
+  dv.setUint16(18, 0x1234);
+  dv.setUint16(20, 0x4000); // DF
+  f[22] = 64;
+  f[23] = 6;
+  f.set(s.srcIp, 26);
+  f.set(s.dstIp, 30);
+  dv.setUint16(24, ~onesSum(f, 14, 34) & 0xffff);
+  dv.setUint16(34, s.srcPort);
+  dv.setUint16(36, s.dstPort);
+  dv.setUint32(38, s.seq);
+  dv.setUint32(42, 1);
+  f[46] = 5 << 4;
+  f[47] = 0x18; // ACK | PSH
+  dv.setUint16(48, 65535);
+  dv.setUint16(50, 0xdead);
+  f.set(s.payload, 54);
+  return f;
+}
+
+/** Payload byte i of a test stream: visible if torn, shifted or reordered. */
+export function streamBytes(n: number, seed = 0): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 13 + (i >> 8) + seed) & 0xff;
+  return b;
+}
+
+/** A received TCP/IPv4 segment between the given ports: its sequence number, payload and whether both checksums verify. */
+export function parseTcpSegment(f: Uint8Array, srcPort: number, dstPort: number): { seq: number; payload: Uint8Array; checksumsOk: boolean; ipLen: number } | null {
+  if (f.length < 54) return null;
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (dv.getUint16(12) !== 0x0800 || f[23] !== 6) return null;
+  const ihl = (f[14] & 0x0f) * 4;
+  const ipLen = dv.getUint16(16);
+  const l4 = 14 + ihl;
+  if (dv.getUint16(l4) !== srcPort || dv.getUint16(l4 + 2) !== dstPort) return null;
+  const l4len = ipLen - ihl;
+  const doff = (f[l4 + 12] >> 4) * 4;
+  const ipOk = onesSum(f, 14, l4) === 0xffff;
+  let sum = onesSum(f, 26, 34);
+  sum += 6 + l4len;
+  const tcpOk = onesSum(f, l4, l4 + l4len, sum) === 0xffff;
+  return { seq: dv.getUint32(l4 + 4), payload: f.slice(l4 + doff, l4 + l4len), checksumsOk: ipOk && tcpOk, ipLen };
+}
