@@ -2,6 +2,7 @@
 // Each call returns >= 0 on success or -errno, so the caller can name the failure in one line.
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if_arp.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <linux/virtio_net.h>
@@ -31,7 +32,16 @@ int qnicd_tap_open(const char *name, int vnet) {
     set_name(&ifr, name);
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
     int sz = sizeof(struct virtio_net_hdr);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
+    // The MAC Linux netback gives every vif (the largest non-broadcast address): a Linux bridge
+    // takes the lowest MAC of its ports as its own, so a TAP with a random one would lend the
+    // bridge (and dom0's IP on it) an address that changes again when the hotplug script renames
+    // it, leaving guests with a stale ARP entry for dom0 until it expires.
+    struct ifreq hw;
+    set_name(&hw, name);
+    hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    memset(hw.ifr_hwaddr.sa_data, 0xff, 6);
+    hw.ifr_hwaddr.sa_data[0] = (char)0xfe;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, SIOCSIFHWADDR, &hw) < 0 ||
         (vnet && (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0))) {
         int e = errno;
         close(fd);

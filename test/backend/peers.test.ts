@@ -1,7 +1,7 @@
 // TAP peers on a host that allows them (root, /dev/net/tun): created before InitWait under the
 // name libxl's vif-bridge looks for, gone when the device or the daemon goes.
 import { afterEach, expect, test } from "bun:test";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -52,6 +52,14 @@ test.skipIf(!tap)("a TAP exists from create() until destroy()", () => {
   expect(interfaceExists(name)).toBe(true);
   p.destroy(peer);
   expect(interfaceExists(name)).toBe(false);
+});
+
+test.skipIf(!tap)("a TAP gets netback's fe:ff:ff:ff:ff:ff, so a bridge never takes its address and dom0's MAC stays put across detach and attach", () => {
+  const p = new TapProvisioner({ bridge: null });
+  provisioners.push(p);
+  const name = `qt${tag}m`;
+  p.create(name);
+  expect(readFileSync(`/sys/class/net/${name}/address`, "utf8").trim()).toBe("fe:ff:ff:ff:ff:ff");
 });
 
 test.skipIf(!tap)("a name another interface holds is refused with a one-line reason", () => {
