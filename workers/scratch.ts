@@ -4,10 +4,19 @@
 // nothing on the data path allocates.
 import { createFrameBatch, freeFrameBatch, type FrameBatch } from "../src/net/index.ts";
 import { GrantCopyBatch } from "../src/platform/index.ts";
-import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE } from "../src/xen/netif.ts";
+import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, XEN_NETBK_LEGACY_SLOTS_MAX } from "../src/xen/netif.ts";
 
-/** A tx frame is one slot of one page: offset + size <= 4096. */
+/** Without scatter-gather a tx frame is one slot of one page: offset + size <= 4096. */
 export const TX_STRIDE = 4096;
+/** With scatter-gather a packet is up to 0xffff bytes (the size field): one frame slot holds any. */
+export const TX_SG_STRIDE = 65536;
+/**
+ * Tx frame memory per worker with scatter-gather: 64 slots of 64 KiB (4 MiB, a batch as large as the
+ * default budget). More would sit idle: one pass consumes at most a ring (256 slots of <= 4 KiB, so
+ * at most 1 MiB of guest data, i.e. ~16 full GSO packets); fewer would cut the batches of small
+ * packets. Workers whose vifs can never negotiate scatter-gather keep 4 KiB slots.
+ */
+export const TX_SG_BYTES = 4 << 20;
 /**
  * Rx frames are read with room past the largest deliverable one (4094: a page less NET_IP_ALIGN),
  * so an oversize frame shows as len > 4094 (a TAP read truncates at the stride) and is dropped.
@@ -30,6 +39,14 @@ export class WorkerScratch {
   readonly rxSegI16: Int16Array;
   /** csum_blank marks for fillChecksums (one byte per tx frame; C writes results through it). */
   readonly txCsum: Uint8Array;
+  /** Per tx segment: the frame it lands in (a multi-slot packet is several segments into one frame). */
+  readonly txSegFrame = new Uint16Array(NETIF_TX_RING_SIZE);
+  /** Per tx frame of a pass: every one of its segments copied. */
+  readonly txFrameOk: Uint8Array;
+  /** The fragment slots of one packet, copied out of the ring once (XSA-155) before any is used. */
+  readonly txFragRef = new Uint32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
+  readonly txFragOff = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
+  readonly txFragSize = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
   /** Per response of a tx pass: the request id, and what answers it (segment index, or an RSP_ code). */
   readonly txRespId = new Uint16Array(NETIF_TX_RING_SIZE);
   readonly txRespSeg = new Int32Array(NETIF_TX_RING_SIZE);
@@ -43,13 +60,20 @@ export class WorkerScratch {
   readonly qSrcIdx = new Uint32Array(RX_BATCH);
   readonly qLen = new Uint32Array(RX_BATCH);
 
-  constructor(readonly txBudget: number) {
-    this.txFrames = createFrameBatch(txBudget, TX_STRIDE);
-    this.txSegs = new GrantCopyBatch(txBudget);
-    this.txCsum = new Uint8Array(txBudget);
-    // Tx segment k always lands in frame slot k: its local side and direction are written once here,
-    // so a packet writes only the guest's side (ref, offset, domid) and its length.
-    for (let k = 0; k < txBudget; k++) this.txSegs.setGrantToLocal(k, 0, 0, 0, this.txFrames.base + k * TX_STRIDE, 0);
+  /**
+   * `txBudget` packets per tx pass at most. `scatterGather`: some vif of this worker may send
+   * multi-slot packets (up to 64 KiB frames, TX_SG_BYTES bounds the memory).
+   */
+  constructor(readonly txBudget: number, opts: { scatterGather?: boolean } = {}) {
+    const sg = opts.scatterGather === true;
+    const frames = sg ? Math.max(1, Math.min(txBudget, Math.floor(TX_SG_BYTES / TX_SG_STRIDE))) : txBudget;
+    this.txFrames = createFrameBatch(frames, sg ? TX_SG_STRIDE : TX_STRIDE);
+    // A pass answers at most a ring of requests, and each becomes at most one segment.
+    this.txSegs = new GrantCopyBatch(NETIF_TX_RING_SIZE);
+    this.txCsum = new Uint8Array(frames);
+    this.txFrameOk = new Uint8Array(frames);
+    // Direction written once; each segment then writes the guest's side, its length and where it lands.
+    for (let k = 0; k < NETIF_TX_RING_SIZE; k++) this.txSegs.setGrantToLocal(k, 0, 0, 0, this.txFrames.base, 0);
     this.txSegU16 = new Uint16Array(this.txSegs.buffer);
     this.txSegU32 = new Uint32Array(this.txSegs.buffer);
     this.txSegI16 = new Int16Array(this.txSegs.buffer);

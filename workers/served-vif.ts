@@ -67,7 +67,9 @@ export class ServedVif {
       [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
       [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
       const seed = po.datapath === "seed";
-      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid) : new TxPath(this.txMap.buffer, this.domid);
+      // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
+      const f = s.features;
+      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true });
       const bad = this.tx.attachError();
       if (bad) throw new Error(`${this.name}: ${bad}`);
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);

@@ -1,15 +1,28 @@
 // Guest tx (the frontend's tx ring -> the vif's peer), per wake-up: read req_prod once, copy each
 // request out of the ring once and validate only the copy (XSA-155), build ONE batch of grant-copy
 // segments (foreign page -> the worker's frame batch), ONE copy call, ONE checksum call if any frame
-// asked for it, ONE peer send, responses written and pushed once, at most one notify.
+// asked for it and the peer cannot complete checksums itself, ONE peer send, responses written and
+// pushed once (one per slot, in request order), at most one notify.
+//
+// With feature-sg a packet spans slots (NETTXF_more_data): the first slot's `size` is the whole
+// packet's, each later slot carries one fragment, and every slot becomes one segment landing right
+// after the previous one in the packet's frame slot. With feature-gso-* extra-info slots follow the
+// first slot (NETTXF_extra_info, chained with XEN_NETIF_EXTRA_FLAG_MORE); a GSO extra makes the
+// frame a GSO frame for the peer (the batch's meta word). Without the feature, such a packet is
+// answered with errors as a whole, as before it was offered.
 //
 // Two tiers of guest faults (STYLE 6, netback's xenvif_tx_err / xenvif_fatal_tx_err):
-//  - tolerable (size < 14, offset + size past the page, a flag we did not negotiate, a grant that
-//    fails to copy): that request (and the rest of its packet) is answered NETIF_RSP_ERROR and counted;
+//  - tolerable (size < 14, the first slot's data past its page, a packet larger than a frame slot,
+//    a flag we did not negotiate, a grant that fails to copy): the packet's slots are answered
+//    NETIF_RSP_ERROR (extra-info slots NETIF_RSP_NULL) and counted;
 //  - protocol violations (req_prod more than a ring ahead, a packet continuing past req_prod or over
-//    20 slots, an unknown extra-info type): `fault` is set and the vif is disabled by the caller.
+//    20 slots, a fragment larger than what is left of the packet's size or crossing its page, an
+//    unknown extra-info type, a GSO size of 0 or an unknown GSO type): `fault` is set and the vif is
+//    disabled by the caller. Netback's xenvif_count_requests / xenvif_get_extras / xenvif_set_skb_gso
+//    make the same checks (an oversized fragment was fatal there too, as "Frag is bigger than frame").
 import type { Peer } from "../src/net/index.ts";
 import { fillChecksums } from "../src/net/index.ts";
+import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../src/net/peer.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import {
@@ -20,9 +33,16 @@ import {
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
+  XEN_NETBK_LEGACY_SLOTS_MAX,
+  XEN_NETIF_EXTRA_FLAG_MORE,
+  XEN_NETIF_EXTRA_TYPE_GSO,
+  XEN_NETIF_EXTRA_TYPE_MAX,
+  XEN_NETIF_EXTRA_TYPE_NONE,
+  XEN_NETIF_GSO_TYPE_TCPV4,
+  XEN_NETIF_GSO_TYPE_TCPV6,
 } from "../src/xen/netif.ts";
 import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
-import { finalCheckForRequests, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { finalCheckForRequests, hex, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
@@ -33,8 +53,15 @@ const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 /** Smallest frame: an Ethernet header (the seed and netback refuse less). */
 const ETH_HLEN = 14;
 const PAGE = 4096;
-/** Flags this data path cannot honour yet: multi-slot packets and extra-info slots (no SG/GSO offered). */
-const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
+const TWO32 = 4294967296;
+
+/** What the vif negotiated that the tx path must honour. */
+export interface TxFeatures {
+  /** feature-sg: multi-slot packets. */
+  sg: boolean;
+  /** feature-gso-tcpv4 (or -tcpv6): extra-info slots carrying GSO. */
+  gso: boolean;
+}
 
 export interface TxPass {
   /** Packets handed to the peer this pass. */
@@ -59,8 +86,12 @@ export class TxPath {
   /** Reused for every pass: the data path allocates nothing. */
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
 
+  /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
+  private readonly unsupported: number;
+
   /** Attaches where the shared ring says responses stop (BACK_RING_ATTACH), so a vif moved from a dead worker resumes. */
-  constructor(page: ArrayBuffer, private readonly domid: number) {
+  constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }) {
+    this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso ? 0 : NETTXF_extra_info);
     this.u32 = new Uint32Array(page, 0, 1024);
     this.u16 = new Uint16Array(page, 0, 2048);
     this.i16 = new Int16Array(page, 0, 2048);
@@ -95,19 +126,30 @@ export class TxPath {
     const segU16 = s.txSegU16;
     const segU32 = s.txSegU32;
     const segI16 = s.txSegI16;
+    const segFrame = s.txSegFrame;
+    const fragRef = s.txFragRef;
+    const fragOff = s.txFragOff;
+    const fragSize = s.txFragSize;
     const domid = this.domid;
     const lens = frames.lens;
+    const meta = frames.meta;
+    const stride = frames.stride;
     const csum = s.txCsum;
     const respId = s.txRespId;
     const respSeg = s.txRespSeg;
+    const u8 = this.u8;
     const u16 = this.u16;
     const u32 = this.u32;
+    const unsupported = this.unsupported;
+    // A peer that completes checksums itself (a vnet TAP) gets csum_blank as meta, not a software fill.
+    const offloads = peer.offloads === true;
     const max = Math.min(budget, frames.capacity);
+    let nframe = 0;
     let nseg = 0;
     let nresp = 0;
     let anyCsum = 0;
     let cons = this.reqCons;
-    while (cons !== prod && nseg < max) {
+    while (cons !== prod && nframe < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
       const w = (64 + (cons & MASK) * 12) >> 1;
       const gref = u32[w >> 1] >>> 0;
@@ -116,14 +158,14 @@ export class TxPath {
       const id = u16[w + 4];
       const size = u16[w + 5];
       const first = cons;
+      const r0 = nresp;
       cons = (cons + 1) >>> 0;
-      if (flags & UNSUPPORTED) {
-        // Not negotiated (we offer no feature-sg/gso): answer the whole packet with errors, as
-        // netback's xenvif_tx_err does, consuming its extra and fragment slots so that none of
-        // them is later misread as a packet of its own. (The seed answers only the first slot and
-        // then parses an extra-info slot as a request: a response with a made-up id, which Linux
-        // netfront treats as fatal.)
-        const end = walkUnsupportedTx(this.u8, u16, MASK, first, flags, prod, respId, respSeg, nresp);
+      if (flags & unsupported) {
+        // Not negotiated: answer the whole packet with errors, as netback's xenvif_tx_err does,
+        // consuming its extra and fragment slots so that none of them is later misread as a packet
+        // of its own. (The seed answers only the first slot and then parses an extra-info slot as a
+        // request: a response with a made-up id, which Linux netfront treats as fatal.)
+        const end = walkUnsupportedTx(u8, u16, MASK, first, flags, prod, respId, respSeg, nresp);
         if (typeof end === "string") {
           pass.fault = end;
           cons = first; // the faulty packet is not consumed: the vif is going away
@@ -136,33 +178,127 @@ export class TxPath {
         continue;
       }
       respId[nresp] = id;
-      if (size < ETH_HLEN || offset + size > PAGE) {
-        respSeg[nresp++] = R_ERROR;
-        continue;
+      respSeg[nresp++] = R_ERROR; // the packet's frame, once it has one
+      let fault: string | null = null;
+
+      // Extra-info slots (xenvif_get_extras): each answered NULL; only GSO means anything here.
+      let gsoSize = 0;
+      let gsoType = 0;
+      if (flags & NETTXF_extra_info) {
+        for (let more = true; more; ) {
+          if (cons === prod) {
+            fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+            break;
+          }
+          const o = 64 + (cons & MASK) * 12;
+          const type = u8[o];
+          const eflags = u8[o + 1];
+          if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) {
+            fault = `tx extra info type ${type} is unknown`;
+            break;
+          }
+          if (type === XEN_NETIF_EXTRA_TYPE_GSO) {
+            const gs = u16[(o + 2) >> 1];
+            const gt = u8[o + 4];
+            if (gs === 0) {
+              fault = `tx packet at 0x${hex(first)}: GSO size is 0`;
+              break;
+            }
+            if (gt !== XEN_NETIF_GSO_TYPE_TCPV4 && gt !== XEN_NETIF_GSO_TYPE_TCPV6) {
+              fault = `tx packet at 0x${hex(first)}: GSO type ${gt} is unknown`;
+              break;
+            }
+            gsoSize = gs;
+            gsoType = gt;
+          }
+          respId[nresp] = 0;
+          respSeg[nresp++] = R_NULL;
+          cons = (cons + 1) >>> 0;
+          more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
+        }
       }
-      // Segment nseg: guest (ref, offset, domid) -> frame slot nseg (written once in WorkerScratch).
-      const h = nseg * 12;
-      segU32[nseg * 6] = gref;
-      segU16[h + 2] = offset;
-      segU16[h + 3] = domid;
-      segU16[h + 8] = size;
-      segI16[h + 10] = 0;
-      lens[nseg] = size;
+
+      // Fragment slots (xenvif_count_requests), copied out once into the scratch arrays.
+      let nfrag = 0;
+      let left = size; // what the fragments may still carry: the first slot's size is the packet's
+      for (let f = flags; fault === null && f & NETTXF_more_data; nfrag++) {
+        if (cons === prod) fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+        else if (nfrag + 1 >= XEN_NETBK_LEGACY_SLOTS_MAX) fault = `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+        if (fault !== null) break;
+        const fw = (64 + (cons & MASK) * 12) >> 1;
+        const fref = u32[fw >> 1] >>> 0;
+        const foff = u16[fw + 2];
+        f = u16[fw + 3];
+        const fid = u16[fw + 4];
+        const fsize = u16[fw + 5];
+        if (fsize > left) fault = `tx packet at 0x${hex(first)}: a fragment of ${fsize} bytes is larger than the ${left} left of its size`;
+        else if (foff + fsize > PAGE) fault = `tx packet at 0x${hex(first)}: a fragment at offset ${foff} of ${fsize} bytes crosses its page`;
+        if (fault !== null) break;
+        left -= fsize;
+        fragRef[nfrag] = fref;
+        fragOff[nfrag] = foff;
+        fragSize[nfrag] = fsize;
+        respId[nresp] = fid;
+        respSeg[nresp++] = R_ERROR;
+        cons = (cons + 1) >>> 0;
+      }
+      if (fault !== null) {
+        pass.fault = fault;
+        cons = first; // the faulty packet is not consumed: the vif is going away
+        nresp = r0;
+        break;
+      }
+
+      // Tolerable: the whole packet is answered with errors (already marked so).
+      const head = left; // the first slot's own bytes
+      if (size < ETH_HLEN || offset + head > PAGE || size > stride) continue;
+
+      // One segment per non-empty slot, each landing right after the previous one in frame nframe
+      // (an empty slot never becomes an empty segment: XSA-448).
+      const dest = frames.base + nframe * stride;
+      let at = 0;
+      if (head > 0) {
+        this.segment(segU16, segU32, segI16, nseg, gref, offset, domid, head, dest);
+        segFrame[nseg++] = nframe;
+        at = head;
+      }
+      for (let k = 0; k < nfrag; k++) {
+        const fsize = fragSize[k];
+        if (fsize === 0) continue;
+        this.segment(segU16, segU32, segI16, nseg, fragRef[k], fragOff[k], domid, fsize, dest + at);
+        segFrame[nseg++] = nframe;
+        at += fsize;
+      }
+      for (let r = r0; r < nresp; r++) if (respSeg[r] !== R_NULL) respSeg[r] = nframe;
+      lens[nframe] = size;
       const blank = flags & NETTXF_csum_blank;
-      csum[nseg] = blank;
-      anyCsum |= blank;
-      respSeg[nresp++] = nseg++;
+      if (offloads) {
+        meta[nframe] = (blank || gsoType ? FRAME_META_CSUM : 0) | (gsoType << FRAME_META_GSO_TYPE_SHIFT) | gsoSize;
+        csum[nframe] = 0;
+      } else {
+        meta[nframe] = 0;
+        // A GSO frame to a peer without offloads is never negotiated (features.ts): no software fill for it.
+        const fill = gsoType ? 0 : blank;
+        csum[nframe] = fill;
+        anyCsum |= fill;
+      }
+      nframe++;
     }
     this.reqCons = cons;
     pass.slots = nresp;
     pass.more = pass.fault === null && cons !== prod;
 
-    let good = nseg;
-    if (nseg > 0) {
-      const failed = gnt.copy(segs, nseg);
+    let good = nframe;
+    const ok = s.txFrameOk;
+    if (nframe > 0) {
+      const failed = nseg > 0 ? gnt.copy(segs, nseg) : 0;
       c.ffi_calls++;
       c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen (the sim does it without one)
-      if (failed > 0) good = this.compact(s, nseg);
+      ok.fill(1, 0, nframe);
+      if (failed > 0) {
+        for (let k = 0; k < nseg; k++) if (segI16[k * 12 + 10] !== 0) ok[segFrame[k]] = 0;
+        good = this.compact(s, nframe);
+      }
       frames.count = good;
       if (anyCsum && good > 0) {
         fillChecksums(frames, csum);
@@ -182,20 +318,20 @@ export class TxPath {
     }
     pass.packets = good;
     if (nresp > 0) {
-      // Responses in request order; a segment's status decides its packet's. Extra-info slots get
-      // only a status (NULL), no id, as netback's make_tx_response.
+      // Responses in request order; a packet's frame decides the status of each of its slots.
+      // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response.
       let errors = 0;
       const i16 = this.i16;
       let rsp = this.rspProdPvt;
       for (let r = 0; r < nresp; r++, rsp = (rsp + 1) >>> 0) {
         const h = (64 + (rsp & MASK) * 12) >> 1;
-        const seg = respSeg[r];
-        if (seg === R_NULL) {
+        const fr = respSeg[r];
+        if (fr === R_NULL) {
           i16[h + 1] = NETIF_RSP_NULL;
           continue;
         }
         u16[h] = respId[r];
-        if (seg >= 0 && segI16[seg * 12 + 10] === 0) i16[h + 1] = NETIF_RSP_OKAY;
+        if (fr >= 0 && ok[fr] === 1) i16[h + 1] = NETIF_RSP_OKAY;
         else {
           i16[h + 1] = NETIF_RSP_ERROR;
           errors++;
@@ -209,16 +345,30 @@ export class TxPath {
     return pass;
   }
 
+  /** Segment k: `len` bytes from the guest's (ref, offset, domid) to local address `dest`. */
+  private segment(segU16: Uint16Array, segU32: Uint32Array, segI16: Int16Array, k: number, ref: number, offset: number, domid: number, len: number, dest: number): void {
+    const h = k * 12;
+    segU32[k * 6] = ref;
+    segU16[h + 2] = offset;
+    segU16[h + 3] = domid;
+    segU32[k * 6 + 2] = dest >>> 0;
+    segU32[k * 6 + 3] = Math.floor(dest / TWO32);
+    segU16[h + 8] = len;
+    segI16[h + 10] = 0;
+  }
+
   /** Drops the frames whose copy failed from the batch (a rare, guest-caused path); returns the count kept. */
-  private compact(s: WorkerScratch, nseg: number): number {
+  private compact(s: WorkerScratch, nframe: number): number {
     const frames = s.txFrames;
     const stride = frames.stride;
+    const ok = s.txFrameOk;
     let w = 0;
-    for (let k = 0; k < nseg; k++) {
-      if (s.txSegs.status(k) !== 0) continue;
+    for (let k = 0; k < nframe; k++) {
+      if (ok[k] !== 1) continue;
       if (w !== k) {
         frames.bytes.copyWithin(w * stride, k * stride, k * stride + frames.lens[k]);
         frames.lens[w] = frames.lens[k];
+        frames.meta[w] = frames.meta[k];
         s.txCsum[w] = s.txCsum[k];
       }
       w++;

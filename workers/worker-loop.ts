@@ -68,7 +68,7 @@ export class WorkerLoop {
     this.devices = { gnt, ev: this.ev, registry, arena: StatsArena.attach(init.stats) };
     const wfd = init.switchWakeFd;
     this.switchWakeFd = wfd;
-    this.scratch = new WorkerScratch(init.budget);
+    this.scratch = new WorkerScratch(init.budget, { scatterGather: init.scatterGather === true && init.datapath !== "seed" });
     // Recorded so the pool frees them if this thread dies (the process lives on).
     this.scratchEntries = this.scratch.allocations().map((a) => registry.addResource(RESOURCE_MEMORY, a));
     this.fds[0] = init.eventfd;

@@ -52,4 +52,6 @@ export interface WorkerInit {
   tapIo?: "auto" | "uring" | "plain";
   /** Which data path serves the vifs (default batched; seed is the per-packet baseline). */
   datapath?: "batched" | "seed";
+  /** Vifs may negotiate feature-sg: the tx scratch holds 64 KiB frames (default false: 4 KiB). */
+  scatterGather?: boolean;
 }

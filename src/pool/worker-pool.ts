@@ -32,6 +32,8 @@ export interface WorkerPoolOptions {
   rxStallMs?: number;
   /** The workers' data path (default batched; seed is QEMU qnic's per-packet algorithm, a baseline). */
   datapath?: "batched" | "seed";
+  /** Vifs may negotiate feature-sg: workers keep 64 KiB tx frame slots (workers/scratch.ts). */
+  scatterGather?: boolean;
 }
 
 /** A carrier change a worker reported (the backend may mirror it in B/carrier later). */
@@ -80,6 +82,7 @@ export class Pool implements WorkerPool {
       rxStallMs: opts.rxStallMs ?? 60_000,
       tapIo: opts.tapIo,
       datapath: opts.datapath,
+      scatterGather: opts.scatterGather,
     };
     for (let i = 0; i < opts.workers; i++) {
       pool.workers.push(
