@@ -5,7 +5,9 @@
 //      way with equal sha256, throughput recorded (for the later qnicd/netback ratio);
 //   2. the real platform (src/platform/xen.ts) under Bun in dom0: map, copy statuses, evtchn;
 //   3. qnicd as the backend: both sides Connected, /vifs shows the vif, and the same pings and TCP
-//      transfers as the baseline, so the throughput ratio qnicd / netback comes from one boot.
+//      transfers as the baseline, so the throughput ratio qnicd / netback comes from one boot;
+//      then xl network-detach / network-attach while the guest runs, a second guest on another
+//      worker, xl destroy leaving qnicd no mapping or port of them, and SIGTERM ending qnicd.
 // Nothing here is skipped: a machine that cannot run it fails with one line saying why.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -20,7 +22,7 @@ let setupError: string | undefined;
 
 beforeAll(async () => {
   try {
-    run = await runTestbed({ timeoutS: 600 });
+    run = await runTestbed({ timeoutS: 900 });
   } catch (e) {
     setupError = (e as Error).message;
   }
@@ -88,6 +90,26 @@ describe("real Xen under QEMU", () => {
       expect(r.results.some((l) => /^qnicd_tcp_up .*mbps=[0-9.]+$/.test(l))).toBe(true);
       expect(r.results.some((l) => /^qnicd_tcp_down .*mbps=[0-9.]+$/.test(l))).toBe(true);
     });
+
+    test("qnicd: xl network-detach releases the vif's ports and mappings while the guest runs; after xl network-attach pings 56..1472 both ways", () => {
+      expectStep("qnicd-reattach");
+      const r = needRun();
+      expect(r.results.filter((l) => /^qnicd_reattach_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
+    });
+
+    test("qnicd: a second guest at once is served by another worker, pings both ways while the first is pinged", () => {
+      expectStep("qnicd-two-guests");
+      const r = needRun();
+      const line = r.results.find((l) => l.startsWith("qnicd_two_guests workers")) ?? "";
+      const workers = [...line.matchAll(/=(\d+)/g)].map((m) => m[1]);
+      expect(workers.length).toBe(2);
+      expect(workers[0]).not.toBe(workers[1]);
+      expect(r.results.filter((l) => /^qnicd_guest3_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
+    });
+
+    test("qnicd: xl destroy leaves no grant mapping, no bound port and no /vifs entry of the guests", () => expectStep("qnicd-destroy"));
+
+    test("qnicd: SIGTERM ends the daemon", () => expectStep("qnicd-exit"));
   } else {
     test.todo("qnicd --platform xen as the backend: waits for the daemon (src/main.ts is not there yet)");
   }

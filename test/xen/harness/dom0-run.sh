@@ -89,13 +89,13 @@ wait_guest() {
 }
 guest_line() { grep "$2" "/var/log/xen/console/guest-$1.log" 2>/dev/null | tail -1 | tr -d '\r'; }
 
-guest_cfg() { # name mac mode [seconds per TCP transfer]
+guest_cfg() { # name mac mode [seconds per TCP transfer] [guest ip]
   cat > /tmp/$1.cfg <<CFG
 name = "$1"
 type = "pv"
 kernel = "$R/vmlinuz"
 ramdisk = "$R/guest-initrd.gz"
-extra = "console=hvc0 quiet qnicd_ip=10.0.0.2 qnicd_peer=10.0.0.1 qnicd_mb=${QNICD_MB:-16} qnicd_mode=$3 qnicd_tmo=${4:-300}"
+extra = "console=hvc0 quiet qnicd_ip=${5:-10.0.0.2} qnicd_peer=10.0.0.1 qnicd_mb=${QNICD_MB:-16} qnicd_mode=$3 qnicd_tmo=${4:-300}"
 memory = 256
 vcpus = 1
 vif = [ 'mac=$2,bridge=xenbr0' ]
@@ -104,10 +104,10 @@ CFG
 }
 
 # dom0 -> guest pings, sizes up to 1472. Appends to $fail.
-ping_guest() { # result-prefix
+ping_guest() { # result-prefix [guest ip]
   local s out recv
   for s in 56 1000 1472; do
-    out=$($BB ping -c 5 -s $s -W 3 10.0.0.2 2>&1)
+    out=$($BB ping -c 5 -s $s -W 3 ${2:-10.0.0.2} 2>&1)
     recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
     result "$1_dom0_ping size=$s sent=5 recv=${recv:-0}"
     [ "${recv:-0}" = 5 ] || fail="$fail dom0->guest ping size=$s lost packets (${recv:-0}/5);"
@@ -126,18 +126,25 @@ start_listeners() {
   $BB nc -l -p 5002 < /tmp/down.bin &
 }
 
+# guest_pings GUEST TAG RESULT-PREFIX: the guest's "GUEST <TAG> size=.. sent=5 recv=.." lines (its
+# pings to dom0), all three sizes without loss. Appends problems to $fail.
+guest_pings() {
+  local size recv n=0
+  while read -r size recv; do
+    n=$((n + 1))
+    result "$3_guest_ping $size sent=5 $recv"
+    [ "$recv" = recv=5 ] || fail="$fail $1->dom0 ping $size lost packets ($recv of 5);"
+  done < <(grep -o "GUEST $2 size=[0-9]* sent=5 recv=[0-9]*" /var/log/xen/console/guest-$1.log | awk '{print $3, $5}')
+  [ $n = 3 ] || fail="$fail $1 reported $n of 3 ping results;"
+}
+
 # Reads a finished guest's results: guest->dom0 pings, then dom0->guest pings, then (if the guest
 # ran them) both TCP transfers by sha256 and MB/s. Appends problems to $fail.
 evaluate_traffic() { # guest result-prefix
-  local g=$1 p=$2 size recv n=0 reach
+  local g=$1 p=$2 reach
   reach=$(guest_line $g "GUEST REACHABLE")
   result "${p}_guest_reachable ${reach#GUEST REACHABLE }"
-  while read -r size recv; do
-    n=$((n + 1))
-    result "${p}_guest_ping $size sent=5 $recv"
-    [ "$recv" = recv=5 ] || fail="$fail guest->dom0 ping $size lost packets ($recv of 5);"
-  done < <(grep -o 'GUEST PING size=[0-9]* sent=5 recv=[0-9]*' /var/log/xen/console/guest-$g.log | awk '{print $3, $5}')
-  [ $n = 3 ] || fail="$fail the guest reported $n of 3 ping results;"
+  guest_pings $g PING $p
   ping_guest "$p"
   local upline downline upsha gotup upsecs downsecs mb=${QNICD_MB:-16}
   upline=$(guest_line $g "GUEST UPSHA")
@@ -193,6 +200,49 @@ platform_check() {
 }
 
 # --- 3. qnicd as the backend -----------------------------------------------------------------
+# One daemon serves every guest of this part, with two workers so that two guests can be on
+# different ones. Steps: qnicd (one guest's traffic, as the baseline's), qnicd-reattach (xl
+# network-detach and network-attach while the guest runs), qnicd-two-guests, qnicd-destroy.
+QPID=""
+G2=""; G2DEV=0; G3=""
+qalive() { [ -n "$QPID" ] && kill -0 $QPID 2>/dev/null; }
+# gntdev_maps: how many grant mappings (rings and any others) the daemon holds.
+gntdev_maps() { local n; n=$(grep -c /dev/xen/gntdev /proc/$QPID/maps 2>/dev/null); echo ${n:-0}; }
+vifs_has() { http_get /vifs | grep -q "\"$1\""; }
+# vif_worker NAME: the worker serving the vif, from /vifs/NAME.
+vif_worker() { http_get /vifs/$1 | sed -n 's/.*"worker":\([0-9]*\).*/\1/p'; }
+
+# wait_connected DOMID DEVID SECS: true once both state nodes read 4 (Connected). Sets BS and FS.
+wait_connected() {
+  local be=/local/domain/0/backend/vif/$1/$2 fe=/local/domain/$1/device/vif/$2 w0; w0=$(now)
+  BS=""; FS=""
+  while within "$w0" "$3"; do
+    BS=$(xenstore-read $be/state 2>/dev/null); FS=$(xenstore-read $fe/state 2>/dev/null)
+    [ "$BS" = 4 ] && [ "$FS" = 4 ] && return 0
+    qalive || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+# vif_ports DOMID DEVID: dom0's event-channel ports bound to the vif's frontend ports. lsevtchn
+# lists dom0's ports with the remote domain and port; the frontend's ports are in its nodes.
+vif_ports() {
+  local fe=/local/domain/$1/device/vif/$2 k p fports=" "
+  for k in event-channel event-channel-tx event-channel-rx; do
+    p=$(xenstore-read $fe/$k 2>/dev/null) && fports="$fports$p "
+  done
+  lsevtchn 0 | sed -n "s/^ *\([0-9]*\): .*Remote Domain $1, Port \([0-9]*\)$/\1 \2/p" |
+    while read -r l r; do case "$fports" in *" $r "*) echo $l ;; esac; done | tr '\n' ' '
+}
+# ports_held DOMID PORT...: which of dom0's PORTs are still bound to DOMID (connected, or left
+# waiting after the guest died: a port nobody unbound).
+ports_held() {
+  local d=$1; shift
+  lsevtchn 0 | sed -n "s/^ *\([0-9]*\): .*Remote Domain $d\([^0-9].*\)\{0,1\}$/\1/p" |
+    while read -r l; do case " $* " in *" $l "*) echo $l ;; esac; done | tr '\n' ' '
+}
+
 qnicd_check() {
   if [ ! -f /qnicd/src/main.ts ]; then step qnicd skip "src/main.ts is not there yet"; return; fi
   $XL destroy guest1 >/dev/null 2>&1
@@ -200,86 +250,183 @@ qnicd_check() {
   grep -q '^xen_netback ' /proc/modules && { step qnicd fail "xen-netback could not be unloaded"; return; }
   local t0; t0=$(since)
   # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
-  (cd /qnicd && exec $R/bun src/main.ts --platform xen ${QNICD_ARGS:-}) > /tmp/qnicd.log 2>&1 &
-  local qpid=$! health="" w0; w0=$(now)
+  (cd /qnicd && exec $R/bun src/main.ts --platform xen --workers 2 ${QNICD_ARGS:-}) > /tmp/qnicd.log 2>&1 &
+  QPID=$!
+  local health="" w0; w0=$(now)
   # The daemon's log as it happens: a run cut off by the host's timeout still shows what qnicd did.
   tail -n +1 -F /tmp/qnicd.log 2>/dev/null | while IFS= read -r line; do say "[qnicd] $line"; done &
   while within "$w0" 60; do
     health=$(http_get /health) && [ -n "$health" ] && break
-    kill -0 $qpid 2>/dev/null || break
+    qalive || break
     sleep 0.2
   done
-  if ! kill -0 $qpid 2>/dev/null; then
+  if ! qalive; then
     step qnicd fail "qnicd exited before answering /health"; return
   fi
   result "qnicd_ready_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}') health=$(echo $health | tr -d ' ' | head -c 200)"
   start_listeners
   guest_cfg guest2 00:16:3e:00:00:02 auto 90
   forward_console guest2
-  local fail="" bs="" fs=""
+  local fail=""
   if ! $XL create /tmp/guest2.cfg >/tmp/xl-create2.log 2>&1; then
-    fail="xl create with qnicd as the backend: $(tail -3 /tmp/xl-create2.log | tr '\n' ' ');"
-  else
-    local domid; domid=$($XL domid guest2)
-    local be=/local/domain/0/backend/vif/$domid/0 fe=/local/domain/$domid/device/vif/0
-    local w0; w0=$(now)
-    while within "$w0" 60; do
-      bs=$(xenstore-read $be/state 2>/dev/null); fs=$(xenstore-read $fe/state 2>/dev/null)
-      [ "$bs" = 4 ] && [ "$fs" = 4 ] && break
-      kill -0 $qpid 2>/dev/null || { fail="$fail qnicd died while the vif connected;"; break; }
-      sleep 0.2
-    done
-    result "qnicd_states backend=$bs frontend=$fs after_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
-    [ "$bs" = 4 ] && [ "$fs" = 4 ] || fail="$fail vif not Connected (backend state $bs, frontend state $fs);"
-    # What a colleague debugging the data path on real Xen wants to see.
-    {
-      echo "xenstore backend:"; xenstore-ls -f $be 2>&1 | head -40
-      echo "xenstore frontend:"; xenstore-ls -f $fe 2>&1 | head -40
-      echo "links:"; ip -d link show vif$domid.0 2>&1; ip -o link show master xenbr0 2>&1
-    } > /tmp/qnicd-diag.log
-    while IFS= read -r l; do say "[qnicd-diag] $l"; done < /tmp/qnicd-diag.log
-    local vifs; vifs=$(http_get /vifs)
-    result "qnicd_vifs $(echo $vifs | head -c 300)"
-    echo "$vifs" | grep -q "vif$domid.0" || fail="$fail /vifs does not show vif$domid.0;"
-    # The data path, measured as the netback baseline is: pings both ways, then TCP both ways
-    # compared by sha256 (the guest runs TCP only if its largest pings got through).
-    if kill -0 $qpid 2>/dev/null && wait_guest guest2 300 "GUEST DONE"; then
-      evaluate_traffic guest2 qnicd
-    else
-      fail="$fail the guest did not finish its traffic in 300 s;"
-    fi
-    say "[qnicd-diag] /vifs/vif$domid.0 after traffic: $(http_get /vifs/vif$domid.0 | head -c 1500)"
-    say "[qnicd-diag] $(ip -s -o link show vif$domid.0 2>&1 | head -c 600)"
-    # xl destroy must leave qnicd holding nothing of the guest: its grant mappings (gntdev lines in
-    # the daemon's maps, rings included) gone, and the vif gone from /vifs (ports are unbound with it).
-    local held gone=0 d0; held=$(grep -c /dev/xen/gntdev /proc/$qpid/maps)
-    $XL destroy guest2 >/dev/null 2>&1
-    d0=$(now)
-    while within "$d0" 30; do
-      if [ "$(grep -c /dev/xen/gntdev /proc/$qpid/maps)" = 0 ] && ! http_get /vifs | grep -q "vif$domid.0"; then gone=1; break; fi
-      sleep 0.2
-    done
-    result "qnicd_destroy gntdev_mappings_while_connected=$held after=$(grep -c /dev/xen/gntdev /proc/$qpid/maps) vif_forgotten=$gone after_s=$(elapsed "$d0")"
-    [ "$held" -gt 0 ] || fail="$fail no gntdev mapping seen while the vif was connected (the check would prove nothing);"
-    [ $gone = 1 ] || fail="$fail after xl destroy qnicd still holds guest mappings or lists vif$domid.0;"
+    step qnicd fail "xl create with qnicd as the backend: $(tail -3 /tmp/xl-create2.log | tr '\n' ' ')"; return
   fi
-  if kill -0 $qpid 2>/dev/null; then
-    kill $qpid
-    local k0; k0=$(now)
-    while kill -0 $qpid 2>/dev/null && within "$k0" 30; do sleep 0.2; done
-    kill -0 $qpid 2>/dev/null && { kill -9 $qpid; fail="$fail qnicd did not exit within 30 s of SIGTERM;"; }
-    wait $qpid; result "qnicd_exit status=$? (after SIGTERM)"
+  G2=$($XL domid guest2)
+  local be=/local/domain/0/backend/vif/$G2/0 fe=/local/domain/$G2/device/vif/0
+  wait_connected $G2 0 60 || qalive || fail="$fail qnicd died while the vif connected;"
+  result "qnicd_states backend=$BS frontend=$FS after_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}')"
+  [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail vif not Connected (backend state $BS, frontend state $FS);"
+  # What a colleague debugging the data path on real Xen wants to see.
+  {
+    echo "xenstore backend:"; xenstore-ls -f $be 2>&1 | head -40
+    echo "xenstore frontend:"; xenstore-ls -f $fe 2>&1 | head -40
+    echo "links:"; ip -d link show vif$G2.0 2>&1; ip -o link show master xenbr0 2>&1
+  } > /tmp/qnicd-diag.log
+  while IFS= read -r l; do say "[qnicd-diag] $l"; done < /tmp/qnicd-diag.log
+  local vifs; vifs=$(http_get /vifs)
+  result "qnicd_vifs $(echo $vifs | head -c 300)"
+  echo "$vifs" | grep -q "vif$G2.0" || fail="$fail /vifs does not show vif$G2.0;"
+  # The data path, measured as the netback baseline is: pings both ways, then TCP both ways
+  # compared by sha256 (the guest runs TCP only if its largest pings got through).
+  if qalive && wait_guest guest2 300 "GUEST DONE"; then
+    evaluate_traffic guest2 qnicd
   else
-    wait $qpid; result "qnicd_exit status=$? (died by itself)"
+    fail="$fail the guest did not finish its traffic in 300 s;"
+  fi
+  say "[qnicd-diag] /vifs/vif$G2.0 after traffic: $(http_get /vifs/vif$G2.0 | head -c 1500)"
+  say "[qnicd-diag] $(ip -s -o link show vif$G2.0 2>&1 | head -c 600)"
+  if [ -z "$fail" ]; then step qnicd ok "both sides Connected, /vifs shows the vif, pings 56..1472 both ways, ${QNICD_MB:-16} MB TCP each way with equal sha256"; else step qnicd fail "$fail"; fi
+}
+
+# xl network-detach of the running guest's vif must leave qnicd holding nothing of it; a vif
+# attached again must carry traffic, and the guest sees a new interface it brings up.
+qnicd_reattach() {
+  if ! qalive || [ -z "$G2" ]; then step qnicd-reattach fail "needs qnicd and guest2 from step qnicd"; return; fi
+  local fail="" ports maps d0 gone=0 devid held
+  ports=$(vif_ports $G2 0); maps=$(gntdev_maps)
+  say "[qnicd-diag] xenbr0 before detach: $(cat /sys/class/net/xenbr0/address)"
+  d0=$(now)
+  $XL network-detach guest2 0 >/tmp/xl-detach.log 2>&1 || fail="$fail xl network-detach: $(tail -2 /tmp/xl-detach.log | tr '\n' ' ');"
+  result "qnicd_detach xl_s=$(elapsed "$d0") xl_said=\"$(tr '\n' ' ' < /tmp/xl-detach.log | head -c 200)\""
+  while within "$d0" 30; do
+    if [ "$(gntdev_maps)" = 0 ] && [ -z "$(ports_held $G2 $ports)" ] && ! vifs_has vif$G2.0 && ! xenstore-read /local/domain/0/backend/vif/$G2/0/state >/dev/null 2>&1; then gone=1; break; fi
+    sleep 0.2
+  done
+  held=$(ports_held $G2 $ports)
+  result "qnicd_detach ports_while_connected=[${ports% }] still_bound=[${held% }] gntdev_mappings_while_connected=$maps after=$(gntdev_maps) vif_forgotten=$gone after_s=$(elapsed "$d0")"
+  [ -n "$ports" ] || fail="$fail no dom0 port bound to the vif was seen while connected (the check would prove nothing);"
+  [ "$maps" -gt 0 ] || fail="$fail no gntdev mapping seen while connected (the check would prove nothing);"
+  [ $gone = 1 ] || fail="$fail after xl network-detach qnicd still holds the vif (ports [${held% }], $(gntdev_maps) mappings, or /vifs lists vif$G2.0);"
+  wait_guest guest2 30 "GUEST DETACHED" || fail="$fail the guest's eth0 did not go away;"
+  say "[qnicd-diag] xenbr0 after detach: $(cat /sys/class/net/xenbr0/address)"
+
+  d0=$(now)
+  if ! $XL network-attach guest2 mac=00:16:3e:00:00:02 bridge=xenbr0 >/tmp/xl-attach.log 2>&1; then
+    step qnicd-reattach fail "$fail xl network-attach: $(tail -2 /tmp/xl-attach.log | tr '\n' ' ')"; return
+  fi
+  say "[qnicd-diag] xenbr0 after attach: $(cat /sys/class/net/xenbr0/address)"
+  G2DEV=$(xenstore-list /local/domain/0/backend/vif/$G2 2>/dev/null | sort -n | tail -1)
+  wait_connected $G2 ${G2DEV:-0} 60
+  result "qnicd_attach devid=$G2DEV backend=$BS frontend=$FS after_s=$(elapsed "$d0")"
+  [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail reattached vif not Connected (backend state $BS, frontend state $FS);"
+  vifs_has vif$G2.$G2DEV || fail="$fail /vifs does not show vif$G2.$G2DEV;"
+  if wait_guest guest2 120 "GUEST REDONE"; then
+    result "qnicd_reattach_guest $(guest_line guest2 'GUEST REUP')"
+    guest_pings guest2 PING2 qnicd_reattach
+    ping_guest qnicd_reattach 10.0.0.2
+  else
+    fail="$fail the guest did not bring the new interface up and ping in 120 s;"
+  fi
+  {
+    echo "/vifs/vif$G2.$G2DEV after reattach traffic: $(http_get /vifs/vif$G2.$G2DEV | head -c 1500)"
+    ip -s -o link show vif$G2.$G2DEV 2>&1 | head -c 600; echo
+    echo "xenbr0 now: $(cat /sys/class/net/xenbr0/address)"
+    echo "bridge ports: $(ip -o link show master xenbr0 2>&1 | awk '{print $2, $9}' | tr '\n' ' ')"
+    echo "neighbours: $(ip neigh show dev xenbr0 2>&1 | tr '\n' ' ')"
+    echo "qnicd fds: $(ls -l /proc/$QPID/fd 2>/dev/null | awk '{print $9 $10 $11}' | grep -E 'tun|evtchn|gntdev' | tr '\n' ' ')"
+  } > /tmp/qnicd-diag2.log
+  while IFS= read -r l; do say "[qnicd-diag] $l"; done < /tmp/qnicd-diag2.log
+  if [ -z "$fail" ]; then step qnicd-reattach ok "xl network-detach released the vif's ports and mappings; after xl network-attach pings 56..1472 both ways"; else step qnicd-reattach fail "$fail"; fi
+}
+
+# A second guest while the first runs: both Connected, on different workers, both carrying pings.
+qnicd_two_guests() {
+  if ! qalive || [ -z "$G2" ]; then step qnicd-two-guests fail "needs qnicd and guest2 from step qnicd"; return; fi
+  local fail="" t0 w2 w3
+  guest_cfg guest3 00:16:3e:00:00:03 ping 90 10.0.0.3
+  forward_console guest3
+  t0=$(now)
+  if ! $XL create /tmp/guest3.cfg >/tmp/xl-create3.log 2>&1; then
+    step qnicd-two-guests fail "xl create guest3: $(tail -3 /tmp/xl-create3.log | tr '\n' ' ')"; return
+  fi
+  G3=$($XL domid guest3)
+  wait_connected $G3 0 60
+  result "qnicd_guest3_states backend=$BS frontend=$FS after_s=$(elapsed "$t0")"
+  [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail guest3's vif not Connected (backend state $BS, frontend state $FS);"
+  w2=$(vif_worker vif$G2.$G2DEV); w3=$(vif_worker vif$G3.0)
+  result "qnicd_two_guests workers vif$G2.$G2DEV=${w2:-none} vif$G3.0=${w3:-none}"
+  [ -n "$w2" ] && [ -n "$w3" ] && [ "$w2" != "$w3" ] || fail="$fail the two vifs are not on two workers (${w2:-none} and ${w3:-none});"
+  if wait_guest guest3 150 "GUEST DONE"; then
+    guest_pings guest3 PING qnicd_guest3
+    # dom0 pings both guests at the same time, so both workers carry traffic at once.
+    $BB ping -c 10 -s 1472 -W 3 10.0.0.2 > /tmp/ping-g2.log 2>&1 &
+    local pp=$! recv
+    ping_guest qnicd_guest3 10.0.0.3
+    wait $pp
+    recv=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping-g2.log)
+    result "qnicd_guest2_meanwhile_dom0_ping size=1472 sent=10 recv=${recv:-0}"
+    [ "${recv:-0}" = 10 ] || fail="$fail dom0->guest2 pings during guest3's lost packets (${recv:-0}/10);"
+  else
+    fail="$fail guest3 did not finish its pings in 150 s;"
+  fi
+  if [ -z "$fail" ]; then step qnicd-two-guests ok "two guests Connected on workers $w2 and $w3, pings 56..1472 both ways to the new one while the other is pinged"; else step qnicd-two-guests fail "$fail"; fi
+}
+
+# xl destroy must leave qnicd holding nothing of the guests: no grant mapping (gntdev lines in its
+# maps, rings included), none of the dom0 ports it bound to them, and /vifs forgets the vifs.
+qnicd_destroy() {
+  if ! qalive; then step qnicd-destroy fail "qnicd is not running"; return; fi
+  local fail="" maps p2="" p3="" d0 gone=0 names=""
+  maps=$(gntdev_maps)
+  [ -n "$G2" ] && { p2=$(vif_ports $G2 $G2DEV); names="$names vif$G2.$G2DEV"; }
+  [ -n "$G3" ] && { p3=$(vif_ports $G3 0); names="$names vif$G3.0"; }
+  d0=$(now)
+  $XL destroy guest2 >/dev/null 2>&1; $XL destroy guest3 >/dev/null 2>&1
+  local n listed
+  while within "$d0" 30; do
+    listed=""; for n in $names; do vifs_has $n && listed="$listed $n"; done
+    if [ "$(gntdev_maps)" = 0 ] && [ -z "$listed" ] && [ -z "$(ports_held ${G2:-x} $p2)$(ports_held ${G3:-x} $p3)" ]; then gone=1; break; fi
+    sleep 0.2
+  done
+  result "qnicd_destroy ports_while_connected=[${p2% }|${p3% }] still_bound=[$(ports_held ${G2:-x} $p2)|$(ports_held ${G3:-x} $p3)] gntdev_mappings_while_connected=$maps after=$(gntdev_maps) vifs_forgotten=$gone after_s=$(elapsed "$d0")"
+  [ -n "$names" ] || fail="$fail no guest to destroy;"
+  [ -n "$p2$p3" ] || fail="$fail no dom0 port bound to a vif was seen while connected (the check would prove nothing);"
+  [ "$maps" -gt 0 ] || fail="$fail no gntdev mapping seen while connected (the check would prove nothing);"
+  [ $gone = 1 ] || fail="$fail after xl destroy qnicd still holds guest mappings or ports, or lists$listed;"
+  if [ -z "$fail" ]; then step qnicd-destroy ok "after xl destroy of both guests: no gntdev mapping, no port bound to them, /vifs empty of them"; else step qnicd-destroy fail "$fail"; fi
+}
+
+# Stops the daemon: SIGTERM must end it within 30 s.
+qnicd_stop() {
+  [ -n "$QPID" ] || return
+  local fail=""
+  if qalive; then
+    kill $QPID
+    local k0; k0=$(now)
+    while qalive && within "$k0" 30; do sleep 0.2; done
+    qalive && { kill -9 $QPID; fail="qnicd did not exit within 30 s of SIGTERM"; }
+    wait $QPID; result "qnicd_exit status=$? (after SIGTERM)"
+  else
+    wait $QPID; local rc=$?; result "qnicd_exit status=$rc (died by itself)"; fail="qnicd died by itself (status $rc)"
   fi
   sleep 0.5; pkill -f "tail -n \+1 -F /tmp/qnicd.log" 2>/dev/null
-  if [ -z "$fail" ]; then step qnicd ok "both sides Connected, /vifs shows the vif, pings 56..1472 both ways, ${QNICD_MB:-16} MB TCP each way with equal sha256"; else step qnicd fail "$fail"; fi
+  if [ -z "$fail" ]; then step qnicd-exit ok "SIGTERM ended qnicd"; else step qnicd-exit fail "$fail"; fi
 }
 
 for s in ${QNICD_STEPS:-baseline platform qnicd}; do
   case $s in
     baseline) baseline ;;
     platform) platform_check ;;
-    qnicd) qnicd_check ;;
+    qnicd) qnicd_check; qnicd_reattach; qnicd_two_guests; qnicd_destroy; qnicd_stop ;;
   esac
 done

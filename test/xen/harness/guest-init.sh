@@ -5,6 +5,9 @@
 # Kernel command line: qnicd_ip=<guest ip> qnicd_peer=<dom0 ip> qnicd_mb=<MB per transfer>
 # qnicd_mode=full (pings + TCP both ways), auto (TCP only if the 1472-byte pings got a reply)
 # or ping (pings only); qnicd_tmo=<seconds allowed per TCP transfer>
+# After its traffic the guest keeps watching: when dom0 detaches its vif (xl network-detach) and
+# attaches a new one (xl network-attach), it brings the new interface up with the same address
+# and pings again ("GUEST PING2 ..."), as often as that happens.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -26,21 +29,45 @@ ip link set eth0 up
 i=0; while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 say "UP ip=$IP carrier=$(cat /sys/class/net/eth0/carrier 2>/dev/null) mtu=$(cat /sys/class/net/eth0/mtu)"
 
-# Wait until dom0 answers at all (dom0's end of the vif joins the bridge a moment after our
-# carrier is up; under a loaded TCG host that can take seconds), then count losses.
-t0=$(up); ok=0
-while [ $ok = 0 ] && [ "$(echo "$t0 $(up)" | awk '{print ($2-$1 < 20)}')" = 1 ]; do
-  ping -c 1 -W 1 "$PEER" >/dev/null 2>&1 && ok=1
-done
-say "REACHABLE ok=$ok after_secs=$(echo "$t0 $(up)" | awk '{printf "%.1f", $2-$1}')"
-for s in 56 1000 1472; do
-  out=$(ping -c 5 -s $s -W 3 "$PEER" 2>&1)
-  recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
-  say "PING size=$s sent=5 recv=${recv:-0}"
-done
+# pings TAG: five pings of each size to dom0, one "GUEST <TAG> size=.. sent=5 recv=.." line each.
+pings() {
+  for s in 56 1000 1472; do
+    out=$(ping -c 5 -s $s -W 3 "$PEER" 2>&1)
+    recv=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+    say "$1 size=$s sent=5 recv=${recv:-0}"
+  done
+}
+# reachable: waits (20 s at most) for dom0 to answer at all; dom0's end joins the bridge a moment
+# after our carrier is up, and under a loaded TCG host that can take seconds.
+reachable() {
+  t0=$(up); ok=0
+  while [ $ok = 0 ] && [ "$(echo "$t0 $(up)" | awk '{print ($2-$1 < 20)}')" = 1 ]; do
+    ping -c 1 -W 1 "$PEER" >/dev/null 2>&1 && ok=1
+  done
+  echo "ok=$ok after_secs=$(echo "$t0 $(up)" | awk '{printf "%.1f", $2-$1}')"
+}
+# watch_reattach: forever, waits for eth0 to go (the vif detached), then for a new eth* (a vif
+# attached), brings it up with our address and pings dom0 again.
+watch_reattach() {
+  while :; do
+    while [ -e /sys/class/net/eth0 ]; do sleep 0.5; done
+    say "DETACHED"
+    dev=""
+    while [ -z "$dev" ]; do sleep 0.5; dev=$(ls /sys/class/net | grep '^eth' | head -1); done
+    ip addr add "$IP/24" dev "$dev"
+    ip link set "$dev" up
+    i=0; while [ "$(cat /sys/class/net/$dev/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    say "REUP dev=$dev carrier=$(cat /sys/class/net/$dev/carrier 2>/dev/null) $(reachable) tx_packets=$(cat /sys/class/net/$dev/statistics/tx_packets) rx_packets=$(cat /sys/class/net/$dev/statistics/rx_packets)"
+    say "NEIGH $(ip neigh show dev $dev | tr '\n' ' ')"
+    pings PING2
+    say "REDONE"
+  done
+}
+say "REACHABLE $(reachable)"
+pings PING
 [ "$MODE" = auto ] && [ "${recv:-0}" -gt 0 ] && MODE=full
 
-if [ "$MODE" != full ]; then say "DONE"; while :; do sleep 1000; done; fi
+if [ "$MODE" != full ]; then say "DONE"; watch_reattach; fi
 
 # guest -> dom0: dom0 listens on 5001 and writes what it gets to a file it checksums.
 dd if=/dev/urandom of=/tmp/up bs=1048576 count="$MB" 2>/dev/null
@@ -56,4 +83,4 @@ t0=$(up); timeout "$TMO" nc "$PEER" 5002 <&3 > /tmp/down; rc=$?; t1=$(up)
 say "DOWNSHA $(sha256sum /tmp/down | cut -c1-64) bytes=$(wc -c < /tmp/down) rc=$rc secs=$(echo "$t0 $t1" | awk '{printf "%.2f", $2-$1}')"
 rm -f /tmp/down
 say "DONE"
-while :; do sleep 1000; done
+watch_reattach
