@@ -9,6 +9,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
 import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
+import { peerTakesGso } from "./backend/features.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
@@ -112,11 +113,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   }
   undo.push(() => peers.close());
 
+  // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
+  const txOffloads = peerTakesGso(peers.kind, config.datapath);
   const stats = StatsArena.create({ workers: config.workers, slotsPerWorker: VIFS_PER_WORKER });
   let pool: WorkerPool;
   try {
     const ctx = { platform, stats, workers: config.workers, log: log.child("pool") };
-    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath })))(ctx);
+    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath, scatterGather: txOffloads })))(ctx);
   } catch (e) {
     return fail(e, "starting the worker pool: ");
   }
@@ -164,6 +167,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       backendDomid: config.domid,
       type: config.backendType,
       vifnamePrefix: config.vifnamePrefix,
+      txOffloads,
     });
   } catch (e) {
     return fail(e, `watching /local/domain/${config.domid}/backend/${config.backendType}: `);

@@ -1,17 +1,46 @@
 // The one place that says what qnicd offers a frontend and which frontend requests it honours.
 //
 // Rule (DESIGN.md "seed parity first"): a feature node is written only when the data path supports
-// it end to end, with tests against a frontend that uses it. Today that is the seed's set: copy-mode
-// rx and nothing else. The data-path issue adds rows here (feature-sg, feature-gso-tcpv4, ...) when
-// the workers handle them; nothing else in the control plane needs to change.
+// it end to end, with tests against a frontend that uses it. Always: copy-mode rx. Guest-tx
+// scatter-gather and TCP GSO (feature-sg, feature-gso-tcpv4) only where the whole path takes 64 KiB
+// GSO frames: the batched data path (workers/tx.ts) feeding a TAP opened with IFF_VNET_HDR (the
+// kernel segments) or the null peer (drops). Not the switch peer: it feeds other vifs' rx paths,
+// which deliver neither frames over a page nor GSO to a frontend. Not the seed data path: it is the
+// per-packet baseline and answers multi-slot packets with errors. IPv6 GSO and IPv6 checksum offload
+// are not offered (their data path is not tested).
 
-/** Written to B in ONE transaction when the device is realized (Linux netback_probe does the same). */
-export const BACKEND_FEATURES: readonly (readonly [key: string, value: string])[] = [
+/** A key and the value written under B. */
+export type FeatureNode = readonly [key: string, value: string];
+
+/** Written by every backend (Linux netback_probe writes these too). */
+const BASE_FEATURES: readonly FeatureNode[] = [
   // Netfront gives up on a backend without rx-copy ("backend does not support copying receive path").
   ["feature-rx-copy", "1"],
   // Page flipping was removed from Xen long ago; say so explicitly as Linux netback does.
   ["feature-rx-flip", "0"],
 ];
+
+/** Added when the peer takes GSO frames: Linux netfront then sends up to 64 KiB TCP packets in up to 18 slots. */
+const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
+  ["feature-sg", "1"],
+  ["feature-gso-tcpv4", "1"],
+];
+
+/** The seed's set: what a backend whose peer cannot take GSO frames offers. */
+export const BACKEND_FEATURES: readonly FeatureNode[] = BASE_FEATURES;
+
+/** Whether guest-tx SG/GSO can be offered for this peer kind and data path. */
+export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched" | "seed" = "batched"): boolean {
+  return datapath === "batched" && (peer === "tap" || peer === "null");
+}
+
+/**
+ * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
+ * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path.
+ */
+export function backendFeatures(txOffloads: boolean): readonly FeatureNode[] {
+  return txOffloads ? [...BASE_FEATURES, ...TX_OFFLOAD_FEATURES] : BASE_FEATURES;
+}
 
 /**
  * Frontend feature keys read at connect. `needsOffer`: the backend key that must have been written
@@ -29,9 +58,9 @@ export const FRONTEND_FEATURES: readonly { readonly key: string; readonly needsO
   { key: "feature-no-csum-offload", needsOffer: null },
 ];
 
-/** Whether we offered `key` (and did not offer it as "0"). */
-export function backendOffers(key: string): boolean {
-  const row = BACKEND_FEATURES.find(([k]) => k === key);
+/** Whether `offered` (what was written to B) offers `key` (and not as "0"). */
+export function backendOffers(key: string, offered: readonly FeatureNode[] = BACKEND_FEATURES): boolean {
+  const row = offered.find(([k]) => k === key);
   return row !== undefined && row[1] !== "0";
 }
 

@@ -4,7 +4,7 @@
 // reaches the data path before it has been validated.
 import * as v from "valibot";
 import { Errno, GUEST_HINT, quoteGuest, VifFatalError } from "./errors.ts";
-import { backendOffers, FRONTEND_FEATURES, MAX_QUEUES } from "./features.ts";
+import { BACKEND_FEATURES, backendOffers, FRONTEND_FEATURES, MAX_QUEUES, type FeatureNode } from "./features.ts";
 
 /** What connect needs, read and validated. */
 export interface FrontendConfig {
@@ -47,7 +47,8 @@ function required<T>(schema: v.GenericSchema<string, T>, key: string, raw: strin
   return value;
 }
 
-export async function readFrontendConfig(r: NodeReader): Promise<FrontendConfig> {
+/** `offered`: the feature nodes this backend wrote (a frontend's request counts only for those). */
+export async function readFrontendConfig(r: NodeReader, offered: readonly FeatureNode[] = BACKEND_FEATURES): Promise<FrontendConfig> {
   // Linux netback's order: queues first (a multi-queue frontend keeps its ring keys elsewhere).
   const queuesRaw = await r.frontend("multi-queue-num-queues");
   if (queuesRaw !== undefined) {
@@ -105,7 +106,7 @@ export async function readFrontendConfig(r: NodeReader): Promise<FrontendConfig>
   for (const f of FRONTEND_FEATURES) {
     const raw = await r.frontend(f.key);
     const asked = raw !== undefined && (parse(U32, raw) ?? 0) !== 0;
-    features[f.key] = asked && (f.needsOffer === null || backendOffers(f.needsOffer));
+    features[f.key] = asked && (f.needsOffer === null || backendOffers(f.needsOffer, offered));
   }
 
   return { txRingRef, rxRingRef, txEvtchn, rxEvtchn, splitEventChannels, mac, features };

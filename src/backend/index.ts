@@ -4,6 +4,7 @@ import type { PeerProvisioner } from "../net/peer-provisioner.ts";
 import type { WorkerPool } from "../pool/types.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
 import type { XenDevice } from "./device.ts";
+import { backendFeatures } from "./features.ts";
 import { VifHooks, type VifInfo } from "./vif.ts";
 import { XenBus } from "./xenbus.ts";
 
@@ -17,6 +18,8 @@ export interface BackendOptions {
   vifnamePrefix: string;
   /** See VifHooksOptions.connectTimeoutMs. */
   connectTimeoutMs?: number;
+  /** Offer guest-tx SG/GSO: features.ts peerTakesGso() of the daemon's peer and data path (default false). */
+  txOffloads?: boolean;
 }
 
 export interface Backend {
@@ -28,7 +31,7 @@ export interface Backend {
 }
 
 export async function startBackend(opts: BackendOptions): Promise<Backend> {
-  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix, connectTimeoutMs: opts.connectTimeoutMs });
+  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix, connectTimeoutMs: opts.connectTimeoutMs, features: backendFeatures(opts.txOffloads === true) });
   const bus = new XenBus({ xs: opts.xs, backendDomid: opts.backendDomid, type: opts.type, hooks, log: opts.log });
   hooks.attach(bus);
   await bus.start();
@@ -43,6 +46,6 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
 export { XenBus, type DeviceHooks } from "./xenbus.ts";
 export { XenDevice } from "./device.ts";
 export { VifFatalError } from "./errors.ts";
-export { BACKEND_FEATURES, FRONTEND_FEATURES } from "./features.ts";
+export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, peerTakesGso } from "./features.ts";
 export { pathTo, nextStep, type BackendState, type TargetState } from "./backend-state.ts";
 export { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";

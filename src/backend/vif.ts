@@ -9,7 +9,7 @@ import type { XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
-import { BACKEND_FEATURES } from "./features.ts";
+import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 
@@ -40,14 +40,18 @@ export interface VifHooksOptions {
    * connect that never settles would wedge that vif's teardown and the daemon's shutdown.
    */
   connectTimeoutMs?: number;
+  /** The feature nodes written at realize (features.ts backendFeatures; default the seed's set). */
+  features?: readonly FeatureNode[];
 }
 
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
   private serial = 0;
   private bus: XenBus | undefined;
+  private readonly features: readonly FeatureNode[];
 
   constructor(private readonly opts: VifHooksOptions) {
+    this.features = opts.features ?? BACKEND_FEATURES;
     opts.pool.onFault((f) => this.onFault(f));
     opts.pool.onWorkerLost((worker, moved) => {
       for (const c of moved) {
@@ -78,7 +82,7 @@ export class VifHooks implements DeviceHooks {
     // One transaction, as netback_probe: a frontend never sees half the feature set.
     await this.opts.xs.transaction(async (t) => {
       if ((await t.tryRead(`${B}/state`)) === undefined) return; // being removed: do not resurrect B
-      for (const [key, value] of BACKEND_FEATURES) await t.write(`${B}/${key}`, value);
+      for (const [key, value] of this.features) await t.write(`${B}/${key}`, value);
     });
     const e = this.entry(dev);
     if (e.peer) return; // a reconnect keeps its interface, as Linux keeps vifN.M across reconnects
@@ -131,10 +135,13 @@ export class VifHooks implements DeviceHooks {
     if (!e.peer) throw new VifFatalError(Errno.ENODEV, "connecting: the vif has no host interface", "this is a qnicd bug: report it");
     const F = dev.frontendPath!;
     const xs = this.opts.xs;
-    const config = await readFrontendConfig({
-      frontend: (key) => xs.tryRead(`${F}/${key}`),
-      backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
-    });
+    const config = await readFrontendConfig(
+      {
+        frontend: (key) => xs.tryRead(`${F}/${key}`),
+        backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
+      },
+      this.features,
+    );
     const key = `${dev.name}#${++this.serial}`;
     const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
     // Logged before the hand-over so a worker that never answers (or takes the process down) is

@@ -17,7 +17,7 @@ import { EventWaker } from "./event-waker.ts";
 import { createResponder, parseIPv4, parseMac, formatMac, type Responder } from "./frames.ts";
 import { FrontRing } from "./front-ring.ts";
 import { RxQueue, type RxMeta } from "./rx-queue.ts";
-import { TxQueue, type TxFrameOptions } from "./tx-queue.ts";
+import { TxQueue, type TxFrameOptions, type TxOffloads } from "./tx-queue.ts";
 import { readState, readUnsigned, waitForState, writeDevError, writeOwnState } from "./xenbus.ts";
 
 /** XENNET_TIMEOUT and xenbus_reset_wait_for_backend's wait: 5 s in Linux. */
@@ -82,6 +82,8 @@ export interface ConnectionInfo {
   mac: string;
   /** multi-queue-num-queues, when the backend offered multi-queue-max-queues. */
   numQueues?: number;
+  /** What the backend offered for our tx (xennet_fix_features): multi-slot packets and TCP GSO. */
+  txOffloads: TxOffloads;
 }
 
 export interface Netfront {
@@ -305,7 +307,13 @@ class SimNetfront implements Netfront {
     if (this.conn) this.releaseConn();
     this.broken = false;
 
-    const conn = this.setupRings(split, formatMac(mac));
+    // xennet_fix_features: SG and TSO only where the backend offered them.
+    const txOffloads: TxOffloads = {
+      sg: (await readUnsigned(this.xs, `${B}/feature-sg`, 0)) !== 0,
+      gsoTcpv4: (await readUnsigned(this.xs, `${B}/feature-gso-tcpv4`, 0)) !== 0,
+      gsoTcpv6: (await readUnsigned(this.xs, `${B}/feature-gso-tcpv6`, 0)) !== 0,
+    };
+    const conn = this.setupRings(split, formatMac(mac), txOffloads);
     const mqOffered = (await this.xs.tryRead(`${B}/multi-queue-max-queues`)) !== undefined;
     if (mqOffered) conn.info.numQueues = numQueues;
     try {
@@ -346,7 +354,7 @@ class SimNetfront implements Netfront {
   }
 
   /** setup_netfront: two ring pages granted to the backend, one or two unbound event channels. */
-  private setupRings(split: boolean, mac: string): Conn {
+  private setupRings(split: boolean, mac: string, txOffloads: TxOffloads): Conn {
     const g = this.guest;
     const bd = this.backendDomid;
     const txFrame = g.allocPage();
@@ -369,6 +377,7 @@ class SimNetfront implements Netfront {
       broken,
       onResponse: this.opts.onTxResponse,
       maxBacklog: this.opts.txBacklog ?? TX_QUEUE_LEN,
+      offloads: txOffloads,
     });
     const rx = new RxQueue({
       guest: g,
@@ -380,7 +389,7 @@ class SimNetfront implements Netfront {
       warn: (w) => this.log(`netfront: ${this.nodename}: ${w}`),
       deliver: (f, m) => this.deliver(f, m),
     });
-    return { info: { txRingRef, rxRingRef, txPort, rxPort, split, mac }, txFrame, rxFrame, txRing, rxRing, tx, rx };
+    return { info: { txRingRef, rxRingRef, txPort, rxPort, split, mac, txOffloads }, txFrame, rxFrame, txRing, rxRing, tx, rx };
   }
 
   private markBroken(why: string): void {

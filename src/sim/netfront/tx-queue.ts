@@ -1,11 +1,31 @@
-// The transmit side of one queue, after xennet_start_xmit and xennet_tx_buf_gc: one ring slot per
-// frame (no scatter-gather, no GSO yet), the frame copied into a page of guest RAM that is granted
-// read-only to the backend for the life of the request, ids from a free list, and completion
-// driven by tx responses. Like Linux, a frame waits (here: in a bounded backlog, the qdisc's job)
+// The transmit side of one queue, after xennet_start_xmit and xennet_tx_buf_gc: a frame goes out in
+// one ring slot, or, where the backend offered feature-sg, in several (the first slot's size is the
+// whole packet's, NETTXF_more_data on every slot but the last), with a GSO extra-info slot after
+// the first where it offered feature-gso-tcpv4/-tcpv6. Each slot's bytes are copied into a page of
+// guest RAM granted read-only to the backend for the life of the request, ids come from a free
+// list (one per data slot; the extra slot has none), and completion is driven by tx responses. Like Linux, a frame waits (here: in a bounded backlog, the qdisc's job)
 // while fewer than XEN_NETIF_NR_SLOTS_MIN + 1 slots are free.
 import type { GuestDomain } from "../hypervisor/index.ts";
 import { PAGE_SIZE } from "../../xen/ring.ts";
-import { NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETIF_TX_RING_SIZE, NETIF_TX_SLOT_SIZE, TxRequest, TxResponse, XEN_NETIF_NR_SLOTS_MIN } from "../../xen/netif.ts";
+import {
+  NETIF_RSP_DROPPED,
+  NETIF_RSP_ERROR,
+  NETIF_RSP_NULL,
+  NETIF_RSP_OKAY,
+  NETIF_TX_RING_SIZE,
+  NETIF_TX_SLOT_SIZE,
+  NETTXF_csum_blank,
+  NETTXF_data_validated,
+  NETTXF_extra_info,
+  NETTXF_more_data,
+  TxRequest,
+  TxResponse,
+  XEN_NETIF_EXTRA_TYPE_GSO,
+  XEN_NETIF_GSO_TYPE_TCPV4,
+  XEN_NETIF_GSO_TYPE_TCPV6,
+  XEN_NETIF_MAX_TX_SIZE,
+  XEN_NETIF_NR_SLOTS_MIN,
+} from "../../xen/netif.ts";
 import type { NetfrontCounters } from "./counters.ts";
 import type { FrontRing } from "./front-ring.ts";
 
@@ -18,6 +38,20 @@ export interface TxFrameOptions {
   flags?: number;
   /** Offset of the frame in its page (Linux: wherever skb->data sits); clamped so the frame fits. */
   offset?: number;
+  /**
+   * Bytes per slot (feature-sg): the frame split this way, the first chunk at `offset`, the rest at
+   * offset 0 of their own pages. Default: the first slot up to the end of its page, then whole pages.
+   */
+  slots?: number[];
+  /** Send as a TCP GSO packet of segments of `size` payload bytes (feature-gso-*): csum_blank is implied, as a GSO skb is CHECKSUM_PARTIAL. */
+  gso?: { size: number; type: typeof XEN_NETIF_GSO_TYPE_TCPV4 | typeof XEN_NETIF_GSO_TYPE_TCPV6 };
+}
+
+/** What the backend offered for tx (B/feature-sg, B/feature-gso-tcpv4, B/feature-gso-tcpv6). */
+export interface TxOffloads {
+  sg: boolean;
+  gsoTcpv4: boolean;
+  gsoTcpv6: boolean;
 }
 
 export interface TxQueueDeps {
@@ -31,6 +65,8 @@ export interface TxQueueDeps {
   /** Called for every tx response (tests and diagnostics). */
   onResponse?(id: number, status: number): void;
   maxBacklog: number;
+  /** Default: none offered (one slot per frame, no GSO). */
+  offloads?: TxOffloads;
 }
 
 export class TxQueue {
@@ -60,9 +96,40 @@ export class TxQueue {
     return this.backlog.length;
   }
 
+  /**
+   * The slot sizes a frame goes out in. Throws for what Linux would never send: more than one slot
+   * without feature-sg, GSO the backend did not offer, a frame over XEN_NETIF_MAX_TX_SIZE or over
+   * XEN_NETIF_NR_SLOTS_MIN slots, chunks that do not add up or do not fit their page.
+   */
+  private layout(frame: Uint8Array, opts: TxFrameOptions): { chunks: number[]; first: number } {
+    const len = frame.byteLength;
+    const o = this.d.offloads ?? { sg: false, gsoTcpv4: false, gsoTcpv6: false };
+    if (len > XEN_NETIF_MAX_TX_SIZE) throw new RangeError(`frame of ${len} bytes: over the wire format's ${XEN_NETIF_MAX_TX_SIZE}`);
+    if (opts.gso) {
+      const offered = opts.gso.type === XEN_NETIF_GSO_TYPE_TCPV4 ? o.gsoTcpv4 : opts.gso.type === XEN_NETIF_GSO_TYPE_TCPV6 ? o.gsoTcpv6 : false;
+      if (!offered) throw new RangeError(`GSO type ${opts.gso.type}: the backend did not offer it`);
+      if (!(opts.gso.size > 0 && opts.gso.size <= 0xffff)) throw new RangeError(`GSO size ${opts.gso.size}: must be 1..65535`);
+    }
+    const off = Math.max(0, opts.offset ?? 0);
+    let chunks = opts.slots;
+    if (!chunks) {
+      // One slot when the frame fits a page (its offset clamped so it does); else the head runs to
+      // the end of its page (Linux bounces a head with less than ETH_HLEN left: keep 64) and whole pages follow.
+      const start = len <= PAGE_SIZE ? Math.min(off, PAGE_SIZE - len) : Math.min(off, PAGE_SIZE - 64);
+      chunks = [Math.min(len, PAGE_SIZE - start)];
+      for (let at = chunks[0]!; at < len; at += PAGE_SIZE) chunks.push(Math.min(PAGE_SIZE, len - at));
+    }
+    const first = Math.min(off, PAGE_SIZE - (chunks[0] ?? 0));
+    if (chunks.reduce((a, b) => a + b, 0) !== len) throw new RangeError(`slots ${chunks.join("+")} do not add up to the frame's ${len} bytes`);
+    if (chunks.some((c, i) => c < 0 || c > PAGE_SIZE - (i === 0 ? first : 0))) throw new RangeError(`slots ${chunks.join("+")}: a chunk does not fit its page`);
+    if (chunks.length > 1 && !o.sg) throw new RangeError(`frame of ${len} bytes in ${chunks.length} slots: the backend did not offer feature-sg (one slot per frame, at most ${PAGE_SIZE} bytes)`);
+    if (chunks.length > XEN_NETIF_NR_SLOTS_MIN) throw new RangeError(`frame in ${chunks.length} slots: Linux never sends more than ${XEN_NETIF_NR_SLOTS_MIN}`);
+    return { chunks, first };
+  }
+
   /** Queues or sends one frame; false if it was dropped (backlog full, or the queue is dead). */
   send(frame: Uint8Array, opts: TxFrameOptions = {}): boolean {
-    if (frame.byteLength > PAGE_SIZE) throw new RangeError(`frame of ${frame.byteLength} bytes: this netfront sends one slot per frame, at most ${PAGE_SIZE} bytes`);
+    this.layout(frame, opts); // refuse what cannot be sent before it is queued
     if (this.dead) {
       this.d.counters.txDropped++;
       return false;
@@ -82,29 +149,58 @@ export class TxQueue {
     return true;
   }
 
-  /** Writes one request (not yet pushed). */
+  /** Writes one packet's requests (not yet pushed): first slot, GSO extra, fragment slots. */
   private put(frame: Uint8Array, opts: TxFrameOptions): void {
+    const { chunks, first } = this.layout(frame, opts);
+    let flags = opts.flags ?? 0;
+    // A GSO skb is CHECKSUM_PARTIAL: xennet_start_xmit marks it so.
+    if (opts.gso) flags |= NETTXF_csum_blank | NETTXF_data_validated | NETTXF_extra_info;
+    let at = 0;
+    for (let k = 0; k < chunks.length; k++) {
+      const last = k === chunks.length - 1;
+      const f = k === 0 ? flags : 0;
+      // The first slot's size is the whole packet's; later slots carry their own chunk.
+      this.slot(frame.subarray(at, at + chunks[k]!), k === 0 ? first : 0, (f & ~NETTXF_more_data) | (last ? 0 : NETTXF_more_data), k === 0 ? frame.byteLength : chunks[k]!);
+      at += chunks[k]!;
+      if (k === 0 && opts.gso) this.gsoExtra(opts.gso.size, opts.gso.type);
+    }
+    this.d.counters.txPackets++;
+    this.d.counters.txBytes += frame.byteLength;
+  }
+
+  /** One data slot: its bytes in a page of their own, granted read-only. */
+  private slot(bytes: Uint8Array, offset: number, flags: number, size: number): void {
     const id = this.freeHead;
     this.freeHead = this.link[id]!;
     this.link[id] = LINK_PENDING;
     let frameNo = this.pages[id]!;
     if (frameNo < 0) this.pages[id] = frameNo = this.d.guest.allocPage();
     const page = this.d.guest.pageView(frameNo);
-    const offset = Math.max(0, Math.min(opts.offset ?? 0, PAGE_SIZE - frame.byteLength));
-    // Like Linux's bounce for an untrusted backend: the page holds this frame and zeros only.
+    // Like Linux's bounce for an untrusted backend: the page holds this chunk and zeros only.
     page.fill(0);
-    page.set(frame, offset);
+    page.set(bytes, offset);
     const gref = this.d.guest.grantAccess(this.d.backendDomid, frameNo, true);
     this.grefs[id] = gref;
     const o = this.d.ring.slot(this.d.ring.reqProdPvt, NETIF_TX_SLOT_SIZE);
     this.view.setUint32(o + TxRequest.gref, gref, true);
     this.view.setUint16(o + TxRequest.offset, offset, true);
-    this.view.setUint16(o + TxRequest.flags, opts.flags ?? 0, true);
+    this.view.setUint16(o + TxRequest.flags, flags, true);
     this.view.setUint16(o + TxRequest.id, id, true);
-    this.view.setUint16(o + TxRequest.size, frame.byteLength, true);
+    this.view.setUint16(o + TxRequest.size, size, true);
     this.d.ring.reqProdPvt = (this.d.ring.reqProdPvt + 1) >>> 0;
-    this.d.counters.txPackets++;
-    this.d.counters.txBytes += frame.byteLength;
+  }
+
+  /** The GSO extra-info slot (struct netif_extra_info: type, flags, gso.size, gso.type, pad, features). */
+  private gsoExtra(size: number, type: number): void {
+    const o = this.d.ring.slot(this.d.ring.reqProdPvt, NETIF_TX_SLOT_SIZE);
+    this.view.setUint8(o, XEN_NETIF_EXTRA_TYPE_GSO);
+    this.view.setUint8(o + 1, 0);
+    this.view.setUint16(o + 2, size, true);
+    this.view.setUint8(o + 4, type);
+    this.view.setUint8(o + 5, 0);
+    this.view.setUint16(o + 6, 0, true);
+    this.view.setUint32(o + 8, 0, true);
+    this.d.ring.reqProdPvt = (this.d.ring.reqProdPvt + 1) >>> 0;
   }
 
   private push(): void {
