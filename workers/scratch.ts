@@ -43,6 +43,11 @@ export class WorkerScratch {
   readonly txSegFrame = new Uint16Array(NETIF_TX_RING_SIZE);
   /** Per tx frame of a pass: every one of its segments copied. */
   readonly txFrameOk: Uint8Array;
+  /** Tx segment k no longer lands at the start of frame slot k (a multi-slot packet moved it). */
+  readonly txSegMoved = new Uint8Array(NETIF_TX_RING_SIZE);
+  /** Each tx frame slot's native address as the two 32-bit words a grant-copy segment holds. */
+  readonly txSlotLo: Uint32Array;
+  readonly txSlotHi: Uint32Array;
   /** The fragment slots of one packet, copied out of the ring once (XSA-155) before any is used. */
   readonly txFragRef = new Uint32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
   readonly txFragOff = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
@@ -72,8 +77,19 @@ export class WorkerScratch {
     this.txSegs = new GrantCopyBatch(NETIF_TX_RING_SIZE);
     this.txCsum = new Uint8Array(frames);
     this.txFrameOk = new Uint8Array(frames);
-    // Direction written once; each segment then writes the guest's side, its length and where it lands.
-    for (let k = 0; k < NETIF_TX_RING_SIZE; k++) this.txSegs.setGrantToLocal(k, 0, 0, 0, this.txFrames.base, 0);
+    this.txSlotLo = new Uint32Array(frames);
+    this.txSlotHi = new Uint32Array(frames);
+    for (let k = 0; k < frames; k++) {
+      const a = this.txFrames.base + k * this.txFrames.stride;
+      this.txSlotLo[k] = a >>> 0;
+      this.txSlotHi[k] = Math.floor(a / 4294967296);
+    }
+    // Direction and local side written once: segment k lands in frame slot k, the single-slot case;
+    // a multi-slot packet rewrites where its segments land (txSegMoved marks them).
+    for (let k = 0; k < NETIF_TX_RING_SIZE; k++) {
+      this.txSegs.setGrantToLocal(k, 0, 0, 0, this.txFrames.base + Math.min(k, frames - 1) * this.txFrames.stride, 0);
+      this.txSegMoved[k] = k < frames ? 0 : 1;
+    }
     this.txSegU16 = new Uint16Array(this.txSegs.buffer);
     this.txSegU32 = new Uint32Array(this.txSegs.buffer);
     this.txSegI16 = new Int16Array(this.txSegs.buffer);

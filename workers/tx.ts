@@ -85,6 +85,8 @@ export class TxPath {
   rspProdPvt: number;
   /** Reused for every pass: the data path allocates nothing. */
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
+  /** A pass's cursor while multiSlot() takes a packet (the common single-slot case keeps it in locals). */
+  private readonly cur = { cons: 0, nresp: 0, nseg: 0, nframe: 0, anyCsum: 0 };
 
   /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
   private readonly unsupported: number;
@@ -127,16 +129,15 @@ export class TxPath {
     const segU32 = s.txSegU32;
     const segI16 = s.txSegI16;
     const segFrame = s.txSegFrame;
-    const fragRef = s.txFragRef;
-    const fragOff = s.txFragOff;
-    const fragSize = s.txFragSize;
     const domid = this.domid;
     const lens = frames.lens;
     const meta = frames.meta;
-    const stride = frames.stride;
     const csum = s.txCsum;
     const respId = s.txRespId;
     const respSeg = s.txRespSeg;
+    const slotLo = s.txSlotLo;
+    const slotHi = s.txSlotHi;
+    const segMoved = s.txSegMoved;
     const u8 = this.u8;
     const u16 = this.u16;
     const u32 = this.u32;
@@ -158,7 +159,6 @@ export class TxPath {
       const id = u16[w + 4];
       const size = u16[w + 5];
       const first = cons;
-      const r0 = nresp;
       cons = (cons + 1) >>> 0;
       if (flags & unsupported) {
         // Not negotiated: answer the whole packet with errors, as netback's xenvif_tx_err does,
@@ -178,111 +178,57 @@ export class TxPath {
         continue;
       }
       respId[nresp] = id;
-      respSeg[nresp++] = R_ERROR; // the packet's frame, once it has one
-      let fault: string | null = null;
-
-      // Extra-info slots (xenvif_get_extras): each answered NULL; only GSO means anything here.
-      let gsoSize = 0;
-      let gsoType = 0;
-      if (flags & NETTXF_extra_info) {
-        for (let more = true; more; ) {
-          if (cons === prod) {
-            fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-            break;
-          }
-          const o = 64 + (cons & MASK) * 12;
-          const type = u8[o];
-          const eflags = u8[o + 1];
-          if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) {
-            fault = `tx extra info type ${type} is unknown`;
-            break;
-          }
-          if (type === XEN_NETIF_EXTRA_TYPE_GSO) {
-            const gs = u16[(o + 2) >> 1];
-            const gt = u8[o + 4];
-            if (gs === 0) {
-              fault = `tx packet at 0x${hex(first)}: GSO size is 0`;
-              break;
-            }
-            if (gt !== XEN_NETIF_GSO_TYPE_TCPV4 && gt !== XEN_NETIF_GSO_TYPE_TCPV6) {
-              fault = `tx packet at 0x${hex(first)}: GSO type ${gt} is unknown`;
-              break;
-            }
-            gsoSize = gs;
-            gsoType = gt;
-          }
-          respId[nresp] = 0;
-          respSeg[nresp++] = R_NULL;
-          cons = (cons + 1) >>> 0;
-          more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
+      if ((flags & (NETTXF_more_data | NETTXF_extra_info)) === 0) {
+        // One slot, no extras: the common case, kept as lean as it was before SG. Segment nseg: the
+        // guest's (ref, offset, domid) -> frame slot nframe.
+        if (size < ETH_HLEN || offset + size > PAGE) {
+          respSeg[nresp++] = R_ERROR;
+          continue;
         }
+        const h = nseg * 12;
+        const w6 = nseg * 6;
+        segU32[w6] = gref;
+        segU16[h + 2] = offset;
+        segU16[h + 3] = domid;
+        // Segment k lands in frame slot k unless a multi-slot packet moved them apart: only then
+        // is the local side (written once in WorkerScratch) rewritten.
+        if (nseg !== nframe || segMoved[nseg] === 1) {
+          segU32[w6 + 2] = slotLo[nframe];
+          segU32[w6 + 3] = slotHi[nframe];
+          segMoved[nseg] = nseg !== nframe ? 1 : 0;
+        }
+        segU16[h + 8] = size;
+        segI16[h + 10] = 0;
+        segFrame[nseg++] = nframe;
+        lens[nframe] = size;
+        const blank = flags & NETTXF_csum_blank;
+        if (offloads) {
+          meta[nframe] = blank ? FRAME_META_CSUM : 0;
+          csum[nframe] = 0;
+        } else {
+          csum[nframe] = blank;
+          anyCsum |= blank;
+        }
+        respSeg[nresp++] = nframe++;
+        continue;
       }
-
-      // Fragment slots (xenvif_count_requests), copied out once into the scratch arrays.
-      let nfrag = 0;
-      let left = size; // what the fragments may still carry: the first slot's size is the packet's
-      for (let f = flags; fault === null && f & NETTXF_more_data; nfrag++) {
-        if (cons === prod) fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-        else if (nfrag + 1 >= XEN_NETBK_LEGACY_SLOTS_MAX) fault = `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
-        if (fault !== null) break;
-        const fw = (64 + (cons & MASK) * 12) >> 1;
-        const fref = u32[fw >> 1] >>> 0;
-        const foff = u16[fw + 2];
-        f = u16[fw + 3];
-        const fid = u16[fw + 4];
-        const fsize = u16[fw + 5];
-        if (fsize > left) fault = `tx packet at 0x${hex(first)}: a fragment of ${fsize} bytes is larger than the ${left} left of its size`;
-        else if (foff + fsize > PAGE) fault = `tx packet at 0x${hex(first)}: a fragment at offset ${foff} of ${fsize} bytes crosses its page`;
-        if (fault !== null) break;
-        left -= fsize;
-        fragRef[nfrag] = fref;
-        fragOff[nfrag] = foff;
-        fragSize[nfrag] = fsize;
-        respId[nresp] = fid;
-        respSeg[nresp++] = R_ERROR;
-        cons = (cons + 1) >>> 0;
-      }
+      // Several slots and/or extras (feature-sg / feature-gso-*): validated and placed out of line.
+      const cur = this.cur;
+      cur.cons = cons;
+      cur.nresp = nresp;
+      cur.nseg = nseg;
+      cur.nframe = nframe;
+      cur.anyCsum = anyCsum;
+      const fault = this.multiSlot(s, prod, first, gref, offset, flags, size, offloads);
+      cons = cur.cons;
+      nresp = cur.nresp;
+      nseg = cur.nseg;
+      nframe = cur.nframe;
+      anyCsum = cur.anyCsum;
       if (fault !== null) {
         pass.fault = fault;
-        cons = first; // the faulty packet is not consumed: the vif is going away
-        nresp = r0;
         break;
       }
-
-      // Tolerable: the whole packet is answered with errors (already marked so).
-      const head = left; // the first slot's own bytes
-      if (size < ETH_HLEN || offset + head > PAGE || size > stride) continue;
-
-      // One segment per non-empty slot, each landing right after the previous one in frame nframe
-      // (an empty slot never becomes an empty segment: XSA-448).
-      const dest = frames.base + nframe * stride;
-      let at = 0;
-      if (head > 0) {
-        this.segment(segU16, segU32, segI16, nseg, gref, offset, domid, head, dest);
-        segFrame[nseg++] = nframe;
-        at = head;
-      }
-      for (let k = 0; k < nfrag; k++) {
-        const fsize = fragSize[k];
-        if (fsize === 0) continue;
-        this.segment(segU16, segU32, segI16, nseg, fragRef[k], fragOff[k], domid, fsize, dest + at);
-        segFrame[nseg++] = nframe;
-        at += fsize;
-      }
-      for (let r = r0; r < nresp; r++) if (respSeg[r] !== R_NULL) respSeg[r] = nframe;
-      lens[nframe] = size;
-      const blank = flags & NETTXF_csum_blank;
-      if (offloads) {
-        meta[nframe] = (blank || gsoType ? FRAME_META_CSUM : 0) | (gsoType << FRAME_META_GSO_TYPE_SHIFT) | gsoSize;
-        csum[nframe] = 0;
-      } else {
-        meta[nframe] = 0;
-        // A GSO frame to a peer without offloads is never negotiated (features.ts): no software fill for it.
-        const fill = gsoType ? 0 : blank;
-        csum[nframe] = fill;
-        anyCsum |= fill;
-      }
-      nframe++;
     }
     this.reqCons = cons;
     pass.slots = nresp;
@@ -345,16 +291,155 @@ export class TxPath {
     return pass;
   }
 
-  /** Segment k: `len` bytes from the guest's (ref, offset, domid) to local address `dest`. */
-  private segment(segU16: Uint16Array, segU32: Uint32Array, segI16: Int16Array, k: number, ref: number, offset: number, domid: number, len: number, dest: number): void {
+  /**
+   * A packet of several slots and/or extra-info slots whose first slot (at `first`) was copied out
+   * into the arguments: its extras and fragments are copied out once and validated (netback's
+   * xenvif_get_extras / xenvif_count_requests / xenvif_set_skb_gso), its responses recorded, and if
+   * it is sound one segment per non-empty slot lands back to back in frame slot cur.nframe. Moves
+   * this.cur past it. Returns a protocol violation (the packet then is not consumed), else null.
+   */
+  private multiSlot(s: WorkerScratch, prod: number, first: number, gref: number, offset: number, flags: number, size: number, offloads: boolean): string | null {
+    const cur = this.cur;
+    const u8 = this.u8;
+    const u16 = this.u16;
+    const u32 = this.u32;
+    const respId = s.txRespId;
+    const respSeg = s.txRespSeg;
+    const fragRef = s.txFragRef;
+    const fragOff = s.txFragOff;
+    const fragSize = s.txFragSize;
+    const r0 = cur.nresp; // the first slot's response, its id already written
+    respSeg[r0] = R_ERROR; // the packet's frame, once it has one
+    let nresp = r0 + 1;
+    let cons = cur.cons;
+    let fault: string | null = null;
+
+    // Extra-info slots (xenvif_get_extras): each answered NULL; only GSO means anything here.
+    let gsoSize = 0;
+    let gsoType = 0;
+    if (flags & NETTXF_extra_info) {
+      for (let more = true; more; ) {
+        if (cons === prod) {
+          fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+          break;
+        }
+        const o = 64 + (cons & MASK) * 12;
+        const type = u8[o];
+        const eflags = u8[o + 1];
+        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) {
+          fault = `tx extra info type ${type} is unknown`;
+          break;
+        }
+        if (type === XEN_NETIF_EXTRA_TYPE_GSO) {
+          const gs = u16[(o + 2) >> 1];
+          const gt = u8[o + 4];
+          if (gs === 0) {
+            fault = `tx packet at 0x${hex(first)}: GSO size is 0`;
+            break;
+          }
+          if (gt !== XEN_NETIF_GSO_TYPE_TCPV4 && gt !== XEN_NETIF_GSO_TYPE_TCPV6) {
+            fault = `tx packet at 0x${hex(first)}: GSO type ${gt} is unknown`;
+            break;
+          }
+          gsoSize = gs;
+          gsoType = gt;
+        }
+        respId[nresp] = 0;
+        respSeg[nresp++] = R_NULL;
+        cons = (cons + 1) >>> 0;
+        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
+      }
+    }
+
+    // Fragment slots (xenvif_count_requests), copied out once into the scratch arrays.
+    let nfrag = 0;
+    let left = size; // what the fragments may still carry: the first slot's size is the packet's
+    for (let f = flags; fault === null && f & NETTXF_more_data; nfrag++) {
+      if (cons === prod) fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
+      else if (nfrag + 1 >= XEN_NETBK_LEGACY_SLOTS_MAX) fault = `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+      if (fault !== null) break;
+      const fw = (64 + (cons & MASK) * 12) >> 1;
+      const fref = u32[fw >> 1] >>> 0;
+      const foff = u16[fw + 2];
+      f = u16[fw + 3];
+      const fid = u16[fw + 4];
+      const fsize = u16[fw + 5];
+      if (fsize > left) fault = `tx packet at 0x${hex(first)}: a fragment of ${fsize} bytes is larger than the ${left} left of its size`;
+      else if (foff + fsize > PAGE) fault = `tx packet at 0x${hex(first)}: a fragment at offset ${foff} of ${fsize} bytes crosses its page`;
+      if (fault !== null) break;
+      left -= fsize;
+      fragRef[nfrag] = fref;
+      fragOff[nfrag] = foff;
+      fragSize[nfrag] = fsize;
+      respId[nresp] = fid;
+      respSeg[nresp++] = R_ERROR;
+      cons = (cons + 1) >>> 0;
+    }
+    if (fault !== null) {
+      cur.cons = first; // the faulty packet is not consumed: the vif is going away
+      cur.nresp = r0;
+      return fault;
+    }
+    cur.cons = cons;
+    cur.nresp = nresp;
+
+    // Tolerable: the whole packet is answered with errors (already marked so).
+    const head = left; // the first slot's own bytes
+    const frames = s.txFrames;
+    if (size < ETH_HLEN || offset + head > PAGE || size > frames.stride) return null;
+
+    // One segment per non-empty slot, each landing right after the previous one in the frame
+    // (an empty slot never becomes an empty segment: XSA-448).
+    const nframe = cur.nframe;
+    const segFrame = s.txSegFrame;
+    const lo = s.txSlotLo[nframe];
+    const hi = s.txSlotHi[nframe];
+    const domid = this.domid;
+    let nseg = cur.nseg;
+    let at = 0;
+    if (head > 0) {
+      this.segment(s, nseg, gref, offset, domid, head, lo, hi, 0);
+      segFrame[nseg++] = nframe;
+      at = head;
+    }
+    for (let k = 0; k < nfrag; k++) {
+      const fsize = fragSize[k];
+      if (fsize === 0) continue;
+      this.segment(s, nseg, fragRef[k], fragOff[k], domid, fsize, lo, hi, at);
+      segFrame[nseg++] = nframe;
+      at += fsize;
+    }
+    cur.nseg = nseg;
+    for (let r = r0; r < nresp; r++) if (respSeg[r] !== R_NULL) respSeg[r] = nframe;
+    frames.lens[nframe] = size;
+    const blank = flags & NETTXF_csum_blank;
+    if (offloads) {
+      frames.meta[nframe] = (blank || gsoType ? FRAME_META_CSUM : 0) | (gsoType << FRAME_META_GSO_TYPE_SHIFT) | gsoSize;
+      s.txCsum[nframe] = 0;
+    } else {
+      // A GSO frame to a peer without offloads is never negotiated (features.ts): no software fill for it.
+      const fill = gsoType ? 0 : blank;
+      s.txCsum[nframe] = fill;
+      cur.anyCsum |= fill;
+    }
+    cur.nframe = nframe + 1;
+    return null;
+  }
+
+  /** Segment k: `len` bytes from the guest's (ref, offset, domid) to `at` bytes into the frame slot at (hi:lo). */
+  private segment(s: WorkerScratch, k: number, ref: number, offset: number, domid: number, len: number, lo: number, hi: number, at: number): void {
+    const segU16 = s.txSegU16;
+    const segU32 = s.txSegU32;
     const h = k * 12;
+    const sum = lo + at; // at < 65536: at most one carry into the high word
     segU32[k * 6] = ref;
     segU16[h + 2] = offset;
     segU16[h + 3] = domid;
-    segU32[k * 6 + 2] = dest >>> 0;
-    segU32[k * 6 + 3] = Math.floor(dest / TWO32);
+    segU32[k * 6 + 2] = sum >>> 0;
+    segU32[k * 6 + 3] = sum >= TWO32 ? hi + 1 : hi;
     segU16[h + 8] = len;
-    segI16[h + 10] = 0;
+    s.txSegI16[h + 10] = 0;
+    s.txSegMoved[k] = 1;
   }
 
   /** Drops the frames whose copy failed from the batch (a rare, guest-caused path); returns the count kept. */
