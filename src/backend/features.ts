@@ -2,12 +2,12 @@
 //
 // Rule (DESIGN.md "seed parity first"): a feature node is written only when the data path supports
 // it end to end, with tests against a frontend that uses it. Always: copy-mode rx. Guest-tx
-// scatter-gather and TCP GSO (feature-sg, feature-gso-tcpv4) only where the whole path takes 64 KiB
-// GSO frames: the batched data path (workers/tx.ts) feeding a TAP opened with IFF_VNET_HDR (the
-// kernel segments) or the null peer (drops). Not the switch peer: it feeds other vifs' rx paths,
-// which deliver neither frames over a page nor GSO to a frontend. Not the seed data path: it is the
-// per-packet baseline and answers multi-slot packets with errors. IPv6 GSO and IPv6 checksum offload
-// are not offered (their data path is not tested).
+// scatter-gather, TCP GSO over IPv4 and IPv6 and IPv6 checksum offload (feature-sg,
+// feature-gso-tcpv4, feature-gso-tcpv6, feature-ipv6-csum-offload) only where the whole path takes
+// 64 KiB GSO frames: the batched data path (workers/tx.ts) feeding a TAP opened with IFF_VNET_HDR
+// (the kernel segments and completes checksums) or the null peer (drops). Not the switch peer: it
+// feeds other vifs' rx paths, which deliver neither frames over a page nor GSO to a frontend. Not
+// the seed data path: it is the per-packet baseline and answers multi-slot packets with errors.
 
 /** A key and the value written under B. */
 export type FeatureNode = readonly [key: string, value: string];
@@ -20,10 +20,15 @@ const BASE_FEATURES: readonly FeatureNode[] = [
   ["feature-rx-flip", "0"],
 ];
 
-/** Added when the peer takes GSO frames: Linux netfront then sends up to 64 KiB TCP packets in up to 18 slots. */
+/**
+ * Added when the peer takes GSO frames: Linux netfront then sends up to 64 KiB TCP packets in up to
+ * 18 slots, and leaves IPv6 TCP/UDP checksums to us as it does IPv4 ones (csum_blank).
+ */
 const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
   ["feature-sg", "1"],
   ["feature-gso-tcpv4", "1"],
+  ["feature-gso-tcpv6", "1"],
+  ["feature-ipv6-csum-offload", "1"],
 ];
 
 /** The seed's set: what a backend whose peer cannot take GSO frames offers. */

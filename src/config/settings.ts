@@ -107,7 +107,7 @@ export const SETTINGS = {
   }),
   peer: setting({
     metavar: "tap|switch|null",
-    // tap and null also offer feature-sg / feature-gso-tcpv4 (src/backend/features.ts); the switch
+    // tap and null also offer feature-sg / feature-gso-* (src/backend/features.ts); the switch
     // feeds other guests' rx paths, which take no GSO.
     help: "where a vif's frames go: a tap device, the in-process switch, or nowhere (tap and null offer guests TCP GSO, the switch does not)",
     expected: "one of tap, switch, null",

@@ -1,5 +1,6 @@
 // What qnicd offers per peer kind and data path, and what a frontend's requests then count for:
-// SG and TCPv4 GSO only where the whole path takes GSO frames (batched data path, TAP or null peer).
+// SG, TCP GSO and IPv6 checksum offload only where the whole path takes GSO frames (batched data
+// path, TAP or null peer).
 import { expect, test } from "bun:test";
 import { BACKEND_FEATURES, backendFeatures, backendOffers, peerTakesGso } from "../../src/backend/features.ts";
 import { readFrontendConfig } from "../../src/backend/frontend-nodes.ts";
@@ -11,16 +12,17 @@ test("SG/GSO go with the TAP and null peers on the batched data path; never with
   for (const peer of ["tap", "null", "switch"] as const) expect(peerTakesGso(peer, "seed")).toBe(false);
 });
 
-test("offered: rx-copy always; feature-sg and feature-gso-tcpv4 only with tx offloads; never IPv6 GSO or IPv6 checksum offload", () => {
+test("offered: rx-copy always; SG, TCP GSO over IPv4 and IPv6 and IPv6 checksum offload only with tx offloads", () => {
   expect(backendFeatures(false)).toEqual(BACKEND_FEATURES);
   expect(BACKEND_FEATURES.map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0"]);
-  expect(backendFeatures(true).map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0", "feature-sg=1", "feature-gso-tcpv4=1"]);
+  expect(backendFeatures(true).map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0", "feature-sg=1", "feature-gso-tcpv4=1", "feature-gso-tcpv6=1", "feature-ipv6-csum-offload=1"]);
   expect(backendOffers("feature-sg", backendFeatures(true))).toBe(true);
   expect(backendOffers("feature-sg", backendFeatures(false))).toBe(false);
-  expect(backendOffers("feature-gso-tcpv6", backendFeatures(true))).toBe(false);
+  expect(backendOffers("feature-gso-tcpv6", backendFeatures(true))).toBe(true);
+  expect(backendOffers("feature-gso-tcpv6", backendFeatures(false))).toBe(false);
 });
 
-test("a frontend asking for everything Linux asks for gets SG and TCPv4 GSO only where they were offered", async () => {
+test("a frontend asking for everything Linux asks for gets SG, GSO and IPv6 checksum offload only where they were offered", async () => {
   const front: Record<string, string> = {
     "tx-ring-ref": "8",
     "rx-ring-ref": "9",
@@ -35,7 +37,7 @@ test("a frontend asking for everything Linux asks for gets SG and TCPv4 GSO only
   };
   const r = { frontend: async (k: string) => front[k], backend: async () => undefined };
   const on = (await readFrontendConfig(r, backendFeatures(true))).features;
-  expect(on).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": false, "feature-ipv6-csum-offload": false });
+  expect(on).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": true, "feature-ipv6-csum-offload": true });
   const off = (await readFrontendConfig(r, backendFeatures(false))).features;
-  expect(off).toMatchObject({ "feature-sg": false, "feature-gso-tcpv4": false });
+  expect(off).toMatchObject({ "feature-sg": false, "feature-gso-tcpv4": false, "feature-gso-tcpv6": false, "feature-ipv6-csum-offload": false });
 });

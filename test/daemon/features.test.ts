@@ -38,12 +38,12 @@ async function guestOn(extra: string[], onTxResponse?: (id: number, status: numb
   return { nf, info, offered, features: vif.features };
 }
 
-test("--peer null: SG and TCPv4 GSO offered and negotiated; a multi-slot GSO packet is answered OKAY per data slot and NULL for its extra", async () => {
+test("--peer null: SG, TCP GSO and IPv6 checksum offload offered and negotiated; a multi-slot GSO packet is answered OKAY per data slot and NULL for its extra", async () => {
   const statuses: number[] = [];
   const { nf, info, offered, features } = await guestOn(["--peer", "null"], (_id, s) => statuses.push(s));
-  expect(offered).toEqual(["feature-gso-tcpv4", "feature-rx-copy", "feature-rx-flip", "feature-sg"]);
-  expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: false });
-  expect(features).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": false, "feature-ipv6-csum-offload": false });
+  expect(offered).toEqual(["feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload", "feature-rx-copy", "feature-rx-flip", "feature-sg"]);
+  expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: true });
+  expect(features).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": true, "feature-ipv6-csum-offload": true });
   const f = new Uint8Array(10_000);
   f.set([0x08, 0x00], 12);
   expect(nf.send(f, { gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 } })).toBe(true);
@@ -61,7 +61,7 @@ for (const [what, extra] of [
     const { nf, info, offered, features } = await guestOn([...extra]);
     expect(offered).toEqual(["feature-rx-copy", "feature-rx-flip"]);
     expect(info.txOffloads).toEqual({ sg: false, gsoTcpv4: false, gsoTcpv6: false });
-    expect(features).toMatchObject({ "feature-sg": false, "feature-gso-tcpv4": false });
+    expect(features).toMatchObject({ "feature-sg": false, "feature-gso-tcpv4": false, "feature-gso-tcpv6": false, "feature-ipv6-csum-offload": false });
     expect(() => nf.send(new Uint8Array(5000))).toThrow(/did not offer feature-sg/);
     expect(() => nf.send(new Uint8Array(1000), { gso: { size: 500, type: XEN_NETIF_GSO_TYPE_TCPV4 } })).toThrow(/did not offer it/);
   });

@@ -1,7 +1,7 @@
 // TAPs with a virtio_net_hdr (as the backend opens them: IFF_VNET_HDR, offloads off), through
 // io_uring and through the plain read()/write() fallback. A GSO frame written with its header is
 // segmented by the kernel: across a bridge to a plain TAP (no offloads) it arrives as MSS-sized
-// segments with complete checksums; a checksum-partial frame arrives completed; what the kernel
+// segments with complete checksums (TCP over IPv4 and IPv6); a checksum-partial frame arrives completed; what the kernel
 // sends to the vnet TAP is read back without the header. Root only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -12,11 +12,12 @@ import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
 import { TapPeer, type TapIoMode } from "../../src/net/tap.ts";
 import type { PeerHandle } from "../../src/pool/types.ts";
 import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
-import { parseTcpSegment, streamBytes, tcpFrame } from "./tcp-frames.ts";
+import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "./tcp-frames.ts";
 
 const A_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x01]);
 const B_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x02]);
 const TCPV4 = 1;
+const TCPV6 = 2;
 
 describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
   let bridge: string;
@@ -108,7 +109,37 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
       }
     });
 
-    test(`${io}: a GSO frame the kernel could not segment (not TCP) is a drop, and the rest of the batch goes`, async () => {
+    test(`${io}: a TCPv6 GSO frame is segmented too, and a partial TCPv6 checksum is completed`, async () => {
+      const writer = new TapPeer(vnet.name, vnet.fd, { io });
+      const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
+      try {
+        reader.receive(rxBatch);
+        const sport = io === "uring" ? 41001 : 41002;
+        const src = Uint8Array.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        const dst = Uint8Array.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        const payload = streamBytes(9000, sport);
+        put(0, tcp6Frame({ srcMac: A_MAC, dstMac: B_MAC, srcIp: src, dstIp: dst, srcPort: sport, dstPort: 5002, seq: 5, payload }), FRAME_META_CSUM | (TCPV6 << FRAME_META_GSO_TYPE_SHIFT) | 1200);
+        const small = streamBytes(333, 1);
+        put(1, tcp6Frame({ srcMac: A_MAC, dstMac: B_MAC, srcIp: src, dstIp: dst, srcPort: sport, dstPort: 5003, seq: 9, payload: small }), FRAME_META_CSUM);
+        batch.count = 2;
+        expect(writer.send(batch)).toBe(2);
+        const all = await collect(reader, (f) => parseTcp6Segment(f, sport, 5002) !== null || parseTcp6Segment(f, sport, 5003) !== null, 9);
+        const segs = all.map((f) => parseTcp6Segment(f, sport, 5002)).filter((p) => p !== null);
+        expect(segs.length).toBe(8);
+        expect(segs.map((p) => p.seq)).toEqual(Array.from({ length: 8 }, (_, k) => 5 + k * 1200));
+        expect(segs.every((p) => p.checksumsOk)).toBe(true);
+        expect(Buffer.concat(segs.map((p) => p.payload))).toEqual(Buffer.from(payload));
+        const one = all.map((f) => parseTcp6Segment(f, sport, 5003)).filter((p) => p !== null);
+        expect(one.length).toBe(1);
+        expect(one[0]!.checksumsOk).toBe(true);
+        expect(one[0]!.payload).toEqual(small);
+      } finally {
+        writer.close();
+        reader.close();
+      }
+    });
+
+    test(`${io}: a GSO frame the kernel could not segment (not TCP, or TCP over the other IP version) is a drop, and the rest of the batch goes`, async () => {
       const writer = new TapPeer(vnet.name, vnet.fd, { io });
       const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
       try {
@@ -116,10 +147,12 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
         const udp = buildUdpFrame({ size: 3000, srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 7, dstPort: 7001 });
         put(0, udp, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1000);
         const ok = buildUdpFrame({ size: 100, srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 7, dstPort: 7002 });
-        put(1, ok, 0);
-        batch.count = 2;
+        const v6 = tcp6Frame({ srcMac: A_MAC, dstMac: B_MAC, srcIp: new Uint8Array(16), dstIp: new Uint8Array(16), srcPort: 7, dstPort: 7003, seq: 0, payload: new Uint8Array(3000) });
+        put(1, v6, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1000);
+        put(2, ok, 0);
+        batch.count = 3;
         expect(writer.send(batch)).toBe(1);
-        expect(writer.drops).toBe(1);
+        expect(writer.drops).toBe(2);
         expect(writer.lastError).toBe("EINVAL");
         expect(await collect(reader, (f) => f.length === 100 && f[23] === 17, 1)).toEqual([ok]);
       } finally {

@@ -66,3 +66,48 @@ export function parseTcpSegment(f: Uint8Array, srcPort: number, dstPort: number)
   const tcpOk = onesSum(f, l4, l4 + l4len, sum) === 0xffff;
   return { seq: dv.getUint32(l4 + 4), payload: f.slice(l4 + doff, l4 + l4len), checksumsOk: ipOk && tcpOk, ipLen };
 }
+
+export interface Tcp6Spec extends Omit<TcpSpec, "srcIp" | "dstIp"> {
+  /** 16 bytes each. */
+  srcIp: Uint8Array;
+  dstIp: Uint8Array;
+}
+
+/** Ethernet + IPv6 + TCP (20 bytes, ACK|PSH, checksum field 0xdead: the host side must fill it). */
+export function tcp6Frame(s: Tcp6Spec): Uint8Array {
+  const f = new Uint8Array(74 + s.payload.length);
+  const dv = new DataView(f.buffer);
+  f.set(s.dstMac, 0);
+  f.set(s.srcMac, 6);
+  dv.setUint16(12, 0x86dd);
+  f[14] = 0x60;
+  dv.setUint16(18, 20 + s.payload.length);
+  f[20] = 6;
+  f[21] = 64;
+  f.set(s.srcIp, 22);
+  f.set(s.dstIp, 38);
+  dv.setUint16(54, s.srcPort);
+  dv.setUint16(56, s.dstPort);
+  dv.setUint32(58, s.seq);
+  dv.setUint32(62, 1);
+  f[66] = 5 << 4;
+  f[67] = 0x18;
+  dv.setUint16(68, 65535);
+  dv.setUint16(70, 0xdead);
+  f.set(s.payload, 74);
+  return f;
+}
+
+/** A received TCP/IPv6 segment (no extension headers) between the given ports: sequence number, payload, checksum verdict. */
+export function parseTcp6Segment(f: Uint8Array, srcPort: number, dstPort: number): { seq: number; payload: Uint8Array; checksumsOk: boolean; plen: number } | null {
+  if (f.length < 74) return null;
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (dv.getUint16(12) !== 0x86dd || f[20] !== 6) return null;
+  if (dv.getUint16(54) !== srcPort || dv.getUint16(56) !== dstPort) return null;
+  const plen = dv.getUint16(18);
+  const doff = (f[66] >> 4) * 4;
+  let sum = onesSum(f, 22, 54);
+  sum += 6 + plen;
+  const ok = onesSum(f, 54, 54 + plen, sum) === 0xffff;
+  return { seq: dv.getUint32(58), payload: f.slice(54 + doff, 54 + plen), checksumsOk: ok, plen };
+}

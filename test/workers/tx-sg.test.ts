@@ -274,6 +274,15 @@ describe("tx with feature-gso-tcpv4: the GSO extra", () => {
     expect(c.ffi_calls).toBe(2); // copy, send: no checksum call
   });
 
+  test("a TCPv6 GSO extra gives the frame GSO type 2 in its meta word", () => {
+    const g = guest();
+    const peer = new MetaPeer(true);
+    g.packet(frame(5000, 1), [1000, 4000], { id: 1, gso: { size: 1200, type: 2 } });
+    g.publish();
+    expect(g.tx.service(64, sg, g.gnt, peer, counters()).fault).toBeNull();
+    expect(peer.metas).toEqual([FRAME_META_CSUM | (2 << FRAME_META_GSO_TYPE_SHIFT) | 1200]);
+  });
+
   test("a peer without offloads gets a multi-slot csum_blank frame's checksum filled in software", () => {
     const g = guest();
     const peer = new MetaPeer(false);
