@@ -30,16 +30,22 @@ export function tcpFrame(s: TcpSpec): Uint8Array {
   f.set(s.srcIp, 26);
   f.set(s.dstIp, 30);
   dv.setUint16(24, ~onesSum(f, 14, 34) & 0xffff);
-  dv.setUint16(34, s.srcPort);
-  dv.setUint16(36, s.dstPort);
-  dv.setUint32(38, s.seq);
-  dv.setUint32(42, 1);
-  f[46] = 5 << 4;
-  f[47] = 0x18; // ACK | PSH
-  dv.setUint16(48, 65535);
-  dv.setUint16(50, 0xdead);
-  f.set(s.payload, 54);
+  writeTcp(f, 34, s);
   return f;
+}
+
+/** The 20-byte TCP header at `at` (ACK|PSH, checksum 0xdead: the host side must fill it), then the payload. */
+function writeTcp(f: Uint8Array, at: number, s: Pick<TcpSpec, "srcPort" | "dstPort" | "seq" | "payload">): void {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  dv.setUint16(at, s.srcPort);
+  dv.setUint16(at + 2, s.dstPort);
+  dv.setUint32(at + 4, s.seq);
+  dv.setUint32(at + 8, 1);
+  f[at + 12] = 5 << 4;
+  f[at + 13] = 0x18; // ACK | PSH
+  dv.setUint16(at + 14, 65535);
+  dv.setUint16(at + 16, 0xdead);
+  f.set(s.payload, at + 20);
 }
 
 /** Payload byte i of a test stream: visible if torn, shifted or reordered. */
@@ -86,15 +92,7 @@ export function tcp6Frame(s: Tcp6Spec): Uint8Array {
   f[21] = 64;
   f.set(s.srcIp, 22);
   f.set(s.dstIp, 38);
-  dv.setUint16(54, s.srcPort);
-  dv.setUint16(56, s.dstPort);
-  dv.setUint32(58, s.seq);
-  dv.setUint32(62, 1);
-  f[66] = 5 << 4;
-  f[67] = 0x18;
-  dv.setUint16(68, 65535);
-  dv.setUint16(70, 0xdead);
-  f.set(s.payload, 74);
+  writeTcp(f, 54, s);
   return f;
 }
 
