@@ -16,15 +16,14 @@ import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { RingHeader, needsNotify } from "../src/xen/ring.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
-import { overflowMessage } from "./ring-checks.ts";
+import { BackRing } from "./back-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_PROD = RingHeader.reqProd >> 2;
 const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
@@ -44,12 +43,7 @@ export interface RxPass {
   carrier: number;
 }
 
-export class RxPath {
-  private readonly u32: Uint32Array;
-  private readonly u16: Uint16Array;
-  private readonly i16: Int16Array;
-  reqCons: number;
-  rspProdPvt: number;
+export class RxPath extends BackRing {
   readonly queue: RxQueue;
   carrier = true;
   /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
@@ -57,29 +51,10 @@ export class RxPath {
   private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
-    this.u32 = new Uint32Array(page, 0, 1024);
-    this.u16 = new Uint16Array(page, 0, 2048);
-    this.i16 = new Int16Array(page, 0, 2048);
-    // BACK_RING_ATTACH: one response per request, in the request's slot, so both resume at rsp_prod.
-    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
-    this.reqCons = this.rspProdPvt;
+    super(page, "rx", SIZE);
     this.queue = new RxQueue(queueBytes);
   }
 
-  attachError(): string | null {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("rx", prod, this.rspProdPvt) : null;
-  }
-
-  /** Requests posted and not yet taken, or -1 with `fault` set when req_prod is more than a ring ahead (XSA-39). */
-  private available(): number {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      this.pass.fault = overflowMessage("rx", prod, this.rspProdPvt);
-      return -1;
-    }
-    return (prod - this.reqCons) >>> 0;
-  }
 
   /**
    * One wake-up's rx work for this vif: queued frames, then (when `peer` is given, i.e. its fd was
@@ -133,13 +108,13 @@ export class RxPath {
       this.stallSince = 0;
       return;
     }
-    if (this.available() > 0) {
+    if (this.available(this.pass) > 0) {
       this.stallSince = 0;
       this.pass.more = true; // posted meanwhile: come back for them
       return;
     }
     Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available() > 0) {
+    if (this.available(this.pass) > 0) {
       this.stallSince = 0;
       this.pass.more = true;
       return;
@@ -163,7 +138,7 @@ export class RxPath {
 
   /** One delivery round: queued frames, then frames 0..n-1 of `batch`, in one grant-copy call. */
   private round(batch: Batch | null, n: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): void {
-    const avail = this.available();
+    const avail = this.available(this.pass);
     if (avail < 0) return;
     if (avail > 0 && !this.carrier) {
       this.carrier = true; // the frontend posts again: "Guest Rx ready"

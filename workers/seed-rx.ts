@@ -13,26 +13,20 @@ import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { RingHeader, needsNotify } from "../src/xen/ring.ts";
 import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
 import { RxQueue } from "./rx-queue.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
-import { overflowMessage } from "./ring-checks.ts";
+import { BackRing } from "./back-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_PROD = RingHeader.reqProd >> 2;
 const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 
-export class SeedRxPath {
-  private readonly u32: Uint32Array;
-  private readonly u16: Uint16Array;
-  private readonly i16: Int16Array;
-  reqCons: number;
-  rspProdPvt: number;
+export class SeedRxPath extends BackRing {
   readonly queue: RxQueue;
   carrier = true;
   stallSince = 0;
@@ -43,28 +37,10 @@ export class SeedRxPath {
   private oneBytes: Uint8Array | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
-    this.u32 = new Uint32Array(page, 0, 1024);
-    this.u16 = new Uint16Array(page, 0, 2048);
-    this.i16 = new Int16Array(page, 0, 2048);
-    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
-    this.reqCons = this.rspProdPvt;
+    super(page, "rx", SIZE);
     this.queue = new RxQueue(queueBytes);
   }
 
-  attachError(): string | null {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("rx", prod, this.rspProdPvt) : null;
-  }
-
-  /** Requests posted and not yet taken (req_prod read each time, as the seed does per frame), or -1 with `fault` set. */
-  private available(): number {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      this.pass.fault = overflowMessage("rx", prod, this.rspProdPvt);
-      return -1;
-    }
-    return (prod - this.reqCons) >>> 0;
-  }
 
   /**
    * Same shape as RxPath.service: queued frames first, then (when `peer` is given) up to
@@ -107,7 +83,7 @@ export class SeedRxPath {
     const q = this.queue;
     if (q.length === 0 && this.carrier) return;
     for (;;) {
-      const avail = this.available();
+      const avail = this.available(this.pass);
       if (avail <= 0) return;
       if (!this.carrier) {
         this.carrier = true; // the frontend posts again: "Guest Rx ready"
@@ -130,7 +106,7 @@ export class SeedRxPath {
       return;
     }
     const bytes = this.oneBytes!;
-    const avail = this.available();
+    const avail = this.available(this.pass);
     if (avail < 0) return;
     if (this.queue.length > 0 || avail === 0) {
       if (!this.queue.push(bytes, 0, len)) c.rx_drops++;
@@ -194,13 +170,13 @@ export class SeedRxPath {
       this.stallSince = 0;
       return;
     }
-    if (this.available() > 0) {
+    if (this.available(this.pass) > 0) {
       this.stallSince = 0;
       this.pass.more = true;
       return;
     }
     Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available() > 0) {
+    if (this.available(this.pass) > 0) {
       this.stallSince = 0;
       this.pass.more = true;
       return;

@@ -29,14 +29,14 @@ import {
   NETTXF_more_data,
   XEN_NETBK_LEGACY_SLOTS_MAX,
 } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
-import { finalCheckForRequests, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { RingHeader, needsNotify } from "../src/xen/ring.ts";
+import { R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { BackRing } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 import type { TxPass } from "./tx.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_PROD = RingHeader.reqProd >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 const ETH_HLEN = 14;
@@ -67,13 +67,7 @@ export function seedNotify(t: SeedNotifyTarget | null, c: VifCounters): void {
   }
 }
 
-export class SeedTxPath {
-  private readonly u32: Uint32Array;
-  private readonly u16: Uint16Array;
-  private readonly i16: Int16Array;
-  private readonly u8: Uint8Array;
-  reqCons: number;
-  rspProdPvt: number;
+export class SeedTxPath extends BackRing {
   /** Set by the served vif once its event channel is bound. */
   notifyTarget: SeedNotifyTarget | null = null;
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
@@ -85,17 +79,7 @@ export class SeedTxPath {
   private readonly restSeg = new Int32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
 
   constructor(page: ArrayBuffer, private readonly domid: number) {
-    this.u32 = new Uint32Array(page, 0, 1024);
-    this.u16 = new Uint16Array(page, 0, 2048);
-    this.i16 = new Int16Array(page, 0, 2048);
-    this.u8 = new Uint8Array(page, 0, PAGE);
-    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
-    this.reqCons = this.rspProdPvt;
-  }
-
-  attachError(): string | null {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("tx", prod, this.rspProdPvt) : null;
+    super(page, "tx", SIZE);
   }
 
   /** Same shape as TxPath.service; `notify` is always false: every response was notified as it was pushed. */
@@ -104,9 +88,10 @@ export class SeedTxPath {
     pass.packets = pass.slots = 0;
     pass.notify = pass.more = false;
     pass.fault = null;
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      pass.fault = overflowMessage("tx", prod, this.rspProdPvt);
+    const prod = this.reqProd();
+    const bad = this.overflow(prod);
+    if (bad !== null) {
+      pass.fault = bad;
       return pass;
     }
     if (this.one === null || this.oneBytes !== s.txFrames.bytes) {
@@ -208,8 +193,4 @@ export class SeedTxPath {
     if (needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0)) seedNotify(this.notifyTarget, c);
   }
 
-  /** RING_FINAL_CHECK_FOR_REQUESTS, as TxPath.finalCheck. */
-  finalCheck(): boolean {
-    return finalCheckForRequests(this.u32, this.reqCons);
-  }
 }

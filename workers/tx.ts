@@ -41,13 +41,13 @@ import {
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
 } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
-import { finalCheckForRequests, hex, overflowMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { RingHeader, needsNotify } from "../src/xen/ring.ts";
+import { hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { BackRing } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_PROD = RingHeader.reqProd >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 /** Smallest frame: an Ethernet header (the seed and netback refuse less). */
@@ -76,13 +76,7 @@ export interface TxPass {
   fault: string | null;
 }
 
-export class TxPath {
-  private readonly u32: Uint32Array;
-  private readonly u16: Uint16Array;
-  private readonly i16: Int16Array;
-  private readonly u8: Uint8Array;
-  reqCons: number;
-  rspProdPvt: number;
+export class TxPath extends BackRing {
   /** Reused for every pass: the data path allocates nothing. */
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
   /** A pass's cursor while multiSlot() takes a packet (the common single-slot case keeps it in locals). */
@@ -91,21 +85,9 @@ export class TxPath {
   /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
   private readonly unsupported: number;
 
-  /** Attaches where the shared ring says responses stop (BACK_RING_ATTACH), so a vif moved from a dead worker resumes. */
   constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }) {
+    super(page, "tx", SIZE);
     this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso ? 0 : NETTXF_extra_info);
-    this.u32 = new Uint32Array(page, 0, 1024);
-    this.u16 = new Uint16Array(page, 0, 2048);
-    this.i16 = new Int16Array(page, 0, 2048);
-    this.u8 = new Uint8Array(page, 0, PAGE);
-    this.rspProdPvt = Atomics.load(this.u32, W_RSP_PROD) >>> 0;
-    this.reqCons = this.rspProdPvt;
-  }
-
-  /** Connect-time check, as netback's xenvif_map_frontend_data_rings: null when the ring is sane. */
-  attachError(): string | null {
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    return requestProdOverflow(prod, this.rspProdPvt, SIZE) ? overflowMessage("tx", prod, this.rspProdPvt) : null;
   }
 
   /**
@@ -117,10 +99,11 @@ export class TxPath {
     pass.packets = pass.slots = 0;
     pass.notify = pass.more = false;
     pass.fault = null;
-    // One read of req_prod per pass (seq-cst load: the slots it covers are read after it).
-    const prod = Atomics.load(this.u32, W_REQ_PROD) >>> 0;
-    if (requestProdOverflow(prod, this.rspProdPvt, SIZE)) {
-      pass.fault = overflowMessage("tx", prod, this.rspProdPvt);
+    // One read of req_prod per pass.
+    const prod = this.reqProd();
+    const bad = this.overflow(prod);
+    if (bad !== null) {
+      pass.fault = bad;
       return pass;
     }
     const frames = s.txFrames;
@@ -459,11 +442,6 @@ export class TxPath {
       w++;
     }
     return w;
-  }
-
-  /** RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked. */
-  finalCheck(): boolean {
-    return finalCheckForRequests(this.u32, this.reqCons);
   }
 
   /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY. The seq-cst store orders the slot writes before rsp_prod and the rsp_event read after it. */
