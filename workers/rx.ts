@@ -15,18 +15,16 @@ import type { Pointer } from "bun:ffi";
 import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify } from "../src/xen/ring.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
+import { RingHeader } from "../src/xen/ring.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
-import { BackRing } from "./back-ring.ts";
+import { BackRing, type RingJournal } from "./back-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
 const W_REQ_EVENT = RingHeader.reqEvent >> 2;
-const W_RSP_PROD = RingHeader.rspProd >> 2;
-const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
 export const RX_OFFSET = 2;
 /** Largest frame one rx buffer takes at that offset (the seed's XEN_PAGE_SIZE - NET_IP_ALIGN). */
@@ -50,8 +48,8 @@ export class RxPath extends BackRing {
   stallSince = 0;
   private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
-    super(page, "rx", SIZE);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
+    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
     this.queue = new RxQueue(queueBytes);
   }
 
@@ -85,8 +83,7 @@ export class RxPath extends BackRing {
     if (pass.fault !== null) return pass;
     if (this.rspProdPvt !== start) {
       c.rx_batches++;
-      Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
-      pass.notify = needsNotify(this.rspProdPvt, start, Atomics.load(this.u32, W_RSP_EVENT) >>> 0);
+      pass.notify = this.publish(start);
     }
     this.watchStall(c);
     c.rx_queue_bytes = this.queue.bytes;
@@ -229,16 +226,17 @@ export class RxPath extends BackRing {
     for (let j = 0; j < k; j++) {
       // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
       const h = (64 + ((this.rspProdPvt + j) & MASK) * 8) >> 1;
-      this.u16[h] = ids[j];
-      this.u16[h + 2] = 0; // flags
+      // Staged; publish() moves it into the ring (back-ring.ts says why).
+      this.s16[h] = ids[j];
+      this.s16[h + 2] = 0; // flags
       if (segI16[j * 12 + 10] === 0) {
-        this.u16[h + 1] = RX_OFFSET;
-        this.i16[h + 3] = lensOut[j];
+        this.s16[h + 1] = RX_OFFSET;
+        this.sI16[h + 3] = lensOut[j];
         bytes += lensOut[j];
         ok++;
       } else {
-        this.u16[h + 1] = 0;
-        this.i16[h + 3] = NETIF_RSP_ERROR;
+        this.s16[h + 1] = 0;
+        this.sI16[h + 3] = NETIF_RSP_ERROR;
       }
     }
     c.rx_packets += ok;

@@ -12,19 +12,17 @@ import { toArrayBuffer } from "bun:ffi";
 import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify } from "../src/xen/ring.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
+import { RingHeader } from "../src/xen/ring.ts";
 import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
 import { RxQueue } from "./rx-queue.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
-import { BackRing } from "./back-ring.ts";
+import { BackRing, type RingJournal } from "./back-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
 const W_REQ_EVENT = RingHeader.reqEvent >> 2;
-const W_RSP_PROD = RingHeader.rspProd >> 2;
-const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 
 export class SeedRxPath extends BackRing {
   readonly queue: RxQueue;
@@ -36,8 +34,8 @@ export class SeedRxPath extends BackRing {
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number) {
-    super(page, "rx", SIZE);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
+    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
     this.queue = new RxQueue(queueBytes);
   }
 
@@ -146,13 +144,12 @@ export class SeedRxPath extends BackRing {
   private respond(id: number, offset: number, status: number, c: VifCounters): void {
     const old = this.rspProdPvt;
     const h = (64 + (old & MASK) * 8) >> 1;
-    this.u16[h] = id;
-    this.u16[h + 1] = offset;
-    this.u16[h + 2] = 0; // flags
-    this.i16[h + 3] = status;
+    this.s16[h] = id;
+    this.s16[h + 1] = offset;
+    this.s16[h + 2] = 0; // flags
+    this.sI16[h + 3] = status;
     this.rspProdPvt = (old + 1) >>> 0;
-    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
-    if (needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0)) seedNotify(this.notifyTarget, c);
+    if (this.publish(old)) seedNotify(this.notifyTarget, c);
   }
 
   get stalled(): boolean {

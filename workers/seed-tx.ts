@@ -23,22 +23,21 @@ import {
   NETIF_RSP_ERROR,
   NETIF_RSP_NULL,
   NETIF_RSP_OKAY,
+  NETIF_TX_RESPONSE_SIZE,
   NETIF_TX_RING_SIZE,
+  NETIF_TX_SLOT_SIZE,
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
   XEN_NETBK_LEGACY_SLOTS_MAX,
 } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify } from "../src/xen/ring.ts";
 import { R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
-import { BackRing } from "./back-ring.ts";
+import { BackRing, type RingJournal } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 import type { TxPass } from "./tx.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_RSP_PROD = RingHeader.rspProd >> 2;
-const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 const ETH_HLEN = 14;
 const PAGE = 4096;
 const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
@@ -78,8 +77,8 @@ export class SeedTxPath extends BackRing {
   private readonly restId = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
   private readonly restSeg = new Int32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
 
-  constructor(page: ArrayBuffer, private readonly domid: number) {
-    super(page, "tx", SIZE);
+  constructor(page: ArrayBuffer, private readonly domid: number, journal?: RingJournal | null) {
+    super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
   }
 
   /** Same shape as TxPath.service; `notify` is always false: every response was notified as it was pushed. */
@@ -185,12 +184,11 @@ export class SeedTxPath extends BackRing {
     const old = this.rspProdPvt;
     const h = (64 + (old & MASK) * 12) >> 1;
     // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response.
-    if (status !== NETIF_RSP_NULL) this.u16[h] = id;
-    this.i16[h + 1] = status;
+    this.s16[h] = status !== NETIF_RSP_NULL ? id : 0;
+    this.sI16[h + 1] = status;
     if (status === NETIF_RSP_ERROR) c.tx_errors++;
     this.rspProdPvt = (old + 1) >>> 0;
-    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
-    if (needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0)) seedNotify(this.notifyTarget, c);
+    if (this.publish(old)) seedNotify(this.notifyTarget, c);
   }
 
 }

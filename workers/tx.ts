@@ -29,7 +29,9 @@ import {
   NETIF_RSP_ERROR,
   NETIF_RSP_NULL,
   NETIF_RSP_OKAY,
+  NETIF_TX_RESPONSE_SIZE,
   NETIF_TX_RING_SIZE,
+  NETIF_TX_SLOT_SIZE,
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
@@ -41,15 +43,12 @@ import {
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
 } from "../src/xen/netif.ts";
-import { RingHeader, needsNotify } from "../src/xen/ring.ts";
 import { hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
-import { BackRing } from "./back-ring.ts";
+import { BackRing, type RingJournal } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_RSP_PROD = RingHeader.rspProd >> 2;
-const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 /** Smallest frame: an Ethernet header (the seed and netback refuse less). */
 const ETH_HLEN = 14;
 const PAGE = 4096;
@@ -85,8 +84,8 @@ export class TxPath extends BackRing {
   /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
   private readonly unsupported: number;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }) {
-    super(page, "tx", SIZE);
+  constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null) {
+    super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
     this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso ? 0 : NETTXF_extra_info);
   }
 
@@ -248,27 +247,30 @@ export class TxPath extends BackRing {
     pass.packets = good;
     if (nresp > 0) {
       // Responses in request order; a packet's frame decides the status of each of its slots.
-      // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response.
+      // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response. Written
+      // into the staging page; publish() moves them into the ring (back-ring.ts says why).
       let errors = 0;
-      const i16 = this.i16;
+      const s16 = this.s16;
+      const sI16 = this.sI16;
       let rsp = this.rspProdPvt;
       for (let r = 0; r < nresp; r++, rsp = (rsp + 1) >>> 0) {
         const h = (64 + (rsp & MASK) * 12) >> 1;
         const fr = respSeg[r];
         if (fr === R_NULL) {
-          i16[h + 1] = NETIF_RSP_NULL;
+          s16[h] = 0;
+          sI16[h + 1] = NETIF_RSP_NULL;
           continue;
         }
-        u16[h] = respId[r];
-        if (fr >= 0 && ok[fr] === 1) i16[h + 1] = NETIF_RSP_OKAY;
+        s16[h] = respId[r];
+        if (fr >= 0 && ok[fr] === 1) sI16[h + 1] = NETIF_RSP_OKAY;
         else {
-          i16[h + 1] = NETIF_RSP_ERROR;
+          sI16[h + 1] = NETIF_RSP_ERROR;
           errors++;
         }
       }
       this.rspProdPvt = rsp;
       c.tx_errors += errors;
-      pass.notify = this.push((this.rspProdPvt - nresp) >>> 0);
+      pass.notify = this.publish((this.rspProdPvt - nresp) >>> 0);
       c.tx_batches++;
     }
     return pass;
@@ -442,11 +444,5 @@ export class TxPath extends BackRing {
       w++;
     }
     return w;
-  }
-
-  /** RING_PUSH_RESPONSES_AND_CHECK_NOTIFY. The seq-cst store orders the slot writes before rsp_prod and the rsp_event read after it. */
-  private push(old: number): boolean {
-    Atomics.store(this.u32, W_RSP_PROD, this.rspProdPvt | 0);
-    return needsNotify(this.rspProdPvt, old, Atomics.load(this.u32, W_RSP_EVENT) >>> 0);
   }
 }

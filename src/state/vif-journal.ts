@@ -1,0 +1,186 @@
+// A vif's journal: the one file per connected vif that outlives the daemon, so that a successor (a
+// restarted qnicd, or another worker after one died) can take over the vif's rings without the guest
+// noticing. It lives in qnicd's runtime directory (tmpfs: /run/qnicd, or the sim host's run
+// directory) and is mapped shared by the worker that serves the vif and by the main thread.
+//
+// Why it exists: a response overwrites its request in the same ring slot (xen/include/public/io/
+// ring.h). A backend that dies after writing responses but before publishing rsp_prod leaves slots
+// that hold response bytes where its successor expects requests; read as a tx request, a response's
+// id|status<<16 is a grant reference, read as an rx request, flags|status<<16 is one, and copying
+// from or into that grant touches guest memory the guest never offered for this packet (another
+// packet's page, or a page it granted to someone else). Linux netback never meets this: its unbind
+// (9476654bd5e8 "xen-netback: support dynamic unbind/bind") only happens after a clean stop that
+// pushed every response. A crash gives no such chance, so qnicd never writes a response into the
+// ring before the journal says which responses it is about to publish:
+//
+//   1. responses are built in the ring's staging page in this file (same slot layout as the ring);
+//   2. `committed` := the rsp_prod they bring the ring to          (the commit point)
+//   3. the staged response words are copied into the ring's slots;
+//   4. the ring's rsp_prod := committed                            (what the guest sees)
+//   5. `published` := committed.
+//
+// A successor finds one of: the ring's rsp_prod equal to `committed` (nothing was pending: attach
+// there), or equal to `published` with `committed` ahead of it by at most a ring (it died between 2
+// and 4: copy the staged responses again, publish them, attach after them). Anything else, or no
+// journal at all, means this vif cannot be taken over safely; the backend then closes it for the
+// guest to reconnect. Cost: one or two 32-bit copies per response and three stores per batch.
+//
+// Layout (little-endian words; a page each so the staging pages mirror the rings' pages):
+//   page 0: header words below, counters (float64) at COUNTERS_OFFSET, identity JSON at IDENTITY_OFFSET
+//   page 1: tx staging page     page 2: rx staging page
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+
+export const JOURNAL_MAGIC = 0x716a6e6c; // "qjnl"
+export const JOURNAL_VERSION = 1;
+export const JOURNAL_PAGE = 4096;
+export const JOURNAL_BYTES = 3 * JOURNAL_PAGE;
+
+// Header words (Uint32 index into page 0).
+export const J_MAGIC = 0;
+export const J_VERSION = 1;
+/** 0: written by the main thread for a fresh connect (the worker starts from the ring's rsp_prod); 1: a worker has attached. */
+export const J_LIVE = 2;
+export const J_TX_PUBLISHED = 4;
+export const J_TX_COMMITTED = 5;
+export const J_RX_PUBLISHED = 6;
+export const J_RX_COMMITTED = 7;
+export const J_IDENTITY_LEN = 8;
+export const J_COUNTERS_LAYOUT = 9;
+export const J_COUNTERS_COUNT = 10;
+export const COUNTERS_OFFSET = 256;
+export const MAX_COUNTERS = 96;
+export const IDENTITY_OFFSET = 1024;
+export const IDENTITY_MAX = JOURNAL_PAGE - IDENTITY_OFFSET;
+
+export const TX_STAGING_OFFSET = JOURNAL_PAGE;
+export const RX_STAGING_OFFSET = 2 * JOURNAL_PAGE;
+
+/** What the vif was connected with: a successor adopts only a vif whose xenstore nodes still say the same. */
+export interface VifIdentity {
+  backendPath: string;
+  domid: number;
+  devid: number;
+  txRingRef: number;
+  rxRingRef: number;
+  txEvtchn: number;
+  rxEvtchn: number;
+  /** The host side: its kind and name (a TAP is persistent, so it survives the daemon). */
+  peer: { kind: string; name: string };
+  features: Record<string, boolean>;
+}
+
+/** The journal's file for one vif. */
+export function journalPath(dir: string, domid: number, devid: number): string {
+  return join(dir, `vif${domid}.${devid}.journal`);
+}
+
+/** Every journal file in `dir` with the vif it names (stale ones are cleaned up at start). */
+export function listJournals(dir: string): { path: string; domid: number; devid: number }[] {
+  if (!existsSync(dir)) return [];
+  const out: { path: string; domid: number; devid: number }[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = /^vif(\d{1,5})\.(\d{1,9})\.journal$/.exec(name);
+    if (m) out.push({ path: join(dir, name), domid: Number(m[1]), devid: Number(m[2]) });
+  }
+  return out;
+}
+
+/**
+ * Main thread, before a fresh connect: a new journal naming the vif, with no ring state yet. Written
+ * to a temporary name and renamed, so a crash mid-write never leaves a half journal under the real name.
+ */
+export function writeFreshJournal(path: string, identity: VifIdentity): void {
+  const json = Buffer.from(JSON.stringify(identity));
+  if (json.length > IDENTITY_MAX) throw new Error(`vif${identity.domid}.${identity.devid}: journal identity too large (${json.length} bytes)`);
+  const buf = Buffer.alloc(JOURNAL_BYTES);
+  buf.writeUInt32LE(JOURNAL_MAGIC, J_MAGIC * 4);
+  buf.writeUInt32LE(JOURNAL_VERSION, J_VERSION * 4);
+  buf.writeUInt32LE(0, J_LIVE * 4);
+  buf.writeUInt32LE(json.length, J_IDENTITY_LEN * 4);
+  json.copy(buf, IDENTITY_OFFSET);
+  mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp`;
+  const fd = openSync(tmp, "w", 0o600);
+  try {
+    writeSync(fd, buf);
+    ftruncateSync(fd, JOURNAL_BYTES);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/** Why a journal file cannot be used, or null. */
+function checkHeader(buf: Uint8Array): string | null {
+  if (buf.byteLength < JOURNAL_BYTES) return `it is ${buf.byteLength} bytes, not ${JOURNAL_BYTES}`;
+  const w = new Uint32Array(buf.buffer, buf.byteOffset, 16);
+  if (w[J_MAGIC] !== JOURNAL_MAGIC) return "it is not a qnicd journal";
+  if (w[J_VERSION] !== JOURNAL_VERSION) return `it has version ${w[J_VERSION]}, this qnicd writes ${JOURNAL_VERSION}`;
+  if (w[J_IDENTITY_LEN] > IDENTITY_MAX) return "its identity is too long";
+  return null;
+}
+
+/** Reads a journal's identity (main thread, at start); throws one line naming what is wrong. */
+export function readJournalIdentity(path: string): VifIdentity {
+  const buf = readFileSync(path);
+  const bad = checkHeader(buf);
+  if (bad) throw new Error(`journal ${path}: ${bad}`);
+  const len = buf.readUInt32LE(J_IDENTITY_LEN * 4);
+  try {
+    return JSON.parse(buf.subarray(IDENTITY_OFFSET, IDENTITY_OFFSET + len).toString("utf8")) as VifIdentity;
+  } catch {
+    throw new Error(`journal ${path}: its identity is not readable`);
+  }
+}
+
+export function removeJournal(path: string): void {
+  rmSync(path, { force: true });
+}
+
+/** A journal mapped shared into this thread (Bun.mmap is MAP_SHARED: writes reach the file at once). */
+export class MappedJournal {
+  readonly words: Uint32Array;
+  readonly counters: Float64Array;
+  /** Kept: the views below borrow its mapping (a dropped mapping would be unmapped by the GC). */
+  private readonly map: Uint8Array;
+
+  private constructor(map: Uint8Array) {
+    this.map = map;
+    this.words = new Uint32Array(map.buffer, map.byteOffset, JOURNAL_PAGE >> 2);
+    this.counters = new Float64Array(map.buffer, map.byteOffset + COUNTERS_OFFSET, MAX_COUNTERS);
+  }
+
+  /** Maps `path`; throws one line when it is missing or not a journal of this version. */
+  static open(path: string): MappedJournal {
+    let map: Uint8Array;
+    try {
+      map = Bun.mmap(path);
+    } catch (e) {
+      throw new Error(`journal ${path}: ${(e as Error).message}`);
+    }
+    const bad = checkHeader(map);
+    if (bad) throw new Error(`journal ${path}: ${bad}`);
+    return new MappedJournal(map);
+  }
+
+  /** The ring's staging page: a view into the same mapping, laid out like the ring's own page. */
+  stagingBytes(dir: "tx" | "rx"): Uint8Array {
+    const off = dir === "tx" ? TX_STAGING_OFFSET : RX_STAGING_OFFSET;
+    return new Uint8Array(this.map.buffer, this.map.byteOffset + off, JOURNAL_PAGE);
+  }
+
+  /** Counters saved by the main thread (carried over to a successor), by table index. */
+  saveCounters(layout: number, values: readonly number[]): void {
+    const n = Math.min(values.length, MAX_COUNTERS);
+    for (let i = 0; i < n; i++) this.counters[i] = values[i];
+    this.words[J_COUNTERS_COUNT] = n;
+    Atomics.store(this.words, J_COUNTERS_LAYOUT, layout);
+  }
+
+  /** The saved counters, if they were saved with this counter table (`layout`). */
+  loadCounters(layout: number): number[] | null {
+    if (Atomics.load(this.words, J_COUNTERS_LAYOUT) !== layout) return null;
+    return Array.from(this.counters.subarray(0, this.words[J_COUNTERS_COUNT]));
+  }
+}
