@@ -17,15 +17,17 @@ static void set_name(struct ifreq *ifr, const char *name) {
     strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
 }
 
-// A non-persistent TAP: it disappears when the last fd on it is closed, so a crashed daemon
-// leaves no interface behind. Non-blocking (the worker polls it) and close-on-exec (hotplug
-// scripts and other children must not keep it alive).
+// A TAP for one vif. Non-blocking (the worker polls it) and close-on-exec (hotplug scripts and
+// other children must not keep it alive). persist != 0 makes it outlive this process (TUNSETPERSIST):
+// a restarted daemon re-opens it by name with its bridge port, MTU and firewall rules intact, as a
+// kernel netback's vif survives an unbind/bind of the driver; qnicd_tap_unpersist() ends it. Opening
+// the name of a persistent TAP nobody holds attaches to it rather than creating a new one.
 //
 // vnet != 0: every frame carries a struct virtio_net_hdr (10 bytes: no num_buffers, which only
 // mergeable rx buffers use), so guest GSO packets go to the kernel whole and it segments them
 // (guest tx). Offloads stay off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
 // the MTU with complete checksums, which is all the rx path to a guest can deliver.
-int qnicd_tap_open(const char *name, int vnet) {
+int qnicd_tap_open(const char *name, int vnet, int persist) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq ifr;
@@ -42,12 +44,20 @@ int qnicd_tap_open(const char *name, int vnet) {
     memset(hw.ifr_hwaddr.sa_data, 0xff, 6);
     hw.ifr_hwaddr.sa_data[0] = (char)0xfe;
     if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, SIOCSIFHWADDR, &hw) < 0 ||
-        (vnet && (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0))) {
+        (vnet && (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0)) ||
+        (persist && ioctl(fd, TUNSETPERSIST, 1UL) < 0)) {
         int e = errno;
         close(fd);
         return -e;
     }
     return fd;
+}
+
+// Makes the TAP on `fd` go away with its last fd again, then closes `fd` (the vif is gone for good).
+int qnicd_tap_unpersist(int fd) {
+    int rc = ioctl(fd, TUNSETPERSIST, 0UL) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 int qnicd_fd_close(int fd) {

@@ -1,7 +1,12 @@
-// The daemon, wired: platform -> xenstore client -> worker pool -> backend (discovery + state
-// machines) -> status API. startDaemon() is what main.ts runs and what tests run in-process; every
-// startup failure is one line saying what to do, and stop() leaves nothing mapped or running.
+// The daemon, wired: platform -> owner lock -> xenstore client -> worker pool -> backend (discovery
+// + state machines) -> status API. startDaemon() is what main.ts runs and what tests run in-process;
+// every startup failure is one line saying what to do. stop() either closes every vif and leaves
+// nothing mapped or running, or (keepVifs: a restart) leaves the vifs to the next qnicd.
 import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { OwnerLock } from "./state/owner-lock.ts";
+import { backendStateName, runtimeDirFor } from "./state/runtime-dir.ts";
+import { backendRoot } from "./backend/paths.ts";
 import { startBackend, type Backend } from "./backend/index.ts";
 import { resolvePlatform, type Config, type PathProbe } from "./config/index.ts";
 import { createHttpApp, startHttpServer, type HttpServer, type VifSnapshot, type XenstoreHealth } from "./http/index.ts";
@@ -45,8 +50,14 @@ export interface Daemon {
   readonly stats: StatsArena;
   /** What /vifs serves. */
   vifs(): VifSnapshot[];
-  /** Every vif disconnected and Closed, workers stopped, HTTP closed, xenstore closed. Idempotent. */
-  stop(): Promise<void>;
+  /** Where the owner lock and the vif journals live. */
+  readonly runtimeDir: string;
+  /**
+   * Every vif disconnected and Closed, workers stopped, HTTP closed, xenstore closed. With keepVifs
+   * (a restart: --on-exit keep), no state node is written and the vifs' TAPs and journals stay, so
+   * the next qnicd takes every vif over without its guest noticing. Idempotent.
+   */
+  stop(opts?: { keepVifs?: boolean }): Promise<void>;
 }
 
 /** A startup failure, already one line for the operator. */
@@ -81,6 +92,21 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => platform.close());
+
+  // One owner per backend, before xenstore is touched: a second qnicd must not close or take over
+  // the first one's vifs. The lock dies with the process, so a crash never blocks the successor.
+  const root = backendRoot(config.domid, config.backendType);
+  const runtimeDir = runtimeDirFor({ platform: platform.kind, runtimeDir: config.runtimeDir, simDir: config.simDir, env: process.env, uid: process.getuid?.() ?? 0 });
+  const stateName = backendStateName(platform.kind, root);
+  let lock: OwnerLock;
+  try {
+    lock = OwnerLock.acquire(runtimeDir, stateName, `${root} on the ${platform.kind === "sim" ? `simulated host in ${config.simDir}` : "Xen"} platform`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return fail(code ? new DaemonStartError(`qnicd: cannot use the runtime directory ${runtimeDir} (${code}): give a writable one with --runtime-dir`) : e);
+  }
+  undo.push(() => lock.release());
+  const journalDir = join(runtimeDir, `${stateName}.vifs`);
 
   let xs: XenstoreClient;
   try {
@@ -168,16 +194,35 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       type: config.backendType,
       vifnamePrefix: config.vifnamePrefix,
       txOffloads,
+      journalDir,
+      stats,
     });
   } catch (e) {
     return fail(e, `watching /local/domain/${config.domid}/backend/${config.backendType}: `);
   }
   undo.push(() => backend.stop());
   serving = backend;
+  // Counters saved into each vif's journal: a successor carries them on (a crash loses one second's).
+  const saver = setInterval(() => backend.saveCounters(), 1000);
+  saver.unref?.();
 
   let stopping: Promise<void> | null = null;
-  const stop = () =>
+  const stop = (opts: { keepVifs?: boolean } = {}) =>
     (stopping ??= (async () => {
+      clearInterval(saver);
+      if (opts.keepVifs) {
+        // Nothing written to xenstore; the workers finish the batch in hand (every response they
+        // staged is published) and exit; the TAPs and journals stay for the next qnicd.
+        await backend.detach().catch((e) => log.error(`detaching the backend: ${(e as Error).message}`));
+        await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
+        await http.stop().catch(() => {});
+        peers.detach();
+        xs.close();
+        lock.release();
+        platform.close();
+        log.info(`stopped for a restart: every vif left to the next qnicd (state in ${runtimeDir})`);
+        return;
+      }
       // Vifs first (their guests see Closed), then the workers, then everything else.
       await backend.stop().catch((e) => log.error(`stopping the backend: ${(e as Error).message}`));
       await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
@@ -185,10 +230,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       await http.stop().catch(() => {});
       peers.close();
       xs.close();
+      lock.release();
       platform.close();
       log.info("stopped: every vif closed, nothing left mapped or running");
     })());
 
-  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url });
-  return { platform, xs, pool, backend: backend, http, stats, vifs, stop };
+  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url, runtime: runtimeDir });
+  return { platform, xs, pool, backend: backend, http, stats, vifs, runtimeDir, stop };
 }

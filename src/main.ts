@@ -1,7 +1,10 @@
 // `bun run qnicd [--name VALUE ...]`: the daemon's entry point. Settings problems and startup
-// failures are one line on stderr (exit 2 and 1); SIGINT/SIGTERM stop it cleanly (exit 0).
-import { ConfigError, helpText, isHelpRequested, loadConfig } from "./config/index.ts";
+// failures are one line on stderr (exit 2 and 1); SIGINT/SIGTERM stop it cleanly (exit 0), leaving
+// every vif to the next qnicd (--on-exit keep, what `systemctl restart` needs) or closing them all
+// (--on-exit close). Under systemd (Type=notify) it says READY=1 once serving, STOPPING=1 on stop.
+import { ConfigError, helpText, isHelpRequested, loadConfig, type Config } from "./config/index.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
+import { sdNotify } from "./systemd/notify.ts";
 
 const argv = process.argv.slice(2);
 if (isHelpRequested(argv)) {
@@ -9,7 +12,7 @@ if (isHelpRequested(argv)) {
   process.exit(0);
 }
 
-let config;
+let config: Config;
 try {
   config = loadConfig({ argv, env: process.env });
 } catch (e) {
@@ -25,9 +28,10 @@ async function shutdown(signal: string): Promise<void> {
     process.exit(1);
   }
   stopping = true;
+  sdNotify("STOPPING=1");
   // Still starting: the startup path below stops it as soon as it is up.
   if (!daemon) return;
-  await daemon.stop();
+  await daemon.stop({ keepVifs: config.onExit === "keep" });
   process.exit(0);
 }
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => void shutdown(sig));
@@ -39,6 +43,7 @@ try {
   process.exit(1);
 }
 if (stopping) {
-  await daemon.stop();
+  await daemon.stop({ keepVifs: config.onExit === "keep" });
   process.exit(0);
 }
+sdNotify(`READY=1\nSTATUS=serving ${daemon.backend.bus.root}, ${daemon.vifs().length} vifs`);

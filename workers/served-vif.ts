@@ -11,6 +11,8 @@ import { RxPath } from "./rx.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { J_LIVE, J_RX_COMMITTED, J_RX_PUBLISHED, J_TX_COMMITTED, J_TX_PUBLISHED, MappedJournal } from "../src/state/vif-journal.ts";
 
 export interface VifDevices {
   gnt: GrantDevice;
@@ -53,6 +55,8 @@ export class ServedVif {
   counters!: VifCounters;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
+  /** The vif's journal, kept mapped for as long as the rings stage responses in it. */
+  private journal: MappedJournal | null = null;
 
   constructor(readonly spec: VifConnectSpec) {
     this.key = spec.key;
@@ -67,12 +71,13 @@ export class ServedVif {
       [this.txMap, this.txEntry] = this.mapRing(d, "tx-ring-ref", s.txRingRef);
       [this.rxMap, this.rxEntry] = this.mapRing(d, "rx-ring-ref", s.rxRingRef);
       const seed = po.datapath === "seed";
+      const [jtx, jrx] = this.openJournal();
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
-      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true });
+      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx);
       const bad = this.tx.attachError();
       if (bad) throw new Error(`${this.name}: ${bad}`);
-      this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs);
+      this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new Error(`${this.name}: ${badRx}`);
@@ -94,6 +99,7 @@ export class ServedVif {
     for (const row of VIF_COUNTERS) if (row.kind === "counter") c[row.name] += carry?.[row.name] ?? 0;
     this.counters.carrier = 1;
     this.counters.flush();
+    this.markJournalLive();
   }
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
@@ -137,6 +143,36 @@ export class ServedVif {
     this.peer?.close();
     this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
+  }
+
+  /** The rings' journals, or none (responses then staged in private memory: nothing to take over from). */
+  private openJournal(): [RingJournal | null, RingJournal | null] {
+    const path = this.spec.journal;
+    if (path === undefined) return [null, null];
+    let j: MappedJournal;
+    try {
+      j = MappedJournal.open(path);
+    } catch (e) {
+      throw new Error(`${this.name}: ${(e as Error).message}`);
+    }
+    // A journal no worker attached yet: its owner died before serving a single request, so it
+    // wrote no response and the ring's rsp_prod is the truth.
+    const adopt = this.spec.adopt === true && Atomics.load(j.words, J_LIVE) === 1;
+    this.journal = j;
+    return [
+      { words: j.words, published: J_TX_PUBLISHED, committed: J_TX_COMMITTED, staging: j.stagingBytes("tx"), adopt },
+      { words: j.words, published: J_RX_PUBLISHED, committed: J_RX_COMMITTED, staging: j.stagingBytes("rx"), adopt },
+    ];
+  }
+
+  /** Marks the journal as holding this vif's ring state (after both rings attached cleanly). */
+  markJournalLive(): void {
+    if (this.journal) Atomics.store(this.journal.words, J_LIVE, 1);
+  }
+
+  /** Responses published again at attach, per ring (a predecessor died mid-publish). */
+  get replayed(): { tx: number; rx: number } {
+    return { tx: this.tx?.replayed ?? 0, rx: this.rx?.replayed ?? 0 };
   }
 
   private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number, what: string): number {

@@ -14,6 +14,7 @@ import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/
 import { StatsArena } from "../src/stats/index.ts";
 import { WorkerScratch } from "./scratch.ts";
 import { ServedVif, type VifDevices } from "./served-vif.ts";
+import { installPublishHold, PUBLISH_HOLD_ENV } from "./publish-hold.ts";
 
 /** EPROTO: what netback writes for a frontend that broke the ring protocol. */
 const EPROTO = 71;
@@ -71,6 +72,7 @@ export class WorkerLoop {
     this.scratch = new WorkerScratch(init.budget, { scatterGather: init.scatterGather === true && init.datapath !== "seed" });
     // Recorded so the pool frees them if this thread dies (the process lives on).
     this.scratchEntries = this.scratch.allocations().map((a) => registry.addResource(RESOURCE_MEMORY, a));
+    installPublishHold(process.env[PUBLISH_HOLD_ENV], init.index);
     this.fds[0] = init.eventfd;
     this.fds[1] = this.ev.fd;
     this.fds[2] = wfd;
@@ -204,7 +206,7 @@ export class WorkerLoop {
     // Frames a switch port got before we looked, and requests posted before we bound are served now, not at the frontend's next notify.
     vif.peerReady = vif.peer?.kind === "switch";
     this.ready.push(vif);
-    return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort };
+    return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort, replayed: vif.replayed };
   }
 
   private disconnect(seq: number, key: string): ToMain {

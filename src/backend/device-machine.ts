@@ -23,6 +23,13 @@ export interface DeviceHooks {
   disconnect(dev: XenDevice): Promise<void>;
   /** Releases what realize made; the device is being forgotten. */
   unrealize(dev: XenDevice): Promise<void>;
+  /**
+   * Serves a device an earlier backend instance left Connected, with both ends still Connected,
+   * without writing a state node (Linux netback after an unbind/bind of its driver). Throws
+   * VifFatalError when it cannot be done safely. Absent: such devices are closed for the guest to
+   * reconnect.
+   */
+  adopt?(dev: XenDevice): Promise<void>;
 }
 
 export interface DeviceMachineOptions {
@@ -77,9 +84,23 @@ export class DeviceMachine {
     // empty hotplug-status precisely to make the backend wait. No node: no script to wait for.
     dev.hotplugReady = hotplug === undefined || hotplug === "connected";
 
-    if (dev.written === undefined && this.adopt(dev, beNode)) {
-      await this.setBackendState(dev, S.Closing);
-      return this.finish(dev);
+    if (dev.written === undefined) {
+      const found = this.resume(dev, beNode, fe, hotplug);
+      if (found === "close") {
+        await this.setBackendState(dev, S.Closing);
+        return this.finish(dev);
+      }
+      if (found === "adopt") {
+        try {
+          await this.hooks.adopt!(dev);
+          return this.finish(dev);
+        } catch (e) {
+          if (e instanceof XenstoreConnectionError) throw e;
+          // Connected with nothing mapped: fatal() writes the error node and walks it to Closing.
+          await this.fatal(dev, asFatal(e, "connect"));
+          return this.finish(dev);
+        }
+      }
     }
     // The toolstack asks for the device back (libxl: online=0 and state=5 in one transaction).
     const toolstackClosing = beNode === S.Closing && dev.written !== S.Closing;
@@ -139,24 +160,34 @@ export class DeviceMachine {
   }
 
   /**
-   * A device found with a state another backend instance wrote (qnicd restarted): InitWait can be
-   * resumed (nothing was mapped yet); a Connected one lost its rings with that instance, so it is
-   * closed for the guest to reconnect (returns true: walk it to Closing now).
+   * A device found with a state another backend instance wrote (qnicd restarted or crashed).
+   * InitWait is resumed (nothing was mapped yet). Connected with the frontend Connected too and
+   * online is taken over through the adopt hook ("adopt": no state node is written, the guest
+   * notices nothing); Connected with the frontend elsewhere follows the frontend from Connected as
+   * if we had been there all along. Without an adopt hook, or in Initialised, the rings are gone
+   * with that instance: "close" (walk it to Closing for the guest to reconnect).
    */
-  private adopt(dev: XenDevice, beNode: number | undefined): boolean {
+  private resume(dev: XenDevice, beNode: number | undefined, fe: number, hotplug: string | undefined): "adopt" | "close" | null {
     dev.written = beNode;
     switch (beNode) {
       case S.InitWait:
         dev.state = S.Initialising; // realize again (idempotent), then InitWait
         dev.written = undefined;
         break;
-      case S.Initialised:
       case S.Connected:
+        if (this.hooks.adopt) {
+          dev.state = S.Connected; // nothing is connected until the hook says so; disconnect copes
+          if (fe === S.Connected && dev.online && hotplug !== "error") return "adopt";
+          this.log.info(`${dev.name}: found Connected from an earlier qnicd with its frontend ${xenbusStateName(fe)}: following the frontend from there`);
+          return null;
+        }
+      // falls through: nothing can take the rings over
+      case S.Initialised:
         this.log.warn(`${dev.name}: found ${xenbusStateName(beNode)} from an earlier backend whose rings are gone: closing it so the guest can reconnect`);
         dev.state = S.Connected; // walked to Closing: the disconnect hook finds nothing to stop
         dev.written = S.Connected;
         dev.failed = true;
-        return true;
+        return "close";
       case S.Closing:
         dev.state = S.Closing;
         break;
@@ -166,7 +197,7 @@ export class DeviceMachine {
       default:
         break;
     }
-    return false;
+    return null;
   }
 
   /**

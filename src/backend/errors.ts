@@ -11,6 +11,7 @@ export const Errno = {
   EPROTO: 71,
   EOPNOTSUPP: 95,
   ETIMEDOUT: 110,
+  ESTALE: 116,
 } as const;
 
 export class VifFatalError extends Error {

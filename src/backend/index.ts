@@ -3,6 +3,7 @@ import type { Logger } from "../log.ts";
 import type { PeerProvisioner } from "../net/peer-provisioner.ts";
 import type { WorkerPool } from "../pool/types.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
+import type { StatsArena } from "../stats/index.ts";
 import type { XenDevice } from "./device.ts";
 import { backendFeatures } from "./features.ts";
 import { VifHooks, type VifInfo } from "./vif.ts";
@@ -18,6 +19,9 @@ export interface BackendOptions {
   vifnamePrefix: string;
   /** See VifHooksOptions.connectTimeoutMs. */
   connectTimeoutMs?: number;
+  /** See VifHooksOptions.journalDir (absent: vifs left Connected by an earlier qnicd are closed). */
+  journalDir?: string;
+  stats?: StatsArena;
   /** Offer guest-tx SG/GSO: features.ts peerTakesGso() of the daemon's peer and data path (default false). */
   txOffloads?: boolean;
 }
@@ -27,19 +31,42 @@ export interface Backend {
   /** Devices with what the vif layer holds for them (for /vifs). */
   devices(): { dev: XenDevice; vif: VifInfo | undefined }[];
   idle(): Promise<void>;
+  /** Every vif closed (the guests see Closed) and its host side released. */
   stop(): Promise<void>;
+  /** For a restart: nothing written, host sides and journals left for the next qnicd. */
+  detach(): Promise<void>;
+  /** Saves the connected vifs' counters into their journals (a successor carries them on). */
+  saveCounters(): void;
 }
 
 export async function startBackend(opts: BackendOptions): Promise<Backend> {
-  const hooks = new VifHooks({ xs: opts.xs, pool: opts.pool, peers: opts.peers, log: opts.log, vifnamePrefix: opts.vifnamePrefix, connectTimeoutMs: opts.connectTimeoutMs, features: backendFeatures(opts.txOffloads === true) });
+  const hooks = new VifHooks({
+    xs: opts.xs,
+    pool: opts.pool,
+    peers: opts.peers,
+    log: opts.log,
+    vifnamePrefix: opts.vifnamePrefix,
+    connectTimeoutMs: opts.connectTimeoutMs,
+    features: backendFeatures(opts.txOffloads === true),
+    journalDir: opts.journalDir,
+    stats: opts.stats,
+  });
   const bus = new XenBus({ xs: opts.xs, backendDomid: opts.backendDomid, type: opts.type, hooks, log: opts.log });
   hooks.attach(bus);
   await bus.start();
+  // After the first scan: every device still in xenstore is known, so what the journals name
+  // beyond them was removed while no qnicd ran.
+  hooks.removeLeftovers(bus.list());
   return {
     bus,
     devices: () => bus.list().map((dev) => ({ dev, vif: hooks.vif(dev) })),
     idle: () => bus.idle(),
     stop: () => bus.stop(),
+    detach: async () => {
+      await bus.detach();
+      hooks.saveCounters();
+    },
+    saveCounters: () => hooks.saveCounters(),
   };
 }
 

@@ -1,6 +1,7 @@
 // The vif device: what the generic bus (xenbus.ts) calls at each step, like QEMU's xen_nic.c hooks.
 // realize: features + host interface; frontendChanged: the Linux netback state mapping; connect:
-// validated frontend nodes handed to the worker pool; disconnect/unrealize: given back.
+// validated frontend nodes handed to the worker pool; disconnect/unrealize: given back; adopt: a
+// vif an earlier qnicd left Connected, taken over through its journal without touching a state node.
 import type { Logger } from "../log.ts";
 import type { PeerProvisioner } from "../net/peer-provisioner.ts";
 import type { ConnectedVif, PeerHandle, VifFault, WorkerPool } from "../pool/types.ts";
@@ -11,6 +12,8 @@ import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
 import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
+import { journalPath, listJournals, MappedJournal, readJournalIdentity, removeJournal, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
+import { LAYOUT_ID, readVifStats, VIF_COUNTERS, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 
 const S = XenbusState;
@@ -25,6 +28,10 @@ export interface VifInfo {
   peer: PeerHandle | null;
   config: FrontendConfig | null;
   connection: ConnectedVif | null;
+  /** The connection's journal, mapped here too so the counters can be saved into it. */
+  journal: MappedJournal | null;
+  /** How this connection began: by the guest's handshake, or taken over from an earlier qnicd. */
+  origin: "connected" | "adopted" | null;
 }
 
 export interface VifHooksOptions {
@@ -42,16 +49,29 @@ export interface VifHooksOptions {
   connectTimeoutMs?: number;
   /** The feature nodes written at realize (features.ts backendFeatures; default the seed's set). */
   features?: readonly FeatureNode[];
+  /**
+   * Where each connected vif's journal lives (src/state/vif-journal.ts): what lets the next qnicd
+   * take the vif over. Absent: no journals, and Connected vifs found at start are closed (tests).
+   */
+  journalDir?: string;
+  /** The counters, saved into each journal so a successor carries them on. */
+  stats?: StatsArena;
 }
+
+/** The hint on every vif that could not be taken over from an earlier qnicd. */
+const READOPT_HINT = "its guest cannot reconnect by itself: run 'xl network-detach <domain> <devid>' and 'xl network-attach' for it";
 
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
   private serial = 0;
   private bus: XenBus | undefined;
   private readonly features: readonly FeatureNode[];
+  /** Present only with journals: without one nothing can be taken over safely (DeviceHooks.adopt). */
+  readonly adopt?: (dev: XenDevice) => Promise<void>;
 
   constructor(private readonly opts: VifHooksOptions) {
     this.features = opts.features ?? BACKEND_FEATURES;
+    if (opts.journalDir !== undefined) this.adopt = (dev) => this.takeOver(dev, opts.journalDir!);
     opts.pool.onFault((f) => this.onFault(f));
     opts.pool.onWorkerLost((worker, moved) => {
       for (const c of moved) {
@@ -73,7 +93,7 @@ export class VifHooks implements DeviceHooks {
 
   private entry(dev: XenDevice): VifInfo {
     let e = this.info.get(dev);
-    if (!e) this.info.set(dev, (e = { peer: null, config: null, connection: null }));
+    if (!e) this.info.set(dev, (e = { peer: null, config: null, connection: null, journal: null, origin: null }));
     return e;
   }
 
@@ -84,6 +104,12 @@ export class VifHooks implements DeviceHooks {
       if ((await t.tryRead(`${B}/state`)) === undefined) return; // being removed: do not resurrect B
       for (const [key, value] of this.features) await t.write(`${B}/${key}`, value);
     });
+    await this.hostSide(dev);
+  }
+
+  /** The vif's host interface (a persistent TAP is re-opened by name: a restart keeps it, bridge and all). */
+  private async hostSide(dev: XenDevice): Promise<void> {
+    const B = dev.backendPath;
     const e = this.entry(dev);
     if (e.peer) return; // a reconnect keeps its interface, as Linux keeps vifN.M across reconnects
     // Before InitWait: libxl runs vif-bridge right after it sees InitWait, and the script needs the
@@ -133,20 +159,93 @@ export class VifHooks implements DeviceHooks {
   async connect(dev: XenDevice): Promise<void> {
     const e = this.entry(dev);
     if (!e.peer) throw new VifFatalError(Errno.ENODEV, "connecting: the vif has no host interface", "this is a qnicd bug: report it");
+    const config = await this.readConfig(dev);
+    const journal = this.opts.journalDir === undefined ? undefined : journalPath(this.opts.journalDir, dev.domid, dev.devid);
+    if (journal !== undefined) {
+      try {
+        writeFreshJournal(journal, this.identity(dev, config, e.peer));
+      } catch (err) {
+        throw new VifFatalError(Errno.EIO, `writing its journal ${journal}: ${oneLine((err as Error).message)}`, "check that qnicd's runtime directory is writable (--runtime-dir)");
+      }
+    }
+    await this.handOver(dev, e, config, { journal, adopt: false }, undefined);
+    e.origin = "connected";
+  }
+
+  /**
+   * Takes over a vif an earlier qnicd left Connected (restart, crash): the frontend's nodes are read
+   * and validated as on a first connect and must still be what the journal recorded; the worker
+   * re-attaches each ring where the journal says, binds the guest's ports again and notifies it
+   * once. No state node is written: the guest never sees its backend go. Throws VifFatalError
+   * (the caller closes the vif, as before qnicd could adopt) when that cannot be done safely.
+   */
+  private async takeOver(dev: XenDevice, dir: string): Promise<void> {
+    const path = journalPath(dir, dev.domid, dev.devid);
+    let was: VifIdentity;
+    try {
+      was = readJournalIdentity(path);
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? `no journal at ${path}` : oneLine((err as Error).message);
+      throw new VifFatalError(Errno.ENOENT, `taking over from an earlier qnicd: ${why}`, READOPT_HINT);
+    }
+    await this.hostSide(dev);
+    const e = this.entry(dev);
+    const config = await this.readConfig(dev);
+    const now = this.identity(dev, config, e.peer!);
+    const changed = (["backendPath", "txRingRef", "rxRingRef", "txEvtchn", "rxEvtchn"] as const).filter((k) => was[k] !== now[k]);
+    if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer" as never);
+    if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written`, READOPT_HINT);
+    let carry: Partial<VifStats> | undefined;
+    try {
+      const saved = MappedJournal.open(path).loadCounters(LAYOUT_ID);
+      if (saved) carry = Object.fromEntries(VIF_COUNTERS.map((row, i) => [row.name, row.kind === "counter" ? saved[i] ?? 0 : 0])) as Partial<VifStats>;
+    } catch {
+      // unreadable counters only cost the totals; the rings' state is checked by the worker
+    }
+    try {
+      await this.handOver(dev, e, config, { journal: path, adopt: true }, carry);
+    } catch (err) {
+      const f = err as VifFatalError;
+      throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message}`, READOPT_HINT, { cause: err });
+    }
+    e.origin = "adopted";
+    const r = e.connection?.replayed;
+    this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${r && (r.tx || r.rx) ? ` (published ${r.tx} tx and ${r.rx} rx responses it had journaled)` : ""}`, { counters: carry ? "carried on" : "restarted" });
+  }
+
+  private readConfig(dev: XenDevice): Promise<FrontendConfig> {
     const F = dev.frontendPath!;
     const xs = this.opts.xs;
-    const config = await readFrontendConfig(
+    return readFrontendConfig(
       {
         frontend: (key) => xs.tryRead(`${F}/${key}`),
         backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
       },
       this.features,
     );
+  }
+
+  private identity(dev: XenDevice, config: FrontendConfig, peer: PeerHandle): VifIdentity {
+    return {
+      backendPath: dev.backendPath,
+      domid: dev.domid,
+      devid: dev.devid,
+      txRingRef: config.txRingRef,
+      rxRingRef: config.rxRingRef,
+      txEvtchn: config.txEvtchn,
+      rxEvtchn: config.rxEvtchn,
+      peer: { kind: peer.kind, name: peer.name },
+      features: config.features,
+    };
+  }
+
+  /** Hands the validated vif to the pool, bounded in time; on success e.connection and e.config are set. */
+  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { journal: string | undefined; adopt: boolean }, carry: Partial<VifStats> | undefined): Promise<void> {
     const key = `${dev.name}#${++this.serial}`;
     const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
     // visible as a "connecting" without its "connected".
-    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer.name });
+    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer?.name });
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -168,8 +267,10 @@ export class VifHooks implements DeviceHooks {
         rxEvtchn: config.rxEvtchn,
         mac: config.mac,
         features: config.features,
-        peer: e.peer,
-      });
+        peer: e.peer!,
+        journal: j.journal,
+        adopt: j.adopt,
+      }, carry);
       e.connection = await Promise.race([connecting, timedOut]);
     } catch (err) {
       if (err instanceof VifFatalError) throw err;
@@ -179,14 +280,66 @@ export class VifHooks implements DeviceHooks {
       clearTimeout(timer);
     }
     e.config = config;
+    if (j.journal !== undefined) {
+      try {
+        e.journal = MappedJournal.open(j.journal);
+      } catch {
+        e.journal = null; // counters will not carry over a restart; the rings are served all the same
+      }
+    }
     this.opts.log.info(`${dev.name}: connected`, { worker: e.connection.worker, key });
+  }
+
+  /**
+   * Saves every connected vif's counters into its journal, so a successor carries them on (called
+   * every second and before a restart; a crash loses at most the last second's counts).
+   */
+  saveCounters(): void {
+    const stats = this.opts.stats;
+    if (!stats) return;
+    for (const e of this.info.values()) {
+      if (!e.connection || !e.journal) continue;
+      try {
+        const s = readVifStats(stats, e.connection.statsSlot);
+        if (s) e.journal.saveCounters(LAYOUT_ID, VIF_COUNTERS.map((row) => (s as unknown as Record<string, number>)[row.name] ?? 0));
+      } catch {
+        // a slot mid-move reads as nothing this time; the next save catches up
+      }
+    }
+  }
+
+  /**
+   * Start-up: journals of vifs that are gone (the toolstack removed them while no qnicd ran) are
+   * removed, with the persistent TAP each named. `known`: the devices the bus found.
+   */
+  removeLeftovers(known: readonly XenDevice[]): void {
+    const dir = this.opts.journalDir;
+    if (dir === undefined) return;
+    const present = new Set(known.map((d) => `${d.domid}/${d.devid}`));
+    for (const j of listJournals(dir)) {
+      if (present.has(`${j.domid}/${j.devid}`)) continue;
+      let peer: string | undefined;
+      try {
+        const id = readJournalIdentity(j.path);
+        if (id.peer?.kind === this.opts.peers.kind) peer = id.peer.name;
+      } catch {
+        // a journal we cannot read names nothing we could safely remove
+      }
+      if (peer !== undefined && validInterfaceName(peer)) this.opts.peers.removeLeftover(peer);
+      removeJournal(j.path);
+      this.opts.log.info(`vif${j.domid}.${j.devid}: removed while no qnicd ran: its journal${peer ? ` and interface ${peer}` : ""} removed`);
+    }
   }
 
   async disconnect(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
+    // The rings are given back: nothing is left for a successor to take over.
+    if (this.opts.journalDir !== undefined) removeJournal(journalPath(this.opts.journalDir, dev.domid, dev.devid));
     const c = e?.connection;
     if (!e || !c) return;
     e.connection = null;
+    e.journal = null;
+    e.origin = null;
     // Bounded like connect: a worker that never confirms must not hold the vif's teardown (and the
     // daemon's shutdown) forever; closing the pool terminates such a worker anyway.
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;

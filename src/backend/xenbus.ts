@@ -127,6 +127,25 @@ export class XenBus {
     this.devices.clear();
   }
 
+  /**
+   * Stop for a restart (--on-exit keep): no more watch-driven work, and nothing written: every
+   * device keeps its state nodes, its rings stay the guest's, and the next qnicd takes it over
+   * (DeviceHooks.adopt). The data path is stopped by the caller (the pool), after this.
+   */
+  async detach(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.xs.off("reconnected", this.onReconnected);
+    await this.rootWatch?.unwatch().catch(() => {});
+    await this.idleOrXenstoreDown();
+    for (const dev of this.devices.values()) {
+      const w = dev.frontendWatch;
+      dev.frontendWatch = undefined;
+      await w?.unwatch().catch(() => {});
+    }
+    this.devices.clear();
+  }
+
   // ---- discovery -------------------------------------------------------------------------
 
   private onBackendEvent(path: string): void {

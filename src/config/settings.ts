@@ -139,6 +139,24 @@ export const SETTINGS = {
     schema: v.pipe(v.string(), v.regex(/^[A-Za-z][A-Za-z0-9_-]{0,7}$/)),
     default: () => "vif" as const,
   }),
+  onExit: setting({
+    metavar: "keep|close",
+    // keep: what `systemctl restart` needs; the vifs' rings, TAPs and journals stay for the next
+    // qnicd, which takes them over without the guests noticing (src/state/). close: every guest sees
+    // its backend go away (Closed), for a host going down for good.
+    help: "what SIGTERM/SIGINT does to served vifs: keep them for the next qnicd to take over, or close them",
+    expected: "one of keep, close",
+    schema: oneOf(["keep", "close"]),
+    default: () => "keep" as const,
+  }),
+  runtimeDir: setting<string | null>({
+    metavar: "DIR",
+    help: "where the owner lock and the vif journals live (must survive a restart, e.g. tmpfs under /run)",
+    expected: "a directory path",
+    schema: v.pipe(v.string(), v.regex(/^[^\0]+$/), v.transform((p) => resolve(p))),
+    default: () => null,
+    defaultHelp: "$RUNTIME_DIRECTORY (systemd), else /run/qnicd as root or $XDG_RUNTIME_DIR/qnicd; with --platform sim, <sim-dir>/qnicd",
+  }),
   logLevel: setting({
     metavar: "LEVEL",
     help: "least severe log level written",

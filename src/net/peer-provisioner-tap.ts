@@ -1,9 +1,12 @@
-// TAP peers: one non-persistent TAP per vif (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), named like Linux
-// netback's interfaces so libxl's vif-bridge script finds it. The virtio_net_hdr on every frame is
-// what lets a guest's GSO packets and partial checksums reach the kernel as they are (native/tap.c). The fd is the TAP's only owner: closing it
-// removes the interface, so nothing outlives the daemon. Needs /dev/net/tun and CAP_NET_ADMIN.
+// TAP peers: one TAP per vif (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), named like Linux netback's
+// interfaces so libxl's vif-bridge script finds it. The virtio_net_hdr on every frame is what lets
+// a guest's GSO packets and partial checksums reach the kernel as they are (native/tap.c). The
+// daemon's TAPs are persistent: a restarted qnicd re-opens each by name, still on the bridge the
+// hotplug script put it on, so the guest's host side never goes away; destroy() and close() end
+// them, detach() (a restart) leaves them. Needs /dev/net/tun and CAP_NET_ADMIN.
 import { dlopen, FFIType } from "bun:ffi";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readlinkSync } from "node:fs";
+import { basename } from "node:path";
 import { constants as os } from "node:os";
 import { nativeLibraryPath } from "../native/lib.ts";
 import type { PeerHandle } from "../pool/types.ts";
@@ -14,7 +17,8 @@ const TUN_DEVICE = "/dev/net/tun";
 type TapLib = ReturnType<typeof openLib>;
 function openLib() {
   return dlopen(nativeLibraryPath("tap"), {
-    qnicd_tap_open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
+    qnicd_tap_open: { args: [FFIType.cstring, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    qnicd_tap_unpersist: { args: [FFIType.i32], returns: FFIType.i32 },
     qnicd_fd_close: { args: [FFIType.i32], returns: FFIType.i32 },
     qnicd_link_up: { args: [FFIType.cstring], returns: FFIType.i32 },
     qnicd_bridge_add: { args: [FFIType.cstring, FFIType.cstring], returns: FFIType.i32 },
@@ -37,6 +41,8 @@ export interface TapOptions {
    * GSO). False only for tools that write raw frames on the fd themselves (bench's C writers).
    */
   vnetHdr?: boolean;
+  /** TAPs outlive the process until destroyed (default true); false: each ends with its fd. */
+  persistent?: boolean;
 }
 
 export class TapProvisioner implements PeerProvisioner {
@@ -61,7 +67,7 @@ export class TapProvisioner implements PeerProvisioner {
 
   create(name: string): PeerHandle {
     if (this.held.has(name)) throw new PeerError(`${name}: this daemon already has a TAP by that name`, os.errno.EEXIST);
-    const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1);
+    const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1, this.opts.persistent === false ? 0 : 1);
     if (fd < 0) {
       const why = -fd === os.errno.EBUSY ? " (another process holds a TAP with that name)" : -fd === os.errno.EINVAL ? " (a non-TAP interface has that name)" : "";
       throw new PeerError(`creating TAP ${name}: ${errnoName(-fd)}${why}`, -fd);
@@ -69,12 +75,13 @@ export class TapProvisioner implements PeerProvisioner {
     try {
       // Up, as vif-bridge would bring it; a failure here is not fatal (the script retries it).
       this.lib.qnicd_link_up(cstr(name));
-      if (this.opts.bridge !== null) {
+      // A TAP re-opened after a restart is still a port of its bridge: adding it again is EBUSY.
+      if (this.opts.bridge !== null && bridgeOf(name) !== this.opts.bridge) {
         const rc = this.lib.qnicd_bridge_add(cstr(this.opts.bridge), cstr(name));
         if (rc < 0) throw new PeerError(`adding TAP ${name} to bridge ${this.opts.bridge}: ${errnoName(-rc)}${-rc === os.errno.ENODEV ? " (no such bridge: create it, or drop --bridge)" : ""}`, -rc);
       }
     } catch (e) {
-      this.lib.qnicd_fd_close(fd);
+      this.lib.qnicd_tap_unpersist(fd);
       throw e;
     }
     this.held.set(name, fd);
@@ -85,14 +92,38 @@ export class TapProvisioner implements PeerProvisioner {
     const fd = this.held.get(peer.name);
     if (fd === undefined || fd !== peer.fd) return;
     this.held.delete(peer.name);
-    this.lib.qnicd_fd_close(fd);
+    this.lib.qnicd_tap_unpersist(fd);
   }
 
   close(): void {
     for (const [name, fd] of this.held) {
       this.held.delete(name);
+      this.lib.qnicd_tap_unpersist(fd);
+    }
+  }
+
+  detach(): void {
+    for (const [name, fd] of this.held) {
+      this.held.delete(name);
       this.lib.qnicd_fd_close(fd);
     }
+  }
+
+  removeLeftover(name: string): void {
+    if (this.held.has(name) || !interfaceExists(name)) return;
+    // Attaching by name to a persistent TAP nobody holds, then unpersisting it, ends it; a name
+    // that is not a TAP fails to attach (EINVAL) and is left alone.
+    const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1, 0);
+    if (fd >= 0) this.lib.qnicd_tap_unpersist(fd);
+  }
+}
+
+/** The bridge an interface is a port of, or null (sysfs: /sys/class/net/<name>/master). */
+function bridgeOf(name: string): string | null {
+  try {
+    return basename(readlinkSync(`/sys/class/net/${name}/master`));
+  } catch {
+    return null;
   }
 }
 

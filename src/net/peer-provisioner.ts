@@ -11,6 +11,16 @@ export interface PeerProvisioner {
   destroy(peer: PeerHandle): void;
   /** Releases every peer still held. */
   close(): void;
+  /**
+   * Lets go of every peer held without ending what is meant to outlive the daemon (persistent
+   * TAPs): the daemon is stopping so that its successor takes the vifs over (--on-exit keep).
+   */
+  detach(): void;
+  /**
+   * Ends a peer that an earlier daemon left behind for a vif that is gone (its journal named it).
+   * Never touches an interface this provisioner would not have created.
+   */
+  removeLeftover(name: string): void;
 }
 
 /** errno: what the vif's error node says; message: one line naming the peer and the cure. */
@@ -41,6 +51,12 @@ export class PlaceholderProvisioner implements PeerProvisioner {
   }
   close(): void {
     this.held.clear();
+  }
+  detach(): void {
+    this.held.clear();
+  }
+  removeLeftover(): void {
+    // in-process peers end with the process
   }
   /** Names currently held (for tests and /vifs). */
   names(): string[] {

@@ -21,7 +21,8 @@ export type ToWorker =
 
 export type ToMain =
   | { op: "ready" }
-  | { op: "connected"; seq: number; key: string; localTxPort: number; localRxPort: number }
+  /** `replayed`: responses an earlier owner had journaled but not published, published at attach. */
+  | { op: "connected"; seq: number; key: string; localTxPort: number; localRxPort: number; replayed?: { tx: number; rx: number } }
   | { op: "disconnected"; seq: number; key: string }
   | { op: "failed"; seq: number; error: string }
   | { op: "fault"; key: string; errno: number; message: string }

@@ -3,6 +3,7 @@
 // or packets; workers never talk to xenstore. Everything a worker needs to serve a vif is in
 // VifConnectSpec, validated by the backend before it crosses this seam.
 
+import type { VifStats } from "../stats/index.ts";
 /** What the backend read and validated from the frontend's xenstore nodes. */
 export interface VifConnectSpec {
   /** Stable key for this connection of this vif: a reconnect gets a new one. */
@@ -22,6 +23,16 @@ export interface VifConnectSpec {
   readonly features: Readonly<Record<string, boolean>>;
   /** The host-side peer this vif's frames go to; a peer handle the worker can use (e.g. a TAP fd). */
   readonly peer: PeerHandle;
+  /**
+   * The vif's journal file (src/state/vif-journal.ts): the worker stages responses there so a
+   * successor can take the rings over. Absent: responses are staged in private memory (tests).
+   */
+  readonly journal?: string;
+  /**
+   * Take the rings over where an earlier owner left them (a restarted daemon, a dead worker), as the
+   * journal says; false or absent: a fresh connect, attached at the ring's rsp_prod.
+   */
+  readonly adopt?: boolean;
 }
 
 /** The host side of a vif, created by the main thread when the vif is realized. */
@@ -41,6 +52,8 @@ export interface ConnectedVif {
   readonly localRxPort: number;
   /** Where this vif's counters live in the StatsArena. */
   readonly statsSlot: { index: number; generation: number };
+  /** Responses a predecessor had journaled but not published, published again when the rings were taken over. */
+  readonly replayed?: { tx: number; rx: number };
 }
 
 /** Why a worker gave up on a vif: the backend writes the error node and moves it to Closing. */
@@ -60,7 +73,7 @@ export interface WorkerPool {
    * and the step that failed ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), having released
    * anything it set up.
    */
-  connect(spec: VifConnectSpec): Promise<ConnectedVif>;
+  connect(spec: VifConnectSpec, carry?: Partial<VifStats>): Promise<ConnectedVif>;
   /** Stops serving the vif: rings unmapped, ports unbound, slot released. Idempotent. */
   disconnect(key: string): Promise<void>;
   /** A worker disabled a vif (hostile or broken frontend). */

@@ -102,10 +102,10 @@ export class Pool implements WorkerPool {
     return pool;
   }
 
-  connect(spec: VifConnectSpec): Promise<ConnectedVif> {
+  connect(spec: VifConnectSpec, carry?: Partial<VifStats>): Promise<ConnectedVif> {
     if (this.closing) return Promise.reject(new Error(`${spec.name}: the worker pool is closed`));
     if (this.vifs.has(spec.key)) return Promise.reject(new Error(`${spec.name}: key ${spec.key} is already connected`));
-    return this.place(spec, undefined);
+    return this.place(spec, carry);
   }
 
   /** Connects on the least-loaded live worker, retrying elsewhere if that worker dies meanwhile. */
@@ -142,7 +142,7 @@ export class Pool implements WorkerPool {
         this.opts.stats.release(slot);
         throw new Error(reply.op === "failed" ? reply.error : `${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
       }
-      entry.connected = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot };
+      entry.connected = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot, replayed: reply.replayed };
       return entry.connected;
     }
   }
@@ -260,7 +260,8 @@ export class Pool implements WorkerPool {
         if (this.vifs.get(e.spec.key) !== e) return;
         this.vifs.delete(e.spec.key);
         try {
-          moved.push(await this.place(e.spec, carried[i]));
+          // The journal says where the dead worker left each ring (it may have died mid-publish).
+          moved.push(await this.place({ ...e.spec, adopt: e.spec.journal !== undefined }, carried[i]));
         } catch (err) {
           this.emitFault({ key: e.spec.key, errno: EIO, message: `worker ${w.index} died and no other worker took the vif: ${(err as Error).message}` });
         }

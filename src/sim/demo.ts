@@ -189,7 +189,7 @@ async function main(): Promise<number> {
 
   const port = await pickHttpPort(8080);
   const hostPort = `127.0.0.1:${port}`;
-  const args = ["--platform", "sim", "--sim-dir", dir, "--peer", net.mode, ...(net.mode === "tap" ? ["--bridge", net.bridge] : []), "--vifname-prefix", net.prefix, "--http", hostPort, "--workers", "2"];
+  const args = ["--platform", "sim", "--sim-dir", dir, "--peer", net.mode, ...(net.mode === "tap" ? ["--bridge", net.bridge] : []), "--vifname-prefix", net.prefix, "--http", hostPort, "--workers", "2", "--on-exit", "close"];
   qnicd = await QnicdProcess.start(args, join(tmp, "qnicd.log"), hostPort);
   say(`qnicd up (pid ${qnicd.pid}, log ${qnicd.logFile}): ${qnicd.commandLine}`);
   if (port !== 8080) say(`  (127.0.0.1:8080 is taken, so its status API is on ${hostPort})`);

@@ -29,6 +29,8 @@ describe("defaults", () => {
       datapath: "batched",
       bridge: null,
       vifnamePrefix: "vif",
+      onExit: "keep",
+      runtimeDir: null,
       logLevel: "info",
       logFormat: "text",
       configFile: null,
@@ -84,17 +86,17 @@ describe("sources and precedence", () => {
     const argv = [
       "--platform", "sim", "--sim-dir", "/x/sim", "--backend-type", "qnic", "--domid", "32751",
       "--workers", "256", "--http", "[::1]:0", "--peer", "null", "--datapath", "seed", "--bridge", "xenbr0",
-      "--vifname-prefix", "qn", "--log-level", "debug", "--log-format", "json",
+      "--vifname-prefix", "qn", "--on-exit", "close", "--runtime-dir", "/x/run", "--log-level", "debug", "--log-format", "json",
     ];
     const env = {
       QNICD_PLATFORM: "sim", QNICD_SIM_DIR: "/x/sim", QNICD_BACKEND_TYPE: "qnic", QNICD_DOMID: "32751",
       QNICD_WORKERS: "256", QNICD_HTTP: "[::1]:0", QNICD_PEER: "null", QNICD_DATAPATH: "seed", QNICD_BRIDGE: "xenbr0",
-      QNICD_VIFNAME_PREFIX: "qn", QNICD_LOG_LEVEL: "debug", QNICD_LOG_FORMAT: "json",
+      QNICD_VIFNAME_PREFIX: "qn", QNICD_ON_EXIT: "close", QNICD_RUNTIME_DIR: "/x/run", QNICD_LOG_LEVEL: "debug", QNICD_LOG_FORMAT: "json",
     };
     const expected: Config = {
       platform: "sim", simDir: "/x/sim", backendType: "qnic", domid: 32751, workers: 256,
       http: { host: "::1", port: 0 }, httpPublic: false, peer: "null", datapath: "seed", bridge: "xenbr0",
-      vifnamePrefix: "qn", logLevel: "debug", logFormat: "json", configFile: null,
+      vifnamePrefix: "qn", onExit: "close", runtimeDir: "/x/run", logLevel: "debug", logFormat: "json", configFile: null,
     };
     expect(load({ argv })).toEqual(expected);
     expect(load({ env })).toEqual(expected);

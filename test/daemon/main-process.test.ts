@@ -55,9 +55,9 @@ test("xenstored not running: one line naming the socket and the command that sta
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  test(`${signal}: the connected vif is closed, the process exits 0`, async () => {
+  test(`${signal} with --on-exit close: the connected vif is closed, the process exits 0`, async () => {
     host = await startSimHost({ initTimeoutMs: 10_000 });
-    const p = run(["--platform", "sim", "--sim-dir", host.dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", "1"]);
+    const p = run(["--platform", "sim", "--sim-dir", host.dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", "1", "--on-exit", "close"]);
     // No waiting for the daemon: libxl's 10 s wait for InitWait covers its startup, as on a host.
     const d = await host.ts.create("alice", { vifs: 1 });
     const rings = new FakeFrontend(host.dir, d.domid);
