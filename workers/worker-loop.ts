@@ -206,6 +206,13 @@ export class WorkerLoop {
     // Frames a switch port got before we looked, and requests posted before we bound are served now, not at the frontend's next notify.
     vif.peerReady = vif.peer?.kind === "switch";
     this.ready.push(vif);
+    // Taken over from an earlier owner: its last notifications went to a port that was closed under
+    // the guest, and responses it had journaled were published at attach. One event on each port
+    // makes the frontend look at both rings (a spurious one costs it a ring check).
+    if (msg.spec.adopt) {
+      this.notify(vif, vif.localTxPort);
+      if (vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
+    }
     return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort, replayed: vif.replayed };
   }
 

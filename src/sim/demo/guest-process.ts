@@ -18,6 +18,8 @@ const MAX_LINE = 2 * 65536 + 1024;
 
 export class GuestShell {
   private readonly listeners = new Set<(frame: Uint8Array) => void>();
+  /** What the netfront reported as fatal ("broken": a response it cannot explain) or gave up on. */
+  readonly problems: string[] = [];
   private connected: { mac: string } | undefined;
   private waiters: ((c: { mac: string }) => void)[] = [];
   private exitedWith: string | undefined;
@@ -56,7 +58,9 @@ export class GuestShell {
     } catch {
       return;
     }
-    if (e?.event === "connected" && typeof e.mac === "string") {
+    if ((e?.event === "broken" || e?.event === "gave-up") && typeof (e as { reason?: unknown }).reason === "string") {
+      this.problems.push(`${e.event}: ${(e as { reason: string }).reason}`);
+    } else if (e?.event === "connected" && typeof e.mac === "string") {
       this.connected = { mac: e.mac };
       for (const w of this.waiters.splice(0)) w(this.connected);
     } else if (e?.event === "rx" && typeof e.hex === "string" && /^([0-9a-f]{2})*$/.test(e.hex)) {

@@ -39,9 +39,9 @@ export class QnicdProcess {
   }
 
   /** Starts qnicd and waits until /health answers; a failure is one line with qnicd's last words. */
-  static async start(args: string[], logFile: string, httpHostPort: string, timeoutMs = 20_000): Promise<QnicdProcess> {
+  static async start(args: string[], logFile: string, httpHostPort: string, timeoutMs = 20_000, env?: Record<string, string>): Promise<QnicdProcess> {
     const fd = openSync(logFile, "a");
-    const child = spawn(process.execPath, [MAIN, ...args], { detached: true, stdio: ["ignore", fd, fd] });
+    const child = spawn(process.execPath, [MAIN, ...args], { detached: true, stdio: ["ignore", fd, fd], env: env ? { ...process.env, ...env } : process.env });
     closeSync(fd);
     const q = new QnicdProcess(child, args, logFile, `http://${httpHostPort}`);
     const deadline = Date.now() + timeoutMs;
@@ -80,9 +80,14 @@ export class QnicdProcess {
     return this.exitedWith!;
   }
 
-  /** For a second Ctrl-C: no more waiting. */
+  /** For a second Ctrl-C (and a crash, in the restart tests): no more waiting. */
   async kill(): Promise<void> {
     if (this.exitedWith === undefined) this.child.kill("SIGKILL");
     await this.exited;
+  }
+
+  /** How it ended, once it has (undefined while it runs). */
+  get exitStatus(): string | undefined {
+    return this.exitedWith;
   }
 }
