@@ -199,6 +199,35 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
     expect(accesses).toBeGreaterThan(1000);
     console.log(`restart: ${KILL_POINTS} kills (${held} held between the response copy and rsp_prod), ${replayed} take-overs replayed journaled responses; kill -> first answered ping: median ${median(gaps).toFixed(0)} ms, max ${Math.max(...gaps).toFixed(0)} ms; stream ${bobSeqs.size}/${streamSent} frames at bob, 0 corrupt; ${accesses} grant accesses audited, 0 wild`);
   }, 600_000);
+
+  test("SIGTERM (systemctl restart) and start: states stay 4, pings resume, counters carry on", async () => {
+    const before = await counters(qnicd!);
+    const stoppedAt = performance.now();
+    expect(await qnicd!.stop()).toBe("exited with status 0");
+    expect(readFileSync(qnicd!.logFile, "utf8")).toContain("stopped for a restart: every vif left to the next qnicd");
+    qnicd = await startQnicd();
+    const gap = await firstAnsweredPing(stoppedAt);
+    expect(await servedVifs(qnicd)).toEqual([
+      [4, 4, true],
+      [4, 4, true],
+      [4, 4, true],
+    ]);
+    const after = await counters(qnicd);
+    for (const [vif, n] of Object.entries(before)) expect(after[vif]!).toBeGreaterThanOrEqual(n);
+    expect(leftConnected).toEqual([]);
+    console.log(`restart: SIGTERM -> first answered ping ${gap.toFixed(0)} ms; tx packets carried on: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+  }, 60_000);
+
+  test("a second qnicd for the same backend is refused with one line naming the first one's pid, which carries on undisturbed", async () => {
+    const second = Bun.spawn([process.execPath, join(import.meta.dir, "../../src/main.ts"), ...args().map((a) => (a === `127.0.0.1:${HTTP_PORT}` ? "127.0.0.1:0" : a))], { stdout: "pipe", stderr: "pipe" });
+    expect(await second.exited).toBe(1);
+    const err = await new Response(second.stderr).text();
+    expect(err).toBe(`qnicd: another qnicd (pid ${qnicd!.pid}) already serves /local/domain/0/backend/vif on the simulated host in ${dir} platform (lock ${join(dir, "qnicd", "sim-local-domain-0-backend-vif.lock")}): stop it first (systemctl stop qnicd, or kill ${qnicd!.pid}); a second daemon would take its vifs from under it\n`);
+    console.log(`restart: the second instance printed: ${err.trim()}`);
+    expect(qnicd!.running).toBe(true);
+    await firstAnsweredPing(performance.now(), 2000);
+    expect(leftConnected).toEqual([]);
+  }, 30_000);
 });
 
 async function firstAnsweredPingAfter(start: () => Promise<QnicdProcess>): Promise<void> {
@@ -216,6 +245,12 @@ async function servedVifs(q: QnicdProcess): Promise<[number, number, boolean][]>
     if ((rows.length === 3 && rows.every((r) => r[2])) || Date.now() > deadline) return rows;
     await Bun.sleep(20);
   }
+}
+
+/** tx_packets per vif from /vifs. */
+async function counters(q: QnicdProcess): Promise<Record<string, number>> {
+  const body = (await (await fetch(`${q.url}/vifs`)).json()) as { vifs: { name: string; counters: { tx_packets: number } | null }[] };
+  return Object.fromEntries(body.vifs.map((v) => [v.name, v.counters?.tx_packets ?? -1]));
 }
 
 function median(xs: number[]): number {
