@@ -36,6 +36,9 @@ _Static_assert(__builtin_offsetof(struct sx_copy_seg, flags) == 18, "flags @18")
 _Static_assert(__builtin_offsetof(struct sx_copy_seg, status) == 20, "status @20");
 _Static_assert(sizeof(struct sx_port) == 32, "port entry");
 _Static_assert(sizeof(struct sx_dev) == 32, "dev entry");
+_Static_assert(sizeof(struct sx_audit_rec) == 24, "audit record");
+_Static_assert(__builtin_offsetof(struct sx_audit, rec) == 64, "audit header");
+_Static_assert(SX_GNT_AUDIT_OFF % SX_PAGE == 0, "audit log page aligned");
 
 #define SX_ERRNO_BASE (-1000)
 #define SX_MAX_HANDLES 256 /* slot = id & 0xff */
@@ -456,6 +459,7 @@ struct mapping {
 struct gdev {
   char shmdir[SX_PATH_MAX];
   uint32_t domid;
+  uint32_t pid; /* for the grant-access audit (getpid() is a system call: taken once) */
   struct regmap m;
   struct dcache dc[SX_MAX_DOMS];
   uint64_t attached[(SX_MAX_DOMS + 63) / 64]; /* dc[] entries that may hold a domain: dc_trim's worklist */
@@ -564,6 +568,32 @@ static inline uint32_t *gnt_pin(struct dcache *c, uint32_t ref) {
   return (uint32_t *)(c->gnt + SX_GNT_PIN_OFF + (size_t)ref * 4);
 }
 
+/* ---- grant-access audit (see simxen.h) ---- */
+
+static inline struct sx_audit *dc_audit(struct dcache *c) { return (struct sx_audit *)(c->gnt + SX_GNT_AUDIT_OFF); }
+
+/* The one branch the data path pays while auditing is off. */
+static inline int audit_on(struct dcache *c) {
+  return __builtin_expect(__atomic_load_n(&dc_audit(c)->enabled, __ATOMIC_RELAXED) != 0, 0);
+}
+
+static __attribute__((noinline, cold)) void audit_record(struct gdev *g, struct dcache *c, uint32_t ref, uint32_t op,
+                                                         int st, uint32_t offset, uint32_t len) {
+  struct sx_audit *a = dc_audit(c);
+  uint64_t idx = __atomic_fetch_add(&a->head, 1, __ATOMIC_ACQ_REL);
+  uint64_t slot = idx - LD(&a->base); /* a reset racing with us makes this huge: dropped */
+  if (slot >= SX_AUDIT_CAP) return;
+  struct sx_audit_rec *r = &a->rec[slot];
+  r->ref = ref;
+  r->pid = g->pid;
+  r->offset = (uint16_t)offset;
+  r->len = (uint16_t)len;
+  r->op = (uint16_t)op;
+  r->status = (int16_t)st;
+  r->caller_dom = g->domid;
+  ST(&r->stamp, (uint32_t)(idx + 1));
+}
+
 /* The checks of acquire_grant_for_copy / _set_status_v1, without pinning (copy path). */
 static inline int grant_check(struct dcache *c, uint32_t ref, int readonly, uint32_t ldom, uint32_t *frame) {
   if (ref >= SX_NR_GNT) return SX_GNTST_bad_gntref;
@@ -619,6 +649,7 @@ int sx_gdev_open(const char *shmdir, uint32_t domid) {
   if (!g) return -ENOMEM;
   snprintf(g->shmdir, sizeof g->shmdir, "%s", shmdir);
   g->domid = domid;
+  g->pid = (uint32_t)getpid();
   for (uint32_t i = 0; i < SX_MAX_DOMS; i++) g->dc[i].ram_fd = -1;
   int rc = reg_open(shmdir, &g->m);
   if (rc) {
@@ -665,10 +696,16 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
     free(saved);
     return map_fail(out, 0, SX_GNTST_bad_domain);
   }
+  const uint32_t map_op = writable ? SX_AUDIT_MAP_RW : SX_AUDIT_MAP_RO;
+  const uint32_t unmap_op = writable ? SX_AUDIT_UNMAP_RW : SX_AUDIT_UNMAP_RO;
   for (uint32_t i = 0; i < count; i++) {
     int st = grant_pin(c, saved[i], writable, g->domid, &frames[i]);
+    if (audit_on(c)) audit_record(g, c, saved[i], map_op, st, 0, 0);
     if (st) {
-      for (uint32_t j = 0; j < i; j++) grant_unpin(c, saved[j], writable);
+      for (uint32_t j = 0; j < i; j++) {
+        grant_unpin(c, saved[j], writable);
+        if (audit_on(c)) audit_record(g, c, saved[j], unmap_op, 0, 0, 0);
+      }
       dc_trim(g, domid);
       reg_unlock(&g->m);
       free(frames);
@@ -732,7 +769,10 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
     }
   }
   if (!base) {
-    for (uint32_t i = 0; i < count; i++) grant_unpin(c, saved[i], writable);
+    for (uint32_t i = 0; i < count; i++) {
+      grant_unpin(c, saved[i], writable);
+      if (audit_on(c)) audit_record(g, c, saved[i], unmap_op, 0, 0, 0);
+    }
     dc_trim(g, domid);
   }
   reg_unlock(&g->m);
@@ -748,7 +788,11 @@ static void gdev_unmap_one(struct gdev *g, struct mapping *mp) {
   if (mp->domid < SX_MAX_DOMS && LD(&g->m.reg->dom[mp->domid].live_gen) == mp->gen) {
     struct dcache *c = dc_get(g, mp->domid);
     if (c && c->gen == mp->gen)
-      for (uint32_t i = 0; i < mp->count; i++) grant_unpin(c, mp->refs[i], mp->writable);
+      for (uint32_t i = 0; i < mp->count; i++) {
+        grant_unpin(c, mp->refs[i], mp->writable);
+        if (audit_on(c))
+          audit_record(g, c, mp->refs[i], mp->writable ? SX_AUDIT_UNMAP_RW : SX_AUDIT_UNMAP_RO, 0, 0, 0);
+      }
   }
   uint32_t domid = mp->domid;
   free(mp->refs);
@@ -765,8 +809,9 @@ int sx_gdev_unmap(int hid, uint32_t id) {
   return 0;
 }
 
-/* One segment, in Xen's order: domains, source grant, dest grant, then the page bounds. */
-static inline int copy_one(struct gdev *g, struct sx_copy_seg *s) {
+/* One segment, in Xen's order: domains, source grant, dest grant, then the page bounds. *scp and
+ * *dcp return the domain caches of the granted sides it reached, for the audit. */
+static inline int copy_checked(struct gdev *g, struct sx_copy_seg *s, struct dcache **scp, struct dcache **dcp) {
   uint32_t f = s->flags;
   uint32_t len = s->len;
   uint32_t ldom = g->domid;
@@ -775,10 +820,12 @@ static inline int copy_one(struct gdev *g, struct sx_copy_seg *s) {
   if (f & SX_GNTCOPY_source_gref) {
     sc = dc_get(g, s->source.foreign.domid);
     if (!sc) return SX_GNTST_bad_domain;
+    *scp = sc;
   }
   if (f & SX_GNTCOPY_dest_gref) {
     dc = dc_get(g, s->dest.foreign.domid);
     if (!dc) return SX_GNTST_bad_domain;
+    *dcp = dc;
   }
   const uint8_t *sp;
   uint8_t *dp;
@@ -802,6 +849,14 @@ static inline int copy_one(struct gdev *g, struct sx_copy_seg *s) {
     return SX_GNTST_bad_copy_arg;
   memmove(dp, sp, len);
   return SX_GNTST_okay;
+}
+
+static inline int copy_one(struct gdev *g, struct sx_copy_seg *s) {
+  struct dcache *sc = NULL, *dc = NULL;
+  int st = copy_checked(g, s, &sc, &dc);
+  if (sc && audit_on(sc)) audit_record(g, sc, s->source.foreign.ref, SX_AUDIT_COPY_FROM, st, s->source.foreign.offset, s->len);
+  if (dc && audit_on(dc)) audit_record(g, dc, s->dest.foreign.ref, SX_AUDIT_COPY_TO, st, s->dest.foreign.offset, s->len);
+  return st;
 }
 
 /* IOCTL_GNTDEV_GRANT_COPY: every segment gets a status; returns how many failed. */
@@ -1355,6 +1410,64 @@ int sx_guest_end(int hid, uint32_t ref) {
   return 1;
 }
 
+/* Grant-access audit of this domain (simxen.h): enabling starts a fresh window. */
+int sx_guest_audit_enable(int hid, int on) {
+  struct guest *g = handle_get(hid, H_GUEST);
+  if (!g) return -EBADF;
+  struct sx_audit *a = (struct sx_audit *)(g->gnt + SX_GNT_AUDIT_OFF);
+  if (on) {
+    ST(&a->cap, SX_AUDIT_CAP);
+    ST(&a->base, LD(&a->head));
+  }
+  ST(&a->enabled, on ? 1u : 0u);
+  return 0;
+}
+
+int sx_guest_audit_reset(int hid) {
+  struct guest *g = handle_get(hid, H_GUEST);
+  if (!g) return -EBADF;
+  struct sx_audit *a = (struct sx_audit *)(g->gnt + SX_GNT_AUDIT_OFF);
+  ST(&a->base, LD(&a->head));
+  return 0;
+}
+
+/* Copies up to cap complete records of the current window to out; returns how many.
+ * counts[0] = records since the window began, [1] = dropped beyond the capacity,
+ * [2] = skipped because still being written, [3] = 1 if auditing is on.
+ * consume: the next window begins where this read's snapshot of the counter ended, so an access
+ * racing with the read lands in the next window instead of being lost to a separate reset. */
+int sx_guest_audit_read(int hid, struct sx_audit_rec *out, uint32_t cap, uint64_t *counts, int consume) {
+  struct guest *g = handle_get(hid, H_GUEST);
+  if (!g) return -EBADF;
+  struct sx_audit *a = (struct sx_audit *)(g->gnt + SX_GNT_AUDIT_OFF);
+  uint64_t base = LD(&a->base), head = LD(&a->head);
+  uint64_t total = head - base;
+  if (head < base) total = 0; /* a reset between the two loads */
+  uint64_t in_log = total < SX_AUDIT_CAP ? total : SX_AUDIT_CAP;
+  uint32_t n = 0;
+  uint64_t skipped = 0;
+  for (uint64_t k = 0; k < in_log && n < cap; k++) {
+    struct sx_audit_rec *r = &a->rec[k];
+    if (LD(&r->stamp) != (uint32_t)(base + k + 1)) {
+      skipped++;
+      continue;
+    }
+    out[n] = *r;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (LD(&r->stamp) != (uint32_t)(base + k + 1)) { /* overwritten after a reset while we copied */
+      skipped++;
+      continue;
+    }
+    n++;
+  }
+  if (consume && head >= base) __atomic_compare_exchange_n(&a->base, &base, head, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  counts[0] = total;
+  counts[1] = total - in_log;
+  counts[2] = skipped;
+  counts[3] = LD(&a->enabled);
+  return (int)n;
+}
+
 static void guest_free(struct guest *g) {
   munmap(g->ram, (size_t)g->pages * SX_PAGE);
   munmap(g->gnt, g->gnt_len);
@@ -1401,7 +1514,8 @@ int sx_teardown(const char *shmdir) {
   return 0;
 }
 
-/* Layout facts for tests: 0 registry size, 1 grant entries, 2 ports per domain, 3 max domains. */
+/* Layout facts for tests: 0 registry size, 1 grant entries, 2 ports per domain, 3 max domains,
+ * 4 default pages, 5 audit log capacity, 6 audit record size. */
 int sx_layout(int what) {
   switch (what) {
     case 0: return (int)sizeof(struct sx_reg);
@@ -1409,6 +1523,8 @@ int sx_layout(int what) {
     case 2: return (int)SX_NR_PORTS;
     case 3: return (int)SX_MAX_DOMS;
     case 4: return (int)SX_DEFAULT_PAGES;
+    case 5: return (int)SX_AUDIT_CAP;
+    case 6: return (int)sizeof(struct sx_audit_rec);
     default: return -EINVAL;
   }
 }

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define SX_MAGIC 0x4e58535au /* "ZSXN" */
-#define SX_VERSION 1u
+#define SX_VERSION 2u /* 2: the grant-access audit log in dom<N>.gnttab */
 
 #define SX_PAGE 4096u
 #define SX_MAX_DOMS 128u      /* domids 0..127; 0 is dom0 */
@@ -117,10 +117,52 @@ struct sx_copy_seg {
   uint16_t pad;
 };
 
+/*
+ * Grant-access audit (a test facility; Xen has no such thing): when a domain's audit is enabled,
+ * every grant copy segment and every map/unmap that a backend performs against that domain's
+ * grants is appended to a bounded log in the domain's gnttab file, so a test in any process can
+ * check which grants a backend touched. Off (the default) it costs one load and one predictable
+ * branch per grant side.
+ *
+ * The log is a window over a monotonic counter: a writer takes idx = head++ and stores record
+ * idx - base if that is below SX_AUDIT_CAP, writing the record's stamp ((u32)(idx + 1)) last.
+ * Reset moves base to head. A reader takes records 0..min(head - base, cap) - 1 whose stamp is
+ * (u32)(base + k + 1); a record with another stamp is still being written (or was written for an
+ * earlier window) and is skipped. head - base beyond the capacity counts the records dropped.
+ */
+#define SX_AUDIT_CAP 8192u
+#define SX_AUDIT_COPY_FROM 1u /* grant copy, the granted page is the source (backend reads it) */
+#define SX_AUDIT_COPY_TO 2u   /* grant copy, the granted page is the destination (backend writes) */
+#define SX_AUDIT_MAP_RO 3u    /* map of the ref, read-only */
+#define SX_AUDIT_MAP_RW 4u    /* map of the ref, writable */
+#define SX_AUDIT_UNMAP_RO 5u  /* the mapping holding the ref went away */
+#define SX_AUDIT_UNMAP_RW 6u
+
+struct sx_audit_rec {
+  uint32_t stamp;      /* (u32)(idx + 1) once complete */
+  uint32_t ref;
+  uint32_t pid;        /* the process performing the copy/map (the backend) */
+  uint16_t offset;     /* copy: offset in the granted page; map/unmap: 0 */
+  uint16_t len;        /* copy: bytes; map/unmap: 0 */
+  uint16_t op;         /* SX_AUDIT_* */
+  int16_t status;      /* GNTST_* of the segment or of this ref's pin */
+  uint32_t caller_dom; /* the domain the grant device belongs to (the backend's) */
+};
+
+struct sx_audit {
+  uint32_t enabled;
+  uint32_t cap;
+  uint64_t head;
+  uint64_t base;
+  uint32_t pad[10];
+  struct sx_audit_rec rec[SX_AUDIT_CAP];
+};
+
 /* dom<N>.gnttab layout */
 #define SX_GNT_ENTRIES_OFF 0u
 #define SX_GNT_PIN_OFF (SX_NR_GNT * 8u)                 /* u32 per entry: readers | writers << 16 */
 #define SX_GNT_GALLOC_OFF (SX_GNT_PIN_OFF + SX_NR_GNT * 4u) /* u8 per entry: guest allocated it */
-#define SX_GNT_PALLOC_OFF (SX_GNT_GALLOC_OFF + SX_NR_GNT)   /* u8 per page: guest allocated it */
+#define SX_GNT_AUDIT_OFF (SX_GNT_GALLOC_OFF + SX_NR_GNT)    /* struct sx_audit (page aligned) */
+#define SX_GNT_PALLOC_OFF (SX_GNT_AUDIT_OFF + ((sizeof(struct sx_audit) + SX_PAGE - 1) & ~(SX_PAGE - 1))) /* u8 per page */
 
 #endif

@@ -16,4 +16,5 @@ export {
 export { openGuestDomain, type GuestDomain, type GrantEntry } from "./guest.ts";
 export { SimEventChannelDevice, ECS_FREE, ECS_UNBOUND, ECS_INTERDOMAIN, EV_PENDING, EV_MASKED, EV_FIRED, type SimPortState } from "./evtchn.ts";
 export { SimGrantDevice } from "./gntdev.ts";
+export { GrantAudit, openGrantAudit, AuditOp, auditOpName, type AuditOpCode, type GrantAccessRecord, type GrantAuditWindow } from "./audit.ts";
 export { SIM_PAGE_SIZE } from "./native.ts";

@@ -43,6 +43,9 @@ const symbols = {
   sx_guest_grant: { args: [i32, u32, u32, i32], returns: i32 },
   sx_guest_end: { args: [i32, u32], returns: i32 },
   sx_guest_close: { args: [i32], returns: i32 },
+  sx_guest_audit_enable: { args: [i32, i32], returns: i32 },
+  sx_guest_audit_reset: { args: [i32], returns: i32 },
+  sx_guest_audit_read: { args: [i32, ptr, u32, ptr, i32], returns: i32 },
 } as const;
 
 type Lib = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
