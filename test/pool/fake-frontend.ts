@@ -1,9 +1,10 @@
 // A minimal netfront in the test process, on the simulated host: ring pages allocated, initialised
 // (SHARED_RING_INIT) and granted to dom0, unbound ports offered to dom0, tx requests posted the way
 // netfront posts them (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY), responses read back.
+import { expect } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { openGuestDomain, type GuestDomain } from "../../src/sim/hypervisor/index.ts";
-import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
+import { NETIF_RSP_OKAY, NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
 import { needsNotify, slotOffset } from "../../src/xen/ring.ts";
 import type { VifConnectSpec } from "../../src/pool/types.ts";
 
@@ -303,4 +304,51 @@ export function fdTargets(): string[] {
       return "?";
     }
   });
+}
+
+// ---- traffic between fake frontends through the switch (shared by the pool, seed and hostile tests) ----
+
+export const BCAST = new Uint8Array(6).fill(0xff);
+export const macOf = (n: number) => Uint8Array.from([0x00, 0x16, 0x3e, 0x00, 0x00, n]);
+
+/** `count` broadcast frames from `src`, sizes from `size`, payload from `seed`. */
+export function frames(src: Uint8Array, count: number, seed: number, size = (i: number) => 60 + ((i * 37) % 1400)): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => {
+    const f = new Uint8Array(size(i));
+    for (let k = 12; k < f.length; k++) f[k] = (k * 13 + i + seed) & 0xff;
+    f.set(BCAST, 0);
+    f.set(src, 6);
+    return f;
+  });
+}
+
+/** Frames `to` received whose source MAC is `from`, reposting every buffer it consumed. */
+export async function collect(to: FakeFrontend, from: Uint8Array, n: number, limitMs = 10000): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  const deadline = Date.now() + limitMs;
+  while (out.length < n) {
+    const got = to.takeRx();
+    if (got.length) to.postRx(got.length);
+    for (const r of got) if (r.frame && r.frame.subarray(6, 12).every((b, i) => b === from[i])) out.push(r.frame);
+    if (out.length >= n) break;
+    if (Date.now() > deadline) throw new Error(`dom${to.domid}: ${out.length} of ${n} frames within ${limitMs} ms`);
+    await Bun.sleep(1);
+  }
+  return out;
+}
+
+/** a -> b through the switch: every request answered once, OKAY, in order; every frame arrives intact, in order. */
+export async function forwards(a: { fe: FakeFrontend; mac: Uint8Array }, b: { fe: FakeFrontend }, n: number, seed: number, firstId = 0): Promise<void> {
+  let id = firstId;
+  const all: Uint8Array[] = [];
+  for (let sent = 0; sent < n; ) {
+    const k = Math.min(48, n - sent);
+    const fs = frames(a.mac, k, seed + sent);
+    a.fe.sendFrames(fs, id);
+    expect(await a.fe.responses(k)).toEqual(fs.map((_, i) => ({ id: (id + i) & 0xffff, status: NETIF_RSP_OKAY })));
+    id += k;
+    sent += k;
+    all.push(...fs);
+  }
+  expect(await collect(b.fe, a.mac, n)).toEqual(all);
 }
