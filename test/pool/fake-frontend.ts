@@ -162,6 +162,24 @@ export class FakeFrontend {
     if (needsNotify(this.rxReqProdPvt, start, Atomics.load(this.rxWords, 1))) this.guest.evtchn.notify(this.rxPort);
   }
 
+  /** Posts raw rx requests (any id and gref: hostile cases), pushes, notifies if asked. Returns the first index. */
+  postRawRx(reqs: { id: number; gref: number }[]): number {
+    const start = this.rxReqProdPvt;
+    for (const r of reqs) {
+      const off = slotOffset(this.rxReqProdPvt++, NETIF_RX_RING_SIZE, 8);
+      this.rx.setUint16(off + RxRequest.id, r.id, true);
+      this.rx.setUint32(off + RxRequest.gref, r.gref, true);
+    }
+    Atomics.store(this.rxWords, 0, this.rxReqProdPvt);
+    if (needsNotify(this.rxReqProdPvt, start, Atomics.load(this.rxWords, 1))) this.guest.evtchn.notify(this.rxPort);
+    return start;
+  }
+
+  /** The ring pages' frames (a second process rewriting slots maps them through its own guest view). */
+  get ringFrames(): { tx: number; rx: number } {
+    return { tx: this.guest.grantEntry(this.txRef).frame, rx: this.guest.grantEntry(this.rxRef).frame };
+  }
+
   /** A hostile frontend: rx req_prod far ahead. */
   setRxReqProd(value: number): void {
     Atomics.store(this.rxWords, 0, value);
