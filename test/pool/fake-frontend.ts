@@ -4,7 +4,7 @@
 import { expect } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { openGuestDomain, type GuestDomain } from "../../src/sim/hypervisor/index.ts";
-import { NETIF_RSP_OKAY, NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
+import { NETIF_RSP_OKAY, NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, NETTXF_more_data, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
 import { needsNotify, slotOffset } from "../../src/xen/ring.ts";
 import type { VifConnectSpec } from "../../src/pool/types.ts";
 
@@ -133,6 +133,26 @@ export class FakeFrontend {
     return this.postRawTx(reqs);
   }
 
+  /**
+   * Posts one packet of several slots as netfront lays it out with feature-sg: `frame` cut into
+   * `chunks` (zero-length ones allowed), each on a granted page of its own at `offsets[k]`, the
+   * first slot's size the whole packet's. Returns the requests posted (for checking what was read).
+   */
+  postSgPacket(frame: Uint8Array, chunks: number[], firstId: number, offsets: number[] = []): { gref: number; offset: number; size: number; id: number }[] {
+    const reqs: { gref: number; offset: number; size: number; id: number; flags: number }[] = [];
+    let at = 0;
+    for (let k = 0; k < chunks.length; k++) {
+      const fr = this.guest.allocPage();
+      const off = offsets[k] ?? 0;
+      this.guest.pageView(fr).set(frame.subarray(at, at + chunks[k]!), off);
+      const more = k < chunks.length - 1 ? NETTXF_more_data : 0;
+      reqs.push({ gref: this.guest.grantAccess(0, fr, true), offset: off, size: k === 0 ? frame.length : chunks[k]!, id: (firstId + k) & 0xffff, flags: more });
+      at += chunks[k]!;
+    }
+    this.postRawTx(reqs);
+    return reqs.map((r, k) => ({ gref: r.gref, offset: r.offset, size: chunks[k]!, id: r.id }));
+  }
+
   /** Rewrites a tx slot already posted (a guest changing a request under the backend). */
   rewriteTx(idx: number, r: { gref?: number; offset?: number; flags?: number; id?: number; size?: number }): void {
     const off = slotOffset(idx, NETIF_TX_RING_SIZE, 12);
@@ -178,6 +198,11 @@ export class FakeFrontend {
   /** The ring pages' frames (a second process rewriting slots maps them through its own guest view). */
   get ringFrames(): { tx: number; rx: number } {
     return { tx: this.guest.grantEntry(this.txRef).frame, rx: this.guest.grantEntry(this.rxRef).frame };
+  }
+
+  /** The grefs of the rx buffers postRx() granted so far. */
+  rxBufferRefs(): number[] {
+    return [...this.rxBufs.values()].map((b) => b.ref);
   }
 
   /** A hostile frontend: rx req_prod far ahead. */
