@@ -27,17 +27,25 @@ export interface RawGuest {
   mac: Uint8Array;
 }
 
+export interface RawGuestOptions {
+  /** What its netfront writes besides (or instead of) its real rings; a function gets the rings first. */
+  nodes?: RingNodes | ((fe: FakeFrontend) => RingNodes);
+  /** false: do not wait for the backend's Connected (a guest expected to fail). */
+  connected?: boolean;
+}
+
 /**
  * A guest created by the toolstack whose netfront is the test: granted ring pages (FakeFrontend)
  * announced through xenstore as Linux netfront does (ScriptedFrontend, asking for SG and GSO).
  * `nodes` overrides what it writes; `connected: false` skips waiting for the backend's Connected.
  */
-export async function rawGuest(h: SimHost, name: string, o: { nodes?: RingNodes; n?: number; connected?: boolean } = {}): Promise<RawGuest> {
+export async function rawGuest(h: SimHost, name: string, o: RawGuestOptions & { n?: number } = {}): Promise<RawGuest> {
   const d = await h.ts.create(name, { vifs: 1 });
   const fe = new FakeFrontend(h.dir, d.domid);
   const f = new ScriptedFrontend(await h.guestClient(d.domid), d.domid, 0);
   try {
-    await f.connect({ txRingRef: String(fe.txRef), rxRingRef: String(fe.rxRef), evtchn: String(fe.txPort), ...o.nodes });
+    const nodes = typeof o.nodes === "function" ? o.nodes(fe) : o.nodes;
+    await f.connect({ txRingRef: String(fe.txRef), rxRingRef: String(fe.rxRef), evtchn: String(fe.txPort), ...nodes });
     if (o.connected !== false) await f.waitBackend(S.Connected);
   } catch (e) {
     fe.close();
@@ -63,11 +71,11 @@ export interface HostileRig {
   peer: "switch" | "null";
   /** The hostile guest (connected first, so it holds the first slot of the worker). */
   bad: RawGuest;
-  /** Well-behaved neighbours: a sends; b receives (switch peer only), draining its rx ring all along. */
+  /** Well-behaved neighbours: a sends; b receives (switch peer only); both drain their rx rings all along. */
   a: RawGuest;
   b: RawGuest | null;
   /** A further raw guest on the same daemon. */
-  guest(name: string, o?: { nodes?: RingNodes; connected?: boolean }): Promise<RawGuest>;
+  guest(name: string, o?: RawGuestOptions): Promise<RawGuest>;
   /** Frames b received whose source MAC is `from`'s (b takes everything as it comes). */
   receivedByB(from: { mac: Uint8Array }): Uint8Array[];
   /** The vif's counters as its worker publishes them (null once it is gone). */
@@ -129,7 +137,7 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
         }),
     });
     const d = daemon;
-    const add = async (name: string, go: { nodes?: RingNodes; connected?: boolean } = {}) => {
+    const add = async (name: string, go: RawGuestOptions = {}) => {
       const g = await rawGuest(host, name, { ...go, n: guests.length + 1 });
       guests.push(g);
       return g;
@@ -137,16 +145,19 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
     const bad = await add("mallory");
     const a = await add("alice");
     const b = peer === "switch" ? await add("bob") : null;
-    // b takes every frame as it comes (reposting its buffers), sorted by source MAC.
+    // a and b take every frame as it comes (reposting their buffers, so broadcast floods from the
+    // hostile guest never overflow them); b's are kept, sorted by source MAC.
     const byMac = new Map<string, Uint8Array[]>();
     const key = (mac: Uint8Array) => Array.from(mac).join(":");
-    if (b) {
-      b.fe.postRx(256);
-      drained = false;
-      void (async () => {
-        while (!closed) {
-          const got = b.fe.takeRx();
-          if (got.length) b.fe.postRx(got.length);
+    const drainers = b ? [a, b] : [a];
+    for (const g of drainers) g.fe.postRx(256);
+    drained = false;
+    void (async () => {
+      while (!closed) {
+        for (const g of drainers) {
+          const got = g.fe.takeRx();
+          if (got.length) g.fe.postRx(got.length);
+          if (g !== b) continue;
           for (const r of got) {
             if (!r.frame) continue;
             const k = key(r.frame.subarray(6, 12));
@@ -154,11 +165,11 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
             if (!l) byMac.set(k, (l = []));
             l.push(r.frame);
           }
-          await Bun.sleep(1);
         }
-        drained = true;
-      })();
-    }
+        await Bun.sleep(1);
+      }
+      drained = true;
+    })();
     const stats = (g: RawGuest) => {
       const v = d.vifs().find((x) => x.domid === g.domid);
       return v?.slot ? readVifStats(d.stats, v.slot) : null;
