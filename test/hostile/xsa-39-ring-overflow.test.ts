@@ -41,3 +41,10 @@ test("XSA-39 tx: exactly a ring's worth outstanding (256) is legal and all answe
   await rig.expectFatal(rig.bad, /^tx req_prod 0x201 is more than a ring ahead of 0x100$/);
   await rig.neighboursForward(100);
 });
+
+test("XSA-39 rx with nothing to receive (null peer): the kick with rx req_prod far ahead disables the vif at once", async () => {
+  rig = await startHostileRig({ peer: "null" });
+  rig.bad.fe.setRxReqProd(0x900);
+  await rig.expectFatal(rig.bad, /^rx req_prod 0x900 is more than a ring ahead of 0x0$/);
+  await rig.neighboursForward(100);
+});
