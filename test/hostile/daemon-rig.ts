@@ -13,7 +13,7 @@ import { NETIF_RSP_OKAY } from "../../src/xen/netif.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
 import { ScriptedFrontend, type RingNodes } from "../backend/scripted-frontend.ts";
 import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
-import { FakeFrontend, frames, macOf } from "../pool/fake-frontend.ts";
+import { drainRx, FakeFrontend, frames, macOf } from "../pool/fake-frontend.ts";
 
 export interface RawGuest {
   name: string;
@@ -104,11 +104,9 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
   const audits: GrantAudit[] = [];
   let daemon: Daemon | undefined;
   let sentByA = 0;
-  let closed = false;
-  let drained = true;
+  let drainer: { stop(): Promise<void> } | undefined;
   const close = async () => {
-    closed = true;
-    while (!drained) await Bun.sleep(1);
+    await drainer?.stop();
     for (const a of audits) {
       a.disable();
       a.close();
@@ -145,31 +143,17 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
     const bad = await add("mallory");
     const a = await add("alice");
     const b = peer === "switch" ? await add("bob") : null;
-    // a and b take every frame as it comes (reposting their buffers, so broadcast floods from the
-    // hostile guest never overflow them); b's are kept, sorted by source MAC.
+    // a and b take every frame as it comes (so broadcast floods from the hostile guest never
+    // overflow them); b's are kept, sorted by source MAC.
     const byMac = new Map<string, Uint8Array[]>();
     const key = (mac: Uint8Array) => Array.from(mac).join(":");
-    const drainers = b ? [a, b] : [a];
-    for (const g of drainers) g.fe.postRx(256);
-    drained = false;
-    void (async () => {
-      while (!closed) {
-        for (const g of drainers) {
-          const got = g.fe.takeRx();
-          if (got.length) g.fe.postRx(got.length);
-          if (g !== b) continue;
-          for (const r of got) {
-            if (!r.frame) continue;
-            const k = key(r.frame.subarray(6, 12));
-            let l = byMac.get(k);
-            if (!l) byMac.set(k, (l = []));
-            l.push(r.frame);
-          }
-        }
-        await Bun.sleep(1);
-      }
-      drained = true;
-    })();
+    drainer = drainRx(b ? [a.fe, b.fe] : [a.fe], (fe, frame) => {
+      if (fe !== b?.fe) return;
+      const k = key(frame.subarray(6, 12));
+      let l = byMac.get(k);
+      if (!l) byMac.set(k, (l = []));
+      l.push(frame);
+    });
     const stats = (g: RawGuest) => {
       const v = d.vifs().find((x) => x.domid === g.domid);
       return v?.slot ? readVifStats(d.stats, v.slot) : null;

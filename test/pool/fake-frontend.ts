@@ -395,3 +395,28 @@ export async function forwards(a: { fe: FakeFrontend; mac: Uint8Array }, b: { fe
   }
   expect(await collect(b.fe, a.mac, n)).toEqual(all);
 }
+
+/**
+ * Keeps draining the rx rings of `fes` in the background (every buffer reposted at once, as a
+ * guest that keeps up does), handing each frame to `onFrame`. stop() waits for the loop to end.
+ */
+export function drainRx(fes: FakeFrontend[], onFrame: (fe: FakeFrontend, frame: Uint8Array) => void = () => {}): { stop(): Promise<void> } {
+  let stopped = false;
+  for (const fe of fes) fe.postRx(256);
+  const loop = (async () => {
+    while (!stopped) {
+      for (const fe of fes) {
+        const got = fe.takeRx();
+        if (got.length) fe.postRx(got.length);
+        for (const r of got) if (r.frame) onFrame(fe, r.frame);
+      }
+      await Bun.sleep(1);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
