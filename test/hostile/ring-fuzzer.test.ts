@@ -1,7 +1,7 @@
 // The ring fuzzer in CI (test/hostile/ring-fuzz.ts says what it writes and checks): four seeds of a
 // quarter million ring operations each, a million per run. A failure names its seed, step and the
 // broken invariant, and prints the one command that replays exactly that seed:
-//   QNICD_FUZZ_SEED=<seed> QNICD_FUZZ_OPS=<ops> npx bun test test/hostile/ring-fuzzer.test.ts
+//   QNICD_FUZZ_SEED=<seed> QNICD_FUZZ_OPS=<ops> node scripts/bun.mjs test test/hostile/ring-fuzzer.test.ts
 import { expect, test } from "bun:test";
 import { FuzzFailure, runRingFuzz } from "./ring-fuzz.ts";
 
@@ -21,7 +21,7 @@ for (const seed of seeds) {
       expect(r.ops).toBeGreaterThanOrEqual(ops);
       expect(Object.keys(r.violations).length).toBeGreaterThan(0);
     } catch (e) {
-      if (e instanceof FuzzFailure) console.error(`${e.message}\nreproduce: QNICD_FUZZ_SEED=${seed} QNICD_FUZZ_OPS=${ops} npx bun test test/hostile/ring-fuzzer.test.ts`);
+      if (e instanceof FuzzFailure) console.error(`${e.message}\nreproduce: QNICD_FUZZ_SEED=${seed} QNICD_FUZZ_OPS=${ops} node scripts/bun.mjs test test/hostile/ring-fuzzer.test.ts`);
       throw e;
     }
   }, 180_000);
