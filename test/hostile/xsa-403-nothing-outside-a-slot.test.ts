@@ -72,7 +72,7 @@ for (const datapath of ["batched", "seed"] as const) {
     expect([...new Set(rx.records.map((r) => r.ref))].sort()).toEqual(bad.fe.rxBufferRefs().sort());
     expect(bad.fe.rxBufferRefs().length).toBe(16);
     for (const r of rx.records) {
-      expect([AuditOp.copyTo, AuditOp.mapWritable, AuditOp.unmapWritable]).toContain(r.op);
+      expect<number[]>([AuditOp.copyTo, AuditOp.mapWritable, AuditOp.unmapWritable]).toContain(r.op);
       if (r.op === AuditOp.copyTo) expect(r.offset + r.len).toBeLessThanOrEqual(4096);
     }
     await until("b saw a's frames", () => rig!.receivedByB(rig!.a).length === 16);
