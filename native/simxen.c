@@ -581,9 +581,8 @@ static __attribute__((noinline, cold)) void audit_record(struct gdev *g, struct 
                                                          int st, uint32_t offset, uint32_t len) {
   struct sx_audit *a = dc_audit(c);
   uint64_t idx = __atomic_fetch_add(&a->head, 1, __ATOMIC_ACQ_REL);
-  uint64_t slot = idx - LD(&a->base); /* a reset racing with us makes this huge: dropped */
-  if (slot >= SX_AUDIT_CAP) return;
-  struct sx_audit_rec *r = &a->rec[slot];
+  struct sx_audit_rec *r = &a->rec[idx % SX_AUDIT_CAP];
+  ST(&r->stamp, 0u); /* a reader copying the slot's previous record sees it change */
   r->ref = ref;
   r->pid = g->pid;
   r->offset = (uint16_t)offset;
@@ -1431,39 +1430,44 @@ int sx_guest_audit_reset(int hid) {
   return 0;
 }
 
-/* Copies up to cap complete records of the current window to out; returns how many.
- * counts[0] = records since the window began, [1] = dropped beyond the capacity,
- * [2] = skipped because still being written, [3] = 1 if auditing is on.
- * consume: the next window begins where this read's snapshot of the counter ended, so an access
- * racing with the read lands in the next window instead of being lost to a separate reset. */
+/* Copies up to cap complete records of the current window to out, oldest first; returns how many.
+ * counts[0] = accesses since the window began, [1] = dropped (overwritten: the log keeps the
+ * newest SX_AUDIT_CAP), [2] = still being written (left for the next read), [3] = 1 if on.
+ * consume: the next window begins after the last record returned, so nothing racing with the read
+ * is lost (a record still being written is returned by the next read). */
 int sx_guest_audit_read(int hid, struct sx_audit_rec *out, uint32_t cap, uint64_t *counts, int consume) {
   struct guest *g = handle_get(hid, H_GUEST);
   if (!g) return -EBADF;
   struct sx_audit *a = (struct sx_audit *)(g->gnt + SX_GNT_AUDIT_OFF);
   uint64_t base = LD(&a->base), head = LD(&a->head);
+  if (head < base) head = base; /* a reset between the two loads */
   uint64_t total = head - base;
-  if (head < base) total = 0; /* a reset between the two loads */
-  uint64_t in_log = total < SX_AUDIT_CAP ? total : SX_AUDIT_CAP;
+  uint64_t k = head - base > SX_AUDIT_CAP ? head - SX_AUDIT_CAP : base;
+  uint64_t dropped = k - base;
   uint32_t n = 0;
-  uint64_t skipped = 0;
-  for (uint64_t k = 0; k < in_log && n < cap; k++) {
-    struct sx_audit_rec *r = &a->rec[k];
-    if (LD(&r->stamp) != (uint32_t)(base + k + 1)) {
-      skipped++;
+  for (; k < head && n < cap; k++) {
+    struct sx_audit_rec *r = &a->rec[k % SX_AUDIT_CAP];
+    uint32_t want = (uint32_t)(k + 1);
+    uint32_t s1 = LD(&r->stamp);
+    if (s1 == want) {
+      out[n] = *r;
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (LD(&r->stamp) == want) {
+        n++;
+        continue;
+      }
+      s1 = LD(&r->stamp);
+    }
+    if ((int32_t)(s1 - want) > 0) { /* overwritten by a newer access */
+      dropped++;
       continue;
     }
-    out[n] = *r;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (LD(&r->stamp) != (uint32_t)(base + k + 1)) { /* overwritten after a reset while we copied */
-      skipped++;
-      continue;
-    }
-    n++;
+    break; /* still being written: stop here, the next read starts with it */
   }
-  if (consume && head >= base) __atomic_compare_exchange_n(&a->base, &base, head, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  if (consume) __atomic_compare_exchange_n(&a->base, &base, k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
   counts[0] = total;
-  counts[1] = total - in_log;
-  counts[2] = skipped;
+  counts[1] = dropped;
+  counts[2] = head - k;
   counts[3] = LD(&a->enabled);
   return (int)n;
 }

@@ -124,11 +124,12 @@ struct sx_copy_seg {
  * check which grants a backend touched. Off (the default) it costs one load and one predictable
  * branch per grant side.
  *
- * The log is a window over a monotonic counter: a writer takes idx = head++ and stores record
- * idx - base if that is below SX_AUDIT_CAP, writing the record's stamp ((u32)(idx + 1)) last.
- * Reset moves base to head. A reader takes records 0..min(head - base, cap) - 1 whose stamp is
- * (u32)(base + k + 1); a record with another stamp is still being written (or was written for an
- * earlier window) and is skipped. head - base beyond the capacity counts the records dropped.
+ * The log is a ring over a monotonic counter: a writer takes idx = head++ and stores record
+ * idx % SX_AUDIT_CAP, writing its stamp ((u32)(idx + 1)) last. A reader's window runs from base to
+ * head: record k is complete when its stamp is (u32)(k + 1), still being written when older, and
+ * overwritten (dropped: the log keeps the newest SX_AUDIT_CAP) when newer. Writers never look at
+ * base, so a reader moving it (reset, or a consuming read stopping at the first record still being
+ * written) can never make a writer lose its place.
  */
 #define SX_AUDIT_CAP 8192u
 #define SX_AUDIT_COPY_FROM 1u /* grant copy, the granted page is the source (backend reads it) */
@@ -153,7 +154,7 @@ struct sx_audit {
   uint32_t enabled;
   uint32_t cap;
   uint64_t head;
-  uint64_t base;
+  uint64_t base; /* the readers' window starts here */
   uint32_t pad[10];
   struct sx_audit_rec rec[SX_AUDIT_CAP];
 };

@@ -27,6 +27,17 @@ export function overflowMessage(dir: "tx" | "rx", prod: number, rspProdPvt: numb
 }
 
 /**
+ * The fault line for a tx packet's first slot whose own bytes run past its page. Netback's
+ * xenvif_tx_build_gops treats this as fatal ("Cross page boundary", xenvif_fatal_tx_err in
+ * drivers/net/xen-netback/netback.c): the payload would have to fragment, and no well-behaved
+ * netfront builds such a slot. `bytes` is the slot's own share (the packet's size less its
+ * fragments', as netback's xenvif_count_requests leaves txreq.size).
+ */
+export function crossPageMessage(first: number, offset: number, bytes: number): string {
+  return `tx packet at 0x${hex(first)}: its first slot at offset ${offset} with ${bytes} bytes crosses its page`;
+}
+
+/**
  * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
  * request, then look again, so a request posted meanwhile is never left without a wake-up.
  * `ring` is the ring page as 32-bit words.

@@ -63,6 +63,10 @@ export class RxPath extends BackRing {
     pass.notify = pass.more = false;
     pass.fault = null;
     pass.carrier = 0;
+    // req_prod is judged on every pass, not only when a frame is to be delivered: a frontend that
+    // kicks its rx ring with req_prod more than a ring ahead is disabled then (XSA-39), even on a
+    // vif with nothing to receive (the ring fuzzer found it left alone until a frame came).
+    if (this.available(pass) < 0) return pass;
     const start = this.rspProdPvt;
     // Queued frames go first in every round; with no peer batch to come, they get a round of their own.
     if (!peer && (this.queue.length > 0 || !this.carrier)) this.round(null, 0, s, gnt, c);

@@ -50,6 +50,10 @@ export class SeedRxPath extends BackRing {
     pass.notify = pass.more = false;
     pass.fault = null;
     pass.carrier = 0;
+    // req_prod is judged on every pass, not only when a frame is to be delivered: a frontend that
+    // kicks its rx ring with req_prod more than a ring ahead is disabled then (XSA-39), even on a
+    // vif with nothing to receive (the ring fuzzer found it left alone until a frame came).
+    if (this.available(pass) < 0) return pass;
     const start = this.rspProdPvt;
     this.drainQueue(gnt, c);
     if (pass.fault !== null) return pass;

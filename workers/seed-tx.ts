@@ -10,7 +10,7 @@
 // negotiated) has ALL its slots answered (errors, NULL for extra-info slots) like the batched path
 // and netback, rather than the seed's first slot only (which then misreads an extra-info slot as a
 // request), and the batched path's protocol checks (req_prod overflow, packets past req_prod or
-// over 20 slots, unknown extra types) disable the vif. The cost model is the seed's: the hostile
+// over 20 slots, unknown extra types, a first slot crossing its page) disable the vif. The cost model is the seed's: the hostile
 // cases are rare and cost the same on both paths.
 //
 // Counters: a grant map is two system calls on Xen (IOCTL_GNTDEV_MAP_GRANT_REF + mmap) and so is an
@@ -31,7 +31,7 @@ import {
   NETTXF_more_data,
   XEN_NETBK_LEGACY_SLOTS_MAX,
 } from "../src/xen/netif.ts";
-import { R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { crossPageMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 import type { TxPass } from "./tx.ts";
@@ -117,12 +117,17 @@ export class SeedTxPath extends BackRing {
         const fault = this.answerUnsupported(first, flags, id, prod, c);
         if (fault) {
           pass.fault = fault;
-          return pass;
+          break;
         }
         continue;
       }
+      if (size >= ETH_HLEN && offset + size > PAGE) {
+        // Fatal, as netback's "Cross page boundary" (the seed answered it ERROR); not consumed.
+        pass.fault = crossPageMessage(first, offset, size);
+        break;
+      }
       this.reqCons = (first + 1) >>> 0;
-      if (size < ETH_HLEN || offset + size > PAGE) {
+      if (size < ETH_HLEN) {
         this.respond(id, NETIF_RSP_ERROR, c);
         continue;
       }
@@ -158,7 +163,7 @@ export class SeedTxPath extends BackRing {
       this.respond(id, NETIF_RSP_OKAY, c);
     }
     pass.slots = (this.rspProdPvt - start) >>> 0;
-    pass.more = this.reqCons !== prod;
+    pass.more = pass.fault === null && this.reqCons !== prod;
     if (pass.slots > 0) c.tx_batches++;
     return pass;
   }

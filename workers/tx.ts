@@ -12,14 +12,16 @@
 // answered with errors as a whole, as before it was offered.
 //
 // Two tiers of guest faults (STYLE 6, netback's xenvif_tx_err / xenvif_fatal_tx_err):
-//  - tolerable (size < 14, the first slot's data past its page, a packet larger than a frame slot,
-//    a flag we did not negotiate, a grant that fails to copy): the packet's slots are answered
-//    NETIF_RSP_ERROR (extra-info slots NETIF_RSP_NULL) and counted;
+//  - tolerable (size < 14, a packet larger than a frame slot, a flag we did not negotiate, a grant
+//    that fails to copy): the packet's slots are answered NETIF_RSP_ERROR (extra-info slots
+//    NETIF_RSP_NULL) and counted;
 //  - protocol violations (req_prod more than a ring ahead, a packet continuing past req_prod or over
-//    20 slots, a fragment larger than what is left of the packet's size or crossing its page, an
-//    unknown extra-info type, a GSO size of 0 or an unknown GSO type): `fault` is set and the vif is
-//    disabled by the caller. Netback's xenvif_count_requests / xenvif_get_extras / xenvif_set_skb_gso
-//    make the same checks (an oversized fragment was fatal there too, as "Frag is bigger than frame").
+//    20 slots, a first slot whose own bytes cross its page, a fragment larger than what is left of
+//    the packet's size or crossing its page, an unknown extra-info type, a GSO size of 0 or an
+//    unknown GSO type): `fault` is set, the packet is not consumed and the vif is disabled by the
+//    caller. Netback's xenvif_count_requests / xenvif_get_extras / xenvif_set_skb_gso /
+//    xenvif_tx_build_gops make the same checks (an oversized fragment was fatal there too, as "Frag
+//    is bigger than frame"; a crossing first slot as "Cross page boundary").
 import type { Peer } from "../src/net/index.ts";
 import { fillChecksums } from "../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../src/net/peer.ts";
@@ -43,7 +45,7 @@ import {
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
 } from "../src/xen/netif.ts";
-import { hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
+import { crossPageMessage, hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
@@ -163,9 +165,14 @@ export class TxPath extends BackRing {
       if ((flags & (NETTXF_more_data | NETTXF_extra_info)) === 0) {
         // One slot, no extras: the common case, kept as lean as it was before SG. Segment nseg: the
         // guest's (ref, offset, domid) -> frame slot nframe.
-        if (size < ETH_HLEN || offset + size > PAGE) {
+        if (size < ETH_HLEN) {
           respSeg[nresp++] = R_ERROR;
           continue;
+        }
+        if (offset + size > PAGE) {
+          pass.fault = crossPageMessage(first, offset, size);
+          cons = first; // the faulty packet is not consumed: the vif is going away
+          break;
         }
         const h = nseg * 12;
         const w6 = nseg * 6;
@@ -360,6 +367,9 @@ export class TxPath extends BackRing {
       respSeg[nresp++] = R_ERROR;
       cons = (cons + 1) >>> 0;
     }
+    const head = left; // the first slot's own bytes
+    // In netback's order: a packet too small is an error, then a crossing first slot is fatal.
+    if (fault === null && size >= ETH_HLEN && offset + head > PAGE) fault = crossPageMessage(first, offset, head);
     if (fault !== null) {
       cur.cons = first; // the faulty packet is not consumed: the vif is going away
       cur.nresp = r0;
@@ -369,9 +379,8 @@ export class TxPath extends BackRing {
     cur.nresp = nresp;
 
     // Tolerable: the whole packet is answered with errors (already marked so).
-    const head = left; // the first slot's own bytes
     const frames = s.txFrames;
-    if (size < ETH_HLEN || offset + head > PAGE || size > frames.stride) return null;
+    if (size < ETH_HLEN || size > frames.stride) return null;
 
     // One segment per non-empty slot, each landing right after the previous one in the frame
     // (an empty slot never becomes an empty segment: XSA-448).

@@ -9,9 +9,9 @@ import { createLogger } from "../../src/log.ts";
 import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4 } from "../../src/xen/netif.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
-import { ScriptedFrontend } from "../backend/scripted-frontend.ts";
 import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
-import { FakeFrontend } from "../pool/fake-frontend.ts";
+import type { FakeFrontend } from "../pool/fake-frontend.ts";
+import { rawGuest } from "../hostile/daemon-rig.ts";
 
 let host: SimHost | undefined;
 let daemon: Daemon | undefined;
@@ -67,15 +67,11 @@ for (const [what, extra] of [
   });
 }
 
-/** A guest connected through the daemon with granted ring pages; the scripted frontend asks for SG and GSO as Linux does. */
-async function rawGuest(h: SimHost, name: string) {
-  const d = await h.ts.create(name, { vifs: 1 });
-  const rings = new FakeFrontend(h.dir, d.domid);
-  rawFronts.push(rings);
-  const f = new ScriptedFrontend(await h.guestClient(d.domid), d.domid, 0);
-  await f.connect({ txRingRef: String(rings.txRef), rxRingRef: String(rings.rxRef), evtchn: String(rings.txPort) });
-  await f.waitBackend(S.Connected);
-  return { domid: d.domid, f, rings };
+/** A guest connected through the daemon with granted ring pages (closed after each test). */
+async function rawGuestOf(h: SimHost, name: string) {
+  const g = await rawGuest(h, name);
+  rawFronts.push(g.fe);
+  return { domid: g.domid, f: g.f, rings: g.fe };
 }
 const rawFronts: FakeFrontend[] = [];
 afterEach(() => {
@@ -86,8 +82,8 @@ test("--peer null, SG/GSO negotiated: an unknown GSO type disables only that vif
   host = await startSimHost();
   const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--peer", "null"], env: {} });
   daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
-  const bad = await rawGuest(host, "mallory");
-  const good = await rawGuest(host, "alice");
+  const bad = await rawGuestOf(host, "mallory");
+  const good = await rawGuestOf(host, "alice");
 
   // An extra-info slot is struct netif_extra_info over the request's bytes: type 1 (GSO), flags 0,
   // gso.size 1448 in the gref word; gso.type 9 in the offset field.

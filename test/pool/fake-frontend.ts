@@ -1,9 +1,10 @@
 // A minimal netfront in the test process, on the simulated host: ring pages allocated, initialised
 // (SHARED_RING_INIT) and granted to dom0, unbound ports offered to dom0, tx requests posted the way
 // netfront posts them (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY), responses read back.
+import { expect } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { openGuestDomain, type GuestDomain } from "../../src/sim/hypervisor/index.ts";
-import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
+import { NETIF_RSP_OKAY, NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, NETTXF_extra_info, NETTXF_more_data, RxRequest, RxResponse, TxRequest, TxResponse } from "../../src/xen/netif.ts";
 import { needsNotify, slotOffset } from "../../src/xen/ring.ts";
 import type { VifConnectSpec } from "../../src/pool/types.ts";
 
@@ -132,6 +133,26 @@ export class FakeFrontend {
     return this.postRawTx(reqs);
   }
 
+  /**
+   * Posts one packet of several slots as netfront lays it out with feature-sg: `frame` cut into
+   * `chunks` (zero-length ones allowed), each on a granted page of its own at `offsets[k]`, the
+   * first slot's size the whole packet's. Returns the requests posted (for checking what was read).
+   */
+  postSgPacket(frame: Uint8Array, chunks: number[], firstId: number, offsets: number[] = []): { gref: number; offset: number; size: number; id: number }[] {
+    const reqs: { gref: number; offset: number; size: number; id: number; flags: number }[] = [];
+    let at = 0;
+    for (let k = 0; k < chunks.length; k++) {
+      const fr = this.guest.allocPage();
+      const off = offsets[k] ?? 0;
+      this.guest.pageView(fr).set(frame.subarray(at, at + chunks[k]!), off);
+      const more = k < chunks.length - 1 ? NETTXF_more_data : 0;
+      reqs.push({ gref: this.guest.grantAccess(0, fr, true), offset: off, size: k === 0 ? frame.length : chunks[k]!, id: (firstId + k) & 0xffff, flags: more });
+      at += chunks[k]!;
+    }
+    this.postRawTx(reqs);
+    return reqs.map((r, k) => ({ gref: r.gref, offset: r.offset, size: chunks[k]!, id: r.id }));
+  }
+
   /** Rewrites a tx slot already posted (a guest changing a request under the backend). */
   rewriteTx(idx: number, r: { gref?: number; offset?: number; flags?: number; id?: number; size?: number }): void {
     const off = slotOffset(idx, NETIF_TX_RING_SIZE, 12);
@@ -159,6 +180,29 @@ export class FakeFrontend {
     }
     Atomics.store(this.rxWords, 0, this.rxReqProdPvt);
     if (needsNotify(this.rxReqProdPvt, start, Atomics.load(this.rxWords, 1))) this.guest.evtchn.notify(this.rxPort);
+  }
+
+  /** Posts raw rx requests (any id and gref: hostile cases), pushes, notifies if asked. Returns the first index. */
+  postRawRx(reqs: { id: number; gref: number }[]): number {
+    const start = this.rxReqProdPvt;
+    for (const r of reqs) {
+      const off = slotOffset(this.rxReqProdPvt++, NETIF_RX_RING_SIZE, 8);
+      this.rx.setUint16(off + RxRequest.id, r.id, true);
+      this.rx.setUint32(off + RxRequest.gref, r.gref, true);
+    }
+    Atomics.store(this.rxWords, 0, this.rxReqProdPvt);
+    if (needsNotify(this.rxReqProdPvt, start, Atomics.load(this.rxWords, 1))) this.guest.evtchn.notify(this.rxPort);
+    return start;
+  }
+
+  /** The ring pages' frames (a second process rewriting slots maps them through its own guest view). */
+  get ringFrames(): { tx: number; rx: number } {
+    return { tx: this.guest.grantEntry(this.txRef).frame, rx: this.guest.grantEntry(this.rxRef).frame };
+  }
+
+  /** The grefs of the rx buffers postRx() granted so far. */
+  rxBufferRefs(): number[] {
+    return [...this.rxBufs.values()].map((b) => b.ref);
   }
 
   /** A hostile frontend: rx req_prod far ahead. */
@@ -303,4 +347,76 @@ export function fdTargets(): string[] {
       return "?";
     }
   });
+}
+
+// ---- traffic between fake frontends through the switch (shared by the pool, seed and hostile tests) ----
+
+export const BCAST = new Uint8Array(6).fill(0xff);
+export const macOf = (n: number) => Uint8Array.from([0x00, 0x16, 0x3e, 0x00, 0x00, n]);
+
+/** `count` broadcast frames from `src`, sizes from `size`, payload from `seed`. */
+export function frames(src: Uint8Array, count: number, seed: number, size = (i: number) => 60 + ((i * 37) % 1400)): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) => {
+    const f = new Uint8Array(size(i));
+    for (let k = 12; k < f.length; k++) f[k] = (k * 13 + i + seed) & 0xff;
+    f.set(BCAST, 0);
+    f.set(src, 6);
+    return f;
+  });
+}
+
+/** Frames `to` received whose source MAC is `from`, reposting every buffer it consumed. */
+export async function collect(to: FakeFrontend, from: Uint8Array, n: number, limitMs = 10000): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  const deadline = Date.now() + limitMs;
+  while (out.length < n) {
+    const got = to.takeRx();
+    if (got.length) to.postRx(got.length);
+    for (const r of got) if (r.frame && r.frame.subarray(6, 12).every((b, i) => b === from[i])) out.push(r.frame);
+    if (out.length >= n) break;
+    if (Date.now() > deadline) throw new Error(`dom${to.domid}: ${out.length} of ${n} frames within ${limitMs} ms`);
+    await Bun.sleep(1);
+  }
+  return out;
+}
+
+/** a -> b through the switch: every request answered once, OKAY, in order; every frame arrives intact, in order. */
+export async function forwards(a: { fe: FakeFrontend; mac: Uint8Array }, b: { fe: FakeFrontend }, n: number, seed: number, firstId = 0): Promise<void> {
+  let id = firstId;
+  const all: Uint8Array[] = [];
+  for (let sent = 0; sent < n; ) {
+    const k = Math.min(48, n - sent);
+    const fs = frames(a.mac, k, seed + sent);
+    a.fe.sendFrames(fs, id);
+    expect(await a.fe.responses(k)).toEqual(fs.map((_, i) => ({ id: (id + i) & 0xffff, status: NETIF_RSP_OKAY })));
+    id += k;
+    sent += k;
+    all.push(...fs);
+  }
+  expect(await collect(b.fe, a.mac, n)).toEqual(all);
+}
+
+/**
+ * Keeps draining the rx rings of `fes` in the background (every buffer reposted at once, as a
+ * guest that keeps up does), handing each frame to `onFrame`. stop() waits for the loop to end.
+ */
+export function drainRx(fes: FakeFrontend[], onFrame: (fe: FakeFrontend, frame: Uint8Array) => void = () => {}): { stop(): Promise<void> } {
+  let stopped = false;
+  for (const fe of fes) fe.postRx(256);
+  const loop = (async () => {
+    while (!stopped) {
+      for (const fe of fes) {
+        const got = fe.takeRx();
+        if (got.length) fe.postRx(got.length);
+        for (const r of got) if (r.frame) onFrame(fe, r.frame);
+      }
+      await Bun.sleep(1);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
 }

@@ -186,16 +186,16 @@ describe("tx with feature-sg: multi-slot packets", () => {
     expect(c.tx_errors).toBe(2);
   });
 
-  test("tolerable: a runt, a head past its page, a packet over the frame slot: ERROR for every slot (NULL for extras), the vif keeps working", () => {
+  test("tolerable: a runt, a packet over the frame slot: ERROR for every slot (NULL for extras), the vif keeps working", () => {
     const g = guest();
     const peer = new RecordingPeer("null");
     g.packet(frame(13, 1), [6, 7], { id: 1 }); // 13 bytes: less than an Ethernet header
-    // A 200-byte packet whose head (150 bytes) sits at offset 4000: past the end of its page.
+    // A runt whose head also crosses its page: too small is checked first, as in netback (an error).
     g.gnt.grant(500);
     g.gnt.grant(501);
-    g.raw(500, 4000, NETTXF_more_data | NETTXF_extra_info, 3, 200);
+    g.raw(500, 4090, NETTXF_more_data | NETTXF_extra_info, 3, 12);
     g.extra(GSO, 100, TCPV4);
-    g.raw(501, 0, 0, 4, 50);
+    g.raw(501, 0, 0, 4, 2);
     g.publish();
     const c = counters();
     const p = g.tx.service(64, sg, g.gnt, peer, c);
@@ -304,6 +304,10 @@ describe("tx with feature-sg: protocol violations disable the vif", () => {
     ["extras past req_prod", (g) => g.raw(300, 0, NETTXF_extra_info, 5, 100), "tx packet at 0x2 continues past req_prod 0x3"],
     ["a fragment larger than what is left", (g) => (g.raw(300, 0, NETTXF_more_data, 5, 1000), g.raw(301, 0, NETTXF_more_data, 6, 600), g.raw(302, 0, 0, 7, 401)), "tx packet at 0x2: a fragment of 401 bytes is larger than the 400 left of its size"],
     ["a fragment crossing its page", (g) => (g.raw(300, 0, NETTXF_more_data, 5, 1000), g.raw(301, 4000, 0, 6, 97)), "tx packet at 0x2: a fragment at offset 4000 of 97 bytes crosses its page"],
+    // netback's "Cross page boundary": the head's own bytes (size less the fragments') past the page.
+    ["a first slot crossing its page", (g) => (g.raw(300, 4000, NETTXF_more_data, 5, 200), g.raw(301, 0, 0, 6, 50)), "tx packet at 0x2: its first slot at offset 4000 with 150 bytes crosses its page"],
+    ["a first slot crossing its page, with a GSO extra", (g) => (g.raw(300, 4000, NETTXF_more_data | NETTXF_extra_info, 5, 200), g.extra(GSO, 100, TCPV4), g.raw(301, 0, 0, 6, 50)), "tx packet at 0x2: its first slot at offset 4000 with 150 bytes crosses its page"],
+    ["a single-slot packet crossing its page", (g) => (g.gnt.grant(300), g.raw(300, 4000, 0, 5, 200)), "tx packet at 0x2: its first slot at offset 4000 with 200 bytes crosses its page"],
     ["an unknown extra type", (g) => g.packet(frame(100, 1), [100], { id: 5, extraType: 5 }), "tx extra info type 5 is unknown"],
     ["extra type 0", (g) => g.packet(frame(100, 1), [100], { id: 5, extraType: 0 }), "tx extra info type 0 is unknown"],
     ["GSO size 0", (g) => g.packet(frame(100, 1), [100], { id: 5, gso: { size: 0, type: TCPV4 } }), "tx packet at 0x2: GSO size is 0"],

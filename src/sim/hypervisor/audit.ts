@@ -43,9 +43,9 @@ export interface GrantAuditWindow {
   records: GrantAccessRecord[];
   /** Accesses since the window began (enable() or reset()), logged or not. */
   total: number;
-  /** Accesses beyond the log's capacity: not in records. */
+  /** Accesses overwritten before they were read (the log keeps the newest `capacity`): not in records. */
   dropped: number;
-  /** Records still being written when read (a backend mid-copy): not in records. */
+  /** Records still being written when read (a backend mid-copy): not in records; take() leaves them for the next window. */
   inFlight: number;
 }
 
@@ -57,7 +57,7 @@ const REC_BYTES = 24;
  */
 export class GrantAudit {
   readonly domid: number;
-  /** How many records the log holds per window; later accesses only count (dropped). */
+  /** How many records the log holds; older ones are overwritten (and counted as dropped). */
   readonly capacity: number;
   private handle: number;
   private readonly shmDir: string;
@@ -115,8 +115,8 @@ export class GrantAudit {
   }
 
   /**
-   * The current window's records, and a new window begins at the same instant: an access racing
-   * with take() is in this window or the next, never lost (unless still being written: inFlight).
+   * The current window's records, and the next window begins right after the last one returned:
+   * an access racing with take() (even one still being written) is in this window or the next.
    */
   take(): GrantAuditWindow {
     return this.collect(this.capacity, 1);

@@ -107,7 +107,7 @@ describe("grant-access audit", () => {
     ]);
   });
 
-  test("a bounded log: beyond its capacity accesses are counted as dropped, not stored", () => {
+  test("a bounded log: it keeps the newest accesses, the overwritten ones are counted as dropped", () => {
     const gref = grantPage();
     audit.reset();
     const rounds = Math.ceil((audit.capacity + 100) / 64);
@@ -117,7 +117,41 @@ describe("grant-access audit", () => {
     expect(w.total).toBe(rounds * 64);
     expect(w.records.length).toBe(audit.capacity);
     expect(w.dropped).toBe(rounds * 64 - audit.capacity);
-    expect(w.records[audit.capacity - 1].offset).toBe((audit.capacity - 1) % 64);
+    expect(w.inFlight).toBe(0);
+    expect(w.records[0]!.offset).toBe((rounds * 64 - audit.capacity) % 64);
+    expect(w.records[audit.capacity - 1]!.offset).toBe(63);
+    expect(audit.read().total).toBe(0);
+  });
+
+  test("take() while a backend copies in another thread loses nothing: every access lands in exactly one window", async () => {
+    const gref = grantPage();
+    audit.reset();
+    const worker = new Worker(new URL("./fixtures/copy-loop.ts", import.meta.url).href);
+    const done = new Promise<number>((res) => worker.addEventListener("message", (e) => res((e as MessageEvent).data as number)));
+    worker.postMessage({ dir: host.dir, domid, gref, rounds: 400 });
+    let seen = 0;
+    let finished = false;
+    let copies = 0;
+    void done.then((n) => {
+      copies = n;
+      finished = true;
+    });
+    const offsets: number[] = [];
+    while (!finished) {
+      const w = audit.take();
+      expect(w.dropped).toBe(0);
+      for (const r of w.records) offsets.push(r.offset);
+      seen += w.records.length;
+      await Bun.sleep(0);
+    }
+    const last = audit.take();
+    for (const r of last.records) offsets.push(r.offset);
+    seen += last.records.length;
+    worker.terminate();
+    expect(copies).toBe(400 * 16);
+    expect(seen).toBe(copies);
+    // In order, none twice: the worker copies offsets 0..15 round after round.
+    expect(offsets.every((o, i) => o === i % 16)).toBe(true);
   });
 
   test("a backend in another process is logged with its pid, and the window is shared by every reader", async () => {
