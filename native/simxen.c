@@ -847,15 +847,43 @@ struct edev {
   struct regmap m;
   int peer_fd[SX_MAX_DEVS]; /* connected sockets to other devices' doorbells, by device index */
   uint32_t peer_gen[SX_MAX_DEVS];
+  uint32_t npeers; /* peer_fd[] entries open */
   uint32_t rbuf[SX_READ_BATCH];
   struct iovec iov[SX_READ_BATCH];
   struct mmsghdr msgs[SX_READ_BATCH];
 };
 
+/*
+ * Closes the cached sockets of devices that are gone (closed, replaced by a newer incarnation, or
+ * reaped after their process died). Without it a backend kept one socket per guest it had ever
+ * notified, until that device index came round again: 30 guests come and gone were 30 more fds.
+ * A dead process's device counts as gone once reaped (reap_dead_locked, run by every bind); checking
+ * each peer's process here would read /proc once per cached peer. Called where it is cheap and
+ * fitting: before caching a new socket, and after an unbind (a guest just went away).
+ */
+static void peer_sweep(struct edev *h) {
+  if (!h->npeers) return;
+  for (uint32_t i = 0; i < SX_MAX_DEVS; i++) {
+    if (h->peer_fd[i] < 0 || i == h->idx) continue;
+    struct sx_dev *d = &h->m.reg->dev[i];
+    if (LD(&d->live) && LD(&d->gen) == h->peer_gen[i]) continue;
+    close(h->peer_fd[i]);
+    h->peer_fd[i] = -1;
+    h->npeers--;
+  }
+}
+
+static void peer_drop(struct edev *h, uint32_t idx) {
+  if (h->peer_fd[idx] < 0) return;
+  close(h->peer_fd[idx]);
+  h->peer_fd[idx] = -1;
+  h->npeers--;
+}
+
 static int peer_socket(struct edev *h, uint32_t idx, uint32_t gen) {
   if (h->peer_fd[idx] >= 0 && h->peer_gen[idx] == gen) return h->peer_fd[idx];
-  if (h->peer_fd[idx] >= 0) close(h->peer_fd[idx]);
-  h->peer_fd[idx] = -1;
+  peer_drop(h, idx);
+  peer_sweep(h);
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (sock_path(a.sun_path, sizeof a.sun_path, h->evdir, idx, gen)) return -1;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -866,6 +894,7 @@ static int peer_socket(struct edev *h, uint32_t idx, uint32_t gen) {
   }
   h->peer_fd[idx] = fd;
   h->peer_gen[idx] = gen;
+  h->npeers++;
   return fd;
 }
 
@@ -892,8 +921,7 @@ static void doorbell(struct edev *h, uint32_t owner, uint32_t gen, uint32_t port
       return;
     }
     /* ECONNREFUSED / ENOENT: the reader went away or was replaced; reconnect once. */
-    close(fd);
-    h->peer_fd[idx] = -1;
+    peer_drop(h, idx);
   }
 }
 
@@ -1102,6 +1130,7 @@ int sx_edev_unbind(int hid, uint32_t port) {
   if (!port_owned(h, port)) rc = -ENOTCONN;
   else port_close_locked(h->m.reg, h->domid, port);
   reg_unlock(&h->m);
+  peer_sweep(h);
   return rc;
 }
 
