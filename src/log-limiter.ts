@@ -19,7 +19,10 @@ export interface VifLogLimit {
   windowMs: number;
 }
 
-/** 20 lines, then silence for the rest of 10 s: under 50 lines per vif in any 10-second storm. */
+/**
+ * 20 lines, then silence for the rest of 10 s. Any 10 seconds overlap at most two windows, so a
+ * vif gets at most 2 x (20 + 1 account) = 42 lines in them, however long its guest keeps going.
+ */
 export const DEFAULT_VIF_LOG_LIMIT: VifLogLimit = { burst: 20, windowMs: 10_000 };
 
 /** A closed window's account: how many lines about `vif` were held back. */

@@ -68,7 +68,9 @@ export function createLogger(opts: LoggerOptions): Logger {
 
   const limiter = opts.vifLimit === false ? undefined : new VifLogLimiter(opts.vifLimit ?? DEFAULT_VIF_LOG_LIMIT);
   const setTimer = opts.setTimer ?? unrefTimer;
-  const summary = (s: Parameters<typeof suppressedMessage>[0]) => line("warn", opts.name, suppressedMessage(s));
+  // Only lines at or above the level are counted, so the account is written even at --log-level error.
+  const summaryLevel: LogLevel = min <= rank.warn ? "warn" : "error";
+  const summary = (s: Parameters<typeof suppressedMessage>[0]) => line(summaryLevel, opts.name, suppressedMessage(s));
   // One timer, for the earliest window that ends, so its account is written even if its vif went
   // quiet. A window opened later ends later, so a running timer stays the right one; when it
   // fires it closes what ended and aims at the next.

@@ -135,6 +135,19 @@ test("a window without suppression closes silently, and closed windows are forgo
   expect(limiter.nextExpiry()).toBeUndefined();
 });
 
+test("at --log-level error the account of suppressed errors is itself an error line", () => {
+  let t = 0;
+  const timers: (() => void)[] = [];
+  const lines: string[] = [];
+  const log = createLogger({ level: "error", format: "text", write: (l) => lines.push(l), now: () => new Date(t), vifLimit: { burst: 1, windowMs: 1000 }, setTimer: (fn) => void timers.push(fn) });
+  log.info("vif5.0: not counted, below the level");
+  log.error("vif5.0: one");
+  log.error("vif5.0: two");
+  t = 1000;
+  timers.shift()!();
+  expect(lines.map((l) => l.replace(/^\S+Z /, ""))).toEqual(["error vif5.0: one", "error vif5.0: 1 similar line suppressed in the last 1 s"]);
+});
+
 test("vifLimit: false writes every line", () => {
   const lines: string[] = [];
   const log = createLogger({ level: "info", format: "text", write: (l) => lines.push(l), vifLimit: false });
