@@ -469,6 +469,7 @@ struct gdev {
   int pins_fd;
   struct sx_pin *pins; /* the pin file, mapped */
   uint32_t pins_cap;
+  uint32_t pins_hint; /* every record below it is in use: long-lived ring mappings fill the front */
   struct dcache dc[SX_MAX_DOMS];
   uint64_t attached[(SX_MAX_DOMS + 63) / 64]; /* dc[] entries that may hold a domain: dc_trim's worklist */
   struct mapping *maps;
@@ -755,11 +756,12 @@ static void gslot_release(struct gdev *g) {
 /* Finds `count` consecutive free records, growing the file if needed. Registry lock held. */
 static int pins_reserve(struct gdev *g, uint32_t count, uint32_t *first) {
   uint32_t run = 0;
-  for (uint32_t i = 0; i < g->pins_cap; i++) {
+  for (uint32_t i = g->pins_hint; i < g->pins_cap; i++) {
     if (LD(&g->pins[i].flags) & SX_PIN_USED) {
       run = 0;
     } else if (++run == count) {
       *first = i + 1 - count;
+      if (*first == g->pins_hint) g->pins_hint = i + 1; /* pin_forget lowers it again on failure */
       return 0;
     }
   }
@@ -772,6 +774,7 @@ static int pins_reserve(struct gdev *g, uint32_t count, uint32_t *first) {
   g->pins = p;
   g->pins_cap = cap;
   *first = start;
+  if (start == g->pins_hint) g->pins_hint = start + count;
   return 0;
 }
 
@@ -783,7 +786,10 @@ static void pin_note(struct gdev *g, uint32_t at, uint32_t domid, uint32_t gen, 
   ST(&p->flags, SX_PIN_USED | (writable ? SX_PIN_WRITABLE : 0));
 }
 
-static void pin_forget(struct gdev *g, uint32_t at) { ST(&g->pins[at].flags, 0); }
+static void pin_forget(struct gdev *g, uint32_t at) {
+  ST(&g->pins[at].flags, 0);
+  if (at < g->pins_hint) g->pins_hint = at;
+}
 
 int sx_gdev_open(const char *shmdir, uint32_t domid) {
   struct gdev *g = calloc(1, sizeof *g);

@@ -17,7 +17,7 @@ const children: Child[] = [];
 
 beforeAll(() => {
   host = freshHost("dead-gnt");
-  domid = createDomain(host.dir, { memoryPages: 64 });
+  domid = createDomain(host.dir, { memoryPages: 256 });
   guest = openGuestDomain(host.dir, domid);
 });
 afterEach(async () => {
@@ -103,4 +103,28 @@ test("a dead backend's pins on a domain destroyed meanwhile are simply dropped; 
   expect(pinFiles()).toHaveLength(1); // the one just opened
   p.close();
   expect(pinFiles()).toEqual([]);
+});
+
+test("many mappings, some unmapped and remapped in between: the dead process's pins are exactly its live ones", async () => {
+  // Past the pin file's first size (64 records), with holes, in this process and in the child.
+  const grefs = Array.from({ length: 150 }, () => guest.grantAccess(0, guest.allocPage(), false));
+  const p = openPlatform({ kind: "sim", dir: host.dir, domid: 0 });
+  try {
+    const gnt = p.openGrantDevice();
+    const maps = grefs.map((g) => gnt.map(domid, [g], false));
+    maps.forEach((m, i) => i % 2 && m.unmap());
+    const triple = gnt.map(domid, grefs.slice(1, 7).filter((_, i) => i % 2 === 0), true); // refs 1, 3, 5 again
+    const child = await backendMapping(grefs.filter((_, i) => i % 3 === 0));
+    await child.kill();
+    // Reaping (on this end-access) drops the child's pins only: ours keep every even gref and 1, 3, 5.
+    expect(guest.endAccess(grefs[3]!)).toBe(false);
+    const stillMapped = grefs.map((g, i) => (inUse(g) ? i : -1)).filter((i) => i >= 0);
+    expect(stillMapped).toEqual(grefs.map((_, i) => i).filter((i) => i % 2 === 0 || i === 1 || i === 3 || i === 5));
+    triple.unmap();
+    maps.forEach((m, i) => i % 2 === 0 && m.unmap());
+    expect(grefs.some(inUse)).toBe(false);
+  } finally {
+    p.close();
+  }
+  for (const g of grefs) expect(guest.endAccess(g)).toBe(true);
 });
