@@ -31,7 +31,7 @@ export interface LoggerOptions {
   format: LogFormat;
   /** Where a finished line (without newline) goes; defaults to stderr. */
   write?: (line: string) => void;
-  /** Clock, injectable so tests can pin the timestamp and drive the per-vif limit. */
+  /** Clock, injectable so tests can pin the timestamp; when given, it also drives the per-vif limit (else a monotonic clock does). */
   now?: () => Date;
   name?: string;
   /** Lines in journald's form (priority prefix, no time). Default: when stderr is the journal and `write` is not given. */
@@ -67,6 +67,8 @@ export function createLogger(opts: LoggerOptions): Logger {
   const line = (level: LogLevel, name: string | undefined, msg: string, fields?: LogFields) => write(format(now().toISOString(), level, name, msg, fields));
 
   const limiter = opts.vifLimit === false ? undefined : new VifLogLimiter(opts.vifLimit ?? DEFAULT_VIF_LOG_LIMIT);
+  // Windows run on a monotonic clock: a wall clock set back would hold a vif's lines back for as long.
+  const ms = opts.now ? () => now().getTime() : () => performance.now();
   const setTimer = opts.setTimer ?? unrefTimer;
   // Only lines at or above the level are counted, so the account is written even at --log-level error.
   const summaryLevel: LogLevel = min <= rank.warn ? "warn" : "error";
@@ -81,9 +83,9 @@ export function createLogger(opts: LoggerOptions): Logger {
     timerSet = true;
     setTimer(() => {
       timerSet = false;
-      for (const s of limiter!.expire(Math.max(at, now().getTime()))) summary(s);
+      for (const s of limiter!.expire(Math.max(at, ms()))) summary(s);
       arm();
-    }, Math.max(0, at - now().getTime()));
+    }, Math.max(0, at - ms()));
   };
 
   const make = (name: string | undefined): Logger => {
@@ -91,7 +93,7 @@ export function createLogger(opts: LoggerOptions): Logger {
       if (rank[level] < min) return;
       const vif = limiter && vifOf(name, msg, fields);
       if (vif) {
-        const v = limiter!.admit(vif, now().getTime());
+        const v = limiter!.admit(vif, ms());
         if (v.closed) summary(v.closed);
         if (!timerSet) arm();
         if (!v.write) return;
