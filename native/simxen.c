@@ -231,8 +231,15 @@ static void dev_free_locked(struct sx_reg *reg, uint32_t idx) {
   ST(&d->live, 0);
 }
 
-/* Closes the ports of devices whose process died, so their peers return to unbound. */
-static void reap_dead_locked(struct sx_reg *reg, const char *evdir) {
+static void reap_dead_gdevs_locked(struct sx_reg *reg, const char *shmdir);
+
+/*
+ * What the kernel does when a process dies, done by the next process that needs it: the ports of
+ * its event-channel devices close, so their peers return to unbound, and the grants its grant
+ * devices had mapped are released (reap_dead_gdevs_locked).
+ */
+static void reap_dead_locked(struct sx_reg *reg, const char *shmdir, const char *evdir) {
+  reap_dead_gdevs_locked(reg, shmdir);
   for (uint32_t i = 0; i < SX_MAX_DEVS; i++) {
     struct sx_dev *d = &reg->dev[i];
     if (!LD(&d->live)) continue;
@@ -454,6 +461,7 @@ struct mapping {
   uint32_t gen;
   int writable;
   uint32_t *refs;
+  uint32_t pin0; /* its refs' records in the pin file: pin0 .. pin0 + count - 1 */
 };
 
 struct gdev {
@@ -461,6 +469,11 @@ struct gdev {
   uint32_t domid;
   uint32_t pid; /* for the grant-access audit (getpid() is a system call: taken once) */
   struct regmap m;
+  uint32_t slot, slot_gen; /* registry gdev[] entry */
+  int pins_fd;
+  struct sx_pin *pins; /* the pin file, mapped */
+  uint32_t pins_cap;
+  uint32_t pins_hint; /* every record below it is in use: long-lived ring mappings fill the front */
   struct dcache dc[SX_MAX_DOMS];
   uint64_t attached[(SX_MAX_DOMS + 63) / 64]; /* dc[] entries that may hold a domain: dc_trim's worklist */
   struct mapping *maps;
@@ -643,6 +656,170 @@ static void grant_unpin(struct dcache *c, uint32_t ref, int writable) {
   grant_clear_to_pins(c, ref);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Pins by owner. Linux's gntdev unmaps every grant a process still has mapped when its fd is
+ * released, which the kernel does when the process dies (drivers/xen/gntdev.c gntdev_release),
+ * so a guest can end access to its old ring pages after its backend was killed. The sim has no
+ * kernel to run at process exit, so each grant device records the grants it pinned in a file of
+ * its own (gdev-<slot>-<gen>.pins) and the registry names its process; whoever next needs it (a
+ * new grant device or event-channel device, a guest ending access to a grant still pinned)
+ * releases the pins of devices whose process is gone.
+ *
+ * Crash safety, for a process killed at any instruction: a record is written right after its pin
+ * is taken and cleared right before the pin is dropped, all under the registry lock. A death
+ * between the two leaves one pin unrecorded (the guest cannot end access to that grant, as with a
+ * live mapping), never a record without its pin, which would release someone else's.
+ */
+
+static int pins_path(char *out, size_t cap, const char *shmdir, uint32_t slot, uint32_t gen) {
+  char name[48];
+  snprintf(name, sizeof name, "gdev-%u-%u.pins", slot, gen);
+  return path_join(out, cap, shmdir, name);
+}
+
+/* Drops one pin of a grant table mapped at gnt, never below zero (a record is never trusted more than the count). */
+static void pin_release_raw(uint8_t *gnt, uint32_t ref, int writable) {
+  uint32_t *pin = (uint32_t *)(gnt + SX_GNT_PIN_OFF + (size_t)ref * 4);
+  uint32_t unit = writable ? 0x10000u : 1u, mask = writable ? 0xffff0000u : 0xffffu;
+  uint32_t old = LD(pin);
+  while ((old & mask) && !CAS(pin, &old, old - unit)) {
+  }
+  struct dcache c = {.gnt = gnt};
+  grant_clear_to_pins(&c, ref);
+}
+
+/* Maps just a live domain's grant table (the reaper needs no RAM), or NULL. */
+static uint8_t *gnt_map_only(const char *shmdir, struct sx_reg *reg, uint32_t domid, size_t *len) {
+  char path[SX_PATH_MAX];
+  if (dom_file(path, sizeof path, shmdir, domid, "gnttab")) return NULL;
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  *len = gnt_file_len(reg->dom[domid].pages);
+  struct stat st;
+  uint8_t *p = fstat(fd, &st) == 0 && (size_t)st.st_size >= *len ? map_file(fd, *len, PROT_READ | PROT_WRITE) : NULL;
+  close(fd);
+  return p;
+}
+
+/* gntdev_release for a dead process's device: every grant its pin file records is unpinned. */
+static void release_pins_of(struct sx_reg *reg, const char *shmdir, uint32_t slot, uint32_t gen) {
+  char path[SX_PATH_MAX];
+  if (pins_path(path, sizeof path, shmdir, slot, gen)) return;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  size_t n = fstat(fd, &st) == 0 ? (size_t)st.st_size / sizeof(struct sx_pin) : 0;
+  const struct sx_pin *pins = n ? map_file(fd, n * sizeof(struct sx_pin), PROT_READ) : NULL;
+  close(fd);
+  uint8_t *gnt = NULL;
+  size_t gnt_len = 0;
+  uint32_t gnt_dom = SX_MAX_DOMS;
+  for (size_t k = 0; pins && k < n; k++) {
+    struct sx_pin p = pins[k];
+    if (!(p.flags & SX_PIN_USED) || p.domid >= SX_MAX_DOMS || p.ref >= SX_NR_GNT) continue;
+    /* A destroyed domain took its grant table with it: nothing to release there. */
+    if (LD(&reg->dom[p.domid].live_gen) != p.dom_gen) continue;
+    if (p.domid != gnt_dom) { /* a mapping's records are contiguous: one domain at a time */
+      if (gnt) munmap(gnt, gnt_len);
+      gnt = gnt_map_only(shmdir, reg, p.domid, &gnt_len);
+      gnt_dom = p.domid;
+    }
+    if (gnt) pin_release_raw(gnt, p.ref, (p.flags & SX_PIN_WRITABLE) != 0);
+  }
+  if (gnt) munmap(gnt, gnt_len);
+  if (pins) munmap((void *)pins, n * sizeof(struct sx_pin));
+  unlink(path);
+}
+
+static void reap_dead_gdevs_locked(struct sx_reg *reg, const char *shmdir) {
+  for (uint32_t i = 0; i < SX_MAX_DEVS; i++) {
+    struct sx_gslot *s = &reg->gdev[i];
+    if (!LD(&s->live) || owner_alive(s->pid, s->starttime)) continue;
+    release_pins_of(reg, shmdir, i, s->gen);
+    ST(&s->live, 0);
+  }
+}
+
+/* Claims a grant-device slot for this process and creates its (empty) pin file. Registry lock held. */
+static int gslot_claim_locked(struct gdev *g) {
+  struct sx_reg *reg = g->m.reg;
+  for (uint32_t i = 0; i < SX_MAX_DEVS; i++) {
+    struct sx_gslot *s = &reg->gdev[i];
+    if (LD(&s->live)) continue;
+    uint32_t gen = s->gen + 1 ? s->gen + 1 : 1;
+    char path[SX_PATH_MAX];
+    if (pins_path(path, sizeof path, g->shmdir, i, gen)) return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return -errno;
+    s->gen = gen;
+    s->pid = (uint32_t)getpid();
+    s->starttime = proc_starttime(getpid(), NULL);
+    ST(&s->live, 1);
+    g->slot = i;
+    g->slot_gen = gen;
+    g->pins_fd = fd;
+    return 0;
+  }
+  return -ENFILE;
+}
+
+/* Lets go of the slot at close: every mapping is gone by then, so the file records nothing. */
+static void gslot_release(struct gdev *g) {
+  if (g->pins) munmap(g->pins, (size_t)g->pins_cap * sizeof(struct sx_pin));
+  if (g->pins_fd >= 0) close(g->pins_fd);
+  g->pins = NULL;
+  g->pins_fd = -1;
+  if (!g->slot_gen) return;
+  reg_lock(&g->m);
+  struct sx_gslot *s = &g->m.reg->gdev[g->slot];
+  if (LD(&s->live) && s->gen == g->slot_gen) {
+    char path[SX_PATH_MAX];
+    if (!pins_path(path, sizeof path, g->shmdir, g->slot, g->slot_gen)) unlink(path);
+    ST(&s->live, 0);
+  }
+  reg_unlock(&g->m);
+  g->slot_gen = 0;
+}
+
+/* Finds `count` consecutive free records, growing the file if needed. Registry lock held. */
+static int pins_reserve(struct gdev *g, uint32_t count, uint32_t *first) {
+  uint32_t run = 0;
+  for (uint32_t i = g->pins_hint; i < g->pins_cap; i++) {
+    if (LD(&g->pins[i].flags) & SX_PIN_USED) {
+      run = 0;
+    } else if (++run == count) {
+      *first = i + 1 - count;
+      if (*first == g->pins_hint) g->pins_hint = i + 1; /* pin_forget lowers it again on failure */
+      return 0;
+    }
+  }
+  uint32_t start = g->pins_cap - run, cap = g->pins_cap ? g->pins_cap : 64;
+  while (cap < start + count) cap *= 2;
+  if (ftruncate(g->pins_fd, (off_t)cap * sizeof(struct sx_pin)) < 0) return -errno;
+  void *p = g->pins ? mremap(g->pins, (size_t)g->pins_cap * sizeof(struct sx_pin), (size_t)cap * sizeof(struct sx_pin), MREMAP_MAYMOVE)
+                    : mmap(NULL, (size_t)cap * sizeof(struct sx_pin), PROT_READ | PROT_WRITE, MAP_SHARED, g->pins_fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  g->pins = p;
+  g->pins_cap = cap;
+  *first = start;
+  if (start == g->pins_hint) g->pins_hint = start + count;
+  return 0;
+}
+
+static void pin_note(struct gdev *g, uint32_t at, uint32_t domid, uint32_t gen, uint32_t ref, int writable) {
+  struct sx_pin *p = &g->pins[at];
+  p->domid = domid;
+  p->dom_gen = gen;
+  p->ref = ref;
+  ST(&p->flags, SX_PIN_USED | (writable ? SX_PIN_WRITABLE : 0));
+}
+
+static void pin_forget(struct gdev *g, uint32_t at) {
+  ST(&g->pins[at].flags, 0);
+  if (at < g->pins_hint) g->pins_hint = at;
+}
+
 int sx_gdev_open(const char *shmdir, uint32_t domid) {
   struct gdev *g = calloc(1, sizeof *g);
   if (!g) return -ENOMEM;
@@ -655,13 +832,25 @@ int sx_gdev_open(const char *shmdir, uint32_t domid) {
     free(g);
     return rc;
   }
+  g->pins_fd = -1;
   if (domid >= SX_MAX_DOMS || !LD(&g->m.reg->dom[domid].live_gen)) {
     reg_close(&g->m);
     free(g);
     return -ESRCH;
   }
+  /* A successor first releases what a dead predecessor left mapped (as its exit would have). */
+  reg_lock(&g->m);
+  reap_dead_gdevs_locked(g->m.reg, shmdir);
+  rc = gslot_claim_locked(g);
+  reg_unlock(&g->m);
+  if (rc) {
+    reg_close(&g->m);
+    free(g);
+    return rc;
+  }
   int id = handle_alloc(H_GDEV, shmdir, g);
   if (id < 0) {
+    gslot_release(g);
     reg_close(&g->m);
     free(g);
   }
@@ -697,11 +886,21 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
   }
   const uint32_t map_op = writable ? SX_AUDIT_MAP_RW : SX_AUDIT_MAP_RO;
   const uint32_t unmap_op = writable ? SX_AUDIT_UNMAP_RW : SX_AUDIT_UNMAP_RO;
+  uint32_t pin0 = 0;
+  int prc = pins_reserve(g, count, &pin0);
+  if (prc) {
+    dc_trim(g, domid);
+    reg_unlock(&g->m);
+    free(frames);
+    free(saved);
+    return SX_ERRNO_BASE + prc;
+  }
   for (uint32_t i = 0; i < count; i++) {
     int st = grant_pin(c, saved[i], writable, g->domid, &frames[i]);
     if (audit_on(c)) audit_record(g, c, saved[i], map_op, st, 0, 0);
     if (st) {
       for (uint32_t j = 0; j < i; j++) {
+        pin_forget(g, pin0 + j);
         grant_unpin(c, saved[j], writable);
         if (audit_on(c)) audit_record(g, c, saved[j], unmap_op, 0, 0, 0);
       }
@@ -711,6 +910,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
       free(saved);
       return map_fail(out, i, st);
     }
+    pin_note(g, pin0 + i, domid, c->gen, saved[i], writable);
   }
   uint32_t gen = c->gen;
   int fd = c->ram_fd;
@@ -762,6 +962,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
       mp->gen = gen;
       mp->writable = writable;
       mp->refs = saved;
+      mp->pin0 = pin0;
       saved = NULL;
       out[0] = (uint64_t)(uintptr_t)base;
       out[1] = slot + 1;
@@ -769,6 +970,7 @@ int sx_gdev_map(int hid, uint32_t domid, const uint32_t *refs, uint32_t count, i
   }
   if (!base) {
     for (uint32_t i = 0; i < count; i++) {
+      pin_forget(g, pin0 + i);
       grant_unpin(c, saved[i], writable);
       if (audit_on(c)) audit_record(g, c, saved[i], unmap_op, 0, 0, 0);
     }
@@ -784,14 +986,18 @@ static void gdev_unmap_one(struct gdev *g, struct mapping *mp) {
   munmap(mp->base, (size_t)mp->count * SX_PAGE);
   reg_lock(&g->m);
   /* A destroyed domain's grant table is gone: nothing to release (the pages stayed valid). */
+  struct dcache *c = NULL;
   if (mp->domid < SX_MAX_DOMS && LD(&g->m.reg->dom[mp->domid].live_gen) == mp->gen) {
-    struct dcache *c = dc_get(g, mp->domid);
-    if (c && c->gen == mp->gen)
-      for (uint32_t i = 0; i < mp->count; i++) {
-        grant_unpin(c, mp->refs[i], mp->writable);
-        if (audit_on(c))
-          audit_record(g, c, mp->refs[i], mp->writable ? SX_AUDIT_UNMAP_RW : SX_AUDIT_UNMAP_RO, 0, 0, 0);
-      }
+    c = dc_get(g, mp->domid);
+    if (c && c->gen != mp->gen) c = NULL;
+  }
+  for (uint32_t i = 0; i < mp->count; i++) {
+    pin_forget(g, mp->pin0 + i);
+    if (c) {
+      grant_unpin(c, mp->refs[i], mp->writable);
+      if (audit_on(c))
+        audit_record(g, c, mp->refs[i], mp->writable ? SX_AUDIT_UNMAP_RW : SX_AUDIT_UNMAP_RO, 0, 0, 0);
+    }
   }
   uint32_t domid = mp->domid;
   free(mp->refs);
@@ -875,6 +1081,7 @@ static void gdev_free(struct gdev *g) {
   for (uint32_t i = 0; i < g->nmaps; i++)
     if (g->maps[i].base) gdev_unmap_one(g, &g->maps[i]);
   free(g->maps);
+  gslot_release(g);
   for (uint32_t i = 0; i < SX_MAX_DOMS; i++) dc_release(&g->dc[i]);
   reg_close(&g->m);
   free(g);
@@ -901,15 +1108,43 @@ struct edev {
   struct regmap m;
   int peer_fd[SX_MAX_DEVS]; /* connected sockets to other devices' doorbells, by device index */
   uint32_t peer_gen[SX_MAX_DEVS];
+  uint32_t npeers; /* peer_fd[] entries open */
   uint32_t rbuf[SX_READ_BATCH];
   struct iovec iov[SX_READ_BATCH];
   struct mmsghdr msgs[SX_READ_BATCH];
 };
 
+/*
+ * Closes the cached sockets of devices that are gone (closed, replaced by a newer incarnation, or
+ * reaped after their process died). Without it a backend kept one socket per guest it had ever
+ * notified, until that device index came round again: 30 guests come and gone were 30 more fds.
+ * A dead process's device counts as gone once reaped (reap_dead_locked, run by every bind); checking
+ * each peer's process here would read /proc once per cached peer. Called where it is cheap and
+ * fitting: before caching a new socket, and after an unbind (a guest just went away).
+ */
+static void peer_sweep(struct edev *h) {
+  if (!h->npeers) return;
+  for (uint32_t i = 0; i < SX_MAX_DEVS; i++) {
+    if (h->peer_fd[i] < 0 || i == h->idx) continue;
+    struct sx_dev *d = &h->m.reg->dev[i];
+    if (LD(&d->live) && LD(&d->gen) == h->peer_gen[i]) continue;
+    close(h->peer_fd[i]);
+    h->peer_fd[i] = -1;
+    h->npeers--;
+  }
+}
+
+static void peer_drop(struct edev *h, uint32_t idx) {
+  if (h->peer_fd[idx] < 0) return;
+  close(h->peer_fd[idx]);
+  h->peer_fd[idx] = -1;
+  h->npeers--;
+}
+
 static int peer_socket(struct edev *h, uint32_t idx, uint32_t gen) {
   if (h->peer_fd[idx] >= 0 && h->peer_gen[idx] == gen) return h->peer_fd[idx];
-  if (h->peer_fd[idx] >= 0) close(h->peer_fd[idx]);
-  h->peer_fd[idx] = -1;
+  peer_drop(h, idx);
+  peer_sweep(h);
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (sock_path(a.sun_path, sizeof a.sun_path, h->evdir, idx, gen)) return -1;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -920,6 +1155,7 @@ static int peer_socket(struct edev *h, uint32_t idx, uint32_t gen) {
   }
   h->peer_fd[idx] = fd;
   h->peer_gen[idx] = gen;
+  h->npeers++;
   return fd;
 }
 
@@ -946,8 +1182,7 @@ static void doorbell(struct edev *h, uint32_t owner, uint32_t gen, uint32_t port
       return;
     }
     /* ECONNREFUSED / ENOENT: the reader went away or was replaced; reconnect once. */
-    close(fd);
-    h->peer_fd[idx] = -1;
+    peer_drop(h, idx);
   }
 }
 
@@ -1008,7 +1243,7 @@ int sx_edev_open(const char *shmdir, const char *evdir, uint32_t domid) {
   /* Claim a device slot. */
   reg_lock(&h->m);
   struct sx_reg *reg = h->m.reg;
-  reap_dead_locked(reg, evdir);
+  reap_dead_locked(reg, shmdir, evdir);
   rc = -ENFILE;
   if (!LD(&reg->dom[domid].live_gen)) {
     rc = -ESRCH;
@@ -1083,7 +1318,7 @@ int sx_edev_bind_unbound(int hid, uint32_t remote_dom) {
   if (remote_dom >= 0x7ff0) return -EINVAL; /* DOMID_FIRST_RESERVED */
   reg_lock(&h->m);
   struct sx_reg *reg = h->m.reg;
-  reap_dead_locked(reg, h->evdir);
+  reap_dead_locked(reg, h->shmdir, h->evdir);
   int rc;
   if (!LD(&reg->dom[h->domid].live_gen) || !LD(&reg->dev[h->idx].live) || reg->dev[h->idx].gen != h->gen) {
     rc = -ESRCH;
@@ -1106,7 +1341,7 @@ int sx_edev_bind_interdomain(int hid, uint32_t rdom, uint32_t rport) {
   if (!h) return -EBADF;
   reg_lock(&h->m);
   struct sx_reg *reg = h->m.reg;
-  reap_dead_locked(reg, h->evdir);
+  reap_dead_locked(reg, h->shmdir, h->evdir);
   int rc;
   uint32_t ldom = h->domid;
   if (!LD(&reg->dom[ldom].live_gen) || !LD(&reg->dev[h->idx].live) || reg->dev[h->idx].gen != h->gen) {
@@ -1156,6 +1391,7 @@ int sx_edev_unbind(int hid, uint32_t port) {
   if (!port_owned(h, port)) rc = -ENOTCONN;
   else port_close_locked(h->m.reg, h->domid, port);
   reg_unlock(&h->m);
+  peer_sweep(h);
   return rc;
 }
 
@@ -1273,6 +1509,7 @@ int sx_poll(int fd, int timeout_ms) {
 /* guest view of a domain: its RAM, its grant table, its own allocations */
 
 struct guest {
+  char shmdir[SX_PATH_MAX];
   uint32_t domid;
   uint32_t gen;
   uint32_t pages;
@@ -1309,6 +1546,7 @@ int sx_guest_open(const char *shmdir, uint32_t domid) {
     close(fg);
     return -ENOMEM;
   }
+  snprintf(g->shmdir, sizeof g->shmdir, "%s", shmdir);
   g->domid = domid;
   g->gen = gen;
   g->pages = pages;
@@ -1392,6 +1630,17 @@ int sx_guest_grant(int hid, uint32_t rdom, uint32_t frame, int readonly) {
   return -ENOSPC;
 }
 
+/* Releases the pins of grant devices whose process died; 0 if the registry could not be opened. */
+static int guest_reap_dead(struct guest *g) {
+  struct regmap m;
+  if (reg_open(g->shmdir, &m)) return 0;
+  reg_lock(&m);
+  reap_dead_gdevs_locked(m.reg, g->shmdir);
+  reg_unlock(&m);
+  reg_close(&m);
+  return 1;
+}
+
 /* gnttab_end_foreign_access_ref: 1 done, 0 still in use by a mapping, -errno bad ref. */
 int sx_guest_end(int hid, uint32_t ref) {
   struct guest *g = handle_get(hid, H_GUEST);
@@ -1401,8 +1650,14 @@ int sx_guest_end(int hid, uint32_t ref) {
   if (!LD(&alloc[ref])) return -EINVAL;
   uint32_t *w = (uint32_t *)(g->gnt + (size_t)ref * 8);
   uint32_t old = LD(w);
-  for (;;) {
-    if (old & (SX_GTF_reading | SX_GTF_writing)) return 0;
+  for (int reaped = 0;;) {
+    if (old & (SX_GTF_reading | SX_GTF_writing)) {
+      /* Still mapped, unless by a process that died: Xen would have seen its kernel unmap it. */
+      if (reaped || !guest_reap_dead(g)) return 0;
+      reaped = 1;
+      old = LD(w);
+      continue;
+    }
     if (CAS(w, &old, old & 0xffff0000u)) break;
   }
   ST(&alloc[ref], 0);

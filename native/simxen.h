@@ -6,6 +6,8 @@
  *   dom<N>.ram      the domain's "RAM": pages * 4096 bytes, frame = page index
  *   dom<N>.gnttab   grant_entry_v1[SX_NR_GNT] (the real v1 layout), then hypervisor-private pin
  *                   counts, then the guest kernel's own allocation bytes (grefs, pages)
+ *   gdev-<I>-<G>.pins  struct sx_pin[]: the grants grant device I (incarnation G) has mapped, so
+ *                   the pins of a process that died can be released (Linux's gntdev_release)
  *
  * Control operations (domain create/destroy, port bind/close, grant map/unmap) take flock() on
  * the registry file; the data path (grant copy, notify, read, unmask) is lock-free (C11 atomics).
@@ -16,7 +18,7 @@
 #include <stdint.h>
 
 #define SX_MAGIC 0x4e58535au /* "ZSXN" */
-#define SX_VERSION 2u /* 2: the grant-access audit log in dom<N>.gnttab */
+#define SX_VERSION 3u /* 2: the grant-access audit log in dom<N>.gnttab; 3: pin records of grant devices */
 
 #define SX_PAGE 4096u
 #define SX_MAX_DOMS 128u      /* domids 0..127; 0 is dom0 */
@@ -86,6 +88,15 @@ struct sx_port {
   uint32_t pad[2];
 };
 
+/* An open grant device (/dev/xen/gntdev): who holds the pins its pin file records. */
+struct sx_gslot {
+  uint32_t live;
+  uint32_t gen;
+  uint32_t pid;
+  uint32_t pad;
+  uint64_t starttime; /* as sx_dev: tells a dead pid from a reused one */
+};
+
 struct sx_reg {
   uint32_t magic;
   uint32_t version;
@@ -96,7 +107,18 @@ struct sx_reg {
   struct sx_dom dom[SX_MAX_DOMS];
   struct sx_dev dev[SX_MAX_DEVS];
   struct sx_port port[SX_MAX_DOMS][SX_NR_PORTS];
+  struct sx_gslot gdev[SX_MAX_DEVS];
 };
+
+/* One grant a grant device has pinned (mapped). Written under the registry lock. */
+struct sx_pin {
+  uint32_t domid;
+  uint32_t dom_gen; /* the domain's incarnation: a destroyed domain's pins went with it */
+  uint32_t ref;
+  uint32_t flags; /* SX_PIN_* */
+};
+#define SX_PIN_USED 1u
+#define SX_PIN_WRITABLE 2u
 
 /* struct gntdev_grant_copy_segment (linux uapi xen/gntdev.h) */
 struct sx_foreign {

@@ -3,7 +3,12 @@
 //   2026-11-21T13:00:00.000Z info  vif3.0: frontend connected rings=1 mtu=1500
 //   {"time":"2026-11-21T13:00:00.000Z","level":"info","name":"vif3.0","msg":"frontend connected","rings":1}
 //
-// Lines are written synchronously so the last words before a crash are not lost in a buffer.
+// When stderr is the systemd journal, the journal stamps and ranks each line itself: a line then
+// starts with its syslog priority and carries no time of its own ("<6>vif3.0: frontend connected").
+// Lines about one vif are rate-limited per vif (log-limiter.ts): a guest decides how often they
+// happen. Lines are written synchronously so the last words before a crash are not lost in a buffer.
+import { stderrIsJournal, SYSLOG_PRIORITY } from "./journal-stream.ts";
+import { DEFAULT_VIF_LOG_LIMIT, suppressedMessage, VifLogLimiter, vifOf, type VifLogLimit } from "./log-limiter.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -26,9 +31,18 @@ export interface LoggerOptions {
   format: LogFormat;
   /** Where a finished line (without newline) goes; defaults to stderr. */
   write?: (line: string) => void;
-  /** Clock, injectable so tests can pin the timestamp. */
+  /** Clock, injectable so tests can pin the timestamp; when given, it also drives the per-vif limit (else a monotonic clock does). */
   now?: () => Date;
   name?: string;
+  /** Lines in journald's form (priority prefix, no time). Default: when stderr is the journal and `write` is not given. */
+  journal?: boolean;
+  /** Per-vif limit on lines (default DEFAULT_VIF_LOG_LIMIT); false: none. */
+  vifLimit?: VifLogLimit | false;
+  /**
+   * Runs `fn` after `ms`, for the account of a window that closes while its vif is quiet.
+   * Default: an unref'd setTimeout (a pending account never keeps the process up).
+   */
+  setTimer?: (fn: () => void, ms: number) => void;
 }
 
 const rank: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -37,16 +51,54 @@ function writeStderr(line: string): void {
   process.stderr.write(line + "\n");
 }
 
+function unrefTimer(fn: () => void, ms: number): void {
+  setTimeout(fn, ms).unref?.();
+}
+
+type Format = (time: string | undefined, level: LogLevel, name: string | undefined, msg: string, fields?: LogFields) => string;
+
 export function createLogger(opts: LoggerOptions): Logger {
   const write = opts.write ?? writeStderr;
   const now = opts.now ?? (() => new Date());
   const min = rank[opts.level];
-  const format = opts.format === "json" ? formatJson : formatText;
+  const journal = opts.journal ?? (opts.write === undefined && stderrIsJournal());
+  const base: Format = opts.format === "json" ? formatJson : formatText;
+  const format: Format = journal ? (_t, level, name, msg, fields) => `<${SYSLOG_PRIORITY[level]}>${base(undefined, level, name, msg, fields)}` : base;
+  const line = (level: LogLevel, name: string | undefined, msg: string, fields?: LogFields) => write(format(now().toISOString(), level, name, msg, fields));
+
+  const limiter = opts.vifLimit === false ? undefined : new VifLogLimiter(opts.vifLimit ?? DEFAULT_VIF_LOG_LIMIT);
+  // Windows run on a monotonic clock: a wall clock set back would hold a vif's lines back for as long.
+  const ms = opts.now ? () => now().getTime() : () => performance.now();
+  const setTimer = opts.setTimer ?? unrefTimer;
+  // Only lines at or above the level are counted, so the account is written even at --log-level error.
+  const summaryLevel: LogLevel = min <= rank.warn ? "warn" : "error";
+  const summary = (s: Parameters<typeof suppressedMessage>[0]) => line(summaryLevel, opts.name, suppressedMessage(s));
+  // One timer, for the earliest window that ends, so its account is written even if its vif went
+  // quiet. A window opened later ends later, so a running timer stays the right one; when it
+  // fires it closes what ended and aims at the next.
+  let timerSet = false;
+  const arm = () => {
+    const at = limiter!.nextExpiry();
+    if (at === undefined) return;
+    timerSet = true;
+    setTimer(() => {
+      timerSet = false;
+      for (const s of limiter!.expire(Math.max(at, ms()))) summary(s);
+      arm();
+    }, Math.max(0, at - ms()));
+  };
 
   const make = (name: string | undefined): Logger => {
     const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
       if (rank[level] < min) return;
-      write(format(now().toISOString(), level, name, msg, fields));
+      const vif = limiter && vifOf(name, msg, fields);
+      if (vif) {
+        const v = limiter!.admit(vif, ms());
+        if (v.closed) summary(v.closed);
+        if (!timerSet) arm();
+        if (!v.write) return;
+      }
+      line(level, name, msg, fields);
     };
     return {
       debug: emit("debug"),
@@ -59,19 +111,20 @@ export function createLogger(opts: LoggerOptions): Logger {
   return make(opts.name);
 }
 
-function formatText(time: string, level: LogLevel, name: string | undefined, msg: string, fields?: LogFields): string {
-  let line = `${time} ${level.padEnd(5)} ${name ? name + ": " : ""}${oneLine(msg)}`;
+function formatText(time: string | undefined, level: LogLevel, name: string | undefined, msg: string, fields?: LogFields): string {
+  // Without a time (journald) the priority prefix says the level too.
+  let line = `${time === undefined ? "" : `${time} ${level.padEnd(5)} `}${name ? name + ": " : ""}${oneLine(msg)}`;
   if (fields) {
     for (const [k, v] of Object.entries(fields)) line += ` ${k}=${textValue(v)}`;
   }
   return line;
 }
 
-function formatJson(time: string, level: LogLevel, name: string | undefined, msg: string, fields?: LogFields): string {
+function formatJson(time: string | undefined, level: LogLevel, name: string | undefined, msg: string, fields?: LogFields): string {
   // Fixed keys first and written last-wins-proof: a field called "msg" must not replace the message.
   const out: Record<string, unknown> = {};
   if (fields) for (const [k, v] of Object.entries(fields)) out[k] = jsonValue(v);
-  return JSON.stringify({ time, level, ...(name ? { name } : {}), msg, ...withoutReserved(out) });
+  return JSON.stringify({ ...(time === undefined ? {} : { time }), level, ...(name ? { name } : {}), msg, ...withoutReserved(out) });
 }
 
 const reserved = new Set(["time", "level", "name", "msg"]);

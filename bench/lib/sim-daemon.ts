@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { SimEventChannelDevice, ECS_FREE } from "../../src/sim/hypervisor/index.ts";
-import { createNetfront } from "../../src/sim/netfront/index.ts";
+import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
 import { simPaths } from "../../src/sim/paths.ts";
 import { startHost, stopHost } from "../../src/sim/toolstack/host.ts";
 import { simHypervisor } from "../../src/sim/toolstack/hypervisor.ts";
@@ -247,7 +247,7 @@ export interface CycleResult {
 }
 
 /** One guest: create, both Connected, destroy the libxl way, forgotten by the daemon. */
-export async function cycle(rig: Rig, name: string, opts: { timeoutMs?: number; whileConnected?: (domid: number) => void | Promise<void> } = {}): Promise<CycleResult> {
+export async function cycle(rig: Rig, name: string, opts: { timeoutMs?: number; whileConnected?: (domid: number, nf: Netfront) => void | Promise<void> } = {}): Promise<CycleResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
   const t0 = performance.now();
   const d = await rig.ts.create(name, { vifs: 1 });
@@ -266,7 +266,7 @@ export async function cycle(rig: Rig, name: string, opts: { timeoutMs?: number; 
   await connected.stop();
   const vif = `vif${d.domid}.0`;
   if (!(await vifNames(rig)).includes(vif)) throw new Error(`${vif} is Connected in xenstore but not listed by /vifs`);
-  await opts.whileConnected?.(d.domid);
+  await opts.whileConnected?.(d.domid, nf);
 
   // As 'xl destroy' of a running guest: the guest stops first, then libxl removes the device.
   const t1 = performance.now();
@@ -295,10 +295,14 @@ export const DEFAULT_WARMUP = 10;
 
 /**
  * `warmup` cycles (not counted: first-use costs such as worker code paths compiling), a snapshot,
- * then `cycles` cycles and a snapshot. `onCycle` sees each counted cycle (progress lines).
+ * then `cycles` cycles and a snapshot. `onCycle` sees each counted cycle (progress lines);
+ * `eachConnected` runs in every cycle (warm-up included) while its guest is Connected (traffic).
  */
-export async function lifecycleLoop(rig: Rig, opts: { cycles: number; warmup?: number; onCycle?: (i: number, r: CycleResult) => void }): Promise<LoopResult> {
-  for (let i = 0; i < (opts.warmup ?? DEFAULT_WARMUP); i++) await cycle(rig, `warm${i}`);
+export async function lifecycleLoop(
+  rig: Rig,
+  opts: { cycles: number; warmup?: number; onCycle?: (i: number, r: CycleResult) => void; eachConnected?: (domid: number, nf: Netfront) => void | Promise<void> },
+): Promise<LoopResult> {
+  for (let i = 0; i < (opts.warmup ?? DEFAULT_WARMUP); i++) await cycle(rig, `warm${i}`, { whileConnected: opts.eachConnected });
   // Settle: the daemon's last teardown log lines and HTTP keep-alive sockets are asynchronous.
   await Bun.sleep(200);
   const warm = procSnapshot(rig.pid, rig.shmDir);
@@ -309,7 +313,12 @@ export async function lifecycleLoop(rig: Rig, opts: { cycles: number; warmup?: n
     connected = { ...procSnapshot(rig.pid, rig.shmDir), ports: dom0PortsInUse(rig.dir).length };
   };
   for (let i = 0; i < opts.cycles; i++) {
-    const r = await cycle(rig, `guest${i}`, { whileConnected: i === 0 ? probe : undefined });
+    const r = await cycle(rig, `guest${i}`, {
+      whileConnected: async (domid, nf) => {
+        await opts.eachConnected?.(domid, nf);
+        if (i === 0) probe();
+      },
+    });
     cycles.push(r);
     opts.onCycle?.(i, r);
   }

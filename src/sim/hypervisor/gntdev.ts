@@ -1,6 +1,9 @@
 // Grant device of the simulated host, the sim's /dev/xen/gntdev (backend side): map granted pages
 // and batched grant copies, both checked like Xen's grant_table.c. The native side caches each
 // domain's RAM and grant table mappings, so a copy is checks + memcpy, one FFI call per batch.
+// As with Linux's gntdev, a process's mappings do not outlive it: the grants a killed backend had
+// mapped are released by the next device opened or the guest's end-access (native/simxen.c,
+// "Pins by owner"), so the guest can take its ring pages back.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../platform/types.ts";
 import { gntstName } from "../../xen/grant-table.ts";
@@ -44,7 +47,7 @@ export class SimGrantDevice implements GrantDevice {
     const h = simxen().sx_gdev_open(cstr(p.shmDir), domid);
     if (h < 0) {
       const errno = -h;
-      const hint = errno === 2 || errno === 71 ? notInitialisedHint(dir) : errno === 3 ? `dom${domid} does not exist` : errnoName(errno);
+      const hint = errno === 2 || errno === 71 ? notInitialisedHint(dir) : errno === 3 ? `dom${domid} does not exist` : errno === 23 ? "every grant-device slot of the host is in use (1024): close unused devices" : errnoName(errno);
       throw new PlatformError(`gntdev: opening the grant device for dom${domid} in ${p.dir} failed (${errnoName(errno)}): ${hint}`, errnoName(errno), h);
     }
     this.handle = h;

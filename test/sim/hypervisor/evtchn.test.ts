@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, FFIType } from "bun:ffi";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import {
   createDomain, destroyDomain, openGuestDomain, ECS_FREE, ECS_INTERDOMAIN, ECS_UNBOUND, EV_MASKED, EV_PENDING,
-  type GuestDomain, type SimEventChannelDevice,
+  type GuestDomain, SimEventChannelDevice,
 } from "../../../src/sim/hypervisor/index.ts";
 import { simPaths } from "../../../src/sim/paths.ts";
 import { openPlatform, PlatformError, type EventChannelDevice, type Platform } from "../../../src/platform/index.ts";
@@ -260,6 +260,30 @@ describe("closing", () => {
     be.notify(bp); // dropped, no error
     be.unbind(bp);
     g.close();
+  });
+
+  test("a backend keeps no socket to a peer device that is gone: its fds return to what they were", () => {
+    const sockets = () => readdirSync("/proc/self/fd").filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith("socket:");
+      } catch {
+        return false; // the readdir's own fd, closed by now
+      }
+    }).length;
+    const base = sockets();
+    for (let i = 0; i < 30; i++) {
+      // A guest's own event-channel device, notified once by the backend, then gone.
+      const peer = new SimEventChannelDevice(host.dir, domid);
+      const gp = peer.bindUnboundPort(0);
+      const bp = be.bindInterdomain(domid, gp);
+      read(be);
+      unmask(be, bp);
+      be.notify(bp);
+      expect(read(peer)).toEqual([gp]);
+      peer.close();
+      be.unbind(bp);
+    }
+    expect(sockets()).toBe(base);
   });
 
   test("a closed device's socket file is removed", () => {
