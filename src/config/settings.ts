@@ -173,3 +173,5 @@ export function envName(key: string): string {
 /** The config file path is not a setting in the table: it is read before the others and cannot set itself. */
 export const CONFIG_FILE_FLAG = "config";
 export const CONFIG_FILE_ENV = "QNICD_CONFIG";
+/** Read when neither --config nor QNICD_CONFIG names a file, if it exists (README: Install on a Xen host). */
+export const DEFAULT_CONFIG_FILE = "/etc/qnicd/qnicd.json";
