@@ -22,7 +22,7 @@ describe("defaults", () => {
       platform: "auto",
       simDir: "/tmp/qnicd-sim-1000",
       backendType: "vif",
-      domid: 0,
+      domid: "auto",
       workers: 4,
       http: { host: "127.0.0.1", port: 8080 },
       httpPublic: false,
@@ -70,6 +70,7 @@ describe("sources and precedence", () => {
   test("--name=VALUE and --name VALUE are the same", () => {
     expect(load({ argv: ["--domid=5"] }).domid).toBe(5);
     expect(load({ argv: ["--domid", "5"] }).domid).toBe(5);
+    expect(load({ argv: ["--domid", "auto"] }).domid).toBe("auto");
   });
 
   test("an empty env var counts as unset", () => {
@@ -111,8 +112,8 @@ describe("rejections name the setting, the value and what is allowed, on one lin
     ["non-integer workers", { argv: ["--workers", "abc"] }, 'qnicd: --workers: "abc" is not valid: expected an integer from 1 to 256'],
     ["zero workers", { argv: ["--workers", "0"] }, 'qnicd: --workers: "0" is not valid: expected an integer from 1 to 256'],
     ["fractional workers from env", { env: { QNICD_WORKERS: "1.5" } }, 'qnicd: QNICD_WORKERS: "1.5" is not valid: expected an integer from 1 to 256'],
-    ["reserved domid", { argv: ["--domid", "32752"] }, 'qnicd: --domid: "32752" is not valid: expected an integer from 0 to 32751'],
-    ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected an integer from 0 to 32751'],
+    ["reserved domid", { argv: ["--domid", "32752"] }, 'qnicd: --domid: "32752" is not valid: expected auto or an integer from 0 to 32751'],
+    ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected auto or an integer from 0 to 32751'],
     ["unknown platform", { argv: ["--platform", "kvm"] }, 'qnicd: --platform: "kvm" is not valid: expected one of auto, xen, sim'],
     ["unknown peer", { argv: ["--peer", "macvtap"] }, 'qnicd: --peer: "macvtap" is not valid: expected one of tap, switch, null'],
     ["unknown datapath", { argv: ["--datapath", "fast"] }, 'qnicd: --datapath: "fast" is not valid: expected one of batched, seed'],

@@ -4,6 +4,13 @@
 // permissions, maps the guests' grants as D, binds their event channels from D, and forwards pings
 // between them through its switch.
 import { afterEach, expect, test } from "bun:test";
+import { startBackend } from "../../src/backend/index.ts";
+import { PlaceholderProvisioner } from "../../src/net/peer-provisioner.ts";
+import { simPaths } from "../../src/sim/paths.ts";
+import { XenstoreClient, xenbusDeviceTransport } from "../../src/xenstore/index.ts";
+import { FakePool } from "../backend/fake-pool.ts";
+import { ScriptedFrontend } from "../backend/scripted-frontend.ts";
+import { FakeXenbusDevice } from "../xenstore/fake-xenbus-device.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -16,7 +23,9 @@ let host: SimHost | undefined;
 let daemon: Daemon | undefined;
 const fronts: Netfront[] = [];
 const logs: string[] = [];
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
   for (const f of fronts.splice(0)) await f.close();
   await daemon?.stop();
   daemon = undefined;
@@ -96,3 +105,27 @@ test("--domid naming a domain that does not exist: one line saying how to create
     `qnicd: sim platform: dom42 does not exist on the simulated host in ${host.dir}: use 0 (dom0), or create the driver domain first (sim xl create NAME)`,
   );
 });
+
+test("the backend in driver domain D through a /dev/xen/xenbus-like device: reads its domid there, claims a guest's vif, walks it to Connected", async () => {
+  host = await startSimHost();
+  const dd = await host.ts.create("driver", { vifs: 0 });
+  // What the kernel's xenbus driver does in D: D's own xenstore connection, one message per write.
+  const device = new FakeXenbusDevice(simPaths(host.dir).domainSocket(dd.domid), 3);
+  cleanups.push(() => device.close());
+  const xs = await XenstoreClient.connect({ transport: { factory: xenbusDeviceTransport("/dev/xen/xenbus", device.file), endpoint: "/dev/xen/xenbus" }, onError: () => {} });
+  cleanups.push(() => xs.close());
+  expect(await xs.read("domid")).toBe(String(dd.domid));
+
+  const pool = new FakePool();
+  const log = createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) });
+  const backend = await startBackend({ xs, pool, peers: new PlaceholderProvisioner("null"), log, backendDomid: dd.domid, type: "vif", vifnamePrefix: "vif" });
+  cleanups.push(() => backend.stop());
+  const g = await host.ts.create("alice", { vifs: 1, backendDomid: dd.domid });
+  const f = new ScriptedFrontend(await host.guestClient(g.domid), g.domid, 0, "vif", dd.domid);
+  await f.connect({ txRingRef: "768", rxRingRef: "769", evtchn: "17" });
+  await f.waitBackend(S.Connected);
+  expect(pool.specs.map((s) => [s.frontendDomid, s.txRingRef, s.rxRingRef, s.txEvtchn])).toEqual([[g.domid, 768, 769, 17]]);
+  expect(device.violations).toEqual([]);
+  expect(device.writes.length).toBeGreaterThan(10);
+  expect(logs.filter((l) => / (warn |error) /.test(l))).toEqual([]);
+}, 30_000);
