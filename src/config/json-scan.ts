@@ -59,11 +59,14 @@ export function scanJson(text: string): JsonScan {
       else return;
     }
   };
+  // An unquoted word where a value belongs (`"peer": tap`) is the usual slip in a settings file.
+  const bareWord = (): never => {
+    const word = /^[A-Za-z_][A-Za-z0-9_.-]*/.exec(text.slice(i, i + 64))![0];
+    return fail(`expected a value, found the bare word ${word}: write strings in double quotes ("${word}")`);
+  };
   const literal = (word: string) => {
-    for (let k = 0; k < word.length; k++) {
-      if (text[i + k] !== word[k]) fail(`unexpected ${describe(i + k)} in '${word}'`, i + k);
-    }
-    i += word.length;
+    if (text.startsWith(word, i) && !/[A-Za-z0-9_]/.test(text[i + word.length] ?? "")) i += word.length;
+    else bareWord();
   };
   const digits = (what: string) => {
     const from = i;
@@ -128,6 +131,7 @@ export function scanJson(text: string): JsonScan {
     else if (c === "n") literal("null");
     else if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) number();
     else if (c === "'") fail("strings are written with double quotes in JSON");
+    else if (c !== undefined && /[A-Za-z_]/.test(c)) bareWord();
     else fail(`expected a value, found ${describe(i)}`);
   };
   const object = (depth: number) => {

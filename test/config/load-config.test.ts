@@ -227,7 +227,10 @@ describe("the config file", () => {
 
   test("a syntax error names its line and column and what was expected there", () => {
     const cases: [string, string][] = [
-      ['{\n  "workers": 2,\n  "peer": switch\n}\n', "/c.json:3:11: not valid JSON: expected a value, found 's'"],
+      ['{\n  "workers": 2,\n  "peer": switch\n}\n', '/c.json:3:11: not valid JSON: expected a value, found the bare word switch: write strings in double quotes ("switch")'],
+      ['{\n  "peer": tap\n}\n', '/c.json:2:11: not valid JSON: expected a value, found the bare word tap: write strings in double quotes ("tap")'],
+      ['{"http-public": True}', '/c.json:1:17: not valid JSON: expected a value, found the bare word True: write strings in double quotes ("True")'],
+      ['{"http-public": truex}', '/c.json:1:17: not valid JSON: expected a value, found the bare word truex'],
       ['{\n  "workers": 2,\n}\n', "/c.json:3:1: not valid JSON: a trailing comma before '}' is not JSON"],
       ['{\n  "workers": 2\n  "peer": "null"\n}', `/c.json:3:3: not valid JSON: expected ',' or '}' after the value of "workers", found '"'`],
       ["{\n\t'peer': 'null'\n}", "/c.json:2:2: not valid JSON: expected a key in double quotes, found '''"],
