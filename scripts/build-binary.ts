@@ -38,6 +38,10 @@ try {
     // workers/vif-worker.ts by that name.
     root,
     target: "bun",
+    // Precompiled JavaScriptCore bytecode: about a quarter less start-up time for 2.6 MB more
+    // (measured on the sim); it matches the Bun runtime embedded with it by construction.
+    bytecode: true,
+    format: "esm",
     sourcemap: "inline",
     compile: {
       outfile: staged,
