@@ -130,3 +130,31 @@ test("a TMPDIR the binary cannot write: one line naming the directory, exit 1", 
   expect(err.trim().split("\n")).toHaveLength(1);
   expect(err).toContain(join(work, "no-such-dir"));
 }, 30_000);
+
+function canMountTmpfs(): boolean {
+  return process.getuid?.() === 0 && spawnSync("mount", ["--version"]).status === 0;
+}
+
+test.skipIf(!canMountTmpfs())("a noexec TMPDIR: one line saying the libraries cannot be mapped there and what to do, exit 1, nothing left", async () => {
+  const noexec = join(work, "noexec");
+  mkdirSync(noexec);
+  const m = spawnSync("mount", ["-t", "tmpfs", "-o", "noexec,size=16m", "tmpfs", noexec], { encoding: "utf8" });
+  if (m.status !== 0) throw new Error(`mount failed: ${m.stderr}`);
+  try {
+    host = await startSimHost();
+    proc = spawn([bin, "--platform", "sim", "--sim-dir", host.dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", "1"], {
+      cwd: join(work, "run"),
+      env: { PATH: join(work, "trap"), TMPDIR: noexec },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await proc.exited).toBe(1);
+    const err = (await new Response(proc.stderr).text()).trim();
+    expect(err.split("\n")).toHaveLength(1);
+    expect(err).toMatch(/^qnicd: cannot load the native library lib\w+\.so extracted to .*failed to map segment.*: if that filesystem is mounted noexec, point TMPDIR at one that allows executables$/);
+    expect(readdirSync(noexec)).toEqual([]);
+  } finally {
+    spawnSync("umount", [noexec]);
+  }
+}, 30_000);
