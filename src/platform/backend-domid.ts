@@ -2,7 +2,7 @@
 // domain (xl's vif `backend=` key names it) xenstore is reached through /dev/xen/xenbus, and the
 // domain reads its own id from xenstore: a relative path is resolved against the caller's
 // /local/domain/<id> (xen docs/misc/xenstore.txt), and libxl writes `domid` there for every domain
-// it creates (libxl_create.c). The same read is a check when --domid is given: serving another
+// it builds (libxl_dom.c, libxl__build_post). The same read is a check when --domid is given: serving another
 // domain's backend directory would fail later on permissions, with a far less clear message.
 import { existsSync } from "node:fs";
 import { XenstoreClient } from "../xenstore/index.ts";
