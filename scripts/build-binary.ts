@@ -17,7 +17,8 @@ function outFile(argv: string[]): string {
     console.error("qnicd build: --out needs a file path, e.g. --out /tmp/qnicd");
     process.exit(2);
   }
-  return resolve(v);
+  // npm runs scripts from the package root; INIT_CWD is where `npm run build -- --out x` was typed.
+  return resolve(process.env.INIT_CWD ?? process.cwd(), v);
 }
 
 const out = outFile(process.argv.slice(2));
