@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
 import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
+import { backendDomid } from "./platform/backend-domid.ts";
 import { peerTakesGso } from "./backend/features.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
@@ -82,7 +83,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   let platformConfig: PlatformConfig;
   try {
     const kind = resolvePlatform(config, deps.probe ?? { exists: existsSync });
-    platformConfig = kind === "sim" ? { kind: "sim", dir: config.simDir, domid: config.domid } : { kind: "xen", domid: config.domid };
+    const domid = await backendDomid(config.domid, kind);
+    platformConfig = kind === "sim" ? { kind: "sim", dir: config.simDir, domid } : { kind: "xen", domid };
     platform = (deps.openPlatform ?? openPlatform)(platformConfig);
   } catch (e) {
     // The sim platform's own hint names a function (initHypervisor); an operator wants the command.
@@ -118,7 +120,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       platform.kind === "sim"
         ? `start it with 'bun run sim up --dir ${config.simDir}'`
         : platform.xenstorePath.startsWith("/dev/")
-          ? "the xenstore client speaks only to xenstored's socket so far: run qnicd in the domain where xenstored runs"
+          ? "run qnicd as root in a domain with Linux's xenbus driver (it provides /dev/xen/xenbus), or where xenstored runs"
           : "start xenstored (e.g. systemctl start xenstored)";
     return fail(new DaemonStartError(`qnicd: cannot reach xenstored at ${platform.xenstorePath}: ${why}: ${cure}`));
   }
@@ -190,7 +192,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       pool,
       peers,
       log,
-      backendDomid: config.domid,
+      backendDomid: platform.domid,
       type: config.backendType,
       vifnamePrefix: config.vifnamePrefix,
       txOffloads,
@@ -198,7 +200,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       stats,
     });
   } catch (e) {
-    return fail(e, `watching /local/domain/${config.domid}/backend/${config.backendType}: `);
+    return fail(e, `watching /local/domain/${platform.domid}/backend/${config.backendType}: `);
   }
   undo.push(() => backend.stop());
   serving = backend;

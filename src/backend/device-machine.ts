@@ -4,7 +4,7 @@
 // Linux netback's frontend_changed/set_backend_state, in one place.
 import type { Logger } from "../log.ts";
 import { XenbusState, xenbusStateName } from "../xen/xenbus-state.ts";
-import { XenstoreConnectionError, type XenstoreClient } from "../xenstore/index.ts";
+import { isXenstoreError, XenstoreConnectionError, type XenstoreClient } from "../xenstore/index.ts";
 import { pathTo, type BackendState, type StepAction, type TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, VifFatalError } from "./errors.ts";
@@ -67,7 +67,13 @@ export class DeviceMachine {
       this.xs.tryRead(`${B}/state`),
       this.xs.tryRead(`${B}/online`),
       this.xs.tryRead(`${B}/hotplug-status`),
-      this.xs.tryRead(`${dev.frontendPath}/state`),
+      // A driver domain cannot read a removed frontend's state: xenstored answers EACCES, not
+      // ENOENT, for a missing node under a directory the caller may not read (xenstored's
+      // errno_from_parents). Linux's xenbus_read_driver_state reads any failure as Unknown too.
+      this.xs.tryRead(`${dev.frontendPath}/state`).catch((e) => {
+        if (isXenstoreError(e, "EACCES")) return undefined;
+        throw e;
+      }),
     ]);
     const beNode = parseState(beRaw);
     const fe = parseState(feRaw) ?? S.Unknown;

@@ -1,5 +1,5 @@
 // --help, generated from the settings table so it cannot drift from what loadConfig accepts.
-import { CONFIG_FILE_ENV, CONFIG_FILE_FLAG, SETTINGS, SETTING_KEYS, envName, flagName, type SettingDef } from "./settings.ts";
+import { CONFIG_FILE_ENV, CONFIG_FILE_FLAG, DEFAULT_CONFIG_FILE, SETTINGS, SETTING_KEYS, envName, flagName, type SettingDef } from "./settings.ts";
 import { formatHttpAddress, type HttpAddress } from "./http-address.ts";
 
 // Defaults that depend on the host are described (defaultHelp), so this context is never consulted
@@ -26,7 +26,7 @@ export function helpText(): string {
   const entry = (usage: string, help: string, detail: string) => {
     lines.push(`  ${usage}`, `      ${help}`, `      ${detail}`);
   };
-  entry(`--${CONFIG_FILE_FLAG} FILE`, "read settings from a JSON file", `default none; env ${CONFIG_FILE_ENV}`);
+  entry(`--${CONFIG_FILE_FLAG} FILE`, "read settings from a JSON file", `default ${DEFAULT_CONFIG_FILE} when it exists; env ${CONFIG_FILE_ENV}`);
   for (const key of SETTING_KEYS) {
     const def: SettingDef<unknown> = SETTINGS[key];
     const flag = flagName(key);

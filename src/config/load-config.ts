@@ -1,14 +1,17 @@
 // Builds the daemon's Config from the command line, the environment and an optional JSON file.
-// Precedence: flags > env (QNICD_*) > file (--config / QNICD_CONFIG) > defaults.
-import { readFileSync } from "node:fs";
+// Precedence: flags > env (QNICD_*) > file (--config / QNICD_CONFIG, else /etc/qnicd/qnicd.json
+// when it exists) > defaults.
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import { parseArgv, type FlagSpec } from "./argv.ts";
 import { ConfigError, invalidValue } from "./config-error.ts";
 import { isLoopbackHost } from "./http-address.ts";
+import { lineColumn, scanJson } from "./json-scan.ts";
 import {
   CONFIG_FILE_ENV,
   CONFIG_FILE_FLAG,
+  DEFAULT_CONFIG_FILE,
   SETTINGS,
   SETTING_KEYS,
   envName,
@@ -29,6 +32,13 @@ export interface LoadConfigInput {
   env: Readonly<Record<string, string | undefined>>;
   /** Reads the --config file; defaults to the filesystem. */
   readFile?: (path: string) => string;
+  /**
+   * The file read when neither --config nor QNICD_CONFIG names one, if it exists (default
+   * /etc/qnicd/qnicd.json; null: none). Tests pass null so the machine's file cannot leak in.
+   */
+  defaultConfigFile?: string | null;
+  /** Whether the default config file exists; defaults to the filesystem. */
+  fileExists?: (path: string) => boolean;
   /** Defaults to the machine's CPU count (for --workers' default). */
   cpuCount?: number;
   /** Defaults to the process's uid (for --sim-dir's default). */
@@ -67,7 +77,9 @@ export function loadConfig(input: LoadConfigInput): Config {
   };
   const flags = parseArgv(input.argv, flagSpecs()).values;
 
-  const configFile = flags.get(CONFIG_FILE_FLAG) ?? nonEmpty(env[CONFIG_FILE_ENV]) ?? null;
+  const named = flags.get(CONFIG_FILE_FLAG) ?? nonEmpty(env[CONFIG_FILE_ENV]);
+  const fallback = input.defaultConfigFile === undefined ? DEFAULT_CONFIG_FILE : input.defaultConfigFile;
+  const configFile = named ?? (fallback !== null && (input.fileExists ?? existsSync)(fallback) ? fallback : null);
   const fromFile = configFile === null ? new Map<string, Sourced>() : readConfigFile(configFile, input.readFile ?? readUtf8);
 
   const values: Record<string, unknown> = {};
@@ -115,27 +127,40 @@ function readUtf8(path: string): string {
   return readFileSync(path, "utf8");
 }
 
-/** The file's keys are the flag names ("sim-dir"); values may be JSON strings, numbers or booleans. */
+/**
+ * The file's keys are the flag names ("sim-dir"); values may be JSON strings, numbers or booleans.
+ * Every error names the file as path:line:column, where editors and `vim +line` take it.
+ */
 function readConfigFile(path: string, read: (path: string) => string): Map<string, Sourced> {
-  let parsed: unknown;
+  let text: string;
   try {
-    parsed = JSON.parse(read(path));
+    text = read(path);
   } catch (e) {
     throw new ConfigError(
       `qnicd: --config: ${JSON.stringify(path)} is not valid: expected ${CONFIG_FILE_EXPECTED} (${(e as Error).message})`,
       CONFIG_FILE_FLAG,
     );
   }
+  const at = (offset: number) => {
+    const { line, column } = lineColumn(text, offset);
+    return `${path}:${line}:${column}`;
+  };
+  const scan = scanJson(text);
+  if (scan.error) {
+    throw new ConfigError(`qnicd: ${at(scan.error.offset)}: not valid JSON: ${scan.error.message} (the file must be ${CONFIG_FILE_EXPECTED})`, CONFIG_FILE_FLAG);
+  }
+  const parsed: unknown = JSON.parse(text);
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new ConfigError(`qnicd: --config: ${JSON.stringify(path)} is not valid: expected ${CONFIG_FILE_EXPECTED}`, CONFIG_FILE_FLAG);
+    throw new ConfigError(`qnicd: ${at(text.length - text.trimStart().length)}: expected ${CONFIG_FILE_EXPECTED}, found ${Array.isArray(parsed) ? "an array" : String(JSON.stringify(parsed))}`, CONFIG_FILE_FLAG);
   }
   const known = new Set(SETTING_KEYS.map(flagName));
   const out = new Map<string, Sourced>();
   for (const [name, value] of Object.entries(parsed)) {
+    const pos = scan.members.get(name);
     if (!known.has(name)) {
-      throw new ConfigError(`qnicd: ${name} in ${path}: unknown setting (see --help for the list)`, name);
+      throw new ConfigError(`qnicd: ${at(pos?.key ?? 0)}: ${name}: unknown setting (see --help for the list)`, name);
     }
-    out.set(name, { text: typeof value === "string" ? value : JSON.stringify(value), where: `${name} in ${path}` });
+    out.set(name, { text: typeof value === "string" ? value : JSON.stringify(value), where: `${at(pos?.value ?? 0)}: ${name}` });
   }
   return out;
 }

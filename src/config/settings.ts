@@ -75,12 +75,14 @@ export const SETTINGS = {
     schema: oneOf(["vif", "qnic"]),
     default: () => "vif" as const,
   }),
-  domid: setting({
-    metavar: "N",
-    help: "the domain qnicd runs in (the backend domain)",
-    expected: `an integer from 0 to ${DOMID_MAX}`,
-    schema: integer(0, DOMID_MAX),
-    default: () => 0,
+  domid: setting<number | "auto">({
+    metavar: "N|auto",
+    // A driver domain (xl's vif backend=) reaches xenstore through /dev/xen/xenbus and reads its
+    // own id there (src/platform/backend-domid.ts); dom0 is 0.
+    help: "the domain qnicd runs in and serves vifs from (the backend domain): auto reads it from xenstore in a driver domain, else 0",
+    expected: `auto or an integer from 0 to ${DOMID_MAX}`,
+    schema: v.union([v.pipe(v.string(), v.literal("auto")), integer(0, DOMID_MAX)]),
+    default: () => "auto" as const,
   }),
   workers: setting({
     metavar: "N",
@@ -191,3 +193,5 @@ export function envName(key: string): string {
 /** The config file path is not a setting in the table: it is read before the others and cannot set itself. */
 export const CONFIG_FILE_FLAG = "config";
 export const CONFIG_FILE_ENV = "QNICD_CONFIG";
+/** Read when neither --config nor QNICD_CONFIG names a file, if it exists (README: Install on a Xen host). */
+export const DEFAULT_CONFIG_FILE = "/etc/qnicd/qnicd.json";

@@ -1,6 +1,8 @@
 // The platform seam on the simulated host: grant device and event channels backed by the simulated
 // hypervisor (src/sim/hypervisor). Opened from the serializable config, so each Bun Worker opens
-// its own: openPlatform({ kind: "sim", dir, domid: 0 }).
+// its own: openPlatform({ kind: "sim", dir, domid: 0 }). A backend in another domain (a driver
+// domain, xl's vif `backend=` key) reaches xenstore through that domain's own xenstored socket,
+// with that domain's permissions, as a real driver domain does through /dev/xen/xenbus.
 import { simPaths } from "../sim/paths.ts";
 import { domainExists, hypervisorInitialised } from "../sim/hypervisor/domains.ts";
 import { SimEventChannelDevice } from "../sim/hypervisor/evtchn.ts";
@@ -20,7 +22,8 @@ export class SimPlatform implements Platform {
     this.config = { kind: "sim", dir: config.dir, domid: config.domid };
     this.dir = config.dir;
     this.domid = config.domid;
-    this.xenstorePath = simPaths(config.dir).xenstoredSocket;
+    const paths = simPaths(config.dir);
+    this.xenstorePath = config.domid === 0 ? paths.xenstoredSocket : paths.domainSocket(config.domid);
     if (!hypervisorInitialised(config.dir))
       throw new PlatformError(
         `sim platform: no simulated hypervisor in ${simPaths(config.dir).shmDir} for run directory ${config.dir}: start the simulated host (initHypervisor) first`,
@@ -28,7 +31,7 @@ export class SimPlatform implements Platform {
         -2,
       );
     if (!domainExists(config.dir, config.domid))
-      throw new PlatformError(`sim platform: dom${config.domid} does not exist on the simulated host in ${config.dir}: use domid 0 for the backend`, "ESRCH", -3);
+      throw new PlatformError(`sim platform: dom${config.domid} does not exist on the simulated host in ${config.dir}: use 0 (dom0), or create the driver domain first (sim xl create NAME)`, "ESRCH", -3);
   }
 
   private check(op: string): void {

@@ -7,7 +7,12 @@ import type { ToMain, ToWorker, WorkerInit } from "./messages.ts";
 import { reclaimWorkerDevices, type ReclaimResult } from "./reclaim.ts";
 import { workerNative } from "./worker-native.ts";
 
-const WORKER_SCRIPT = join(import.meta.dir, "..", "..", "workers", "vif-worker.ts");
+// In the compiled binary the worker is a second entrypoint, stored under the build's root
+// (scripts/build-binary.ts) at its source path; import.meta.dir is that root there. An absolute
+// name, so a binary never falls back to a workers/ directory under its working directory.
+const WORKER_SCRIPT = Bun.isStandaloneExecutable
+  ? join(import.meta.dir, "workers", "vif-worker.ts")
+  : join(import.meta.dir, "..", "..", "workers", "vif-worker.ts");
 
 type Request = Extract<ToWorker, { seq: number }>;
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;

@@ -12,6 +12,7 @@ import { XenstoreConnectionError, XenstoreError } from "./errors.ts";
 import { XsNodeOps, type XsTrace } from "./ops.ts";
 import { runTransaction, type Transaction, type TransactionOptions } from "./transaction.ts";
 import { unixSocketTransport, type TransportFactory } from "./transport.ts";
+import { isCharacterDevice, xenbusDeviceTransport } from "./xenbus-device.ts";
 
 export type WatchCallback = (path: string, token: string) => void;
 
@@ -23,7 +24,7 @@ export interface Watch {
 }
 
 export interface XenstoreClientOptions {
-  /** xenstored's Unix socket. */
+  /** xenstored's Unix socket, or a xenbus character device (/dev/xen/xenbus). */
   path?: string;
   /** Any other transport (e.g. /dev/xen/xenbus); `path` is ignored when this is given. */
   transport?: { factory: TransportFactory; endpoint: string };
@@ -73,7 +74,7 @@ export class XenstoreClient extends XsNodeOps {
     let endpoint: string;
     if (opts.transport) ({ factory, endpoint } = opts.transport);
     else if (opts.path) {
-      factory = unixSocketTransport(opts.path);
+      factory = isCharacterDevice(opts.path) ? xenbusDeviceTransport(opts.path) : unixSocketTransport(opts.path);
       endpoint = opts.path;
     } else throw new XenstoreError("EINVAL", "XenstoreClient.connect: give a socket path or a transport");
     const conn = await Connection.open(factory, endpoint, opts.reconnect);

@@ -121,7 +121,13 @@ export class Connection {
       return;
     }
     this.pending.set(id, req);
-    this.transport!.write(bytes);
+    try {
+      this.transport!.write(bytes);
+    } catch (e) {
+      // The transport refused the message before sending it (too big for /dev/xen/xenbus).
+      this.pending.delete(id);
+      req.reject(e as Error);
+    }
   }
 
   private handlers() {

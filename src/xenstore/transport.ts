@@ -1,6 +1,6 @@
 // The byte pipe under the xenstore connection. xenstored speaks the same protocol on its Unix
-// socket and on /dev/xen/xenbus (real dom0), so only this file knows which one is in use: a
-// /dev/xen/xenbus transport implements the same interface later (read/write on the device fd).
+// socket and through /dev/xen/xenbus, so only the transports know which one is in use: this file
+// has the socket, xenbus-device.ts the device (one write() per message).
 import { createConnection, type Socket } from "node:net";
 
 export interface TransportHandlers {

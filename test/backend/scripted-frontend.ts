@@ -25,9 +25,10 @@ export class ScriptedFrontend {
     readonly domid: number,
     readonly devid: number,
     backendType = "vif",
+    backendDomid = 0,
   ) {
     this.F = `/local/domain/${domid}/device/vif/${devid}`;
-    this.B = `/local/domain/0/backend/${backendType}/${domid}/${devid}`;
+    this.B = `/local/domain/${backendDomid}/backend/${backendType}/${domid}/${devid}`;
   }
 
   setState(s: number): Promise<void> {

@@ -4,11 +4,11 @@ import { helpText, isHelpRequested } from "../../src/config/index.ts";
 test("--help lists every setting with its default and env var", () => {
   const text = helpText();
   const expectations: [string, string, string][] = [
-    ["--config FILE", "default none", "QNICD_CONFIG"],
+    ["--config FILE", "default /etc/qnicd/qnicd.json when it exists", "QNICD_CONFIG"],
     ["--platform auto|xen|sim", "default auto", "QNICD_PLATFORM"],
     ["--sim-dir DIR", "default $XDG_RUNTIME_DIR/qnicd-sim, else /tmp/qnicd-sim-<uid>", "QNICD_SIM_DIR"],
     ["--backend-type vif|qnic", "default vif", "QNICD_BACKEND_TYPE"],
-    ["--domid N", "default 0", "QNICD_DOMID"],
+    ["--domid N|auto", "default auto", "QNICD_DOMID"],
     ["--workers N", "default the number of CPUs", "QNICD_WORKERS"],
     ["--http HOST:PORT", "default 127.0.0.1:8080", "QNICD_HTTP"],
     ["--http-public", "default false", "QNICD_HTTP_PUBLIC"],

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, loadConfig, type Config, type LoadConfigInput } from "../../src/config/index.ts";
 
-const base = { env: {}, cpuCount: 4, uid: 1000 } as const;
+// defaultConfigFile: null, so a /etc/qnicd/qnicd.json on the machine running the tests cannot leak in.
+const base = { env: {}, cpuCount: 4, uid: 1000, defaultConfigFile: null } as const;
 const load = (over: Partial<LoadConfigInput> = {}) => loadConfig({ argv: [], ...base, ...over });
 
 /** The ConfigError a call throws, so a test can check the whole one-line message. */
@@ -21,7 +22,7 @@ describe("defaults", () => {
       platform: "auto",
       simDir: "/tmp/qnicd-sim-1000",
       backendType: "vif",
-      domid: 0,
+      domid: "auto",
       workers: 4,
       http: { host: "127.0.0.1", port: 8080 },
       httpPublic: false,
@@ -71,6 +72,7 @@ describe("sources and precedence", () => {
   test("--name=VALUE and --name VALUE are the same", () => {
     expect(load({ argv: ["--domid=5"] }).domid).toBe(5);
     expect(load({ argv: ["--domid", "5"] }).domid).toBe(5);
+    expect(load({ argv: ["--domid", "auto"] }).domid).toBe("auto");
   });
 
   test("an empty env var counts as unset", () => {
@@ -112,8 +114,8 @@ describe("rejections name the setting, the value and what is allowed, on one lin
     ["non-integer workers", { argv: ["--workers", "abc"] }, 'qnicd: --workers: "abc" is not valid: expected an integer from 1 to 256'],
     ["zero workers", { argv: ["--workers", "0"] }, 'qnicd: --workers: "0" is not valid: expected an integer from 1 to 256'],
     ["fractional workers from env", { env: { QNICD_WORKERS: "1.5" } }, 'qnicd: QNICD_WORKERS: "1.5" is not valid: expected an integer from 1 to 256'],
-    ["reserved domid", { argv: ["--domid", "32752"] }, 'qnicd: --domid: "32752" is not valid: expected an integer from 0 to 32751'],
-    ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected an integer from 0 to 32751'],
+    ["reserved domid", { argv: ["--domid", "32752"] }, 'qnicd: --domid: "32752" is not valid: expected auto or an integer from 0 to 32751'],
+    ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected auto or an integer from 0 to 32751'],
     ["unknown platform", { argv: ["--platform", "kvm"] }, 'qnicd: --platform: "kvm" is not valid: expected one of auto, xen, sim'],
     ["unknown peer", { argv: ["--peer", "macvtap"] }, 'qnicd: --peer: "macvtap" is not valid: expected one of tap, switch, null'],
     ["unknown datapath", { argv: ["--datapath", "fast"] }, 'qnicd: --datapath: "fast" is not valid: expected one of batched, seed'],
@@ -144,9 +146,9 @@ describe("rejections name the setting, the value and what is allowed, on one lin
     }
   });
 
-  test("a file value is named by its key and file", () => {
+  test("a file value is named by its file, line, column and key", () => {
     const e = errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => '{"workers": 0}' }));
-    expect(e.message).toBe('qnicd: workers in /c.json: "0" is not valid: expected an integer from 1 to 256');
+    expect(e.message).toBe('qnicd: /c.json:1:13: workers: "0" is not valid: expected an integer from 1 to 256');
   });
 });
 
@@ -189,7 +191,7 @@ describe("the command line", () => {
 describe("the config file", () => {
   test("an unknown key is an error", () => {
     const e = errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => '{"wrokers": 2}' }));
-    expect(e.message).toBe("qnicd: wrokers in /c.json: unknown setting (see --help for the list)");
+    expect(e.message).toBe("qnicd: /c.json:1:2: wrokers: unknown setting (see --help for the list)");
   });
 
   test("unreadable or non-object files are one-line errors", () => {
@@ -199,16 +201,20 @@ describe("the config file", () => {
     expect(missing.message).toBe(
       'qnicd: --config: "/nope.json" is not valid: expected a readable JSON file holding an object of settings (ENOENT: no such file or directory open \'/nope.json\')',
     );
-    for (const text of ["[1]", "null", "{"]) {
-      expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => text })).message).toStartWith(
-        'qnicd: --config: "/c.json" is not valid: expected a readable JSON file holding an object of settings',
-      );
-    }
+    expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => "[1]" })).message).toBe(
+      "qnicd: /c.json:1:1: expected a readable JSON file holding an object of settings, found an array",
+    );
+    expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => "\n  null" })).message).toBe(
+      "qnicd: /c.json:2:3: expected a readable JSON file holding an object of settings, found null",
+    );
+    expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => "{" })).message).toBe(
+      "qnicd: /c.json:1:2: not valid JSON: expected a key in double quotes, found the end of the file (the file must be a readable JSON file holding an object of settings)",
+    );
   });
 
   test("file values of the wrong JSON type are rejected like bad text", () => {
     const e = errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => '{"peer": ["tap"]}' }));
-    expect(e.message).toBe('qnicd: peer in /c.json: "[\\"tap\\"]" is not valid: expected one of tap, switch, null');
+    expect(e.message).toBe('qnicd: /c.json:1:10: peer: "[\\"tap\\"]" is not valid: expected one of tap, switch, null');
   });
 
   test("a real file on disk is read when no reader is injected", async () => {
@@ -219,5 +225,72 @@ describe("the config file", () => {
     } finally {
       (await import("node:fs")).rmSync(path, { force: true });
     }
+  });
+
+  test("a syntax error names its line and column and what was expected there", () => {
+    const cases: [string, string][] = [
+      ['{\n  "workers": 2,\n  "peer": switch\n}\n', '/c.json:3:11: not valid JSON: expected a value, found the bare word switch: write strings in double quotes ("switch")'],
+      ['{\n  "peer": tap\n}\n', '/c.json:2:11: not valid JSON: expected a value, found the bare word tap: write strings in double quotes ("tap")'],
+      ['{"http-public": True}', '/c.json:1:17: not valid JSON: expected a value, found the bare word True: write strings in double quotes ("True")'],
+      ['{"http-public": truex}', '/c.json:1:17: not valid JSON: expected a value, found the bare word truex'],
+      ['{\n  "workers": 2,\n}\n', "/c.json:3:1: not valid JSON: a trailing comma before '}' is not JSON"],
+      ['{\n  "workers": 2\n  "peer": "null"\n}', `/c.json:3:3: not valid JSON: expected ',' or '}' after the value of "workers", found '"'`],
+      ["{\n\t'peer': 'null'\n}", "/c.json:2:2: not valid JSON: expected a key in double quotes, found '''"],
+      ['{"sim-dir": "/tmp/a\nb"}', "/c.json:1:20: not valid JSON: control character U+000a inside a string (write it as an escape such as \\n)"],
+      ['{"workers": 02}', "/c.json:1:14: not valid JSON: a number may not start with 0 (leading zeros are not JSON)"],
+      ['\ufeff{"workers": 2}', "/c.json:1:1: not valid JSON: the file starts with a byte order mark: save it as UTF-8 without one"],
+      ['{"workers": 2} {}', "/c.json:1:16: not valid JSON: unexpected '{' after the end of the JSON value"],
+    ];
+    for (const [text, where] of cases) {
+      const e = errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => text }));
+      expect(e.message).toStartWith(`qnicd: ${where}`);
+      expect(e.message).not.toContain("\n");
+    }
+  });
+
+  test("keys and values are located on their own lines in a multi-line file", () => {
+    const text = '{\n  "peer": "null",\n\n    "workerz": 3\n}\n';
+    expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => text })).message).toBe(
+      "qnicd: /c.json:4:5: workerz: unknown setting (see --help for the list)",
+    );
+    const bad = '{\n  "peer": "null",\n  "workers":   "many"\n}\n';
+    expect(errorOf(() => load({ argv: ["--config", "/c.json"], readFile: () => bad })).message).toBe(
+      'qnicd: /c.json:3:16: workers: "many" is not valid: expected an integer from 1 to 256',
+    );
+  });
+});
+
+describe("the default config file", () => {
+  const files: Record<string, string> = { "/etc/qnicd/qnicd.json": '{"workers": 5}', "/other.json": '{"workers": 6}' };
+  const fs = {
+    readFile: (p: string) => {
+      if (!(p in files)) throw new Error(`ENOENT: no such file or directory, open '${p}'`);
+      return files[p]!;
+    },
+    fileExists: (p: string) => p in files,
+  };
+
+  test("/etc/qnicd/qnicd.json is read when it exists and nothing names another file", () => {
+    const cfg = load({ ...fs, defaultConfigFile: undefined });
+    expect(cfg.workers).toBe(5);
+    expect(cfg.configFile).toBe("/etc/qnicd/qnicd.json");
+  });
+
+  test("--config and QNICD_CONFIG replace it", () => {
+    expect(load({ ...fs, defaultConfigFile: undefined, argv: ["--config", "/other.json"] }).workers).toBe(6);
+    expect(load({ ...fs, defaultConfigFile: undefined, env: { QNICD_CONFIG: "/other.json" } }).workers).toBe(6);
+  });
+
+  test("no file there: the defaults, no error", () => {
+    const cfg = load({ readFile: fs.readFile, fileExists: () => false, defaultConfigFile: undefined });
+    expect(cfg.workers).toBe(4);
+    expect(cfg.configFile).toBeNull();
+  });
+
+  test("its errors carry its path, line and column like any config file", () => {
+    const broken = { ...fs, readFile: () => '{\n  "peer": "bogus"\n}' };
+    expect(errorOf(() => load({ ...broken, defaultConfigFile: undefined })).message).toBe(
+      'qnicd: /etc/qnicd/qnicd.json:2:11: peer: "bogus" is not valid: expected one of tap, switch, null',
+    );
   });
 });

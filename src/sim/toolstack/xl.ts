@@ -23,7 +23,8 @@ const createOpts = {
   vifs: option({ expected: "an integer from 0 to 64", schema: schemas.integer(0, 64) }),
   memory: option({ expected: "a size in MiB from 1 to 1024", schema: schemas.integer(1, 1024) }),
   "backend-type": option({ expected: "one of vif, qnic", schema: schemas.backendType }),
-  "backend-domid": option({ expected: "a domid from 0 to 32751", schema: schemas.integer(0, 0x7fef) }),
+  // xl's vif `backend=` key: the domain (name or id) that serves the vifs, a driver domain.
+  backend: qualifierArg,
   "no-wait": noWaitOption,
   netfront: netfrontOption,
   ip: ipOption,
@@ -43,17 +44,19 @@ const nicKeys: Record<string, OptionSpec<unknown>> = {
   mtu: option({ expected: "an integer from 68 to 65535", schema: schemas.integer(68, 65535) }),
   vifname: option({ expected: "an interface name (1-15 characters, no '/', ':' or spaces)", schema: schemas.ifname }),
   script: option({ expected: "an absolute path", schema: schemas.path }),
-  backend: option({ expected: "a domid from 0 to 32751", schema: schemas.integer(0, 0x7fef) }),
+  backend: qualifierArg,
 };
 
 export const XL_HELP = `usage: sim xl [--dir DIR] COMMAND ...
 
 Commands (as xl, on the simulated host):
-  create NAME [--vifs N] [--memory MiB] [--backend-type vif|qnic] [--backend-domid N] [--no-wait]
+  create NAME [--vifs N] [--memory MiB] [--backend-type vif|qnic] [--backend NAME|DOMID] [--no-wait]
          [--netfront [--ip A.B.C.D]]
       Create a domain with N vifs (default 0). Like libxl, waits up to 10 s for each vif's backend
       to reach InitWait, and destroys the domain if none answers. --no-wait skips that wait (for use
       before a backend is running). --backend-type qnic names the backend directory like QEMU does.
+      --backend (xl's vif backend= key) puts the vifs' backends in that domain, a driver domain,
+      with libxl's permissions; the default is dom0.
       --netfront boots the guest: a Linux-like netfront process per vif (the first one answers ARP
       and ping on --ip); its events and log are in DIR/guests/.
   destroy NAME|DOMID [--no-wait]
@@ -61,7 +64,7 @@ Commands (as xl, on the simulated host):
       --no-wait: do not wait on backends that never claimed a vif (still Initialising).
   list
       Name, ID, Mem, VCPUs, State, like xl list.
-  network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [backend=DOMID]
+  network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [backend=NAME|DOMID]
                  [--backend-type vif|qnic] [--no-wait] [--netfront [--ip A.B.C.D]]
       Add a vif with the next free devid; waits for its backend like create. --netfront: the
       running guest's netfront probes the new vif.
@@ -108,8 +111,10 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
       const vifs = get(p, spec, "vifs", 0);
       const memoryMb = get<number | undefined>(p, spec, "memory", undefined);
       const backendKind = get(p, spec, "backend-type", "vif");
-      const backendDomid = get(p, spec, "backend-domid", 0);
+      const backend = get<string | undefined>(p, spec, "backend", undefined);
       run = async (ts) => {
+        // libxl resolves backend= before it builds anything: a missing domain fails the create.
+        const backendDomid = backend === undefined ? 0 : await ts.findDomain(backend);
         const d = await ts.create(name, { vifs, memoryMb, backendKind, backendDomid, noWait, boot });
         if (noWait && d.nics.length) io.err(`sim: --no-wait: not waiting for a backend; ${d.nics.map((n) => n.backend).join(", ")} left in Initialising`);
       };
@@ -129,16 +134,18 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
       if (p.positionals.length < 1) throw new UsageError(`${cmd}: expected NAME|DOMID [key=value ...]`);
       const q = check("domain", p.positionals[0]!, qualifierArg);
       const nic: Partial<NicConfig> = { backendKind: get(p, spec, "backend-type", "vif") };
+      let backend: string | undefined;
       for (const kv of p.positionals.slice(1)) {
         const eq = kv.indexOf("=");
         const key = eq > 0 ? kv.slice(0, eq) : "";
         const keySpec = nicKeys[key];
         if (!keySpec) throw new UsageError(`${cmd}: unknown vif setting ${JSON.stringify(kv)}: expected key=value with key one of ${Object.keys(nicKeys).join(", ")}`);
         const val = check(key, kv.slice(eq + 1), keySpec);
-        if (key === "backend") nic.backendDomid = val as number;
+        if (key === "backend") backend = val as string;
         else (nic as Record<string, unknown>)[key] = val;
       }
       run = async (ts) => {
+        if (backend !== undefined) nic.backendDomid = await ts.findDomain(backend);
         const n = await ts.networkAttach(q, nic, { noWait, boot });
         if (noWait) io.err(`sim: --no-wait: not waiting for a backend; vif devid ${n.devid} left in Initialising`);
       };

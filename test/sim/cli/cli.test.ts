@@ -160,3 +160,33 @@ test("the default run directory is $XDG_RUNTIME_DIR/qnicd-sim", async () => {
   expect(gone(pid)).toBe(true);
   expect(existsSync(simPaths(expected).shmDir)).toBe(false);
 });
+
+test("xl's backend= key: create --backend NAME and network-attach backend=DOMID put the vif's backend in that domain with libxl's permissions", async () => {
+  expect((await sim(["up", "--dir", dir])).code).toBe(0);
+  expect((await sim(["xl", "--dir", dir, "create", "driver"])).code).toBe(0);
+  const c = await sim(["xl", "--dir", dir, "create", "g", "--vifs", "1", "--backend", "driver", "--no-wait"]);
+  expect(c.code).toBe(0);
+  const a = await sim(["xl", "--dir", dir, "network-attach", "g", "backend=1", "--no-wait"]);
+  expect(a.code).toBe(0);
+  const xs = await XenstoreClient.connect({ path: simPaths(dir).xenstoredSocket, reconnect: { enabled: false } });
+  try {
+    for (const devid of [0, 1]) {
+      const B = `/local/domain/1/backend/vif/2/${devid}`;
+      const F = `/local/domain/2/device/vif/${devid}`;
+      expect(await xs.read(`${F}/backend`)).toBe(B);
+      expect(await xs.read(`${F}/backend-id`)).toBe("1");
+      expect(await xs.read(`${B}/frontend-id`)).toBe("2");
+      // libxl: the backend domain owns B and the guest may read it; the other way round for F.
+      expect(await xs.getPerms(B)).toEqual([{ domid: 1, access: "n" }, { domid: 2, access: "r" }]);
+      expect(await xs.getPerms(F)).toEqual([{ domid: 2, access: "n" }, { domid: 1, access: "r" }]);
+    }
+  } finally {
+    xs.close();
+  }
+  // As libxl resolving backend=: an unknown domain fails before anything is created.
+  const bad = await sim(["xl", "--dir", dir, "create", "h", "--vifs", "1", "--backend", "nosuch", "--no-wait"]);
+  expect(bad.code).toBe(1);
+  expect(bad.err).toContain("nosuch is an invalid domain identifier");
+  expect((await sim(["xl", "--dir", dir, "list"])).out).not.toContain("\nh ");
+  expect((await sim(["down", "--dir", dir])).code).toBe(0);
+}, 60_000);
