@@ -97,7 +97,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
 
   // One owner per backend, before xenstore is touched: a second qnicd must not close or take over
   // the first one's vifs. The lock dies with the process, so a crash never blocks the successor.
-  const root = backendRoot(config.domid, config.backendType);
+  const root = backendRoot(platform.domid, config.backendType);
   const runtimeDir = runtimeDirFor({ platform: platform.kind, runtimeDir: config.runtimeDir, simDir: config.simDir, env: process.env, uid: process.getuid?.() ?? 0 });
   const stateName = backendStateName(platform.kind, root);
   let lock: OwnerLock;
