@@ -49,6 +49,8 @@ export interface XenDirectionCost {
    * the kernel delivered. By IRQ name as well.
    */
   dom0Interrupts: Rate & { byName: Record<string, number> };
+  /** TCP segments sent again during the transfers (each a lost or late packet; a timeout stalls a transfer). */
+  tcpRetransmits?: { dom0: number; guest?: number };
   /** qnicd only: deltas of the vif's /vifs counters, per packet = per guest tx + rx packet. */
   qnicd?: {
     packets: number;
@@ -77,6 +79,11 @@ export interface XenThroughputReport {
   cost: Record<XenBackend, Partial<Record<XenDirection, XenDirectionCost>>>;
   /** How long the whole testbed run took (QEMU wall time), when known. */
   qemuSeconds?: number;
+  /**
+   * The host's load averages (1, 5, 15 min) when the run ended: QEMU's emulation shares the host's
+   * cores, so other work there slows every figure (not always evenly) and widens the spread.
+   */
+  hostLoad?: number[];
 }
 
 export function writeXenReport(report: XenThroughputReport, path = XEN_REPORT_PATH): void {
@@ -97,6 +104,8 @@ export function readXenReport(path = XEN_REPORT_PATH): XenThroughputReport | nul
 
 const f1 = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? "-" : n >= 100 ? n.toFixed(0) : n.toFixed(1));
 const f2 = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(2));
+const retrans = (c: XenDirectionCost) =>
+  c.tcpRetransmits ? `, TCP retransmits dom0 ${c.tcpRetransmits.dom0} guest ${c.tcpRetransmits.guest ?? "-"}` : "";
 const rate = (r: Rate | undefined) => (r ? `${f1(r.perMB)}/MB${r.perPacket !== undefined ? ` (${f2(r.perPacket)}/pkt)` : ""}` : "-");
 
 /** The report as lines for a terminal: each transfer, the medians and ratios, then the costs. */
@@ -118,13 +127,13 @@ export function formatXenReport(r: XenThroughputReport): string[] {
     if (n)
       out.push(
         `  cost ${d.padEnd(4)} netback: dom0 vif IRQs ${rate(n.dom0Interrupts)}, dom0 vif data packets ${rate(n.dom0DataPackets)}, ` +
-          `guest data packets ${rate(n.guestDataPackets)}, guest IRQs ${rate(n.guestInterrupts)}`,
+          `guest data packets ${rate(n.guestDataPackets)}, guest IRQs ${rate(n.guestInterrupts)}${retrans(n)}`,
       );
     if (q) {
       const c = q.qnicd;
       out.push(
         `  cost ${d.padEnd(4)} qnicd:   dom0 evtchn IRQs ${rate(q.dom0Interrupts)}, TAP data packets ${rate(q.dom0DataPackets)}, ` +
-          `guest data packets ${rate(q.guestDataPackets)}, guest IRQs ${rate(q.guestInterrupts)}`,
+          `guest data packets ${rate(q.guestDataPackets)}, guest IRQs ${rate(q.guestInterrupts)}${retrans(q)}`,
       );
       if (c)
         out.push(
@@ -133,6 +142,7 @@ export function formatXenReport(r: XenThroughputReport): string[] {
         );
     }
   }
-  if (r.qemuSeconds !== undefined) out.push(`  whole testbed run: ${r.qemuSeconds.toFixed(0)} s of QEMU`);
+  if (r.qemuSeconds !== undefined)
+    out.push(`  whole testbed run: ${r.qemuSeconds.toFixed(0)} s of QEMU${r.hostLoad ? `; host load average at its end ${r.hostLoad.map((l) => l.toFixed(1)).join(" / ")} (1/5/15 min)` : ""}`);
   return out;
 }

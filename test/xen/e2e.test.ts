@@ -28,7 +28,8 @@ let setupError: string | undefined;
 
 beforeAll(async () => {
   try {
-    run = await runTestbed({ timeoutS: 900 });
+    // 900 s before the throughput steps, which take about 2 minutes more (more on a loaded host).
+    run = await runTestbed({ timeoutS: 1080 });
   } catch (e) {
     setupError = (e as Error).message;
   }

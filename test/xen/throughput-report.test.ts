@@ -34,6 +34,8 @@ describe("buildXenReport", () => {
   const results = [
     ...snap("netback", "up", "before", [
       "dev rx_packets=100 tx_packets=50 rx_bytes=0 tx_bytes=0",
+      "tcp retrans_segs=7",
+      "guest tcp retrans_segs=3",
       "irq  60:        10  xen-dyn    -event     vif1.0-q0-tx",
       "irq  61:        20  xen-dyn    -event     vif1.0-q0-rx",
       "irq  40:       500  xen-dyn    -event     evtchn:xenstored",
@@ -43,6 +45,8 @@ describe("buildXenReport", () => {
     ...transfers("netback", "up", [30, 20, 25]),
     ...snap("netback", "up", "after", [
       "dev rx_packets=2100 tx_packets=1050 rx_bytes=0 tx_bytes=0",
+      "tcp retrans_segs=7",
+      "guest tcp retrans_segs=5",
       "irq  60:       970  xen-dyn    -event     vif1.0-q0-tx",
       "irq  61:        20  xen-dyn    -event     vif1.0-q0-rx",
       "irq  40:       999  xen-dyn    -event     evtchn:xenstored",
@@ -86,6 +90,7 @@ describe("buildXenReport", () => {
     expect(c.dom0DataPackets.total).toBe(2000);
     expect(c.guestDataPackets!.perMB).toBe(20);
     expect(c.guestInterrupts!.perMB).toBe(5);
+    expect(c.tcpRetransmits).toEqual({ dom0: 0, guest: 2 });
     expect(r.cost.netback.down).toBeUndefined();
   });
 
@@ -112,5 +117,6 @@ describe("buildXenReport", () => {
     expect(text).toContain("qnicd/netback (medians): up 0.40, down 0.11");
     expect(text).toContain("syscalls 1047/MB (1.00/pkt)");
     expect(text).toContain("dom0 vif IRQs 10.0/MB");
+    expect(text).toContain("TCP retransmits dom0 0 guest 2");
   });
 });

@@ -195,10 +195,11 @@ baseline() {
 # three times, each timed in dom0 and compared by sha256. Around each direction's three it takes
 # the counters that say what the transfers cost: dom0's /proc/interrupts lines of the vif (kernel
 # netback names its IRQs vifD.N-q0-tx/-rx) and of user-space event channels ("evtchn:<command>",
-# qnicd's), the dom0 netdev's counters, the guest's (xfer stat) and, for qnicd, /vifs/<vif>.
+# qnicd's), the dom0 netdev's counters, TCP retransmissions, the guest's (xfer stat) and, for
+# qnicd, /vifs/<vif>.
 # The host (throughput.ts) turns the lines into MB/s, medians, ratios and per-MB costs:
 #   QNICD-RESULT tput backend=B dir=up|down i=N bytes=.. secs=.. mbps=.. sha=ok|bad
-#   QNICD-RESULT tput_snap backend=B dir=D at=before|after dev|vifs|irq|guest <what was read>
+#   QNICD-RESULT tput_snap backend=B dir=D at=before|after dev|tcp|vifs|irq|guest <what was read>
 TPUT_PORT=5010
 has_step() { case " ${QNICD_STEPS:-} " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -206,6 +207,8 @@ tput_snap() { # backend dir at vif guest-ip
   local p="tput_snap backend=$1 dir=$2 at=$3" st=/sys/class/net/$4/statistics l
   result "$p dev rx_packets=$(cat $st/rx_packets) tx_packets=$(cat $st/tx_packets) rx_bytes=$(cat $st/rx_bytes) tx_bytes=$(cat $st/tx_bytes)"
   grep -E " $4-|evtchn:" /proc/interrupts | while IFS= read -r l; do result "$p irq $l"; done
+  # Segments TCP sent again (a lost or late packet; a retransmission timeout stalls a transfer).
+  result "$p $(awk '/^Tcp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i } else print "tcp retrans_segs=" $c }' /proc/net/snmp)"
   [ "$1" = qnicd ] && result "$p vifs $(http_get /vifs/$4 | grep -o '"counters":{[^}]*}')"
   timeout 30 $R/xfer stat $5 $TPUT_PORT - 2>&1 | while IFS= read -r l; do result "$p guest $l"; done
 }

@@ -3,6 +3,7 @@
 // MB/s of each transfer, medians, the qnicd / netback ratios and what each direction cost per MB
 // and per packet. Pure: the numbers come only from the lines.
 import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { Rate, XenBackend, XenDirection, XenDirectionCost, XenThroughputReport, XenTransfer } from "../../../bench/lib/xen-report.ts";
 import { XEN_BACKENDS, XEN_DIRECTIONS, XEN_REPORT_PATH, writeXenReport } from "../../../bench/lib/xen-report.ts";
@@ -59,6 +60,8 @@ export function parseInterruptLine(line: string): InterruptLine | null {
 
 interface Snapshot {
   dev?: Record<string, number>;
+  retrans?: number;
+  guestRetrans?: number;
   irqs: InterruptLine[];
   vifs?: Record<string, number>;
   guestDev?: Record<string, number>;
@@ -83,6 +86,7 @@ export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapsho
     snaps.set(key, s);
     const [kind, body] = [m[4]!, m[5]!];
     if (kind === "dev") s.dev = numbers(fields(body));
+    else if (kind === "tcp") s.retrans = numbers(fields(body)).retrans_segs;
     else if (kind === "irq") {
       const irq = parseInterruptLine(body);
       if (irq) s.irqs.push(irq);
@@ -92,6 +96,7 @@ export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapsho
       } catch {}
     } else if (kind === "guest") {
       if (body.startsWith("dev ")) s.guestDev = numbers(fields(body));
+      else if (body.startsWith("tcp ")) s.guestRetrans = numbers(fields(body)).retrans_segs;
       else if (body.startsWith("irq ")) {
         const irq = parseInterruptLine(body.slice(4));
         if (irq) s.guestIrqs.push(irq);
@@ -136,6 +141,10 @@ function directionCost(backend: XenBackend, dir: XenDirection, mb: number, befor
     dom0DataPackets: rate(dom0Data, mb),
     dom0Interrupts: { ...rate(irqs.total, mb), byName: irqs.byName },
   };
+  if (before.retrans !== undefined && after.retrans !== undefined) {
+    cost.tcpRetransmits = { dom0: after.retrans - before.retrans };
+    if (before.guestRetrans !== undefined && after.guestRetrans !== undefined) cost.tcpRetransmits.guest = after.guestRetrans - before.guestRetrans;
+  }
   if (before.guestDev && after.guestDev) {
     cost.guestDataPackets = rate(d(after.guestDev, before.guestDev, dir === "up" ? "tx_packets" : "rx_packets"), mb);
     cost.guestInterrupts = rate(irqDelta(before.guestIrqs, after.guestIrqs, () => true).total, mb);
@@ -164,7 +173,7 @@ function median(xs: number[]): number | null {
 
 export function buildXenReport(
   results: readonly string[],
-  meta: { date: string; commit: string; dirty: boolean; mbPerTransfer: number; qemuSeconds?: number },
+  meta: { date: string; commit: string; dirty: boolean; mbPerTransfer: number; qemuSeconds?: number; hostLoad?: number[] },
 ): XenThroughputReport {
   const transfers = parseTransfers(results);
   const snaps = parseSnapshots(results);
@@ -207,6 +216,7 @@ export function recordXenReport(run: TestbedRun, mbPerTransfer: number, path = X
     dirty: git("status", "--porcelain", "--untracked-files=no") !== "",
     mbPerTransfer,
     qemuSeconds: run.timings.qemuS,
+    hostLoad: loadavg(),
   });
   writeXenReport(report, path);
   return report;

@@ -11,8 +11,8 @@
  *     "U"          streams UPFILE, then closes (guest -> dom0)
  *     "D"          reads to EOF into DOWNFILE, answers "K" at once (the client stops its clock
  *                  there), then "<sha256 hex of DOWNFILE>\n" (dom0 -> guest)
- *     "S"          the guest's side of the cost: its interfaces' packet and byte counters and its
- *                  network interrupt lines (/proc/interrupts), as text
+ *     "S"          the guest's side of the cost: its interfaces' packet and byte counters, its
+ *                  network interrupt lines (/proc/interrupts) and TCP retransmissions, as text
  *   xfer prep HOST PORT BYTES         prints the sha256 the server answered to "P"
  *   xfer get HOST PORT OUTFILE        "U": prints "bytes=N secs=S", the clock running from connect
  *                                     to the server's close
@@ -145,7 +145,8 @@ static void serve_one(int c, const char *upfile, const char *downfile) {
   } else if (line[0] == 'S' && !line[1]) {
     FILE *p = popen("cd /sys/class/net && for d in eth*; do echo \"dev $d rx_packets=$(cat $d/statistics/rx_packets)"
                     " tx_packets=$(cat $d/statistics/tx_packets) rx_bytes=$(cat $d/statistics/rx_bytes)"
-                    " tx_bytes=$(cat $d/statistics/tx_bytes)\"; done; grep eth /proc/interrupts | sed 's/^/irq /'",
+                    " tx_bytes=$(cat $d/statistics/tx_bytes)\"; done; grep -E \"eth|vif\" /proc/interrupts | sed 's/^/irq /'; "
+                    "awk '/^Tcp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == \"RetransSegs\") c = i } else print \"tcp retrans_segs=\" $c }' /proc/net/snmp",
                     "r");
     if (!p) return;
     size_t n;
