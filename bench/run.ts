@@ -2,7 +2,8 @@
 // each in a process of its own with a fresh work dir, and prints one table: every figure next to the
 // baselines measured in the same run, and the ratios with their goals. Writes DIR/bench.json (every
 // figure, ratio, note, skipped/invalid line and the machine) and DIR/bench.svg (packets per second by
-// frame size and by worker count). A scenario that fails is one line; the others still run and the
+// frame size and by worker count). The last real-Xen throughput figures (bench/results/
+// xen-throughput.json, from test/xen/e2e.test.ts) are shown under the table and copied into bench.json. A scenario that fails is one line; the others still run and the
 // exit code is 1. Absolute numbers on a shared VM are noise: read the ratios.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { join, resolve } from "node:path";
 import { renderChart, chartSeries } from "./lib/chart.ts";
 import { describeMachine, machineLine } from "./lib/machine.ts";
 import { renderTable, type RunEntry } from "./lib/report.ts";
+import { formatXenReport, readXenReport, XEN_REPORT_PATH } from "./lib/xen-report.ts";
 import type { ScenarioResult } from "./lib/scenario.ts";
 import { SCENARIO_NAMES, isScenarioName, loadScenario, type ScenarioName } from "./scenarios/index.ts";
 
@@ -132,6 +134,9 @@ const header = [
   "Figures measured side by side in one run; absolute numbers on a shared machine are noise, ratios are not.",
 ];
 console.log(renderTable(entries, header));
+// The last real-Xen figures (test/xen/e2e.test.ts writes them): measured elsewhere, shown beside.
+const realXen = readXenReport();
+console.log(realXen ? `\n${formatXenReport(realXen).join("\n")}` : `\nreal Xen: no figures yet (npm run test:xen records them in ${XEN_REPORT_PATH})`);
 
 const figures = entries.flatMap((e) => e.result?.figures ?? []);
 const subtitle = `${quick ? "quick run" : "full run"}, ${machine.date.slice(0, 16).replace("T", " ")} UTC, ${machine.cores} x ${machine.cpuModel}, commit ${machine.commit.slice(0, 10)}`;
@@ -153,6 +158,7 @@ const report = {
     notes: e.result?.notes ?? [],
   })),
   chart: chartSeries(figures),
+  realXen,
 };
 writeFileSync(join(out, "bench.json"), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(join(out, "bench.svg"), renderChart(figures, subtitle));

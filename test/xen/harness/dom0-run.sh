@@ -182,10 +182,75 @@ baseline() {
   fi
   local fail=""
   evaluate_traffic guest1 netback
-  $XL destroy guest1 >/dev/null 2>&1
   rm -f /tmp/up.bin /tmp/down.bin
+  NB_DOMID=$($XL domid guest1 2>/dev/null)
   if [ -z "$fail" ]; then step netback-baseline ok "pings 56..1472 both ways, ${QNICD_MB:-16} MB TCP each way with equal sha256"
   else step netback-baseline fail "$fail"; fi
+}
+
+# --- throughput: bulk TCP through a backend, and what it cost ---------------------------------
+# Steps netback-throughput (on guest1, after netback-baseline) and qnicd-throughput (on guest2,
+# after qnicd), when QNICD_STEPS names "throughput". xfer (xfer.c) runs as a server in the guest;
+# dom0 moves ${QNICD_TPUT_MB:-32} MB guest -> dom0 ("up") three times, then dom0 -> guest ("down")
+# three times, each timed in dom0 and compared by sha256. Around each direction's three it takes
+# the counters that say what the transfers cost: dom0's /proc/interrupts lines of the vif (kernel
+# netback names its IRQs vifD.N-q0-tx/-rx) and of user-space event channels ("evtchn:<command>",
+# qnicd's), the dom0 netdev's counters, TCP retransmissions, the guest's (xfer stat) and, for
+# qnicd, /vifs/<vif>.
+# The host (throughput.ts) turns the lines into MB/s, medians, ratios and per-MB costs:
+#   QNICD-RESULT tput backend=B dir=up|down i=N bytes=.. secs=.. mbps=.. sha=ok|bad
+#   QNICD-RESULT tput_snap backend=B dir=D at=before|after dev|tcp|vifs|irq|guest <what was read>
+TPUT_PORT=5010
+has_step() { case " ${QNICD_STEPS:-} " in *" $1 "*) return 0 ;; esac; return 1; }
+
+tput_snap() { # backend dir at vif guest-ip
+  local p="tput_snap backend=$1 dir=$2 at=$3" st=/sys/class/net/$4/statistics l
+  result "$p dev rx_packets=$(cat $st/rx_packets) tx_packets=$(cat $st/tx_packets) rx_bytes=$(cat $st/rx_bytes) tx_bytes=$(cat $st/tx_bytes)"
+  grep -E " $4-|evtchn:" /proc/interrupts | while IFS= read -r l; do result "$p irq $l"; done
+  # Segments TCP sent again (a lost or late packet; a retransmission timeout stalls a transfer).
+  result "$p $(awk '/^Tcp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i } else print "tcp retrans_segs=" $c }' /proc/net/snmp)"
+  [ "$1" = qnicd ] && result "$p vifs $(http_get /vifs/$4 | grep -o '"counters":{[^}]*}')"
+  timeout 30 $R/xfer stat $5 $TPUT_PORT - 2>&1 | while IFS= read -r l; do result "$p guest $l"; done
+}
+
+tput_step() { # step-name backend guest-name guest-ip domid devid
+  local name=$1 b=$2 g=$3 ip=$4 vif=vif$5.$6 mb=${QNICD_TPUT_MB:-32} fail="" upsha downsha out i dir t0
+  local bytes=$(( mb * 1048576 ))
+  if [ -z "$5" ] || ! $XL domid $g >/dev/null 2>&1 || [ ! -e /sys/class/net/$vif ]; then
+    step $name fail "needs $g running with $vif"; return
+  fi
+  t0=$(now)
+  # dom0's data: made once and kept for the next backend's step (random data costs time under TCG).
+  [ "$(stat -c %s /tmp/tput-down.bin 2>/dev/null)" = $bytes ] || head -c $bytes /dev/urandom > /tmp/tput-down.bin
+  downsha=$(sha256sum /tmp/tput-down.bin | cut -c1-64)
+  upsha=$(timeout 120 $R/xfer prep $ip $TPUT_PORT $bytes 2>&1)
+  if [ ${#upsha} != 64 ]; then
+    step $name fail "the guest's xfer did not prepare ${mb} MB: $upsha"; return
+  fi
+  for dir in up down; do
+    tput_snap $b $dir before $vif $ip
+    for i in 1 2 3; do
+      local secs got sha ok=bad
+      if [ $dir = up ]; then
+        out=$(timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/tput-up.bin 2>&1)
+        sha=$(sha256sum /tmp/tput-up.bin | cut -c1-64); [ "$sha" = "$upsha" ] && ok=ok
+      else
+        out=$(timeout 180 $R/xfer put $ip $TPUT_PORT /tmp/tput-down.bin 2>&1)
+        sha=$(echo "$out" | sed -n 's/.*sha=\([0-9a-f]*\).*/\1/p'); [ "$sha" = "$downsha" ] && ok=ok
+      fi
+      secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+      got=$(echo "$out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
+      [ "$got" = $bytes ] || ok=bad
+      result "tput backend=$b dir=$dir i=$i bytes=${got:-0} secs=${secs:-nan} mbps=$(awk -v b=${got:-0} -v s=${secs:-0} 'BEGIN{if(s>0)printf "%.2f", b/1048576/s; else print "nan"}') sha=$ok"
+      [ $ok = ok ] || fail="$fail $dir transfer $i: $(echo "$out" | tail -1 | head -c 200) (sha256 ${sha:-none}, expected $([ $dir = up ] && echo $upsha || echo $downsha));"
+      # A transfer that moved nothing (stalled, refused) would only stall the next ones too.
+      [ -n "$got" ] || break 2
+    done
+    tput_snap $b $dir after $vif $ip
+  done
+  rm -f /tmp/tput-up.bin
+  result "${b}_throughput_s=$(elapsed "$t0")"
+  if [ -z "$fail" ]; then step $name ok "3 x ${mb} MB each way with equal sha256"; else step $name fail "$fail"; fi
 }
 
 # --- 2. the real platform under Bun ----------------------------------------------------------
@@ -423,10 +488,18 @@ qnicd_stop() {
   if [ -z "$fail" ]; then step qnicd-exit ok "SIGTERM ended qnicd"; else step qnicd-exit fail "$fail"; fi
 }
 
-for s in ${QNICD_STEPS:-baseline platform qnicd}; do
+QNICD_STEPS=${QNICD_STEPS:-baseline platform qnicd throughput}
+for s in $QNICD_STEPS; do
   case $s in
-    baseline) baseline ;;
+    baseline)
+      NB_DOMID=""; baseline
+      has_step throughput && tput_step netback-throughput netback guest1 10.0.0.2 "$NB_DOMID" 0
+      $XL destroy guest1 >/dev/null 2>&1 ;;
     platform) platform_check ;;
-    qnicd) qnicd_check; qnicd_reattach; qnicd_two_guests; qnicd_destroy; qnicd_stop ;;
+    qnicd)
+      qnicd_check
+      has_step throughput && tput_step qnicd-throughput qnicd guest2 10.0.0.2 "$G2" 0
+      qnicd_reattach; qnicd_two_guests; qnicd_destroy; qnicd_stop ;;
+    throughput) ;; # runs inside baseline and qnicd (above)
   esac
 done

@@ -7,7 +7,8 @@
 # or ping (pings only); qnicd_tmo=<seconds allowed per TCP transfer>
 # After its traffic the guest keeps watching: when dom0 detaches its vif (xl network-detach) and
 # attaches a new one (xl network-attach), it brings the new interface up with the same address
-# and pings again ("GUEST PING2 ..."), as often as that happens.
+# and pings again ("GUEST PING2 ..."), as often as that happens. Meanwhile xfer serves dom0's
+# throughput steps on port 5010.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -28,6 +29,8 @@ ip addr add "$IP/24" dev eth0
 ip link set eth0 up
 i=0; while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 say "UP ip=$IP carrier=$(cat /sys/class/net/eth0/carrier 2>/dev/null) mtu=$(cat /sys/class/net/eth0/mtu)"
+# The throughput steps' server (xfer.c): dom0 drives the bulk transfers and asks for the counters.
+xfer serve 5010 /tmp/xfer-up /tmp/xfer-down &
 
 # pings TAG: five pings of each size to dom0, one "GUEST <TAG> size=.. sent=5 recv=.." line each.
 pings() {

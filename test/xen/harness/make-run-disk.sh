@@ -2,7 +2,8 @@
 # Builds the per-run disk (/dev/vdb in dom0, mounted on /qnicd): the repo's working tree without
 # node_modules/.git, the daemon's runtime dependencies, native/ built here (dom0 is bookworm like
 # this host, so the .so files load there; dom0 has no compiler), and .xen-run/ with Bun's binary,
-# busybox, the guest kernel and a guest initramfs (busybox + xen-netfront + guest-init.sh).
+# busybox, xfer (xfer.c), the guest kernel and a guest initramfs (busybox + xfer + xen-netfront +
+# guest-init.sh).
 # Usage: make-run-disk.sh <images dir from build-images.sh> <repo> <out.img> [KEY=VALUE ...]
 # (the KEY=VALUE pairs are written to .xen-run/env, read by dom0-run.sh).
 set -euo pipefail
@@ -32,6 +33,8 @@ cp "$repo/node_modules/bun/bin/bun.exe" "$r/bun" 2>/dev/null || cp "$bun_bin" "$
 chmod +x "$r/bun"
 cp "$images/busybox" "$r/busybox"
 cp "$images/vmlinuz" "$r/vmlinuz"
+# The throughput steps' transfer tool, for dom0 and the guest (static: the guest has no libc).
+gcc -O2 -Wall -static -o "$r/xfer" "$here/xfer.c"
 : > "$r/env"
 for kv in "$@"; do printf '%s\n' "$kv" >> "$r/env"; done
 
@@ -40,6 +43,7 @@ g="$stage/.guest"
 mkdir -p "$g"/{bin,dev,proc,sys,tmp,mods}
 cp "$images/busybox" "$g/bin/busybox"
 cp "$here/guest-init.sh" "$g/init"
+cp "$r/xfer" "$g/bin/xfer"
 chmod +x "$g/init"
 : > "$g/mods/order"
 modprobe -d "$images/modules" -S "$kver" --show-depends xen-netfront | while read -r kind path _; do

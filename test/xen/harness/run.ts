@@ -1,13 +1,17 @@
 // Host side of the real-Xen testbed: builds (or reuses) the cached images, builds the per-run disk,
 // boots Xen + dom0 under QEMU TCG and reads dom0-run.sh's markers from the serial console until
 // QNICD-DONE, a panic or the timeout. Used by test/xen/e2e.test.ts; also runnable by hand:
-//   bun test/xen/harness/run.ts [--steps "baseline platform qnicd"] [--mb 16]
+//   bun test/xen/harness/run.ts [--steps "baseline platform qnicd throughput"] [--mb 16] [--tput-mb 32]
+// ("throughput" adds the netback-throughput and qnicd-throughput steps to baseline and qnicd; their
+// figures are printed and written to bench/results/xen-throughput.json, which `bun run bench` shows.)
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { formatXenReport } from "../../../bench/lib/xen-report.ts";
 import { ensureDebPackages } from "../../support/apt.ts";
+import { recordXenReport } from "./throughput.ts";
 
 const here = import.meta.dir;
 const repo = join(here, "..", "..", "..");
@@ -17,7 +21,10 @@ const repo = join(here, "..", "..", "..");
 // 2 of 2 runs; with this model 0 of 2 (TCG's emulation of the newer extensions is the suspect).
 const DEFAULT_CPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16";
 
-export const HOST_PACKAGES = ["qemu-system-x86", "busybox-static", "debootstrap", "cpio", "e2fsprogs", "kmod", "xz-utils", "zstd", "gcc"];
+/** MB per transfer of the throughput steps: large enough that kernel netback's transfers last about a second. */
+export const TPUT_MB = 32;
+
+export const HOST_PACKAGES = ["qemu-system-x86", "busybox-static", "debootstrap", "cpio", "e2fsprogs", "kmod", "xz-utils", "zstd", "gcc", "libc6-dev"];
 
 export interface StepVerdict {
   status: "ok" | "fail" | "skip";
@@ -39,6 +46,8 @@ export interface TestbedRun {
 export interface TestbedOptions {
   steps?: string;
   mb?: number;
+  /** MB per transfer of the throughput steps (3 each way per backend). */
+  tputMb?: number;
   timeoutS?: number;
   /** QEMU's TCG threading: "single" (one host thread for all vCPUs) or "multi" (MTTCG). */
   tcgThread?: "single" | "multi";
@@ -82,7 +91,7 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
   try {
     t = performance.now();
     const runImg = join(work, "run.img");
-    const env = [`QNICD_STEPS="${opts.steps ?? "baseline platform qnicd"}"`, `QNICD_MB=${opts.mb ?? 16}`];
+    const env = [`QNICD_STEPS="${opts.steps ?? "baseline platform qnicd throughput"}"`, `QNICD_MB=${opts.mb ?? 16}`, `QNICD_TPUT_MB=${opts.tputMb ?? TPUT_MB}`];
     // Extra options for the daemon in dom0 (e.g. to narrow down a failure by hand).
     if (process.env.QNICD_ARGS) env.push(`QNICD_ARGS="${process.env.QNICD_ARGS.replace(/["$`\\]/g, "")}"`);
     sh("bash", [join(here, "make-run-disk.sh"), images, repo, runImg, ...env], "building the run disk (make-run-disk.sh)");
@@ -155,6 +164,7 @@ if (import.meta.main) {
   const run = await runTestbed({
     steps: opt("--steps"),
     mb: opt("--mb") ? Number(opt("--mb")) : undefined,
+    tputMb: opt("--tput-mb") ? Number(opt("--tput-mb")) : undefined,
     timeoutS: opt("--timeout") ? Number(opt("--timeout")) : undefined,
     log: quiet ? undefined : (l) => console.log(l),
   });
@@ -162,6 +172,8 @@ if (import.meta.main) {
   for (const [k, v] of run.steps) console.log(`step ${k}: ${v.status} ${v.detail}`);
   for (const r of run.results) console.log(`result ${r}`);
   console.log(`timings ${JSON.stringify(run.timings)}`);
+  const report = recordXenReport(run, opt("--tput-mb") ? Number(opt("--tput-mb")) : TPUT_MB);
+  if (report) for (const l of formatXenReport(report)) console.log(l);
   if (!run.completed) console.log(consoleTails(run.lines));
   process.exit(run.completed && [...run.steps.values()].every((s) => s.status !== "fail") ? 0 : 1);
 }

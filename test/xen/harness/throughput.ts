@@ -1,0 +1,223 @@
+// Turns the throughput steps' console results (dom0-run.sh: "tput ..." per transfer, "tput_snap ..."
+// counters before and after each direction) into the report bench/lib/xen-report.ts describes:
+// MB/s of each transfer, medians, the qnicd / netback ratios and what each direction cost per MB
+// and per packet. Pure: the numbers come only from the lines.
+import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import type { Rate, XenBackend, XenDirection, XenDirectionCost, XenThroughputReport, XenTransfer } from "../../../bench/lib/xen-report.ts";
+import { XEN_BACKENDS, XEN_DIRECTIONS, XEN_REPORT_PATH, writeXenReport } from "../../../bench/lib/xen-report.ts";
+import type { TestbedRun } from "./run.ts";
+
+const MB = 1 << 20;
+
+function fields(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of s.matchAll(/(\w+)=(\S+)/g)) out[m[1]!] = m[2]!;
+  return out;
+}
+
+export function parseTransfers(results: readonly string[]): XenTransfer[] {
+  const out: XenTransfer[] = [];
+  for (const l of results) {
+    if (!l.startsWith("tput ")) continue;
+    const f = fields(l);
+    out.push({
+      backend: f.backend as XenBackend,
+      dir: f.dir as XenDirection,
+      i: Number(f.i),
+      bytes: Number(f.bytes),
+      secs: Number(f.secs),
+      mbps: Number(f.mbps),
+      shaOk: f.sha === "ok",
+    });
+  }
+  return out;
+}
+
+export interface InterruptLine {
+  irq: string;
+  /** Summed over the CPU columns. */
+  count: number;
+  /** The handlers' names (what a driver passed to request_irq), e.g. "vif1.0-q0-tx", "evtchn:bun". */
+  name: string;
+}
+
+/**
+ * One /proc/interrupts line: "IRQ: <count per CPU> <chip> [hwirq] -<flow> <names>". Xen's event
+ * channel IRQs read e.g. " 52:  1234  xen-dyn  -event  vif1.0-q0-tx" (linux kernel/irq/proc.c,
+ * show_interrupts: the flow handler's name is printed with a leading '-', the actions' names last).
+ */
+export function parseInterruptLine(line: string): InterruptLine | null {
+  const m = /^\s*(\w+):((?:\s+\d+)+)\s+(.*)$/.exec(line);
+  if (!m) return null;
+  const count = m[2]!.trim().split(/\s+/).reduce((a, n) => a + Number(n), 0);
+  const rest = m[3]!.trim().split(/\s+/);
+  const flow = rest.findIndex((t) => t.startsWith("-"));
+  const name = (flow >= 0 ? rest.slice(flow + 1) : rest.slice(-1)).join(" ");
+  return { irq: m[1]!, count, name };
+}
+
+interface Snapshot {
+  dev?: Record<string, number>;
+  retrans?: number;
+  guestRetrans?: number;
+  irqs: InterruptLine[];
+  vifs?: Record<string, number>;
+  guestDev?: Record<string, number>;
+  guestIrqs: InterruptLine[];
+}
+
+type SnapKey = `${XenBackend} ${XenDirection} ${"before" | "after"}`;
+
+function numbers(f: Record<string, string>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(f)) if (/^\d+$/.test(v)) out[k] = Number(v);
+  return out;
+}
+
+export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapshot> {
+  const snaps = new Map<SnapKey, Snapshot>();
+  for (const l of results) {
+    const m = /^tput_snap backend=(\w+) dir=(\w+) at=(\w+) (\w+) ?(.*)$/.exec(l);
+    if (!m) continue;
+    const key = `${m[1]} ${m[2]} ${m[3]}` as SnapKey;
+    const s = snaps.get(key) ?? { irqs: [], guestIrqs: [] };
+    snaps.set(key, s);
+    const [kind, body] = [m[4]!, m[5]!];
+    if (kind === "dev") s.dev = numbers(fields(body));
+    else if (kind === "tcp") s.retrans = numbers(fields(body)).retrans_segs;
+    else if (kind === "irq") {
+      const irq = parseInterruptLine(body);
+      if (irq) s.irqs.push(irq);
+    } else if (kind === "vifs") {
+      try {
+        s.vifs = (JSON.parse(`{${body}}`) as { counters: Record<string, number> }).counters;
+      } catch {}
+    } else if (kind === "guest") {
+      if (body.startsWith("dev ")) s.guestDev = numbers(fields(body));
+      else if (body.startsWith("tcp ")) s.guestRetrans = numbers(fields(body)).retrans_segs;
+      else if (body.startsWith("irq ")) {
+        const irq = parseInterruptLine(body.slice(4));
+        if (irq) s.guestIrqs.push(irq);
+      }
+    }
+  }
+  return snaps;
+}
+
+function rate(total: number, mb: number, packets?: number): Rate {
+  return { total, perMB: mb > 0 ? total / mb : 0, ...(packets !== undefined ? { perPacket: packets > 0 ? total / packets : 0 } : {}) };
+}
+
+/** Counts after minus before, per IRQ (an IRQ not there before counts from 0). */
+function irqDelta(before: InterruptLine[], after: InterruptLine[], keep: (name: string) => boolean): { total: number; byName: Record<string, number> } {
+  const byName: Record<string, number> = {};
+  let total = 0;
+  for (const a of after) {
+    if (!keep(a.name)) continue;
+    const b = before.find((x) => x.irq === a.irq && x.name === a.name);
+    const d = a.count - (b?.count ?? 0);
+    byName[a.name] = (byName[a.name] ?? 0) + d;
+    total += d;
+  }
+  return { total, byName };
+}
+
+/** Which dom0 IRQs are the backend's: netback's vif IRQs, or qnicd's user-space event channels. */
+function isBackendIrq(backend: XenBackend, name: string): boolean {
+  if (backend === "netback") return /^vif\d+\.\d+-/.test(name);
+  return name.startsWith("evtchn:") && !/^evtchn:(xenstored|xenconsoled)\b/.test(name);
+}
+
+function directionCost(backend: XenBackend, dir: XenDirection, mb: number, before: Snapshot, after: Snapshot): XenDirectionCost | undefined {
+  if (!before.dev || !after.dev) return undefined;
+  const d = (a: Record<string, number> | undefined, b: Record<string, number> | undefined, k: string) => (a?.[k] ?? 0) - (b?.[k] ?? 0);
+  // dom0's netdev for the guest counts from the host's side: rx = from the guest.
+  const dom0Data = d(after.dev, before.dev, dir === "up" ? "rx_packets" : "tx_packets");
+  const irqs = irqDelta(before.irqs, after.irqs, (n) => isBackendIrq(backend, n));
+  const cost: XenDirectionCost = {
+    mb,
+    dom0DataPackets: rate(dom0Data, mb),
+    dom0Interrupts: { ...rate(irqs.total, mb), byName: irqs.byName },
+  };
+  if (before.retrans !== undefined && after.retrans !== undefined) {
+    cost.tcpRetransmits = { dom0: after.retrans - before.retrans };
+    if (before.guestRetrans !== undefined && after.guestRetrans !== undefined) cost.tcpRetransmits.guest = after.guestRetrans - before.guestRetrans;
+  }
+  if (before.guestDev && after.guestDev) {
+    cost.guestDataPackets = rate(d(after.guestDev, before.guestDev, dir === "up" ? "tx_packets" : "rx_packets"), mb);
+    cost.guestInterrupts = rate(irqDelta(before.guestIrqs, after.guestIrqs, () => true).total, mb);
+  }
+  if (backend === "qnicd" && before.vifs && after.vifs) {
+    const v = (k: string) => d(after.vifs, before.vifs, k);
+    const packets = v("tx_packets") + v("rx_packets");
+    cost.qnicd = {
+      packets,
+      syscalls: rate(v("syscalls"), mb, packets),
+      ffiCalls: rate(v("ffi_calls"), mb, packets),
+      notifiesSent: rate(v("notifies_sent"), mb, packets),
+      eventsReceived: rate(v("events_received"), mb, packets),
+      batches: rate(v("tx_batches") + v("rx_batches"), mb, packets),
+    };
+  }
+  return cost;
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function buildXenReport(
+  results: readonly string[],
+  meta: { date: string; commit: string; dirty: boolean; mbPerTransfer: number; qemuSeconds?: number; hostLoad?: number[] },
+): XenThroughputReport {
+  const transfers = parseTransfers(results);
+  const snaps = parseSnapshots(results);
+  const good = (b: XenBackend, d: XenDirection) => transfers.filter((t) => t.backend === b && t.dir === d && t.shaOk && t.mbps > 0);
+  const med = (b: XenBackend) => ({ up: median(good(b, "up").map((t) => t.mbps)), down: median(good(b, "down").map((t) => t.mbps)) });
+  const medians = { netback: med("netback"), qnicd: med("qnicd") };
+  const ratio = (d: XenDirection) => {
+    const [q, k] = [medians.qnicd[d], medians.netback[d]];
+    return q !== null && k !== null && k > 0 ? q / k : null;
+  };
+  const cost: XenThroughputReport["cost"] = { netback: {}, qnicd: {} };
+  for (const b of XEN_BACKENDS)
+    for (const d of XEN_DIRECTIONS) {
+      const [before, after] = [snaps.get(`${b} ${d} before`), snaps.get(`${b} ${d} after`)];
+      const mb = good(b, d).reduce((a, t) => a + t.bytes, 0) / MB;
+      const c = before && after ? directionCost(b, d, mb, before, after) : undefined;
+      if (c) cost[b][d] = c;
+    }
+  return {
+    kind: "qnicd-xen-throughput",
+    ...meta,
+    transfers,
+    median: medians,
+    ratio: { up: ratio("up"), down: ratio("down") },
+    cost,
+  };
+}
+
+/**
+ * The report of a testbed run that got as far as any throughput transfer, written to path (where
+ * `bun run bench` looks); null, and nothing written, when the run has no throughput figure.
+ */
+export function recordXenReport(run: TestbedRun, mbPerTransfer: number, path = XEN_REPORT_PATH): XenThroughputReport | null {
+  if (!run.results.some((l) => l.startsWith("tput "))) return null;
+  const repo = join(import.meta.dir, "..", "..", "..");
+  const git = (...args: string[]) => spawnSync("git", ["-C", repo, ...args], { encoding: "utf8" }).stdout?.trim() ?? "";
+  const report = buildXenReport(run.results, {
+    date: new Date().toISOString(),
+    commit: git("rev-parse", "HEAD") || "unknown",
+    dirty: git("status", "--porcelain", "--untracked-files=no") !== "",
+    mbPerTransfer,
+    qemuSeconds: run.timings.qemuS,
+    hostLoad: loadavg(),
+  });
+  writeXenReport(report, path);
+  return report;
+}

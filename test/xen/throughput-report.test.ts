@@ -1,0 +1,122 @@
+// The real-Xen throughput report is computed from the testbed's console lines alone: these pin the
+// arithmetic (medians, ratios, deltas per MB and per packet) and the /proc/interrupts parsing,
+// without booting Xen.
+import { describe, expect, test } from "bun:test";
+import { formatXenReport } from "../../bench/lib/xen-report.ts";
+import { buildXenReport, parseInterruptLine } from "./harness/throughput.ts";
+
+const META = { date: "2026-12-07T00:00:00.000Z", commit: "0123456789abcdef", dirty: false, mbPerTransfer: 32 };
+const B = 32 * 1048576;
+
+function transfers(backend: string, dir: string, mbps: number[], sha = ["ok", "ok", "ok"]): string[] {
+  return mbps.map((m, i) => `tput backend=${backend} dir=${dir} i=${i + 1} bytes=${B} secs=${(32 / m).toFixed(3)} mbps=${m.toFixed(2)} sha=${sha[i]}`);
+}
+
+function snap(backend: string, dir: string, at: string, lines: string[]): string[] {
+  return lines.map((l) => `tput_snap backend=${backend} dir=${dir} at=${at} ${l}`);
+}
+
+describe("parseInterruptLine", () => {
+  test("sums the CPU columns and keeps the handler's name after the flow type", () => {
+    expect(parseInterruptLine(" 52:       1200        34  xen-dyn    -event     vif1.0-q0-tx")).toEqual({ irq: "52", count: 1234, name: "vif1.0-q0-tx" });
+  });
+
+  test("a name with spaces (a thread's command) stays whole", () => {
+    expect(parseInterruptLine("117:         77  xen-dyn-lateeoi    -event     evtchn:Bun Pool 1")).toEqual({ irq: "117", count: 77, name: "evtchn:Bun Pool 1" });
+  });
+
+  test("a line that is not an interrupt line is refused", () => {
+    expect(parseInterruptLine("           CPU0       ")).toBeNull();
+  });
+});
+
+describe("buildXenReport", () => {
+  const results = [
+    ...snap("netback", "up", "before", [
+      "dev rx_packets=100 tx_packets=50 rx_bytes=0 tx_bytes=0",
+      "tcp retrans_segs=7",
+      "guest tcp retrans_segs=3",
+      "irq  60:        10  xen-dyn    -event     vif1.0-q0-tx",
+      "irq  61:        20  xen-dyn    -event     vif1.0-q0-rx",
+      "irq  40:       500  xen-dyn    -event     evtchn:xenstored",
+      "guest dev eth0 rx_packets=0 tx_packets=0 rx_bytes=0 tx_bytes=0",
+      "guest irq  20:   5  xen-dyn  -event  eth0-q0-tx",
+    ]),
+    ...transfers("netback", "up", [30, 20, 25]),
+    ...snap("netback", "up", "after", [
+      "dev rx_packets=2100 tx_packets=1050 rx_bytes=0 tx_bytes=0",
+      "tcp retrans_segs=7",
+      "guest tcp retrans_segs=5",
+      "irq  60:       970  xen-dyn    -event     vif1.0-q0-tx",
+      "irq  61:        20  xen-dyn    -event     vif1.0-q0-rx",
+      "irq  40:       999  xen-dyn    -event     evtchn:xenstored",
+      "guest dev eth0 rx_packets=960 tx_packets=1920 rx_bytes=0 tx_bytes=0",
+      "guest irq  20: 485  xen-dyn  -event  eth0-q0-tx",
+    ]),
+    ...transfers("netback", "down", [40, 44, 10]),
+    ...transfers("qnicd", "up", [12, 5, 10]),
+    ...transfers("qnicd", "down", [4, 99, 5], ["ok", "bad", "ok"]),
+    ...snap("qnicd", "down", "before", [
+      "dev rx_packets=0 tx_packets=0 rx_bytes=0 tx_bytes=0",
+      "irq 117:       100  xen-dyn-lateeoi    -event     evtchn:bun",
+      "irq  40:       999  xen-dyn    -event     evtchn:xenstored",
+      'vifs "counters":{"tx_packets":10,"rx_packets":20,"syscalls":1000,"ffi_calls":500,"notifies_sent":7,"events_received":9,"tx_batches":1,"rx_batches":2}',
+    ]),
+    ...snap("qnicd", "down", "after", [
+      "dev rx_packets=3000 tx_packets=64000 rx_bytes=0 tx_bytes=0",
+      "irq 117:      6500  xen-dyn-lateeoi    -event     evtchn:bun",
+      "irq 118:       300  xen-dyn-lateeoi    -event     evtchn:bun",
+      "irq  40:      1999  xen-dyn    -event     evtchn:xenstored",
+      'vifs "counters":{"tx_packets":3010,"rx_packets":64020,"syscalls":68000,"ffi_calls":4500,"notifies_sent":1607,"events_received":3209,"tx_batches":1001,"rx_batches":2002}',
+    ]),
+  ];
+  const r = buildXenReport(results, META);
+
+  test("medians of each direction's transfers, and qnicd / netback of the medians", () => {
+    expect(r.median.netback).toEqual({ up: 25, down: 40 });
+    // The transfer whose sha256 differed (99 MB/s) is not a figure: median of 4 and 5.
+    expect(r.median.qnicd).toEqual({ up: 10, down: 4.5 });
+    expect(r.ratio.up).toBeCloseTo(0.4, 10);
+    expect(r.ratio.down).toBeCloseTo(4.5 / 40, 10);
+    expect(r.transfers.filter((t) => !t.shaOk)).toHaveLength(1);
+  });
+
+  test("netback's cost: its vif IRQs only (not xenstored's), data packets on both ends, per MB moved", () => {
+    const c = r.cost.netback.up!;
+    expect(c.mb).toBe(96);
+    expect(c.dom0Interrupts.total).toBe(960);
+    expect(c.dom0Interrupts.perMB).toBe(10);
+    expect(c.dom0Interrupts.byName).toEqual({ "vif1.0-q0-tx": 960, "vif1.0-q0-rx": 0 });
+    expect(c.dom0DataPackets.total).toBe(2000);
+    expect(c.guestDataPackets!.perMB).toBe(20);
+    expect(c.guestInterrupts!.perMB).toBe(5);
+    expect(c.tcpRetransmits).toEqual({ dom0: 0, guest: 2 });
+    expect(r.cost.netback.down).toBeUndefined();
+  });
+
+  test("qnicd's cost: /vifs deltas per packet and per MB of the transfers that arrived intact, and its event-channel IRQs", () => {
+    const c = r.cost.qnicd.down!;
+    expect(c.mb).toBe(64);
+    expect(c.qnicd!.packets).toBe(67000);
+    expect(c.qnicd!.syscalls.total).toBe(67000);
+    expect(c.qnicd!.syscalls.perPacket).toBe(1);
+    expect(c.qnicd!.syscalls.perMB).toBe(67000 / 64);
+    expect(c.qnicd!.notifiesSent.perMB).toBe(1600 / 64);
+    expect(c.qnicd!.eventsReceived.total).toBe(3200);
+    expect(c.qnicd!.batches.total).toBe(3000);
+    expect(c.qnicd!.ffiCalls.perPacket).toBeCloseTo(4000 / 67000, 12);
+    // A port that appeared during the transfers counts from zero; xenstored's does not count.
+    expect(c.dom0Interrupts.total).toBe(6400 + 300);
+    expect(c.dom0DataPackets.total).toBe(64000);
+  });
+
+  test("the printed report names every transfer, the medians, the ratios and the costs", () => {
+    const text = formatXenReport(r).join("\n");
+    expect(text).toContain("netback up   MB/s 30.0 20.0 25.0");
+    expect(text).toContain("99.0(BAD)");
+    expect(text).toContain("qnicd/netback (medians): up 0.40, down 0.11");
+    expect(text).toContain("syscalls 1047/MB (1.00/pkt)");
+    expect(text).toContain("dom0 vif IRQs 10.0/MB");
+    expect(text).toContain("TCP retransmits dom0 0 guest 2");
+  });
+});
