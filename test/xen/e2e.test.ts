@@ -144,6 +144,15 @@ describe("real Xen under QEMU", () => {
       expect(r.results.filter((l) => /^qnicd_guest3_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
     });
 
+    test("qnicd restarted under a transfer (kill -9, then SIGTERM, each started again): both 32 MB transfers intact, the vif's states never leave 4, pings resume", () => {
+      expectStep("qnicd-restart");
+      const r = run!;
+      for (const how of ["kill9", "sigterm"]) {
+        const line = r.results.find((l) => l.startsWith(`qnicd_restart how=${how} `) && l.includes(" sha="));
+        expect(line).toMatch(/ sha=ok ping_gap_s=[0-9.]+ /);
+        console.log(`xen e2e: restart ${line}`);
+      }
+    });
     test("qnicd: xl destroy leaves no grant mapping, no bound port and no /vifs entry of the guests", () => expectStep("qnicd-destroy"));
 
     test("qnicd: SIGTERM ends the daemon", () => expectStep("qnicd-exit"));

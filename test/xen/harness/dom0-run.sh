@@ -308,24 +308,32 @@ ports_held() {
     while read -r l; do case " $* " in *" $l "*) echo $l ;; esac; done | tr '\n' ' '
 }
 
+# qnicd_start: starts the daemon (its log appended to /tmp/qnicd.log) and waits for /health; sets
+# QPID and health. Also how the restart step starts a successor.
+qnicd_start() {
+  # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
+  (cd /qnicd && exec $R/bun src/main.ts --platform xen --workers 2 ${QNICD_ARGS:-}) >> /tmp/qnicd.log 2>&1 &
+  QPID=$!
+  health=""
+  local w0; w0=$(now)
+  while within "$w0" 60; do
+    health=$(http_get /health) && [ -n "$health" ] && break
+    qalive || break
+    sleep 0.2
+  done
+  qalive
+}
+
 qnicd_check() {
   if [ ! -f /qnicd/src/main.ts ]; then step qnicd skip "src/main.ts is not there yet"; return; fi
   $XL destroy guest1 >/dev/null 2>&1
   rmmod xen-netback 2>/dev/null
   grep -q '^xen_netback ' /proc/modules && { step qnicd fail "xen-netback could not be unloaded"; return; }
   local t0; t0=$(since)
-  # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
-  (cd /qnicd && exec $R/bun src/main.ts --platform xen --workers 2 ${QNICD_ARGS:-}) > /tmp/qnicd.log 2>&1 &
-  QPID=$!
-  local health="" w0; w0=$(now)
   # The daemon's log as it happens: a run cut off by the host's timeout still shows what qnicd did.
+  : > /tmp/qnicd.log
   tail -n +1 -F /tmp/qnicd.log 2>/dev/null | while IFS= read -r line; do say "[qnicd] $line"; done &
-  while within "$w0" 60; do
-    health=$(http_get /health) && [ -n "$health" ] && break
-    qalive || break
-    sleep 0.2
-  done
-  if ! qalive; then
+  if ! qnicd_start; then
     step qnicd fail "qnicd exited before answering /health"; return
   fi
   result "qnicd_ready_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}') health=$(echo $health | tr -d ' ' | head -c 200)"
@@ -471,6 +479,70 @@ qnicd_destroy() {
   if [ -z "$fail" ]; then step qnicd-destroy ok "after xl destroy of both guests: no gntdev mapping, no port bound to them, /vifs empty of them"; else step qnicd-destroy fail "$fail"; fi
 }
 
+# --- restart: qnicd killed or restarted under a transfer, the guest notices nothing -------------
+# Step qnicd-restart (on guest3, after qnicd-two-guests): a ${QNICD_RESTART_MB:-32} MB transfer
+# through xfer (dom0 -> guest, then guest -> dom0) with qnicd killed (kill -9) in the middle of the
+# first and stopped with SIGTERM in the middle of the second, started again each time: both
+# transfers complete with equal sha256, neither state node of the vif ever leaves 4 (polled every
+# 0.2 s), and dom0's pings of the guest resume. The gap (seconds from the kill to the first
+# answered ping) is printed for each.
+# restart_watch DOMID DEVID FILE: until FILE.stop exists, appends every state value other than 4.
+restart_watch() {
+  local be=/local/domain/0/backend/vif/$1/$2/state fe=/local/domain/$1/device/vif/$2/state b f
+  while [ ! -e $3.stop ]; do
+    b=$(xenstore-read $be 2>/dev/null); f=$(xenstore-read $fe 2>/dev/null)
+    [ "$b" = 4 ] && [ "$f" = 4 ] || echo "backend=$b frontend=$f at $(since)" >> $3
+    sleep 0.2
+  done
+}
+# restart_once HOW DIR: kills qnicd (HOW=kill9|sigterm) while a transfer in DIR runs, starts it again.
+restart_once() {
+  local how=$1 dir=$2 mb=${QNICD_RESTART_MB:-32} ip=10.0.0.3 out sha ok=bad k0 gap="" w0 expect bytes
+  bytes=$(( mb * 1048576 ))
+  if [ $dir = down ]; then
+    [ "$(stat -c %s /tmp/restart-down.bin 2>/dev/null)" = $bytes ] || head -c $bytes /dev/urandom > /tmp/restart-down.bin
+    expect=$(sha256sum /tmp/restart-down.bin | cut -c1-64)
+    ( timeout 240 $R/xfer put $ip $TPUT_PORT /tmp/restart-down.bin > /tmp/restart-xfer.out 2>&1 ) &
+  else
+    expect=$(timeout 120 $R/xfer prep $ip $TPUT_PORT $bytes 2>&1)
+    ( timeout 240 $R/xfer get $ip $TPUT_PORT /tmp/restart-up.bin > /tmp/restart-xfer.out 2>&1 ) &
+  fi
+  local xp=$!
+  # Into the transfer: wait until the vif has moved a few MB, so the kill lands mid-stream.
+  w0=$(now)
+  while within "$w0" 60; do
+    [ "$(cat /sys/class/net/vif$G3.0/statistics/$([ $dir = down ] && echo tx_bytes || echo rx_bytes))" -gt $(( RESTART_BASE + 4 * 1048576 )) ] && break
+    sleep 0.1
+  done
+  k0=$(now)
+  if [ $how = kill9 ]; then kill -9 $QPID; else kill $QPID; fi
+  wait $QPID 2>/dev/null; local rc=$?
+  result "qnicd_restart how=$how dir=$dir old_exit=$rc after_s=$(elapsed "$k0")"
+  qnicd_start || return 1
+  while within "$k0" 60; do $BB ping -c 1 -W 1 $ip >/dev/null 2>&1 && { gap=$(elapsed "$k0"); break; }; done
+  wait $xp
+  out=$(cat /tmp/restart-xfer.out)
+  if [ $dir = down ]; then sha=$(echo "$out" | sed -n 's/.*sha=\([0-9a-f]*\).*/\1/p'); else sha=$(sha256sum /tmp/restart-up.bin | cut -c1-64); fi
+  [ "$sha" = "$expect" ] && ok=ok
+  result "qnicd_restart how=$how dir=$dir transfer=\"$(echo $out | head -c 120)\" sha=$ok ping_gap_s=${gap:-none} adopted=\"$(grep -c 'taken over from an earlier qnicd' /tmp/qnicd.log)\""
+  [ $ok = ok ] || RFAIL="$RFAIL $how: the ${mb} MB transfer ($dir) did not complete intact (${out:-no output});"
+  [ -n "$gap" ] || RFAIL="$RFAIL $how: dom0's pings of the guest did not resume within 60 s;"
+}
+qnicd_restart() {
+  if ! qalive || [ -z "$G3" ]; then step qnicd-restart fail "needs qnicd and guest3 from step qnicd-two-guests"; return; fi
+  RFAIL=""
+  rm -f /tmp/restart-states /tmp/restart-states.stop
+  restart_watch $G3 0 /tmp/restart-states &
+  local wp=$!
+  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/tx_bytes); restart_once kill9 down
+  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/rx_bytes); qalive && restart_once sigterm up
+  touch /tmp/restart-states.stop; wait $wp
+  if [ -s /tmp/restart-states ]; then RFAIL="$RFAIL the vif's states left 4: $(head -3 /tmp/restart-states | tr '\n' ' ');"; fi
+  vifs_has vif$G3.0 || RFAIL="$RFAIL /vifs of the new qnicd does not show vif$G3.0;"
+  rm -f /tmp/restart-down.bin /tmp/restart-up.bin
+  if [ -z "$RFAIL" ]; then step qnicd-restart ok "kill -9 and SIGTERM of qnicd mid-transfer, started again: both ${QNICD_RESTART_MB:-32} MB transfers intact, states never left 4, pings resumed"; else step qnicd-restart fail "$RFAIL"; fi
+}
+
 # Stops the daemon: SIGTERM must end it within 30 s.
 qnicd_stop() {
   [ -n "$QPID" ] || return
@@ -499,7 +571,7 @@ for s in $QNICD_STEPS; do
     qnicd)
       qnicd_check
       has_step throughput && tput_step qnicd-throughput qnicd guest2 10.0.0.2 "$G2" 0
-      qnicd_reattach; qnicd_two_guests; qnicd_destroy; qnicd_stop ;;
+      qnicd_reattach; qnicd_two_guests; qnicd_restart; qnicd_destroy; qnicd_stop ;;
     throughput) ;; # runs inside baseline and qnicd (above)
   esac
 done
