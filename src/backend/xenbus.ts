@@ -110,11 +110,7 @@ export class XenBus {
    * (libxl and the frontend see the backend gone, not hung), its host interface released.
    */
   async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
-    this.xs.off("reconnected", this.onReconnected);
-    await this.rootWatch?.unwatch().catch(() => {});
-    await this.idleOrXenstoreDown();
+    if (!(await this.quiesce())) return;
     for (const dev of this.devices.values()) {
       try {
         if (dev.state !== S.Initialising) await this.machine.setBackendState(dev, S.Closed);
@@ -133,17 +129,23 @@ export class XenBus {
    * (DeviceHooks.adopt). The data path is stopped by the caller (the pool), after this.
    */
   async detach(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
-    this.xs.off("reconnected", this.onReconnected);
-    await this.rootWatch?.unwatch().catch(() => {});
-    await this.idleOrXenstoreDown();
+    if (!(await this.quiesce())) return;
     for (const dev of this.devices.values()) {
       const w = dev.frontendWatch;
       dev.frontendWatch = undefined;
       await w?.unwatch().catch(() => {});
     }
     this.devices.clear();
+  }
+
+  /** No more watch-driven work, and the runs in progress finished; false if a stop already began. */
+  private async quiesce(): Promise<boolean> {
+    if (this.stopping) return false;
+    this.stopping = true;
+    this.xs.off("reconnected", this.onReconnected);
+    await this.rootWatch?.unwatch().catch(() => {});
+    await this.idleOrXenstoreDown();
+    return true;
   }
 
   // ---- discovery -------------------------------------------------------------------------
