@@ -166,6 +166,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       mac: vif?.config?.mac ?? null,
       features: vif?.connection && vif.config ? { ...vif.config.features, "multi-queue-num-queues": 1, "feature-split-event-channels": vif.config.splitEventChannels } : {},
       slot: vif?.connection?.statsSlot ?? null,
+      hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
     }));
   let http: HttpServer;
   try {

@@ -5,6 +5,8 @@ import { Hono } from "hono";
 import * as v from "valibot";
 import type { HealthView, HttpDeps } from "./views.ts";
 import { toVifView, toVifsView, vifName } from "./vif-view.ts";
+import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./prometheus.ts";
+import { buildInfo } from "../build-info.ts";
 
 const VifNameParam = v.pipe(v.string(), v.regex(/^vif\d+\.\d+$/));
 
@@ -22,6 +24,11 @@ export function createHttpApp(deps: HttpDeps): Hono {
     const ok = h.xenstore === "connected" && h.workers.running === h.workers.configured;
     const body: HealthView = { status: ok ? "ok" : "degraded", ...h };
     return c.json(body, ok ? 200 : 503);
+  });
+
+  app.get("/metrics", (c) => {
+    const body = renderMetrics({ health: deps.health(), vifs: toVifsView(deps.vifs(), deps.stats).vifs, build: deps.build ?? buildInfo() });
+    return c.body(body, 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
   });
 
   app.get("/vifs", (c) => c.json(toVifsView(deps.vifs(), deps.stats)));

@@ -11,6 +11,8 @@ import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
 const EIO = 5;
+/** Vif names whose totals are kept after a disconnect (a few hundred bytes each). */
+const RETIRED_MAX = 4096;
 
 export interface WorkerPoolOptions {
   platform: PlatformConfig;
@@ -61,6 +63,12 @@ export class Pool implements WorkerPool {
   private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
   private readonly carrierListeners: ((e: VifCarrierEvent) => void)[] = [];
   private fabric: SwitchFabric | null = null;
+  /**
+   * Each vif's totals when it was last disconnected, by vif name: a frontend that reconnects (a
+   * reset, a driver reload, a live migration back) continues from them, so its counters never go
+   * backwards (a Prometheus rate() would read a drop as a reset). Bounded: the oldest names go first.
+   */
+  private readonly retired = new Map<string, VifStats>();
   private closing: Promise<void> | null = null;
 
   private constructor(private readonly opts: WorkerPoolOptions) {
@@ -105,7 +113,8 @@ export class Pool implements WorkerPool {
   connect(spec: VifConnectSpec, carry?: Partial<VifStats>): Promise<ConnectedVif> {
     if (this.closing) return Promise.reject(new Error(`${spec.name}: the worker pool is closed`));
     if (this.vifs.has(spec.key)) return Promise.reject(new Error(`${spec.name}: key ${spec.key} is already connected`));
-    return this.place(spec, carry);
+    // Totals the caller carries (a vif adopted across a restart), else the vif's own from its last connection.
+    return this.place(spec, carry ?? this.retired.get(spec.name));
   }
 
   /** Connects on the least-loaded live worker, retrying elsewhere if that worker dies meanwhile. */
@@ -181,7 +190,23 @@ export class Pool implements WorkerPool {
       // the worker died: its devices are released with it
     }
     w.vifs.delete(key);
+    this.retire(entry);
     this.opts.stats.release(entry.slot!);
+  }
+
+  /** Remembers a disconnecting vif's totals (its worker has stopped flushing them). */
+  private retire(entry: VifEntry): void {
+    let totals: VifStats | null = null;
+    try {
+      totals = readVifStats(this.opts.stats, entry.slot!);
+    } catch {
+      return; // a slot its dead worker left locked: nothing trustworthy to keep
+    }
+    if (!totals) return;
+    const name = entry.spec.name;
+    this.retired.delete(name);
+    this.retired.set(name, totals);
+    if (this.retired.size > RETIRED_MAX) this.retired.delete(this.retired.keys().next().value!);
   }
 
   onFault(listener: (fault: VifFault) => void): void {

@@ -6,6 +6,10 @@
 // transmitted (its tx ring), rx = frames delivered to the guest (its rx ring). Linux netback names
 // them from the host netdev's side instead, the opposite way round; do not copy its numbers across.
 
+/** What /vifs says about tx and rx, so no one has to find this comment. */
+export const COUNTER_DIRECTION =
+  "counters are from the guest's side: tx = frames the guest sent (its tx ring), rx = frames delivered to the guest (its rx ring); the opposite of `ip -s link` on a Linux netback vif";
+
 export type CounterKind =
   /** Only ever grows (until the vif goes away). Summing across vifs is meaningful. */
   | "counter"
