@@ -15,6 +15,7 @@ import { StatsArena } from "../src/stats/index.ts";
 import { WorkerScratch } from "./scratch.ts";
 import { ServedVif, type VifDevices } from "./served-vif.ts";
 import { installPublishHold, PUBLISH_HOLD_ENV } from "./publish-hold.ts";
+import { violationCounter } from "./fault-reasons.ts";
 
 /** EPROTO: what netback writes for a frontend that broke the ring protocol. */
 const EPROTO = 71;
@@ -327,6 +328,7 @@ export class WorkerLoop {
   /** Two-tier guest faults (STYLE 6): stop serving this vif only; the backend tears it down. */
   private disable(vif: ServedVif, why: string): void {
     vif.disabled = true;
+    vif.counters[violationCounter(why)]++;
     vif.counters.carrier = 0;
     vif.counters.flush();
     vif.closePeer();
