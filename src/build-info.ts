@@ -14,6 +14,11 @@ export interface BuildInfo {
 
 let cached: BuildInfo | undefined;
 
+/** What --version prints: "qnicd 0.1.0 (commit 1a2b...)", or without the commit outside a checkout. */
+export function versionLine(info: BuildInfo = buildInfo()): string {
+  return `qnicd ${info.version}${info.commit ? ` (commit ${info.commit})` : ""}`;
+}
+
 export function buildInfo(): BuildInfo {
   cached ??= { version: pkg.version, commit: gitCommit(join(import.meta.dir, "..")) };
   return cached;

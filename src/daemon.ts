@@ -89,7 +89,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   } catch (e) {
     // The sim platform's own hint names a function (initHypervisor); an operator wants the command.
     if (e instanceof PlatformError && e.code === "ENOENT" && config.platform !== "xen") {
-      return fail(new DaemonStartError(`qnicd: no simulated Xen host is running in ${config.simDir}: start it with 'bun run sim up --dir ${config.simDir}'`, { cause: e }));
+      return fail(new DaemonStartError(`qnicd: no simulated Xen host is running in ${config.simDir}: start it with 'npm run sim -- up --dir ${config.simDir}'`, { cause: e }));
     }
     return fail(e);
   }
@@ -118,7 +118,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
     const cure =
       platform.kind === "sim"
-        ? `start it with 'bun run sim up --dir ${config.simDir}'`
+        ? `start it with 'npm run sim -- up --dir ${config.simDir}'`
         : platform.xenstorePath.startsWith("/dev/")
           ? "run qnicd as root in a domain with Linux's xenbus driver (it provides /dev/xen/xenbus), or where xenstored runs"
           : "start xenstored (e.g. systemctl start xenstored)";
