@@ -20,6 +20,8 @@ import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
 import { XenstoreClient } from "./xenstore/index.ts";
+import { CaptureService } from "./capture/capture-service.ts";
+import { versionLine } from "./build-info.ts";
 
 /** How many vifs one worker can serve: the stats arena is sized for it up front. */
 export const VIFS_PER_WORKER = 64;
@@ -168,9 +170,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       slot: vif?.connection?.statsSlot ?? null,
       hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
     }));
+  const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
+  undo.push(() => captures.close());
   let http: HttpServer;
   try {
     const app = createHttpApp({
+      captures,
       health: () => ({
         xenstore,
         uptimeSeconds: Math.floor((Date.now() - started) / 1000),
@@ -228,6 +233,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       }
       // Vifs first (their guests see Closed), then the workers, then everything else.
       await backend.stop().catch((e) => log.error(`stopping the backend: ${(e as Error).message}`));
+      captures.close();
       await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
       log.debug("workers stopped");
       await http.stop().catch(() => {});

@@ -22,6 +22,8 @@ import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
+import type { CaptureWriter } from "./capture-writer.ts";
+import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
@@ -48,6 +50,9 @@ export class RxPath extends BackRing {
   /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
   stallSince = 0;
   private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
+  /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
+  captureEntry = -1;
+  captureWriter: CaptureWriter | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
     super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
@@ -75,6 +80,7 @@ export class RxPath extends BackRing {
       const batch = s.rxFrames;
       for (let r = 0; ; r++) {
         const n = peer.receive(batch);
+        if (this.captureEntry >= 0) this.captureWriter!.write(this.captureEntry, DIR_GUEST_RX, batch.base, batch.stride, batch.lens, n);
         c.ffi_calls++;
         if (peer.kind === "tap") c.syscalls++; // one io_uring_enter (or reads) per batch
         this.round(batch, n, s, gnt, c);

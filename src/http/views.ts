@@ -3,6 +3,7 @@
 import type { DerivedFigures, SlotRef, StatsArena, VifStats } from "../stats/index.ts";
 import type { Logger } from "../log.ts";
 import type { BuildInfo } from "../build-info.ts";
+import type { CaptureService } from "../capture/capture-service.ts";
 
 export type XenstoreHealth = "connected" | "reconnecting" | "down";
 
@@ -41,6 +42,8 @@ export interface HttpDeps {
   vifs(): VifSnapshot[];
   stats: StatsArena;
   log?: Logger;
+  /** Packet capture (GET /vifs/:name/pcap); absent: 503. */
+  captures?: Pick<CaptureService, "start">;
   /** What qnicd_build_info reports (default: this checkout's). */
   build?: BuildInfo;
 }

@@ -55,4 +55,6 @@ export interface WorkerInit {
   datapath?: "batched" | "seed";
   /** Vifs may negotiate feature-sg: the tx scratch holds 64 KiB frames (default false: 4 KiB). */
   scatterGather?: boolean;
+  /** This worker's capture ring (src/capture/capture-ring.ts), shared with the main thread. */
+  capture?: SharedArrayBuffer;
 }

@@ -7,6 +7,7 @@ import { SwitchFabric, type SwitchOptions } from "../net/switch.ts";
 import type { TapIoMode } from "../net/tap.ts";
 import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
+import { createCaptureRing } from "../capture/capture-ring.ts";
 import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
@@ -69,6 +70,8 @@ export class Pool implements WorkerPool {
    * backwards (a Prometheus rate() would read a drop as a reset). Bounded: the oldest names go first.
    */
   private readonly retired = new Map<string, VifStats>();
+  /** Per worker, the ring its captured vifs' frames come through (src/capture). */
+  private readonly captureRings: SharedArrayBuffer[] = [];
   private closing: Promise<void> | null = null;
 
   private constructor(private readonly opts: WorkerPoolOptions) {
@@ -93,8 +96,10 @@ export class Pool implements WorkerPool {
       scatterGather: opts.scatterGather,
     };
     for (let i = 0; i < opts.workers; i++) {
+      const capture = createCaptureRing();
+      pool.captureRings.push(capture);
       pool.workers.push(
-        new PoolWorker(i, opts.platform, opts.stats.buffer, shared, {
+        new PoolWorker(i, opts.platform, opts.stats.buffer, { ...shared, capture }, {
           fault: (m) => pool.workerFault({ key: m.key, errno: m.errno, message: m.message }),
           carrier: (m) => pool.workerCarrier({ key: m.key, on: m.on, message: m.message }),
           died: (w, error) => void pool.workerDied(w, error),
@@ -207,6 +212,10 @@ export class Pool implements WorkerPool {
     this.retired.delete(name);
     this.retired.set(name, totals);
     if (this.retired.size > RETIRED_MAX) this.retired.delete(this.retired.keys().next().value!);
+  }
+
+  captureRing(worker: number): SharedArrayBuffer | undefined {
+    return this.captureRings[worker];
   }
 
   onFault(listener: (fault: VifFault) => void): void {

@@ -21,14 +21,17 @@ export interface TrafficDaemon {
   host: SimHost;
   daemon: Daemon;
   alice: Guest;
+  /** Absent with { bob: false }. */
   bob: Guest;
   logs: string[];
   /** alice asks for bob's MAC n times; resolves once alice has n more replies. */
   arp(n: number): Promise<void>;
+  /** alice sends n ARP requests and waits only for their tx responses (for peers that answer nothing). */
+  send(n: number): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startTrafficDaemon(extraArgs: string[] = ["--peer", "switch"]): Promise<TrafficDaemon> {
+export async function startTrafficDaemon(extraArgs: string[] = ["--peer", "switch"], opts: { bob?: boolean; aliceIp?: string } = {}): Promise<TrafficDaemon> {
   const host = await startSimHost();
   const logs: string[] = [];
   const fronts: Netfront[] = [];
@@ -43,8 +46,8 @@ export async function startTrafficDaemon(extraArgs: string[] = ["--peer", "switc
       const info = await nf.whenConnected(10_000);
       return { name, domid: d.domid, vif: `vif${d.domid}.0`, ip, mac: info.mac, nf };
     };
-    const alice = await guest("alice", "10.0.0.1");
-    const bob = await guest("bob", "10.0.0.2");
+    const alice = await guest("alice", opts.aliceIp ?? "10.0.0.1");
+    const bob = opts.bob === false ? (undefined as unknown as Guest) : await guest("bob", "10.0.0.2");
     const d = daemon;
     return {
       host,
@@ -54,13 +57,19 @@ export async function startTrafficDaemon(extraArgs: string[] = ["--peer", "switc
       logs,
       async arp(n: number) {
         const want = alice.nf.counters.rxPackets + n;
-        const frame = buildArp(1, parseMac(alice.mac)!, parseIPv4(alice.ip)!, new Uint8Array(6), parseIPv4(bob.ip)!);
+        const frame = buildArp(1, parseMac(alice.mac)!, parseIPv4(alice.ip)!, new Uint8Array(6), parseIPv4(bob?.ip ?? "10.0.0.2")!);
         for (let i = 0; i < n; i++) {
           // The tx ring holds 256 requests: let a burst drain before adding to it.
           while (!alice.nf.send(frame)) await Bun.sleep(1);
           if (i % 64 === 63) await until("the burst answered", () => alice.nf.counters.rxPackets >= want - n + i - 63);
         }
         await until(`${n} ARP replies back at alice`, () => alice.nf.counters.rxPackets >= want, 10_000);
+      },
+      async send(n: number) {
+        const want = alice.nf.counters.txRspOkay + n;
+        const frame = buildArp(1, parseMac(alice.mac)!, parseIPv4(alice.ip)!, new Uint8Array(6), parseIPv4("10.0.0.2")!);
+        for (let i = 0; i < n; i++) while (!alice.nf.send(frame)) await Bun.sleep(1);
+        await until(`${n} tx responses at alice`, () => alice.nf.counters.txRspOkay >= want, 10_000);
       },
       async close() {
         for (const f of fronts.splice(0)) await f.close();
