@@ -21,6 +21,8 @@ import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
 import { XenstoreClient } from "./xenstore/index.ts";
 import { CaptureService } from "./capture/capture-service.ts";
+import { RateHistory } from "./http/rate-history.ts";
+import { toVifsView } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
 
 /** How many vifs one worker can serve: the stats arena is sized for it up front. */
@@ -172,10 +174,14 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     }));
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
   undo.push(() => captures.close());
+  const rates = new RateHistory();
+  rates.start(() => toVifsView(vifs(), stats).vifs);
+  undo.push(() => rates.stop());
   let http: HttpServer;
   try {
     const app = createHttpApp({
       captures,
+      rates,
       health: () => ({
         xenstore,
         uptimeSeconds: Math.floor((Date.now() - started) / 1000),
@@ -234,6 +240,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       // Vifs first (their guests see Closed), then the workers, then everything else.
       await backend.stop().catch((e) => log.error(`stopping the backend: ${(e as Error).message}`));
       captures.close();
+      rates.stop();
       await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
       log.debug("workers stopped");
       await http.stop().catch(() => {});

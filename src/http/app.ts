@@ -6,9 +6,10 @@ import * as v from "valibot";
 import type { HealthView, HttpDeps } from "./views.ts";
 import { toVifView, toVifsView, vifName } from "./vif-view.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./prometheus.ts";
-import { buildInfo } from "../build-info.ts";
+import { buildInfo, versionLine } from "../build-info.ts";
 import { CaptureError } from "../capture/capture-service.ts";
 import { xenbusStateName } from "../xen/xenbus-state.ts";
+import dashboardFile from "./dashboard.html" with { type: "text" };
 
 const VifNameParam = v.pipe(v.string(), v.regex(/^vif\d+\.\d+$/));
 
@@ -17,6 +18,11 @@ const wholeNumber = (what: string, min: number, max: number) =>
   v.pipe(v.string(), v.digits(`${what} must be a whole number`), v.toNumber(), v.minValue(min, `${what} must be ${min} to ${max}`), v.maxValue(max, `${what} must be ${min} to ${max}`));
 
 /** GET /vifs/:name/pcap's query: every capture is bounded in frames, time and bytes per frame. */
+/** Imported as text (Bun embeds it in a compiled binary too); Bun's types call every .html import a bundle. */
+const dashboardHtml = dashboardFile as unknown as string;
+
+const RatesQuery = v.strictObject({ since: v.optional(v.pipe(v.string(), v.digits("since must be milliseconds since the epoch"), v.toNumber()), "0") });
+
 export const PcapQuery = v.strictObject({
   count: v.optional(wholeNumber("count", 1, 1_000_000), "1000"),
   seconds: v.optional(wholeNumber("seconds", 1, 3600), "10"),
@@ -37,6 +43,16 @@ export function createHttpApp(deps: HttpDeps): Hono {
     const ok = h.xenstore === "connected" && h.workers.running === h.workers.configured;
     const body: HealthView = { status: ok ? "ok" : "degraded", ...h };
     return c.json(body, ok ? 200 : 503);
+  });
+
+  // The live dashboard: one self-contained page (src/http/dashboard.html) reading /health, /vifs, /rates.
+  app.get("/", (c) => c.html(dashboardHtml.replace("__QNICD_VERSION__", escapeHtml(versionLine(deps.build ?? buildInfo())))));
+
+  app.get("/rates", (c) => {
+    if (!deps.rates) return c.json({ error: "rate history is not kept by this daemon" }, 503);
+    const q = v.safeParse(RatesQuery, c.req.query());
+    if (!q.success) return c.json({ error: `rates: ${q.issues[0].message}` }, 400);
+    return c.json(deps.rates.view(q.output.since));
   });
 
   app.get("/metrics", (c) => {
@@ -93,6 +109,10 @@ export function createHttpApp(deps: HttpDeps): Hono {
   });
 
   return app;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
 
 function oneLine(s: string): string {

@@ -4,6 +4,7 @@ import type { DerivedFigures, SlotRef, StatsArena, VifStats } from "../stats/ind
 import type { Logger } from "../log.ts";
 import type { BuildInfo } from "../build-info.ts";
 import type { CaptureService } from "../capture/capture-service.ts";
+import type { RateHistory } from "./rate-history.ts";
 
 export type XenstoreHealth = "connected" | "reconnecting" | "down";
 
@@ -42,6 +43,8 @@ export interface HttpDeps {
   vifs(): VifSnapshot[];
   stats: StatsArena;
   log?: Logger;
+  /** The dashboard's live rates (GET /rates); absent: 503. */
+  rates?: Pick<RateHistory, "view">;
   /** Packet capture (GET /vifs/:name/pcap); absent: 503. */
   captures?: Pick<CaptureService, "start">;
   /** What qnicd_build_info reports (default: this checkout's). */

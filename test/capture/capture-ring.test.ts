@@ -54,7 +54,7 @@ describe("capture ring", () => {
       const got: ReturnType<typeof copyOut>[] = [];
       reader.drain((r) => got.push(copyOut(r)));
       expect(got.map((r) => [r.id, r.dir, r.origLen])).toEqual(sizes.map((s) => [7, round % 2, s]));
-      expect(got.map((r) => r.bytes)).toEqual(sent.map((f) => f.subarray(0, Math.min(f.length, 1000))));
+      expect(got.map((r) => r.bytes as Uint8Array)).toEqual(sent.map((f) => f.subarray(0, Math.min(f.length, 1000))));
     }
     expect(reader.dropped(e)).toBe(0);
     reader.remove(e);
