@@ -228,6 +228,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         // Nothing written to xenstore; the workers finish the batch in hand (every response they
         // staged is published) and exit; the TAPs and journals stay for the next qnicd.
         await backend.detach().catch((e) => log.error(`detaching the backend: ${(e as Error).message}`));
+        captures.close();
+        rates.stop();
         await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
         await http.stop().catch(() => {});
         peers.detach();

@@ -133,7 +133,7 @@ async function connect(url: string): Promise<Cdp> {
       else p?.res(msg.result);
     } else for (const f of listeners.get(msg.method) ?? []) f(msg.params);
   };
-  return {
+  const cdp: Cdp = {
     send(method, params = {}) {
       const n = ++id;
       ws.send(JSON.stringify({ id: n, method, params }));
@@ -148,11 +148,12 @@ async function connect(url: string): Promise<Cdp> {
           listeners.set(event, (listeners.get(event) ?? []).filter((g) => g !== f));
           res(p);
         };
-        this.on(event, f);
+        cdp.on(event, f);
       });
     },
     close() {
       ws.close();
     },
   };
+  return cdp;
 }
