@@ -1,7 +1,7 @@
 // Headless Chromium (Debian's chromium, installed when missing) driven over the DevTools protocol:
 // load a page, evaluate expressions in it, list every URL it requested, take a screenshot.
 import { spawn, type Subprocess } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDebPackages } from "./apt.ts";
@@ -41,7 +41,11 @@ export async function launchChromium(size = { width: 1280, height: 900 }): Promi
   const cleanup = async () => {
     proc.kill();
     await proc.exited;
-    rmSync(profile, { recursive: true, force: true });
+    // Its helper processes may still write into the profile for a moment after the browser exits.
+    for (let i = 0; i < 10 && existsSync(profile); i++) {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+      await Bun.sleep(200);
+    }
   };
   try {
     const wsBrowser = await devtoolsUrl(proc.stderr);
