@@ -20,6 +20,10 @@ import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
 import { XenstoreClient } from "./xenstore/index.ts";
+import { CaptureService } from "./capture/capture-service.ts";
+import { RateHistory } from "./http/rate-history.ts";
+import { toVifsView } from "./http/vif-view.ts";
+import { versionLine } from "./build-info.ts";
 
 /** How many vifs one worker can serve: the stats arena is sized for it up front. */
 export const VIFS_PER_WORKER = 64;
@@ -89,7 +93,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   } catch (e) {
     // The sim platform's own hint names a function (initHypervisor); an operator wants the command.
     if (e instanceof PlatformError && e.code === "ENOENT" && config.platform !== "xen") {
-      return fail(new DaemonStartError(`qnicd: no simulated Xen host is running in ${config.simDir}: start it with 'bun run sim up --dir ${config.simDir}'`, { cause: e }));
+      return fail(new DaemonStartError(`qnicd: no simulated Xen host is running in ${config.simDir}: start it with 'npm run sim -- up --dir ${config.simDir}'`, { cause: e }));
     }
     return fail(e);
   }
@@ -118,7 +122,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
     const cure =
       platform.kind === "sim"
-        ? `start it with 'bun run sim up --dir ${config.simDir}'`
+        ? `start it with 'npm run sim -- up --dir ${config.simDir}'`
         : platform.xenstorePath.startsWith("/dev/")
           ? "run qnicd as root in a domain with Linux's xenbus driver (it provides /dev/xen/xenbus), or where xenstored runs"
           : "start xenstored (e.g. systemctl start xenstored)";
@@ -166,10 +170,18 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       mac: vif?.config?.mac ?? null,
       features: vif?.connection && vif.config ? { ...vif.config.features, "multi-queue-num-queues": 1, "feature-split-event-channels": vif.config.splitEventChannels } : {},
       slot: vif?.connection?.statsSlot ?? null,
+      hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
     }));
+  const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
+  undo.push(() => captures.close());
+  const rates = new RateHistory();
+  rates.start(() => toVifsView(vifs(), stats).vifs);
+  undo.push(() => rates.stop());
   let http: HttpServer;
   try {
     const app = createHttpApp({
+      captures,
+      rates,
       health: () => ({
         xenstore,
         uptimeSeconds: Math.floor((Date.now() - started) / 1000),
@@ -216,6 +228,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         // Nothing written to xenstore; the workers finish the batch in hand (every response they
         // staged is published) and exit; the TAPs and journals stay for the next qnicd.
         await backend.detach().catch((e) => log.error(`detaching the backend: ${(e as Error).message}`));
+        captures.close();
+        rates.stop();
         await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
         await http.stop().catch(() => {});
         peers.detach();
@@ -227,6 +241,8 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       }
       // Vifs first (their guests see Closed), then the workers, then everything else.
       await backend.stop().catch((e) => log.error(`stopping the backend: ${(e as Error).message}`));
+      captures.close();
+      rates.stop();
       await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
       log.debug("workers stopped");
       await http.stop().catch(() => {});

@@ -1,12 +1,17 @@
-// `bun run qnicd [--name VALUE ...]`: the daemon's entry point. Settings problems and startup
+// `qnicd [--name VALUE ...]` (`npm run qnicd -- ...` from a checkout): the daemon's entry point. Settings problems and startup
 // failures are one line on stderr (exit 2 and 1); SIGINT/SIGTERM stop it cleanly (exit 0), leaving
 // every vif to the next qnicd (--on-exit keep, what `systemctl restart` needs) or closing them all
 // (--on-exit close). Under systemd (Type=notify) it says READY=1 once serving, STOPPING=1 on stop.
 import { ConfigError, helpText, isHelpRequested, loadConfig, type Config } from "./config/index.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
 import { sdNotify } from "./systemd/notify.ts";
+import { versionLine } from "./build-info.ts";
 
 const argv = process.argv.slice(2);
+if (argv.includes("--version")) {
+  process.stdout.write(`${versionLine()}\n`);
+  process.exit(0);
+}
 if (isHelpRequested(argv)) {
   process.stdout.write(helpText());
   process.exit(0);

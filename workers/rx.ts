@@ -21,6 +21,9 @@ import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
+import { countCopyFailure } from "./fault-reasons.ts";
+import type { CaptureWriter } from "./capture-writer.ts";
+import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
@@ -47,6 +50,9 @@ export class RxPath extends BackRing {
   /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
   stallSince = 0;
   private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
+  /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
+  captureEntry = -1;
+  captureWriter: CaptureWriter | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
     super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
@@ -74,6 +80,7 @@ export class RxPath extends BackRing {
       const batch = s.rxFrames;
       for (let r = 0; ; r++) {
         const n = peer.receive(batch);
+        if (this.captureEntry >= 0) this.captureWriter!.write(this.captureEntry, DIR_GUEST_RX, batch.base, batch.stride, batch.lens, n);
         c.ffi_calls++;
         if (peer.kind === "tap") c.syscalls++; // one io_uring_enter (or reads) per batch
         this.round(batch, n, s, gnt, c);
@@ -126,7 +133,10 @@ export class RxPath extends BackRing {
     else if (now - this.stallSince >= this.stallMs) {
       this.carrier = false;
       this.stallSince = 0;
-      c.rx_drops += this.queue.purge();
+      const purged = this.queue.purge();
+      c.rx_drops += purged;
+      c.rx_drops_stall_purge += purged;
+      c.rx_stalls++;
       c.carrier = 0;
       this.pass.carrier = -1;
     }
@@ -186,13 +196,17 @@ export class RxPath extends BackRing {
         const len = lens[i];
         if (len > RX_MAX_FRAME || !carrier) {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
+          if (len > RX_MAX_FRAME) c.rx_drops_oversize++;
+          else c.rx_drops_carrier_off++;
           continue;
         }
         if (queueing || k >= avail) {
           queueing = true;
           const at = q.reserve(len);
-          if (at < 0) c.rx_drops++;
-          else {
+          if (at < 0) {
+            c.rx_drops++;
+            c.rx_drops_queue_full++;
+          } else {
             s.qDstOff[nq] = at;
             s.qSrcIdx[nq] = i;
             s.qLen[nq++] = len;
@@ -222,7 +236,7 @@ export class RxPath extends BackRing {
       c.ffi_calls++;
     }
     if (k === 0) return;
-    gnt.copy(segs, k);
+    if (gnt.copy(segs, k) > 0) for (let j = 0; j < k; j++) if (segI16[j * 12 + 10] !== 0) countCopyFailure(c, "rx", segI16[j * 12 + 10]);
     c.ffi_calls++;
     c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen
     let bytes = 0;

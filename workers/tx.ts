@@ -47,6 +47,7 @@ import {
 } from "../src/xen/netif.ts";
 import { crossPageMessage, hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
+import { countCopyFailure } from "./fault-reasons.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
 const SIZE = NETIF_TX_RING_SIZE;
@@ -85,6 +86,8 @@ export class TxPath extends BackRing {
 
   /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
   private readonly unsupported: number;
+  /** The pass's counters, for the by-reason rows multiSlot() bumps (set once per pass). */
+  private c!: VifCounters;
 
   constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null) {
     super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
@@ -100,6 +103,7 @@ export class TxPath extends BackRing {
     pass.packets = pass.slots = 0;
     pass.notify = pass.more = false;
     pass.fault = null;
+    this.c = c;
     // One read of req_prod per pass.
     const prod = this.reqProd();
     const bad = this.overflow(prod);
@@ -133,6 +137,7 @@ export class TxPath extends BackRing {
     let nseg = 0;
     let nresp = 0;
     let anyCsum = 0;
+    let ncsum = 0; // frames with csum_blank (NETTXF_csum_blank is bit 0: the flag itself counts)
     let cons = this.reqCons;
     while (cons !== prod && nframe < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
@@ -157,6 +162,7 @@ export class TxPath extends BackRing {
         }
         respId[nresp] = id;
         respSeg[nresp] = R_ERROR;
+        c.tx_malformed_unnegotiated++;
         cons = (first + (end - nresp)) >>> 0;
         nresp = end;
         continue;
@@ -166,6 +172,7 @@ export class TxPath extends BackRing {
         // One slot, no extras: the common case, kept as lean as it was before SG. Segment nseg: the
         // guest's (ref, offset, domid) -> frame slot nframe.
         if (size < ETH_HLEN) {
+          c.tx_malformed_runt++;
           respSeg[nresp++] = R_ERROR;
           continue;
         }
@@ -191,6 +198,7 @@ export class TxPath extends BackRing {
         segFrame[nseg++] = nframe;
         lens[nframe] = size;
         const blank = flags & NETTXF_csum_blank;
+        ncsum += blank;
         if (offloads) {
           meta[nframe] = blank ? FRAME_META_CSUM : 0;
           csum[nframe] = 0;
@@ -231,7 +239,12 @@ export class TxPath extends BackRing {
       c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen (the sim does it without one)
       ok.fill(1, 0, nframe);
       if (failed > 0) {
-        for (let k = 0; k < nseg; k++) if (segI16[k * 12 + 10] !== 0) ok[segFrame[k]] = 0;
+        for (let k = 0; k < nseg; k++) {
+          const status = segI16[k * 12 + 10];
+          if (status === 0) continue;
+          ok[segFrame[k]] = 0;
+          countCopyFailure(c, "tx", status);
+        }
         good = this.compact(s, nframe);
       }
       frames.count = good;
@@ -248,6 +261,7 @@ export class TxPath extends BackRing {
         for (let k = 0; k < good; k++) bytes += lens[k];
         c.tx_packets += good;
         c.tx_bytes += bytes;
+        c.tx_csum_fixups += ncsum;
         if (taken < good) c.tx_drops += good - taken;
       }
     }
@@ -380,7 +394,11 @@ export class TxPath extends BackRing {
 
     // Tolerable: the whole packet is answered with errors (already marked so).
     const frames = s.txFrames;
-    if (size < ETH_HLEN || size > frames.stride) return null;
+    if (size < ETH_HLEN || size > frames.stride) {
+      if (size < ETH_HLEN) this.c.tx_malformed_runt++;
+      else this.c.tx_malformed_oversize++;
+      return null;
+    }
 
     // One segment per non-empty slot, each landing right after the previous one in the frame
     // (an empty slot never becomes an empty segment: XSA-448).
@@ -407,6 +425,8 @@ export class TxPath extends BackRing {
     for (let r = r0; r < nresp; r++) if (respSeg[r] !== R_NULL) respSeg[r] = nframe;
     frames.lens[nframe] = size;
     const blank = flags & NETTXF_csum_blank;
+    if (blank) this.c.tx_csum_fixups++;
+    if (gsoType) this.c.tx_gso_packets++;
     if (offloads) {
       frames.meta[nframe] = (blank || gsoType ? FRAME_META_CSUM : 0) | (gsoType << FRAME_META_GSO_TYPE_SHIFT) | gsoSize;
       s.txCsum[nframe] = 0;

@@ -15,6 +15,10 @@ import { StatsArena } from "../src/stats/index.ts";
 import { WorkerScratch } from "./scratch.ts";
 import { ServedVif, type VifDevices } from "./served-vif.ts";
 import { installPublishHold, PUBLISH_HOLD_ENV } from "./publish-hold.ts";
+import { violationCounter } from "./fault-reasons.ts";
+import { CaptureWriter } from "./capture-writer.ts";
+import { DIR_GUEST_TX } from "../src/capture/capture-ring.ts";
+import { RxPath } from "./rx.ts";
 
 /** EPROTO: what netback writes for a frontend that broke the ring protocol. */
 const EPROTO = 71;
@@ -47,6 +51,8 @@ export class WorkerLoop {
   private readonly scratchEntries: number[];
   private readonly fired = new Uint32Array(PORT_BATCH);
   private readonly unmaskPorts = new Uint32Array(PORT_BATCH);
+  /** Packet capture (src/capture): this worker's ring, on the batched data path only. */
+  private readonly capture: CaptureWriter | null;
 
   constructor(private readonly init: WorkerInit, private readonly mailbox: WorkerMailbox) {
     const registry = new DeviceRegistryWriter(mailbox.words, init.maxMappings);
@@ -76,6 +82,7 @@ export class WorkerLoop {
     this.fds[0] = init.eventfd;
     this.fds[1] = this.ev.fd;
     this.fds[2] = wfd;
+    this.capture = init.capture && init.datapath !== "seed" ? new CaptureWriter(init.capture) : null;
   }
 
   /** Rebuilds the poll set's TAP slots (on connect, disconnect and disable: rare). */
@@ -132,6 +139,7 @@ export class WorkerLoop {
       }
       // Not only on a timeout: with other fds busy, poll() may never time out past a deadline.
       this.dueStalls();
+      this.capture?.refresh();
       this.serve(this.revents[1] ? this.ev.readPending(this.fired) : 0);
     }
     for (const vif of this.byKey.values()) vif.tearDown(this.devices);
@@ -262,12 +270,20 @@ export class WorkerLoop {
       let more = false;
       let notifyTx = false;
       let notifyRx = false;
+      const cw = this.capture;
+      const ce = cw !== null && cw.active ? cw.entryFor(vif.counters.ref) : -1;
+      if (vif.rx instanceof RxPath) {
+        vif.rx.captureEntry = ce;
+        vif.rx.captureWriter = cw;
+      }
       if (peer) {
         const tx = vif.tx.service(this.init.budget, s, gnt, peer, c);
         if (tx.fault) {
           this.disable(vif, tx.fault);
           continue;
         }
+        // The batch's frames are still in the scratch: recorded once per batch for a captured vif.
+        if (ce >= 0 && tx.packets > 0) cw!.write(ce, DIR_GUEST_TX, s.txFrames.base, s.txFrames.stride, s.txFrames.lens, tx.packets);
         notifyTx = tx.notify;
         more = tx.more;
       }
@@ -327,6 +343,7 @@ export class WorkerLoop {
   /** Two-tier guest faults (STYLE 6): stop serving this vif only; the backend tears it down. */
   private disable(vif: ServedVif, why: string): void {
     vif.disabled = true;
+    vif.counters[violationCounter(why)]++;
     vif.counters.carrier = 0;
     vif.counters.flush();
     vif.closePeer();

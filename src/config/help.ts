@@ -15,7 +15,7 @@ function describeDefault(def: SettingDef<unknown>): string {
 
 export function helpText(): string {
   const lines = [
-    "Usage: bun run qnicd [--name VALUE ...]",
+    "Usage: qnicd [--name VALUE ...]   (from a checkout: npm run qnicd -- [--name VALUE ...])",
     "",
     "qnicd serves Xen PV network devices (netback) from userspace.",
     "Every setting can also be given as an environment variable or in a JSON file (--config) whose",
@@ -33,6 +33,7 @@ export function helpText(): string {
     const usage = def.boolean ? `--${flag}` : `--${flag} ${def.metavar ?? "VALUE"}`;
     entry(usage, def.help, `${def.expected}; default ${describeDefault(def)}; env ${envName(key)}`);
   }
+  entry("--version", "print qnicd's version (and git commit, when run from a checkout) and exit", "");
   entry("--help, -h", "print this help and exit", "");
   return lines.join("\n").replace(/\s+$/, "") + "\n";
 }

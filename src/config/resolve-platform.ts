@@ -18,7 +18,7 @@ export function resolvePlatform(cfg: Pick<Config, "platform">, probe: PathProbe)
   if (probe.exists(XEN_EVTCHN_DEVICE) && (probe.exists(XENSTORED_SOCKET) || probe.exists(XENBUS_DEVICE))) return "xen";
   throw new ConfigError(
     `qnicd: --platform auto: this is not a Xen host (no ${XEN_EVTCHN_DEVICE} with ${XENSTORED_SOCKET} or ${XENBUS_DEVICE}); ` +
-      "to run on the simulated host: bun run sim up, then bun run qnicd --platform sim",
+      "to run on the simulated host from a checkout: npm run sim -- up, then npm run qnicd -- --platform sim",
     "platform",
   );
 }

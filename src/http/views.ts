@@ -2,6 +2,9 @@
 // snapshots (plain data it already holds); counters are read straight from shared stats memory.
 import type { DerivedFigures, SlotRef, StatsArena, VifStats } from "../stats/index.ts";
 import type { Logger } from "../log.ts";
+import type { BuildInfo } from "../build-info.ts";
+import type { CaptureService } from "../capture/capture-service.ts";
+import type { RateHistory } from "./rate-history.ts";
 
 export type XenstoreHealth = "connected" | "reconnecting" | "down";
 
@@ -25,6 +28,14 @@ export interface VifSnapshot {
   features: Record<string, boolean | number>;
   /** Where the serving worker publishes the vif's counters, or null while it has none. */
   slot: SlotRef | null;
+  /** The host side of the vif: its TAP interface, switch port or null sink (null before realize). */
+  hostSide?: HostSide | null;
+}
+
+export interface HostSide {
+  kind: "tap" | "switch" | "null";
+  /** The TAP interface's name (what `ip link` shows), or the switch port's. */
+  name: string;
 }
 
 export interface HttpDeps {
@@ -32,6 +43,12 @@ export interface HttpDeps {
   vifs(): VifSnapshot[];
   stats: StatsArena;
   log?: Logger;
+  /** The dashboard's live rates (GET /rates); absent: 503. */
+  rates?: Pick<RateHistory, "view">;
+  /** Packet capture (GET /vifs/:name/pcap); absent: 503. */
+  captures?: Pick<CaptureService, "start">;
+  /** What qnicd_build_info reports (default: this checkout's). */
+  build?: BuildInfo;
 }
 
 export interface StateView {
@@ -49,6 +66,7 @@ export interface VifView {
   worker: number | null;
   mac: string | null;
   features: Record<string, boolean | number>;
+  hostSide: HostSide | null;
   /** null while no worker publishes counters for the vif. */
   counters: VifStats | null;
   derived: DerivedFigures | null;
@@ -60,6 +78,8 @@ export interface HealthView extends HealthSnapshot {
 }
 
 export interface VifsView {
+  /** How to read tx and rx in every counter (COUNTER_DIRECTION). */
+  direction: string;
   vifs: VifView[];
   /** Sums over the listed vifs that have counters. */
   total: { counters: VifStats; derived: DerivedFigures };

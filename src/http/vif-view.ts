@@ -1,7 +1,7 @@
 // Turns the control plane's snapshot of a vif, plus its counters from shared memory, into what /vifs
 // serves. Pure apart from reading the arena.
 import { xenbusStateName } from "../xen/xenbus-state.ts";
-import { derivedFigures, readVifStats, sumVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
+import { COUNTER_DIRECTION, derivedFigures, readVifStats, sumVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { StateView, VifSnapshot, VifView, VifsView } from "./views.ts";
 
 export function vifName(domid: number, devid: number): string {
@@ -23,6 +23,7 @@ export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
     worker: s.worker,
     mac: s.mac,
     features: s.features,
+    hostSide: s.hostSide ?? null,
     counters,
     derived: counters ? derivedFigures(counters) : null,
   };
@@ -31,5 +32,5 @@ export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
 export function toVifsView(snapshots: readonly VifSnapshot[], arena: StatsArena): VifsView {
   const vifs = snapshots.map((s) => toVifView(s, arena));
   const counters = sumVifStats(vifs.flatMap((v) => (v.counters ? [v.counters as VifStats] : [])));
-  return { vifs, total: { counters, derived: derivedFigures(counters) } };
+  return { direction: COUNTER_DIRECTION, vifs, total: { counters, derived: derivedFigures(counters) } };
 }

@@ -11,7 +11,7 @@ export type ToWorker =
       seq: number;
       spec: VifConnectSpec;
       slot: SlotRef;
-      /** Totals a vif had on a worker that died, so its counters never go backwards. */
+      /** Totals the vif had before (on a worker that died, or before its frontend reconnected), so its counters never go backwards. */
       carry?: Partial<VifStats>;
       /** SwitchFabric.address, when the vif's peer is a switch port (the pool creates the fabric). */
       switchAddress?: number;
@@ -55,4 +55,6 @@ export interface WorkerInit {
   datapath?: "batched" | "seed";
   /** Vifs may negotiate feature-sg: the tx scratch holds 64 KiB frames (default false: 4 KiB). */
   scatterGather?: boolean;
+  /** This worker's capture ring (src/capture/capture-ring.ts), shared with the main thread. */
+  capture?: SharedArrayBuffer;
 }

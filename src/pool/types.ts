@@ -85,6 +85,8 @@ export interface WorkerPool {
   onWorkerLost(listener: (worker: number, moved: ConnectedVif[]) => void): void;
   /** Which worker serves each vif key and how loaded each worker is (for /vifs and /health). */
   snapshot(): { workers: { index: number; alive: boolean; vifs: number }[]; vifs: Record<string, number> };
+  /** The shared ring worker `worker` records captured frames into (src/capture), if the pool has one. */
+  captureRing?(worker: number): SharedArrayBuffer | undefined;
   /** Disconnects every vif and stops every worker; nothing left mapped, bound or running. */
   close(): Promise<void>;
 }

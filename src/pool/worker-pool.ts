@@ -7,10 +7,13 @@ import { SwitchFabric, type SwitchOptions } from "../net/switch.ts";
 import type { TapIoMode } from "../net/tap.ts";
 import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
+import { createCaptureRing } from "../capture/capture-ring.ts";
 import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
 const EIO = 5;
+/** Vif names whose totals are kept after a disconnect (a few hundred bytes each). */
+const RETIRED_MAX = 4096;
 
 export interface WorkerPoolOptions {
   platform: PlatformConfig;
@@ -61,6 +64,14 @@ export class Pool implements WorkerPool {
   private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
   private readonly carrierListeners: ((e: VifCarrierEvent) => void)[] = [];
   private fabric: SwitchFabric | null = null;
+  /**
+   * Each vif's totals when it was last disconnected, by vif name: a frontend that reconnects (a
+   * reset, a driver reload, a live migration back) continues from them, so its counters never go
+   * backwards (a Prometheus rate() would read a drop as a reset). Bounded: the oldest names go first.
+   */
+  private readonly retired = new Map<string, VifStats>();
+  /** Per worker, the ring its captured vifs' frames come through (src/capture). */
+  private readonly captureRings: SharedArrayBuffer[] = [];
   private closing: Promise<void> | null = null;
 
   private constructor(private readonly opts: WorkerPoolOptions) {
@@ -85,8 +96,10 @@ export class Pool implements WorkerPool {
       scatterGather: opts.scatterGather,
     };
     for (let i = 0; i < opts.workers; i++) {
+      const capture = createCaptureRing();
+      pool.captureRings.push(capture);
       pool.workers.push(
-        new PoolWorker(i, opts.platform, opts.stats.buffer, shared, {
+        new PoolWorker(i, opts.platform, opts.stats.buffer, { ...shared, capture }, {
           fault: (m) => pool.workerFault({ key: m.key, errno: m.errno, message: m.message }),
           carrier: (m) => pool.workerCarrier({ key: m.key, on: m.on, message: m.message }),
           died: (w, error) => void pool.workerDied(w, error),
@@ -105,7 +118,8 @@ export class Pool implements WorkerPool {
   connect(spec: VifConnectSpec, carry?: Partial<VifStats>): Promise<ConnectedVif> {
     if (this.closing) return Promise.reject(new Error(`${spec.name}: the worker pool is closed`));
     if (this.vifs.has(spec.key)) return Promise.reject(new Error(`${spec.name}: key ${spec.key} is already connected`));
-    return this.place(spec, carry);
+    // Totals the caller carries (a vif adopted across a restart), else the vif's own from its last connection.
+    return this.place(spec, carry ?? this.retired.get(spec.name));
   }
 
   /** Connects on the least-loaded live worker, retrying elsewhere if that worker dies meanwhile. */
@@ -181,7 +195,27 @@ export class Pool implements WorkerPool {
       // the worker died: its devices are released with it
     }
     w.vifs.delete(key);
+    this.retire(entry);
     this.opts.stats.release(entry.slot!);
+  }
+
+  /** Remembers a disconnecting vif's totals (its worker has stopped flushing them). */
+  private retire(entry: VifEntry): void {
+    let totals: VifStats | null = null;
+    try {
+      totals = readVifStats(this.opts.stats, entry.slot!);
+    } catch {
+      return; // a slot its dead worker left locked: nothing trustworthy to keep
+    }
+    if (!totals) return;
+    const name = entry.spec.name;
+    this.retired.delete(name);
+    this.retired.set(name, totals);
+    if (this.retired.size > RETIRED_MAX) this.retired.delete(this.retired.keys().next().value!);
+  }
+
+  captureRing(worker: number): SharedArrayBuffer | undefined {
+    return this.captureRings[worker];
   }
 
   onFault(listener: (fault: VifFault) => void): void {

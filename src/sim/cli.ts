@@ -1,4 +1,4 @@
-// `bun run sim up|down|xl ...`: the simulated Xen host's command line.
+// `npm run sim -- up|down|xl ...`: the simulated Xen host's command line.
 import { defaultSimDir, dirOption, get, parse, UsageError } from "./toolstack/args.ts";
 import { HostError, startHost, stopHost } from "./toolstack/host.ts";
 import { libxlLogTo } from "./toolstack/libxl-log.ts";

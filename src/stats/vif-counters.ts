@@ -15,6 +15,8 @@ export class VifCounters {
   readonly #words: Uint32Array;
   readonly #base: number;
   readonly #generation: number;
+  /** What the last flush stored, per counter: a flush writes only the counters that moved since. */
+  readonly #published = new Float64Array(COUNTER_COUNT);
   #detached = false;
 
   /**
@@ -32,7 +34,7 @@ export class VifCounters {
       throw new StatsError(`stats slot ${ref.index} generation ${ref.generation} is not allocated`);
     }
     // Every field is created here, in table order, so all instances share one object shape.
-    for (let i = 0; i < COUNTER_COUNT; i++) (this as CounterFields)[VIF_COUNTER_NAMES[i]] = now[i];
+    for (let i = 0; i < COUNTER_COUNT; i++) (this as CounterFields)[VIF_COUNTER_NAMES[i]] = this.#published[i] = now[i];
   }
 
   /** False once the slot was released or reused under us: this object's flushes go nowhere. */
@@ -58,9 +60,16 @@ export class VifCounters {
       unlockSlot(words, base, seq);
       return false;
     }
+    // Most of the table (the by-reason rows) stays still batch after batch: comparing is a plain
+    // load, storing is two Atomics stores, so only what moved is stored. Readers read every word
+    // under the seqlock either way; unchanged words already hold these values.
     const self = this as CounterFields;
+    const published = this.#published;
     for (let i = 0, at = base + S_FIRST_COUNTER; i < COUNTER_COUNT; i++, at += 2) {
-      storeCounter(words, at, self[VIF_COUNTER_NAMES[i]]);
+      const v = self[VIF_COUNTER_NAMES[i]];
+      if (v === published[i]) continue;
+      storeCounter(words, at, v);
+      published[i] = v;
     }
     unlockSlot(words, base, seq);
     return true;

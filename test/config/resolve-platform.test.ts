@@ -25,7 +25,7 @@ test("auto refuses a host lacking either half, and says how to use the simulated
     expect(err).toBeInstanceOf(ConfigError);
     const msg = (err as Error).message;
     expect(msg).not.toContain("\n");
-    expect(msg).toContain("bun run sim up");
-    expect(msg).toContain("bun run qnicd --platform sim");
+    expect(msg).toContain("npm run sim -- up");
+    expect(msg).toContain("npm run qnicd -- --platform sim");
   }
 });

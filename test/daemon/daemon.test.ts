@@ -123,7 +123,7 @@ test("startup failures are one line naming the cure", async () => {
   host = await startSimHost();
   await host.stopXenstored();
   const e = (await startDaemon(config(host.dir), { log }).catch((x) => x)) as Error;
-  expect(e.message).toBe(`qnicd: cannot reach xenstored at ${simPaths(host.dir).xenstoredSocket}: ENOENT: start it with 'bun run sim up --dir ${host.dir}'`);
+  expect(e.message).toBe(`qnicd: cannot reach xenstored at ${simPaths(host.dir).xenstoredSocket}: ENOENT: start it with 'npm run sim -- up --dir ${host.dir}'`);
   await host.startXenstored();
 });
 
@@ -144,7 +144,7 @@ test("a taken --http port fails the start with one line, before any vif is claim
 
 test("a simulated host that was never started: one line saying how to start it", async () => {
   const e = (await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x)) as Error;
-  expect(e.message).toBe("qnicd: no simulated Xen host is running in /tmp/qnicd-no-such-host: start it with 'bun run sim up --dir /tmp/qnicd-no-such-host'");
+  expect(e.message).toBe("qnicd: no simulated Xen host is running in /tmp/qnicd-no-such-host: start it with 'npm run sim -- up --dir /tmp/qnicd-no-such-host'");
   expect(e.message).not.toContain("\n");
 });
 

@@ -1,4 +1,4 @@
-// `bun run qnicd` as a process: exit codes, one-line errors, and a clean stop on SIGTERM/SIGINT.
+// `qnicd` (src/main.ts) as a process: exit codes, one-line errors, and a clean stop on SIGTERM/SIGINT.
 import { afterEach, expect, test } from "bun:test";
 import { spawn, type Subprocess } from "bun";
 import { resolve } from "node:path";
@@ -50,7 +50,7 @@ test("xenstored not running: one line naming the socket and the command that sta
   const p = run(["--platform", "sim", "--sim-dir", host.dir, "--peer", "null", "--http", "127.0.0.1:0"]);
   expect(await p.exited).toBe(1);
   const err = await text(p.stderr);
-  expect(err).toBe(`qnicd: cannot reach xenstored at ${host.dir}/xenstored/socket: ENOENT: start it with 'bun run sim up --dir ${host.dir}'\n`);
+  expect(err).toBe(`qnicd: cannot reach xenstored at ${host.dir}/xenstored/socket: ENOENT: start it with 'npm run sim -- up --dir ${host.dir}'\n`);
   await host.startXenstored();
 });
 

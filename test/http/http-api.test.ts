@@ -67,6 +67,7 @@ describe("GET /vifs/:name", () => {
       worker: 1,
       mac: "00:16:3e:00:00:03",
       features: { "feature-sg": true, "multi-queue-num-queues": 1 },
+      hostSide: null,
       counters: { ...zeroVifStats(), ...published },
       derived: { ffi_calls_per_packet: 40 / 1600, syscalls_per_packet: 16 / 1600 },
     });
@@ -108,6 +109,7 @@ describe("GET /vifs", () => {
     const body = await json(await get("/vifs"));
     expect(body.vifs.map((v: { name: string }) => v.name)).toEqual(["vif3.0", "vif4.0"]);
     expect(body.total.counters).toEqual({ ...zeroVifStats(), ...published });
+    expect(body.direction).toContain("guest's side: tx = frames the guest sent");
     expect(body.total.derived.ffi_calls_per_packet).toBe(40 / 1600);
   });
 

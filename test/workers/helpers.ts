@@ -6,9 +6,8 @@ import type { FrameBatch, Peer } from "../../src/net/index.ts";
 import type { GrantCopyBatchMemory, GrantDevice } from "../../src/platform/types.ts";
 import { VIF_COUNTER_NAMES, type VifCounters } from "../../src/stats/index.ts";
 
-export const GNTST_general_error = -1;
-export const GNTST_bad_gntref = -4;
-export const GNTST_bad_copy_arg = -10;
+export { GNTST_bad_copy_arg, GNTST_bad_gntref, GNTST_general_error } from "../../src/xen/grant-table.ts";
+import { GNTST_bad_copy_arg, GNTST_bad_gntref, GNTST_general_error } from "../../src/xen/grant-table.ts";
 
 export function counters(): VifCounters & Record<string, number> {
   const c: Record<string, number> = {};
