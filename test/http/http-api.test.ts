@@ -68,7 +68,16 @@ describe("GET /vifs/:name", () => {
       mac: "00:16:3e:00:00:03",
       features: { "feature-sg": true, "multi-queue-num-queues": 1 },
       counters: { ...zeroVifStats(), ...published },
-      derived: { ffi_calls_per_packet: 40 / 1600, syscalls_per_packet: 16 / 1600 },
+      derived: {
+        ffi_calls_per_packet: 40 / 1600,
+        syscalls_per_packet: 16 / 1600,
+        notifies_sent_per_packet: 0,
+        events_received_per_packet: 0,
+        ffi_calls_per_mb: 40 / ((64_000 + 2 ** 40) / 1048576),
+        syscalls_per_mb: 16 / ((64_000 + 2 ** 40) / 1048576),
+        notifies_sent_per_mb: 0,
+        events_received_per_mb: 0,
+      },
     });
   });
 
