@@ -83,7 +83,11 @@ export interface XenThroughputReport {
   median: Record<XenBackend, Record<XenDirection, number | null>>;
   /** qnicd median / netback median. */
   ratio: Record<XenDirection, number | null>;
-  /** The same by MiB per QEMU CPU second: what the ratio would be on an idle host. */
+  /**
+   * The same by MiB per QEMU CPU second: the time QEMU waited for a host core left out. Two runs
+   * on a shared host still differed by 2x for qnicd (the emulated machine did that much more work
+   * per MB), so compare runs with care and ratios within one run first.
+   */
   medianPerCpuS?: Record<XenBackend, Record<XenDirection, number | null>>;
   ratioPerCpuS?: Record<XenDirection, number | null>;
   cost: Record<XenBackend, Partial<Record<XenDirection, XenDirectionCost>>>;
@@ -135,7 +139,7 @@ export function formatXenReport(r: XenThroughputReport): string[] {
       );
     }
   out.push(`  qnicd/netback (medians): up ${f2(r.ratio.up)}, down ${f2(r.ratio.down)}`);
-  if (r.ratioPerCpuS) out.push(`  qnicd/netback per QEMU CPU-s (medians; what host load does not skew): up ${f2(r.ratioPerCpuS.up)}, down ${f2(r.ratioPerCpuS.down)}`);
+  if (r.ratioPerCpuS) out.push(`  qnicd/netback per QEMU CPU-s (medians; time QEMU waited for the host left out): up ${f2(r.ratioPerCpuS.up)}, down ${f2(r.ratioPerCpuS.down)}`);
   for (const d of XEN_DIRECTIONS) {
     const n = r.cost.netback[d];
     const q = r.cost.qnicd[d];

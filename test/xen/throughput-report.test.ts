@@ -139,6 +139,6 @@ describe("buildXenReport", () => {
     expect(text).toContain("dom0 vif IRQs 10.0/MB");
     expect(text).toContain("TCP retransmits dom0 0 guest 2");
     expect(text).toContain("MB per QEMU CPU-s 32.0 16.0 32.0");
-    expect(text).toContain("per QEMU CPU-s (medians; what host load does not skew): up 0.19, down -");
+    expect(text).toContain("per QEMU CPU-s (medians; time QEMU waited for the host left out): up 0.19, down -");
   });
 });
