@@ -25,6 +25,13 @@ export interface XenTransfer {
   mbps: number;
   /** sha256 of what arrived equals what was sent, and all of it arrived. */
   shaOk: boolean;
+  /**
+   * CPU seconds QEMU spent between the transfer's console marks (the whole emulated machine: Xen,
+   * dom0, the guest); unlike MB/s, not inflated when other work on the host takes QEMU's core.
+   */
+  qemuCpuS?: number;
+  /** MiB per QEMU CPU second. */
+  mbPerCpuS?: number;
 }
 
 /** Per MiB moved and, where packets are known, per packet. */
@@ -76,6 +83,13 @@ export interface XenThroughputReport {
   median: Record<XenBackend, Record<XenDirection, number | null>>;
   /** qnicd median / netback median. */
   ratio: Record<XenDirection, number | null>;
+  /**
+   * The same by MiB per QEMU CPU second: the time QEMU waited for a host core left out. Two runs
+   * on a shared host still differed by 2x for qnicd (the emulated machine did that much more work
+   * per MB), so compare runs with care and ratios within one run first.
+   */
+  medianPerCpuS?: Record<XenBackend, Record<XenDirection, number | null>>;
+  ratioPerCpuS?: Record<XenDirection, number | null>;
   cost: Record<XenBackend, Partial<Record<XenDirection, XenDirectionCost>>>;
   /** How long the whole testbed run took (QEMU wall time), when known. */
   qemuSeconds?: number;
@@ -118,9 +132,14 @@ export function formatXenReport(r: XenThroughputReport): string[] {
     for (const d of XEN_DIRECTIONS) {
       const ts = r.transfers.filter((t) => t.backend === b && t.dir === d);
       const each = ts.map((t) => (t.shaOk ? `${f1(t.mbps)}` : `${f1(t.mbps)}(BAD)`)).join(" ");
-      out.push(`  ${b.padEnd(7)} ${d.padEnd(4)} MB/s ${each.padEnd(18)} median ${f1(r.median[b][d])}`);
+      const cpu = ts.map((t) => f1(t.mbPerCpuS)).join(" ");
+      out.push(
+        `  ${b.padEnd(7)} ${d.padEnd(4)} MB/s ${each.padEnd(18)} median ${f1(r.median[b][d]).padEnd(5)}` +
+          (r.medianPerCpuS ? `  MB per QEMU CPU-s ${cpu.padEnd(16)} median ${f1(r.medianPerCpuS[b][d])}` : ""),
+      );
     }
   out.push(`  qnicd/netback (medians): up ${f2(r.ratio.up)}, down ${f2(r.ratio.down)}`);
+  if (r.ratioPerCpuS) out.push(`  qnicd/netback per QEMU CPU-s (medians; time QEMU waited for the host left out): up ${f2(r.ratioPerCpuS.up)}, down ${f2(r.ratioPerCpuS.down)}`);
   for (const d of XEN_DIRECTIONS) {
     const n = r.cost.netback[d];
     const q = r.cost.qnicd[d];

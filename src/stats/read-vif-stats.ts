@@ -25,18 +25,36 @@ export function sumVifStats(all: readonly VifStats[]): VifStats {
   return total;
 }
 
+/**
+ * What the data path spends, per packet (tx + rx) and per MiB (tx + rx bytes) since the vif
+ * connected: system calls and FFI calls (the design aims for well under 1 per packet: one per
+ * batch), notifications sent to the frontend and event-channel wake-ups received from it.
+ */
 export interface DerivedFigures {
-  /** How well the data path batches: the design aims for well under 1 (one call per batch). */
   ffi_calls_per_packet: number;
   syscalls_per_packet: number;
+  notifies_sent_per_packet: number;
+  events_received_per_packet: number;
+  ffi_calls_per_mb: number;
+  syscalls_per_mb: number;
+  notifies_sent_per_mb: number;
+  events_received_per_mb: number;
 }
 
-/** Per packet in either direction; 0 before the first packet (JSON has no NaN). */
+/** 0 before the first packet (JSON has no NaN). */
 export function derivedFigures(s: VifStats): DerivedFigures {
   const packets = s.tx_packets + s.rx_packets;
+  const mb = (s.tx_bytes + s.rx_bytes) / 1048576;
+  const per = (n: number, d: number) => (d === 0 ? 0 : n / d);
   return {
-    ffi_calls_per_packet: packets === 0 ? 0 : s.ffi_calls / packets,
-    syscalls_per_packet: packets === 0 ? 0 : s.syscalls / packets,
+    ffi_calls_per_packet: per(s.ffi_calls, packets),
+    syscalls_per_packet: per(s.syscalls, packets),
+    notifies_sent_per_packet: per(s.notifies_sent, packets),
+    events_received_per_packet: per(s.events_received, packets),
+    ffi_calls_per_mb: per(s.ffi_calls, mb),
+    syscalls_per_mb: per(s.syscalls, mb),
+    notifies_sent_per_mb: per(s.notifies_sent, mb),
+    events_received_per_mb: per(s.events_received, mb),
   };
 }
 

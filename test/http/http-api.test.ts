@@ -69,7 +69,16 @@ describe("GET /vifs/:name", () => {
       features: { "feature-sg": true, "multi-queue-num-queues": 1 },
       hostSide: null,
       counters: { ...zeroVifStats(), ...published },
-      derived: { ffi_calls_per_packet: 40 / 1600, syscalls_per_packet: 16 / 1600 },
+      derived: {
+        ffi_calls_per_packet: 40 / 1600,
+        syscalls_per_packet: 16 / 1600,
+        notifies_sent_per_packet: 0,
+        events_received_per_packet: 0,
+        ffi_calls_per_mb: 40 / ((64_000 + 2 ** 40) / 1048576),
+        syscalls_per_mb: 16 / ((64_000 + 2 ** 40) / 1048576),
+        notifies_sent_per_mb: 0,
+        events_received_per_mb: 0,
+      },
     });
   });
 

@@ -175,11 +175,20 @@ describe("sums and derived figures", () => {
     expect(sumVifStats([])).toEqual(zeroVifStats());
   });
 
-  test("calls per packet count both directions, and are 0 before any packet", () => {
-    expect(derivedFigures({ ...zeroVifStats(), tx_packets: 30, rx_packets: 10, ffi_calls: 4, syscalls: 2 })).toEqual({
+  test("costs per packet and per MiB count both directions, and are 0 before any packet", () => {
+    const s = { ...zeroVifStats(), tx_packets: 30, rx_packets: 10, tx_bytes: 3 * 1048576, rx_bytes: 1048576, ffi_calls: 4, syscalls: 2, notifies_sent: 8, events_received: 6 };
+    expect(derivedFigures(s)).toEqual({
       ffi_calls_per_packet: 0.1,
       syscalls_per_packet: 0.05,
+      notifies_sent_per_packet: 0.2,
+      events_received_per_packet: 0.15,
+      ffi_calls_per_mb: 1,
+      syscalls_per_mb: 0.5,
+      notifies_sent_per_mb: 2,
+      events_received_per_mb: 1.5,
     });
-    expect(derivedFigures(zeroVifStats())).toEqual({ ffi_calls_per_packet: 0, syscalls_per_packet: 0 });
+    const none = derivedFigures(zeroVifStats());
+    expect(Object.values(none).every((v) => v === 0)).toBe(true);
+    expect(Object.keys(none)).toHaveLength(8);
   });
 });

@@ -70,7 +70,18 @@ describe("buildXenReport", () => {
       'vifs "counters":{"tx_packets":3010,"rx_packets":64020,"syscalls":68000,"ffi_calls":4500,"notifies_sent":1607,"events_received":3209,"tx_batches":1001,"rx_batches":2002}',
     ]),
   ];
-  const r = buildXenReport(results, META);
+  // QEMU's CPU seconds at each transfer's marks: netback up used 1, 2, 1 s; qnicd up 4, 8 s (its
+  // third transfer's end mark never arrived, so it has no CPU figure).
+  const cpuAt: [string, number, number][] = [
+    ["netback up 1", 10, 11], ["netback up 2", 20, 22], ["netback up 3", 30, 31],
+    ["qnicd up 1", 100, 104], ["qnicd up 2", 110, 118],
+  ];
+  const marks = cpuAt.flatMap(([label, a, b]) => [
+    { label, phase: "start" as const, qemuCpuS: a },
+    { label, phase: "end" as const, qemuCpuS: b },
+  ]);
+  marks.push({ label: "qnicd up 3", phase: "start", qemuCpuS: 200 });
+  const r = buildXenReport(results, META, marks);
 
   test("medians of each direction's transfers, and qnicd / netback of the medians", () => {
     expect(r.median.netback).toEqual({ up: 25, down: 40 });
@@ -79,6 +90,15 @@ describe("buildXenReport", () => {
     expect(r.ratio.up).toBeCloseTo(0.4, 10);
     expect(r.ratio.down).toBeCloseTo(4.5 / 40, 10);
     expect(r.transfers.filter((t) => !t.shaOk)).toHaveLength(1);
+  });
+
+  test("MB per QEMU CPU second: each transfer between its marks, medians and their ratio", () => {
+    expect(r.transfers.find((t) => t.backend === "netback" && t.dir === "up" && t.i === 2)).toMatchObject({ qemuCpuS: 2, mbPerCpuS: 16 });
+    expect(r.transfers.find((t) => t.backend === "qnicd" && t.dir === "up" && t.i === 3)!.mbPerCpuS).toBeUndefined();
+    expect(r.medianPerCpuS!.netback.up).toBe(32);
+    expect(r.medianPerCpuS!.qnicd.up).toBe(6);
+    expect(r.medianPerCpuS!.netback.down).toBeNull();
+    expect(r.ratioPerCpuS).toEqual({ up: 6 / 32, down: null });
   });
 
   test("netback's cost: its vif IRQs only (not xenstored's), data packets on both ends, per MB moved", () => {
@@ -118,5 +138,7 @@ describe("buildXenReport", () => {
     expect(text).toContain("syscalls 1047/MB (1.00/pkt)");
     expect(text).toContain("dom0 vif IRQs 10.0/MB");
     expect(text).toContain("TCP retransmits dom0 0 guest 2");
+    expect(text).toContain("MB per QEMU CPU-s 32.0 16.0 32.0");
+    expect(text).toContain("per QEMU CPU-s (medians; time QEMU waited for the host left out): up 0.19, down -");
   });
 });

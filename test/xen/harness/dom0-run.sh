@@ -192,7 +192,8 @@ baseline() {
 # Steps netback-throughput (on guest1, after netback-baseline) and qnicd-throughput (on guest2,
 # after qnicd), when QNICD_STEPS names "throughput". xfer (xfer.c) runs as a server in the guest;
 # dom0 moves ${QNICD_TPUT_MB:-32} MB guest -> dom0 ("up") three times, then dom0 -> guest ("down")
-# three times, each timed in dom0 and compared by sha256. Around each direction's three it takes
+# three times, each timed in dom0 (and marked on the console: "QNICD-XFER B D N start|end", where
+# the host reads QEMU's CPU time) and compared by sha256. Around each direction's three it takes
 # the counters that say what the transfers cost: dom0's /proc/interrupts lines of the vif (kernel
 # netback names its IRQs vifD.N-q0-tx/-rx) and of user-space event channels ("evtchn:<command>",
 # qnicd's), the dom0 netdev's counters, TCP retransmissions, the guest's (xfer stat) and, for
@@ -232,10 +233,10 @@ tput_step() { # step-name backend guest-name guest-ip domid devid
     for i in 1 2 3; do
       local secs got sha ok=bad
       if [ $dir = up ]; then
-        out=$(timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/tput-up.bin 2>&1)
+        out=$(XFER_MARK="$b $dir $i" timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/tput-up.bin 2>&1)
         sha=$(sha256sum /tmp/tput-up.bin | cut -c1-64); [ "$sha" = "$upsha" ] && ok=ok
       else
-        out=$(timeout 180 $R/xfer put $ip $TPUT_PORT /tmp/tput-down.bin 2>&1)
+        out=$(XFER_MARK="$b $dir $i" timeout 180 $R/xfer put $ip $TPUT_PORT /tmp/tput-down.bin 2>&1)
         sha=$(echo "$out" | sed -n 's/.*sha=\([0-9a-f]*\).*/\1/p'); [ "$sha" = "$downsha" ] && ok=ok
       fi
       secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')

@@ -5,7 +5,7 @@
 // ("throughput" adds the netback-throughput and qnicd-throughput steps to baseline and qnicd; their
 // figures are printed and written to bench/results/xen-throughput.json, which `bun run bench` shows.)
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -39,8 +39,25 @@ export interface TestbedRun {
   steps: Map<string, StepVerdict>;
   /** QNICD-RESULT lines, without the prefix. */
   results: string[];
+  /** Each "QNICD-XFER <label> start|end" mark and QEMU's CPU time when the host read it. */
+  xferMarks: XferMark[];
   timings: { buildImagesS: number; runDiskS: number; bootToToolstackS?: number; qemuS: number; fromCache: boolean };
   lines: string[];
+}
+
+export interface XferMark {
+  /** e.g. "qnicd down 2" (backend, direction, transfer). */
+  label: string;
+  phase: "start" | "end";
+  /** CPU seconds QEMU had used (user + system, all its threads), 10 ms resolution. */
+  qemuCpuS: number;
+}
+
+/** CPU seconds a process has used so far (/proc/PID/stat utime + stime, in USER_HZ = 100 ticks). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(rest[11]) + Number(rest[12])) / 100;
 }
 
 export interface TestbedOptions {
@@ -112,6 +129,7 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
     const timeoutS = opts.timeoutS ?? 600;
     const steps = new Map<string, StepVerdict>();
     const results: string[] = [];
+    const xferMarks: XferMark[] = [];
     const lines: string[] = [];
     let completed = false;
     let stopReason = "";
@@ -136,6 +154,11 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
         steps.set(m[1], { status: m[2] as StepVerdict["status"], detail: m[3] });
         if (m[1] === "toolstack") bootToToolstackS = (performance.now() - t0) / 1000;
       } else if ((m = /^QNICD-RESULT (.*)$/.exec(line))) results.push(m[1]);
+      else if ((m = /^QNICD-XFER (.+) (start|end)$/.exec(line)) && q.pid !== undefined) {
+        try {
+          xferMarks.push({ label: m[1], phase: m[2] as XferMark["phase"], qemuCpuS: cpuSeconds(q.pid) });
+        } catch {} // QEMU already gone: the transfer gets no CPU figure
+      }
       else if (line.startsWith("QNICD-DONE")) {
         completed = true;
         stop("done");
@@ -148,7 +171,7 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
     clearTimeout(timer);
     if (!stopReason) stopReason = `QEMU exited (${q.exitCode ?? q.signalCode}) before QNICD-DONE${stderr ? `: ${stderr.trim().split("\n").slice(-3).join(" | ")}` : ""}`;
     const qemuS = (performance.now() - t0) / 1000;
-    return { completed, stopReason, steps, results, timings: { buildImagesS, runDiskS, bootToToolstackS, qemuS, fromCache }, lines };
+    return { completed, stopReason, steps, results, xferMarks, timings: { buildImagesS, runDiskS, bootToToolstackS, qemuS, fromCache }, lines };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -7,7 +7,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { Rate, XenBackend, XenDirection, XenDirectionCost, XenThroughputReport, XenTransfer } from "../../../bench/lib/xen-report.ts";
 import { XEN_BACKENDS, XEN_DIRECTIONS, XEN_REPORT_PATH, writeXenReport } from "../../../bench/lib/xen-report.ts";
-import type { TestbedRun } from "./run.ts";
+import type { TestbedRun, XferMark } from "./run.ts";
 
 const MB = 1 << 20;
 
@@ -17,11 +17,16 @@ function fields(s: string): Record<string, string> {
   return out;
 }
 
-export function parseTransfers(results: readonly string[]): XenTransfer[] {
+/** The transfers, each with the CPU time QEMU spent between its start and end marks when both were seen. */
+export function parseTransfers(results: readonly string[], marks: readonly XferMark[] = []): XenTransfer[] {
   const out: XenTransfer[] = [];
   for (const l of results) {
     if (!l.startsWith("tput ")) continue;
     const f = fields(l);
+    const label = `${f.backend} ${f.dir} ${f.i}`;
+    const start = marks.find((m) => m.label === label && m.phase === "start");
+    const end = marks.find((m) => m.label === label && m.phase === "end");
+    const cpu = start && end ? end.qemuCpuS - start.qemuCpuS : undefined;
     out.push({
       backend: f.backend as XenBackend,
       dir: f.dir as XenDirection,
@@ -30,6 +35,7 @@ export function parseTransfers(results: readonly string[]): XenTransfer[] {
       secs: Number(f.secs),
       mbps: Number(f.mbps),
       shaOk: f.sha === "ok",
+      ...(cpu !== undefined && cpu > 0 ? { qemuCpuS: cpu, mbPerCpuS: Number(f.bytes) / MB / cpu } : {}),
     });
   }
   return out;
@@ -174,16 +180,23 @@ function median(xs: number[]): number | null {
 export function buildXenReport(
   results: readonly string[],
   meta: { date: string; commit: string; dirty: boolean; mbPerTransfer: number; qemuSeconds?: number; hostLoad?: number[] },
+  marks: readonly XferMark[] = [],
 ): XenThroughputReport {
-  const transfers = parseTransfers(results);
+  const transfers = parseTransfers(results, marks);
   const snaps = parseSnapshots(results);
   const good = (b: XenBackend, d: XenDirection) => transfers.filter((t) => t.backend === b && t.dir === d && t.shaOk && t.mbps > 0);
   const med = (b: XenBackend) => ({ up: median(good(b, "up").map((t) => t.mbps)), down: median(good(b, "down").map((t) => t.mbps)) });
   const medians = { netback: med("netback"), qnicd: med("qnicd") };
-  const ratio = (d: XenDirection) => {
-    const [q, k] = [medians.qnicd[d], medians.netback[d]];
+  const medCpu = (b: XenBackend) => {
+    const of = (d: XenDirection) => good(b, d).flatMap((t) => (t.mbPerCpuS !== undefined ? [t.mbPerCpuS] : []));
+    return { up: median(of("up")), down: median(of("down")) };
+  };
+  const mediansCpu = { netback: medCpu("netback"), qnicd: medCpu("qnicd") };
+  const over = (m: typeof medians, d: XenDirection) => {
+    const [q, k] = [m.qnicd[d], m.netback[d]];
     return q !== null && k !== null && k > 0 ? q / k : null;
   };
+  const ratio = (d: XenDirection) => over(medians, d);
   const cost: XenThroughputReport["cost"] = { netback: {}, qnicd: {} };
   for (const b of XEN_BACKENDS)
     for (const d of XEN_DIRECTIONS) {
@@ -198,6 +211,8 @@ export function buildXenReport(
     transfers,
     median: medians,
     ratio: { up: ratio("up"), down: ratio("down") },
+    medianPerCpuS: mediansCpu,
+    ratioPerCpuS: { up: over(mediansCpu, "up"), down: over(mediansCpu, "down") },
     cost,
   };
 }
@@ -210,14 +225,18 @@ export function recordXenReport(run: TestbedRun, mbPerTransfer: number, path = X
   if (!run.results.some((l) => l.startsWith("tput "))) return null;
   const repo = join(import.meta.dir, "..", "..", "..");
   const git = (...args: string[]) => spawnSync("git", ["-C", repo, ...args], { encoding: "utf8" }).stdout?.trim() ?? "";
-  const report = buildXenReport(run.results, {
+  const report = buildXenReport(
+    run.results,
+    {
     date: new Date().toISOString(),
     commit: git("rev-parse", "HEAD") || "unknown",
     dirty: git("status", "--porcelain", "--untracked-files=no") !== "",
     mbPerTransfer,
     qemuSeconds: run.timings.qemuS,
     hostLoad: loadavg(),
-  });
+    },
+    run.xferMarks,
+  );
   writeXenReport(report, path);
   return report;
 }

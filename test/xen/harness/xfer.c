@@ -19,6 +19,10 @@
  *   xfer stat HOST PORT -             prints what the server answered to "S"
  *   xfer put HOST PORT INFILE         "D": prints "bytes=N secs=S sha=<guest's sha256>", the clock
  *                                     running from connect to the server's "K"
+ * With XFER_MARK=<label> in its environment, get and put write "QNICD-XFER <label> start" and
+ * "... end" on /dev/console at the edges of the timed part, and stay idle MARK_SETTLE_US after
+ * each, as the server does before checksumming: the host reads QEMU's CPU time when it sees a mark,
+ * so the CPU the emulated machine spent on the transfer is known however loaded the host is.
  * Exit status 0 on success; 1 with one line on stderr otherwise. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,6 +43,9 @@
 /* A transfer that stalls this long fails instead of hanging the step. */
 #define IO_TIMEOUT_S 60
 
+/* Longer than the host takes to see a console line and read QEMU's CPU time, even when loaded. */
+#define MARK_SETTLE_US 300000
+
 static char buf[CHUNK];
 
 static void die(const char *fmt, ...) {
@@ -55,6 +62,16 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void mark(const char *phase) {
+  const char *label = getenv("XFER_MARK");
+  if (!label) return;
+  int fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+  if (fd < 0) return;
+  dprintf(fd, "QNICD-XFER %s %s\n", label, phase);
+  close(fd);
+  usleep(MARK_SETTLE_US);
 }
 
 static void set_timeouts(int fd) {
@@ -158,6 +175,7 @@ static void serve_one(int c, const char *upfile, const char *downfile) {
     long long got = pump(c, fd);
     close(fd);
     if (got < 0 || write_all(c, "K", 1) < 0) return;
+    usleep(MARK_SETTLE_US); /* the client's end mark: nothing here may burn CPU before it is read */
     if (sha256_file(downfile, sha) < 0) return;
     dprintf(c, "%s\n", sha);
   }
@@ -226,17 +244,20 @@ int main(int argc, char **argv) {
   } else if (!strcmp(mode, "get")) {
     int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) die("get: cannot create %s: %s", arg, strerror(errno));
+    mark("start");
     double t0 = now_s();
     int s = dial(host, port);
     if (write_all(s, "U\n", 2) < 0) die("get: cannot send the command: %s", strerror(errno));
     long long got = pump(s, fd);
     double secs = now_s() - t0;
+    mark("end");
     if (got < 0) die("get: transfer failed after some bytes: %s", strerror(errno));
     if (close(fd) < 0) die("get: writing %s: %s", arg, strerror(errno));
     printf("bytes=%lld secs=%.3f\n", got, secs);
   } else if (!strcmp(mode, "put")) {
     int fd = open(arg, O_RDONLY);
     if (fd < 0) die("put: cannot open %s: %s", arg, strerror(errno));
+    mark("start");
     double t0 = now_s();
     int s = dial(host, port);
     if (write_all(s, "D\n", 2) < 0) die("put: cannot send the command: %s", strerror(errno));
@@ -247,6 +268,7 @@ int main(int argc, char **argv) {
     ssize_t r;
     while ((r = read(s, &k, 1)) < 0 && errno == EINTR) {}
     double secs = now_s() - t0;
+    mark("end");
     if (r != 1 || k != 'K') die("put: the server did not confirm the data (%s)", r < 0 ? strerror(errno) : "closed");
     read_sha(s, "put", sha);
     printf("bytes=%lld secs=%.3f sha=%s\n", sent, secs, sha);
