@@ -59,7 +59,7 @@ export interface VifHooksOptions {
 }
 
 /** The hint on every vif that could not be taken over from an earlier qnicd. */
-const READOPT_HINT = "its guest cannot reconnect by itself: run 'xl network-detach <domain> <devid>' and 'xl network-attach' for it";
+const readoptHint = (dev: XenDevice) => `its guest cannot reconnect by itself: run 'xl network-detach ${dev.domid} ${dev.devid}' and 'xl network-attach ${dev.domid}' with the vif's settings`;
 
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
@@ -186,7 +186,7 @@ export class VifHooks implements DeviceHooks {
       was = readJournalIdentity(path);
     } catch (err) {
       const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? `no journal at ${path}` : oneLine((err as Error).message);
-      throw new VifFatalError(Errno.ENOENT, `taking over from an earlier qnicd: ${why}`, READOPT_HINT);
+      throw new VifFatalError(Errno.ENOENT, `taking over from an earlier qnicd: ${why} (needs xl network-detach and network-attach)`, readoptHint(dev));
     }
     await this.hostSide(dev);
     const e = this.entry(dev);
@@ -194,7 +194,7 @@ export class VifHooks implements DeviceHooks {
     const now = this.identity(dev, config, e.peer!);
     const changed = (["backendPath", "txRingRef", "rxRingRef", "txEvtchn", "rxEvtchn"] as const).filter((k) => was[k] !== now[k]);
     if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer" as never);
-    if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written`, READOPT_HINT);
+    if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written (needs xl network-detach and network-attach)`, readoptHint(dev));
     let carry: Partial<VifStats> | undefined;
     try {
       const saved = MappedJournal.open(path).loadCounters(LAYOUT_ID);
@@ -206,7 +206,7 @@ export class VifHooks implements DeviceHooks {
       await this.handOver(dev, e, config, { journal: path, adopt: true }, carry);
     } catch (err) {
       const f = err as VifFatalError;
-      throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message}`, READOPT_HINT, { cause: err });
+      throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message} (needs xl network-detach and network-attach)`, readoptHint(dev), { cause: err });
     }
     e.origin = "adopted";
     const r = e.connection?.replayed;
