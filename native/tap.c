@@ -92,6 +92,18 @@ int qnicd_bridge_add(const char *bridge, const char *name) {
     return rc;
 }
 
+// Sets an interface's MTU (SIOCSIFMTU): a vif's `mtu` (libxl's mtu= key), or its bridge's.
+int qnicd_link_mtu(const char *name, int mtu) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, name);
+    ifr.ifr_mtu = mtu;
+    int rc = ioctl(s, SIOCSIFMTU, &ifr) < 0 ? -errno : 0;
+    close(s);
+    return rc;
+}
+
 // 1 if an interface with this name exists, 0 if not.
 int qnicd_if_exists(const char *name) {
     return if_nametoindex(name) != 0;

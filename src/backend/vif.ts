@@ -3,7 +3,7 @@
 // validated frontend nodes handed to the worker pool; disconnect/unrealize: given back; adopt: a
 // vif an earlier qnicd left Connected, taken over through its journal without touching a state node.
 import type { Logger } from "../log.ts";
-import type { PeerProvisioner } from "../net/peer-provisioner.ts";
+import type { PeerProvisioner, PeerSettings } from "../net/peer-provisioner.ts";
 import type { ConnectedVif, PeerHandle, VifFault, WorkerPool } from "../pool/types.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
@@ -119,8 +119,19 @@ export class VifHooks implements DeviceHooks {
       throw new VifFatalError(Errno.EINVAL, `reading vifname: ${quoteGuest(vifname)} is not a valid interface name`, "give the vif a vifname of 1 to 15 characters without '/', ':' or spaces");
     }
     const name = vifname || `${this.opts.vifnamePrefix}${dev.domid}.${dev.devid}`;
+    // libxl's mtu= key (B/mtu, written only when not 1500). Toolstack-written, validated all the
+    // same. (B/bridge is left to the hotplug script: libxl writes "xenbr0" when the config names
+    // no bridge, so it cannot tell an operator's --bridge apart from a vif that asked for none.)
+    const settings: PeerSettings = {};
+    const mtu = await this.opts.xs.tryRead(`${B}/mtu`);
+    if (mtu !== undefined) {
+      if (!/^\d{2,5}$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) {
+        throw new VifFatalError(Errno.EINVAL, `reading mtu: ${quoteGuest(mtu)} is not an MTU from 68 to 65535`, "give the vif an mtu= from 68 to 65535 in its config");
+      }
+      settings.mtu = Number(mtu);
+    }
     try {
-      e.peer = this.opts.peers.create(name);
+      e.peer = this.opts.peers.create(name, settings);
     } catch (err) {
       const errno = typeof (err as { errno?: unknown }).errno === "number" ? (err as { errno: number }).errno : Errno.EIO;
       throw new VifFatalError(errno, `creating interface: ${oneLine((err as Error).message)}`, "check that no other interface has that name and that qnicd may create TAPs (or run with --peer switch)");

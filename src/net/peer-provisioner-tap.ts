@@ -5,12 +5,12 @@
 // hotplug script put it on, so the guest's host side never goes away; destroy() and close() end
 // them, detach() (a restart) leaves them. Needs /dev/net/tun and CAP_NET_ADMIN.
 import { dlopen, FFIType } from "bun:ffi";
-import { accessSync, constants, readlinkSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, readlinkSync } from "node:fs";
 import { basename } from "node:path";
 import { constants as os } from "node:os";
 import { nativeLibraryPath } from "../native/lib.ts";
 import type { PeerHandle } from "../pool/types.ts";
-import { PeerError, type PeerProvisioner } from "./peer-provisioner.ts";
+import { PeerError, type PeerProvisioner, type PeerSettings } from "./peer-provisioner.ts";
 
 const TUN_DEVICE = "/dev/net/tun";
 
@@ -23,6 +23,7 @@ function openLib() {
     qnicd_link_up: { args: [FFIType.cstring], returns: FFIType.i32 },
     qnicd_bridge_add: { args: [FFIType.cstring, FFIType.cstring], returns: FFIType.i32 },
     qnicd_if_exists: { args: [FFIType.cstring], returns: FFIType.i32 },
+    qnicd_link_mtu: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
   }).symbols;
 }
 let lib: TapLib | undefined;
@@ -63,9 +64,17 @@ export class TapProvisioner implements PeerProvisioner {
       );
     }
     this.lib = lib ??= openLib();
+    // Checked at start: a daemon that would fail every vif at connect must not start at all.
+    if (opts.bridge !== null && bridgeMissing(opts.bridge)) {
+      throw new PeerError(`qnicd: --bridge ${opts.bridge}: no such bridge: create it (ip link add ${opts.bridge} type bridge) or drop --bridge`, os.errno.ENODEV);
+    }
   }
 
-  create(name: string): PeerHandle {
+  create(name: string, settings: PeerSettings = {}): PeerHandle {
+    // Checked before the TAP exists (the bridge may have gone since the start), so a missing one
+    // leaves nothing behind.
+    const bridge = this.opts.bridge;
+    if (bridge !== null && bridgeMissing(bridge)) throw new PeerError(`joining bridge ${bridge}: no such bridge: create it again, or restart qnicd without --bridge`, os.errno.ENODEV);
     if (this.held.has(name)) throw new PeerError(`${name}: this daemon already has a TAP by that name`, os.errno.EEXIST);
     const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1, this.opts.persistent === false ? 0 : 1);
     if (fd < 0) {
@@ -75,10 +84,17 @@ export class TapProvisioner implements PeerProvisioner {
     try {
       // Up, as vif-bridge would bring it; a failure here is not fatal (the script retries it).
       this.lib.qnicd_link_up(cstr(name));
+      // As vif-bridge: the vif's mtu if the toolstack gave one, else the bridge's (a port with a
+      // smaller MTU than its bridge would drop the bridge's large frames).
+      const mtu = settings.mtu ?? (bridge !== null ? bridgeMtu(bridge) : undefined);
+      if (mtu !== undefined) {
+        const rc = this.lib.qnicd_link_mtu(cstr(name), mtu);
+        if (rc < 0) throw new PeerError(`setting MTU ${mtu} on TAP ${name}: ${errnoName(-rc)}`, -rc);
+      }
       // A TAP re-opened after a restart is still a port of its bridge: adding it again is EBUSY.
-      if (this.opts.bridge !== null && bridgeOf(name) !== this.opts.bridge) {
-        const rc = this.lib.qnicd_bridge_add(cstr(this.opts.bridge), cstr(name));
-        if (rc < 0) throw new PeerError(`adding TAP ${name} to bridge ${this.opts.bridge}: ${errnoName(-rc)}${-rc === os.errno.ENODEV ? " (no such bridge: create it, or drop --bridge)" : ""}`, -rc);
+      if (bridge !== null && bridgeOf(name) !== bridge) {
+        const rc = this.lib.qnicd_bridge_add(cstr(bridge), cstr(name));
+        if (rc < 0) throw new PeerError(`adding TAP ${name} to bridge ${bridge}: ${errnoName(-rc)}`, -rc);
       }
     } catch (e) {
       this.lib.qnicd_tap_unpersist(fd);
@@ -115,6 +131,20 @@ export class TapProvisioner implements PeerProvisioner {
     // that is not a TAP fails to attach (EINVAL) and is left alone.
     const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1, 0);
     if (fd >= 0) this.lib.qnicd_tap_unpersist(fd);
+  }
+}
+
+/** True unless `name` is an existing Linux bridge (sysfs: a bridge has /sys/class/net/<name>/bridge). */
+function bridgeMissing(name: string): boolean {
+  return !existsSync(`/sys/class/net/${name}/bridge`);
+}
+
+function bridgeMtu(name: string): number | undefined {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/mtu`, "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
   }
 }
 

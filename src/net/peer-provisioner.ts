@@ -3,10 +3,16 @@
 // interface) and gives it back when the device goes away. Chosen by --peer.
 import type { PeerHandle } from "../pool/types.ts";
 
+/** What the toolstack asked for a vif's host side (libxl's vif keys: B/mtu), validated. */
+export interface PeerSettings {
+  /** The interface's MTU; absent: its bridge's (as vif-bridge does), else the kernel's default. */
+  mtu?: number;
+}
+
 export interface PeerProvisioner {
   readonly kind: PeerHandle["kind"];
   /** Creates the peer named `name` (already validated as an interface name). Throws PeerError. */
-  create(name: string): PeerHandle;
+  create(name: string, settings?: PeerSettings): PeerHandle;
   /** Releases a peer this provisioner created. Idempotent. */
   destroy(peer: PeerHandle): void;
   /** Releases every peer still held. */

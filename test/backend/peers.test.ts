@@ -1,7 +1,8 @@
 // TAP peers on a host that allows them (root, /dev/net/tun): created before InitWait under the
 // name libxl's vif-bridge looks for, gone when the device or the daemon goes.
-import { afterEach, expect, test } from "bun:test";
-import { accessSync, constants, readFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { accessSync, constants, readFileSync, readlinkSync } from "node:fs";
+import { basename } from "node:path";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -70,11 +71,51 @@ test.skipIf(!tap)("a name another interface holds is refused with a one-line rea
   expect(() => p.create(`qt${tag}b`)).toThrow(/already has a TAP by that name/);
 });
 
-test.skipIf(!tap)("a missing bridge is named in the error and the TAP is not left behind", () => {
-  const p = new TapProvisioner({ bridge: `nobr${tag}` });
-  provisioners.push(p);
-  expect(() => p.create(`qt${tag}c`)).toThrow(/adding TAP .* to bridge nobr\w+: E\w+/);
-  expect(interfaceExists(`qt${tag}c`)).toBe(false);
+test.skipIf(!tap)("--bridge naming a missing bridge is refused when the provisioner starts, with one line saying how to make it", () => {
+  expect(() => new TapProvisioner({ bridge: `nobr${tag}` })).toThrow(`qnicd: --bridge nobr${tag}: no such bridge: create it (ip link add nobr${tag} type bridge) or drop --bridge`);
+});
+
+describe.skipIf(!tap)("a vif's mtu= (libxl's B/mtu) and its bridge's MTU", () => {
+  const br1 = `qb${tag}1`;
+  beforeAll(() => {
+    Bun.spawnSync(["ip", "link", "add", br1, "type", "bridge"]);
+    Bun.spawnSync(["ip", "link", "set", br1, "mtu", "1400"]);
+    Bun.spawnSync(["ip", "link", "set", br1, "up"]);
+  });
+  afterAll(() => {
+    Bun.spawnSync(["ip", "link", "del", br1]);
+  });
+  const sys = (n: string, f: string) => readFileSync(`/sys/class/net/${n}/${f}`, "utf8").trim();
+
+  test("mtu sets the TAP's MTU; without one the TAP takes its bridge's (as vif-bridge); a bridge gone since the start is named and leaves no TAP", () => {
+    const p = new TapProvisioner({ bridge: br1 });
+    provisioners.push(p);
+    p.create(`qt${tag}m`, { mtu: 9000 });
+    expect(sys(`qt${tag}m`, "mtu")).toBe("9000");
+    expect(basename(readlinkSync(`/sys/class/net/qt${tag}m/master`))).toBe(br1);
+    p.create(`qt${tag}n`);
+    expect(sys(`qt${tag}n`, "mtu")).toBe("1400");
+    const gone = new TapProvisioner({ bridge: br1 });
+    provisioners.push(gone);
+    Bun.spawnSync(["ip", "link", "del", br1]);
+    expect(() => gone.create(`qt${tag}o`)).toThrow(`joining bridge ${br1}: no such bridge: create it again, or restart qnicd without --bridge`);
+    expect(interfaceExists(`qt${tag}o`)).toBe(false);
+  });
+
+  test("through the daemon: xl's mtu=9000 gives the vif a 9000-byte TAP, an invalid B/mtu is fatal for that vif only", async () => {
+    host = await startSimHost();
+    const cfg = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--vifname-prefix", `qe${tag}x`, "--http", "127.0.0.1:0", "--workers", "1", "--on-exit", "close"], env: {} });
+    const pool = new FakePool();
+    daemon = await startDaemon(cfg, { createPool: async () => pool, log: createLogger({ level: "error", format: "text", write: () => {} }) });
+    // The sim's xl writes what it is given, as libxl writes what its parser let through.
+    const d = await host.ts.create("alice", { nics: [{ mtu: 9000 }, { mtu: 67 }], noWait: true });
+    const deadline = Date.now() + 10_000;
+    const err = `/local/domain/0/error/backend/vif/${d.domid}/1/error`;
+    while ((!interfaceExists(`qe${tag}x${d.domid}.0`) || (await host.xs.tryRead(err)) === undefined) && Date.now() < deadline) await Bun.sleep(20);
+    expect(sys(`qe${tag}x${d.domid}.0`, "mtu")).toBe("9000");
+    expect(await host.xs.read(err)).toBe(`22 reading mtu: "67" is not an MTU from 68 to 65535`);
+    expect(interfaceExists(`qe${tag}x${d.domid}.1`)).toBe(false);
+  });
 });
 
 test.skipIf(!tap)("--peer tap: the daemon creates <prefix><domid>.<devid> before InitWait, B/vifname overrides it, both go on stop", async () => {
