@@ -9,9 +9,10 @@
 // order is what lets a successor take the ring over after a crash without reading a half-written
 // response as a request (the journal's header comment says why that would be dangerous).
 import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
-import { finalCheckForRequests, hex, overflowMessage } from "./ring-checks.ts";
+import { hex, overflowMessage } from "./ring-checks.ts";
 
 const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 
@@ -123,9 +124,32 @@ export abstract class BackRing {
     return (prod - this.reqCons) >>> 0;
   }
 
-  /** RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked. */
+  /**
+   * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
+   * request (req_event), then look again, so a request posted meanwhile never goes without a
+   * wake-up. True when requests are waiting.
+   */
   finalCheck(): boolean {
-    return finalCheckForRequests(this.u32, this.reqCons);
+    if (this.reqProd() !== this.reqCons) return true;
+    this.askForNextRequest();
+    return this.reqProd() !== this.reqCons;
+  }
+
+  /**
+   * The same check for a path that waits for requests with work in hand (rx frames queued, the
+   * carrier off): requests available, or -1 with `into.fault` set when req_prod is more than a ring
+   * ahead (XSA-39).
+   */
+  protected finalCheckAvailable(into: { fault: string | null }): number {
+    const n = this.available(into);
+    if (n !== 0) return n;
+    this.askForNextRequest();
+    return this.available(into);
+  }
+
+  /** req_event = req_cons + 1: the frontend notifies when it posts the next request. The seq-cst store is the mb() the ring macro puts before the second look. */
+  private askForNextRequest(): void {
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
   }
 
   /**

@@ -3,15 +3,11 @@
 import {
   NETTXF_extra_info,
   NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
+  FATAL_SKB_SLOTS_DEFAULT,
   XEN_NETIF_EXTRA_FLAG_MORE,
   XEN_NETIF_EXTRA_TYPE_MAX,
   XEN_NETIF_EXTRA_TYPE_NONE,
 } from "../src/xen/netif.ts";
-import { RingHeader } from "../src/xen/ring.ts";
-
-const W_REQ_PROD = RingHeader.reqProd >> 2;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 
 /** Response codes for tx slots that carry no grant-copy segment. */
 export const R_ERROR = -1;
@@ -38,17 +34,6 @@ export function crossPageMessage(first: number, offset: number, bytes: number): 
 }
 
 /**
- * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
- * request, then look again, so a request posted meanwhile is never left without a wake-up.
- * `ring` is the ring page as 32-bit words.
- */
-export function finalCheckForRequests(ring: Uint32Array, reqCons: number): boolean {
-  if ((Atomics.load(ring, W_REQ_PROD) >>> 0) !== reqCons) return true;
-  Atomics.store(ring, W_REQ_EVENT, (reqCons + 1) | 0); // seq-cst store: the mb() the macro needs
-  return (Atomics.load(ring, W_REQ_PROD) >>> 0) !== reqCons;
-}
-
-/**
  * The slots after a tx packet's first slot at `first` whose flags ask for what we never offered:
  * extra-info slots (answered NULL) while XEN_NETIF_EXTRA_FLAG_MORE, then more_data fragments
  * (answered ERROR). Writes their ids and codes at respId/respSeg[at + 1 ...] (the first slot's own
@@ -71,7 +56,7 @@ export function walkUnsupportedTx(
   let slots = 1;
   const take = (): number | string => {
     if (idx === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-    if (slots >= XEN_NETBK_LEGACY_SLOTS_MAX) return `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+    if (slots >= FATAL_SKB_SLOTS_DEFAULT) return `tx packet at 0x${hex(first)} spans more than ${FATAL_SKB_SLOTS_DEFAULT} slots`;
     const off = 64 + (idx & mask) * 12;
     idx = (idx + 1) >>> 0;
     slots++;

@@ -16,7 +16,6 @@ import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
-import { RingHeader } from "../src/xen/ring.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
@@ -27,7 +26,6 @@ import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
 export const RX_OFFSET = 2;
 /** Largest frame one rx buffer takes at that offset (the seed's XEN_PAGE_SIZE - NET_IP_ALIGN). */
@@ -116,15 +114,9 @@ export class RxPath extends BackRing {
       this.stallSince = 0;
       return;
     }
-    if (this.available(this.pass) > 0) {
+    if (this.finalCheckAvailable(this.pass) > 0) {
       this.stallSince = 0;
       this.pass.more = true; // posted meanwhile: come back for them
-      return;
-    }
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true;
       return;
     }
     if (!this.carrier) return;

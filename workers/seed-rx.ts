@@ -13,7 +13,6 @@ import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
-import { RingHeader } from "../src/xen/ring.ts";
 import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
 import { RxQueue } from "./rx-queue.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
@@ -22,7 +21,6 @@ import { BackRing, type RingJournal } from "./back-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 const MASK = SIZE - 1;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 
 export class SeedRxPath extends BackRing {
   readonly queue: RxQueue;
@@ -171,15 +169,9 @@ export class SeedRxPath extends BackRing {
       this.stallSince = 0;
       return;
     }
-    if (this.available(this.pass) > 0) {
+    if (this.finalCheckAvailable(this.pass) > 0) {
       this.stallSince = 0;
-      this.pass.more = true;
-      return;
-    }
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true;
+      this.pass.more = true; // posted meanwhile: come back for them
       return;
     }
     if (!this.carrier) return;

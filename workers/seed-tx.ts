@@ -29,7 +29,7 @@ import {
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
+  FATAL_SKB_SLOTS_DEFAULT,
 } from "../src/xen/netif.ts";
 import { crossPageMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
@@ -74,8 +74,8 @@ export class SeedTxPath extends BackRing {
   private oneBytes: Uint8Array | null = null;
   private readonly csum = new Uint8Array(1);
   /** An unsupported packet's responses, gathered before any is written. */
-  private readonly restId = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
-  private readonly restSeg = new Int32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
+  private readonly restId = new Uint16Array(FATAL_SKB_SLOTS_DEFAULT);
+  private readonly restSeg = new Int32Array(FATAL_SKB_SLOTS_DEFAULT);
 
   constructor(page: ArrayBuffer, private readonly domid: number, journal?: RingJournal | null) {
     super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);

@@ -37,7 +37,7 @@ import {
   NETTXF_csum_blank,
   NETTXF_extra_info,
   NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
+  FATAL_SKB_SLOTS_DEFAULT,
   XEN_NETIF_EXTRA_FLAG_MORE,
   XEN_NETIF_EXTRA_TYPE_GSO,
   XEN_NETIF_EXTRA_TYPE_MAX,
@@ -362,7 +362,7 @@ export class TxPath extends BackRing {
     let left = size; // what the fragments may still carry: the first slot's size is the packet's
     for (let f = flags; fault === null && f & NETTXF_more_data; nfrag++) {
       if (cons === prod) fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-      else if (nfrag + 1 >= XEN_NETBK_LEGACY_SLOTS_MAX) fault = `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
+      else if (nfrag + 1 >= FATAL_SKB_SLOTS_DEFAULT) fault = `tx packet at 0x${hex(first)} spans more than ${FATAL_SKB_SLOTS_DEFAULT} slots`;
       if (fault !== null) break;
       const fw = (64 + (cons & MASK) * 12) >> 1;
       const fref = u32[fw >> 1] >>> 0;
