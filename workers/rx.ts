@@ -15,17 +15,17 @@ import type { Pointer } from "bun:ffi";
 import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { RxRing } from "./rx-ring.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
-const MASK = SIZE - 1;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
 export const RX_OFFSET = 2;
 /** Largest frame one rx buffer takes at that offset (the seed's XEN_PAGE_SIZE - NET_IP_ALIGN). */
@@ -42,7 +42,7 @@ export interface RxPass {
   carrier: number;
 }
 
-export class RxPath extends BackRing {
+export class RxPath extends RxRing {
   readonly queue: RxQueue;
   carrier = true;
   /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
@@ -53,7 +53,7 @@ export class RxPath extends BackRing {
   captureWriter: CaptureWriter | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
-    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
+    super(page, journal);
     this.queue = new RxQueue(queueBytes);
   }
 
@@ -179,8 +179,7 @@ export class RxPath extends BackRing {
       const stride = batch.stride;
       const lens = batch.lens;
       const carrier = this.carrier;
-      const u16 = this.u16;
-      const u32 = this.u32;
+      const req = this.req;
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
@@ -206,9 +205,9 @@ export class RxPath extends BackRing {
           continue;
         }
         // Request (reqCons + k), copied out of the ring once (XSA-155): its id and gref.
-        const off = 64 + ((cons + k) & MASK) * 8;
-        ids[k] = u16[off >> 1];
-        const gref = u32[(off + 4) >> 2];
+        this.takeRequest(cons + k);
+        ids[k] = req.id;
+        const gref = req.gref;
         // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
         const a = batch.base + i * stride;
         const h = k * 12;
@@ -235,18 +234,12 @@ export class RxPath extends BackRing {
     let ok = 0;
     for (let j = 0; j < k; j++) {
       // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
-      const h = (64 + ((this.rspProdPvt + j) & MASK) * 8) >> 1;
-      // Staged; publish() moves it into the ring (back-ring.ts says why).
-      this.s16[h] = ids[j];
-      this.s16[h + 2] = 0; // flags
       if (segI16[j * 12 + 10] === 0) {
-        this.s16[h + 1] = RX_OFFSET;
-        this.sI16[h + 3] = lensOut[j];
+        this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
         bytes += lensOut[j];
         ok++;
       } else {
-        this.s16[h + 1] = 0;
-        this.sI16[h + 3] = NETIF_RSP_ERROR;
+        this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
       }
     }
     c.rx_packets += ok;
@@ -262,9 +255,9 @@ export class RxPath extends BackRing {
 
   /** Copies request (reqCons + k) out of the ring once: id and gref. */
   private take(k: number, ids: Uint16Array): void {
-    const off = 64 + ((this.reqCons + k) & MASK) * 8;
-    ids[k] = this.u16[off >> 1];
-    this.grefs[k] = this.u32[(off + 4) >> 2];
+    this.takeRequest(this.reqCons + k);
+    ids[k] = this.req.id;
+    this.grefs[k] = this.req.gref;
   }
 
   close(): void {

@@ -12,17 +12,15 @@ import { toArrayBuffer } from "bun:ffi";
 import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
+import { NETIF_RSP_ERROR } from "../src/xen/netif.ts";
 import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
 import { RxQueue } from "./rx-queue.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { RxRing } from "./rx-ring.ts";
 
-const SIZE = NETIF_RX_RING_SIZE;
-const MASK = SIZE - 1;
-
-export class SeedRxPath extends BackRing {
+export class SeedRxPath extends RxRing {
   readonly queue: RxQueue;
   carrier = true;
   stallSince = 0;
@@ -33,7 +31,7 @@ export class SeedRxPath extends BackRing {
   private oneBytes: Uint8Array | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
-    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
+    super(page, journal);
     this.queue = new RxQueue(queueBytes);
   }
 
@@ -118,9 +116,9 @@ export class SeedRxPath extends BackRing {
   /** net_rx_packet's work for one frame and one request. */
   private deliver(src: Uint8Array, len: number, gnt: GrantDevice, c: VifCounters): void {
     // memcpy(&rxreq, RING_GET_REQUEST(...)): id and gref read once (XSA-155).
-    const off = 64 + (this.reqCons & MASK) * 8;
-    const id = this.u16[off >> 1];
-    const gref = this.u32[(off + 4) >> 2] >>> 0;
+    this.takeRequest(this.reqCons);
+    const id = this.req.id;
+    const gref = this.req.gref;
     this.reqCons = (this.reqCons + 1) >>> 0;
     let m: GrantMapping;
     c.ffi_calls++;
@@ -145,11 +143,7 @@ export class SeedRxPath extends BackRing {
   /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */
   private respond(id: number, offset: number, status: number, c: VifCounters): void {
     const old = this.rspProdPvt;
-    const h = (64 + (old & MASK) * 8) >> 1;
-    this.s16[h] = id;
-    this.s16[h + 1] = offset;
-    this.s16[h + 2] = 0; // flags
-    this.sI16[h + 3] = status;
+    this.stageResponse(old, id, offset, 0, status);
     this.rspProdPvt = (old + 1) >>> 0;
     if (this.publish(old)) seedNotify(this.notifyTarget, c);
   }
