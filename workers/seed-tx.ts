@@ -73,12 +73,8 @@ export class SeedTxPath extends TxRing {
     pass.packets = pass.slots = 0;
     pass.notify = pass.more = false;
     pass.fault = null;
-    const prod = this.reqProd();
-    const bad = this.overflow(prod);
-    if (bad !== null) {
-      pass.fault = bad;
-      return pass;
-    }
+    const prod = this.checkedReqProd(pass);
+    if (prod < 0) return pass;
     if (this.one === null || this.oneBytes !== s.txFrames.bytes) {
       this.one = oneFrameOf(s.txFrames);
       this.oneBytes = s.txFrames.bytes;

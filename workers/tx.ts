@@ -88,12 +88,8 @@ export class TxPath extends TxRing {
     pass.fault = null;
     this.c = c;
     // One read of req_prod per pass.
-    const prod = this.reqProd();
-    const bad = this.overflow(prod);
-    if (bad !== null) {
-      pass.fault = bad;
-      return pass;
-    }
+    const prod = this.checkedReqProd(pass);
+    if (prod < 0) return pass;
     const frames = s.txFrames;
     const segs = s.txSegs;
     const segU16 = s.txSegU16;
