@@ -6,35 +6,28 @@
 //
 // With no request posted the seed returns 0 and QEMU's net queue holds the frame until the guest
 // posts; here the frame waits in the same byte-bounded RxQueue the batched path uses (XSA-392), with
-// the same carrier handling (rx_stall_timeout), so a guest that never refills behaves the same on
-// both paths. Map and unmap are counted as two system calls each, as on Xen (see seed-tx.ts).
+// the same carrier handling (rx_stall_timeout; both in rx-backlog.ts), so a guest that never refills
+// behaves and is counted the same on both paths. Map and unmap are counted as two system calls each, as on Xen (see seed-tx.ts).
 import { toArrayBuffer } from "bun:ffi";
 import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR } from "../src/xen/netif.ts";
-import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
-import { RxQueue } from "./rx-queue.ts";
+import { RX_MAX_FRAME, RX_OFFSET } from "./rx.ts";
+import { BackloggedRxRing, type RxPass } from "./rx-backlog.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
 import type { RingJournal } from "./back-ring.ts";
-import { RxRing } from "./rx-ring.ts";
 
-export class SeedRxPath extends RxRing {
-  readonly queue: RxQueue;
-  carrier = true;
-  stallSince = 0;
+export class SeedRxPath extends BackloggedRxRing {
   /** Set by the served vif once its event channel is bound. */
   notifyTarget: SeedNotifyTarget | null = null;
-  private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
-    super(page, journal);
-    this.queue = new RxQueue(queueBytes);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
+    super(page, queueBytes, stallMs, journal);
   }
-
 
   /**
    * Same shape as RxPath.service: queued frames first, then (when `peer` is given) up to
@@ -43,13 +36,7 @@ export class SeedRxPath extends RxRing {
    */
   service(peer: Peer | null, rounds: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): RxPass {
     const pass = this.pass;
-    pass.notify = pass.more = false;
-    pass.fault = null;
-    pass.carrier = 0;
-    // req_prod is judged on every pass, not only when a frame is to be delivered: a frontend that
-    // kicks its rx ring with req_prod more than a ring ahead is disabled then (XSA-39), even on a
-    // vif with nothing to receive (the ring fuzzer found it left alone until a frame came).
-    if (this.available(pass) < 0) return pass;
+    if (!this.beginPass()) return pass;
     const start = this.rspProdPvt;
     this.drainQueue(gnt, c);
     if (pass.fault !== null) return pass;
@@ -83,11 +70,7 @@ export class SeedRxPath extends RxRing {
     for (;;) {
       const avail = this.available(this.pass);
       if (avail <= 0) return;
-      if (!this.carrier) {
-        this.carrier = true; // the frontend posts again: "Guest Rx ready"
-        c.carrier = 1;
-        this.pass.carrier = 1;
-      }
+      this.carrierOn(c);
       if (q.length === 0) return;
       const len = q.lenOf(0);
       const src = new Uint8Array(toArrayBuffer(q.addrOf(0), 0, len));
@@ -146,41 +129,5 @@ export class SeedRxPath extends RxRing {
     this.stageResponse(old, id, offset, 0, status);
     this.rspProdPvt = (old + 1) >>> 0;
     if (this.publish(old)) seedNotify(this.notifyTarget, c);
-  }
-
-  get stalled(): boolean {
-    return this.stallSince !== 0;
-  }
-
-  stallDueIn(now: number): number {
-    return Math.max(0, this.stallSince + this.stallMs - now);
-  }
-
-  /** Carrier bookkeeping after a pass, exactly as RxPath's (see rx.ts). */
-  private watchStall(c: VifCounters): void {
-    const waiting = this.queue.length > 0 || !this.carrier;
-    if (!waiting) {
-      this.stallSince = 0;
-      return;
-    }
-    if (this.finalCheckAvailable(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true; // posted meanwhile: come back for them
-      return;
-    }
-    if (!this.carrier) return;
-    const now = performance.now();
-    if (this.stallSince === 0) this.stallSince = now;
-    else if (now - this.stallSince >= this.stallMs) {
-      this.carrier = false;
-      this.stallSince = 0;
-      c.rx_drops += this.queue.purge();
-      c.carrier = 0;
-      this.pass.carrier = -1;
-    }
-  }
-
-  close(): void {
-    this.queue.free();
   }
 }
