@@ -31,7 +31,7 @@ import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NET
 import { PAGE_SIZE } from "../src/xen/ring.ts";
 import { crossPageMessage, R_ERROR, R_NULL } from "./ring-checks.ts";
 import type { RingJournal } from "./back-ring.ts";
-import { TxRing } from "./tx-ring.ts";
+import { REQ_FLAGS16, REQ_GREF32, REQ_ID16, REQ_OFFSET16, REQ_SIZE16, requestIndex16, TxRing } from "./tx-ring.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
@@ -105,7 +105,8 @@ export class TxPath extends TxRing {
     const slotLo = s.txSlotLo;
     const slotHi = s.txSlotHi;
     const segMoved = s.txSegMoved;
-    const req = this.req;
+    const u16 = this.u16;
+    const u32 = this.u32;
     const unsupported = this.unsupported;
     // A peer that completes checksums itself (a vnet TAP) gets csum_blank as meta, not a software fill.
     const offloads = peer.offloads === true;
@@ -118,12 +119,12 @@ export class TxPath extends TxRing {
     let cons = this.reqCons;
     while (cons !== prod && nframe < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
-      this.takeRequest(cons);
-      const gref = req.gref;
-      const offset = req.offset;
-      const flags = req.flags;
-      const id = req.id;
-      const size = req.size;
+      const q = requestIndex16(cons);
+      const gref = u32[(q >> 1) + REQ_GREF32] >>> 0;
+      const offset = u16[q + REQ_OFFSET16];
+      const flags = u16[q + REQ_FLAGS16];
+      const id = u16[q + REQ_ID16];
+      const size = u16[q + REQ_SIZE16];
       const first = cons;
       cons = (cons + 1) >>> 0;
       if (flags & unsupported) {
