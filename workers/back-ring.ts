@@ -1,17 +1,20 @@
 // The backend's end of one shared ring, as every data path (batched and seed, tx and rx) attaches
-// to it: views of the page, the private cursors, the req_prod sanity check (XSA-39), and how
-// responses reach the ring. One place, so a path cannot attach, judge req_prod or publish
-// differently from another.
+// to it: views of the page, the private cursors, the req_prod sanity check (XSA-39), req_event and
+// the final check, and how responses reach the ring. One place, so a path cannot attach, judge
+// req_prod, wait for requests or publish differently from another. The slots' layouts are the
+// subclasses' (tx-ring.ts, rx-ring.ts); the data paths (tx.ts, rx.ts and the seed's) extend those
+// and keep packet logic only.
 //
 // Responses are never written straight into the ring: they are built in a staging page laid out
 // like the ring (the vif's journal, src/state/vif-journal.ts, when the vif has one) and published
 // by publish(): commit in the journal, copy into the ring's slots, rsp_prod, mark published. That
 // order is what lets a successor take the ring over after a crash without reading a half-written
 // response as a request (the journal's header comment says why that would be dangerous).
-import { RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
-import { finalCheckForRequests, hex, overflowMessage } from "./ring-checks.ts";
+import { RING_HEADER_SIZE, RingHeader, needsNotify, requestProdOverflow } from "../src/xen/ring.ts";
+import { hex, overflowMessage } from "./ring-checks.ts";
 
 const W_REQ_PROD = RingHeader.reqProd >> 2;
+const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 const W_RSP_PROD = RingHeader.rspProd >> 2;
 const W_RSP_EVENT = RingHeader.rspEvent >> 2;
 
@@ -103,7 +106,7 @@ export abstract class BackRing {
   }
 
   /** Why `prod` breaks the protocol (more than a ring ahead of the responses), or null; builds a string only on a fault. */
-  protected overflow(prod: number): string | null {
+  private overflow(prod: number): string | null {
     return requestProdOverflow(prod, this.rspProdPvt, this.slots) ? overflowMessage(this.dir, prod, this.rspProdPvt) : null;
   }
 
@@ -112,20 +115,47 @@ export abstract class BackRing {
     return this.adoptFault ?? this.overflow(this.reqProd());
   }
 
-  /** Requests posted and not yet taken, or -1 with `into.fault` set when req_prod is more than a ring ahead. */
-  protected available(into: { fault: string | null }): number {
+  /** req_prod read once for a pass, or -1 with `into.fault` set when it is more than a ring ahead (XSA-39). */
+  protected checkedReqProd(into: { fault: string | null }): number {
     const prod = this.reqProd();
     const bad = this.overflow(prod);
-    if (bad !== null) {
-      into.fault = bad;
-      return -1;
-    }
-    return (prod - this.reqCons) >>> 0;
+    if (bad === null) return prod;
+    into.fault = bad;
+    return -1;
   }
 
-  /** RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked. */
+  /** Requests posted and not yet taken, or -1 with `into.fault` set when req_prod is more than a ring ahead. */
+  protected available(into: { fault: string | null }): number {
+    const prod = this.checkedReqProd(into);
+    return prod < 0 ? -1 : (prod - this.reqCons) >>> 0;
+  }
+
+  /**
+   * RING_FINAL_CHECK_FOR_REQUESTS, after the ports were unmasked: ask for an event at the next
+   * request (req_event), then look again, so a request posted meanwhile never goes without a
+   * wake-up. True when requests are waiting.
+   */
   finalCheck(): boolean {
-    return finalCheckForRequests(this.u32, this.reqCons);
+    if (this.reqProd() !== this.reqCons) return true;
+    this.askForNextRequest();
+    return this.reqProd() !== this.reqCons;
+  }
+
+  /**
+   * The same check for a path that waits for requests with work in hand (rx frames queued, the
+   * carrier off): requests available, or -1 with `into.fault` set when req_prod is more than a ring
+   * ahead (XSA-39).
+   */
+  protected finalCheckAvailable(into: { fault: string | null }): number {
+    const n = this.available(into);
+    if (n !== 0) return n;
+    this.askForNextRequest();
+    return this.available(into);
+  }
+
+  /** req_event = req_cons + 1: the frontend notifies when it posts the next request. The seq-cst store is the mb() the ring macro puts before the second look. */
+  private askForNextRequest(): void {
+    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
   }
 
   /**
@@ -152,12 +182,12 @@ export abstract class BackRing {
     const sb = this.slotBytes;
     if (this.rspWords === 1) {
       for (let i = from; i !== to; i = (i + 1) >>> 0) {
-        const w = (64 + (i & mask) * sb) >> 2;
+        const w = (RING_HEADER_SIZE + (i & mask) * sb) >> 2;
         ring[w] = st[w];
       }
     } else {
       for (let i = from; i !== to; i = (i + 1) >>> 0) {
-        const w = (64 + (i & mask) * sb) >> 2;
+        const w = (RING_HEADER_SIZE + (i & mask) * sb) >> 2;
         ring[w] = st[w];
         ring[w + 1] = st[w + 1];
       }

@@ -10,24 +10,21 @@
 // No rx requests posted: frames wait in the byte-bounded RxQueue, dropped and counted past it. A
 // frontend that leaves frames waiting with no requests for `stallMs` (Linux: rx_stall_timeout, 60 s)
 // loses its carrier: the queue is purged and frames are dropped until it posts again (Linux's
-// "Guest Rx stalled" / "Guest Rx ready").
+// "Guest Rx stalled" / "Guest Rx ready"). Both live in rx-backlog.ts, shared with the seed's path.
 import type { Pointer } from "bun:ffi";
 import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
-import { RingHeader } from "../src/xen/ring.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
-import { RxQueue } from "./rx-queue.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { BackloggedRxRing, type RxPass } from "./rx-backlog.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
-const MASK = SIZE - 1;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
 export const RX_OFFSET = 2;
 /** Largest frame one rx buffer takes at that offset (the seed's XEN_PAGE_SIZE - NET_IP_ALIGN). */
@@ -35,30 +32,14 @@ export const RX_MAX_FRAME = 4096 - RX_OFFSET;
 /** Linux netback's rx_stall_timeout_msecs default. */
 export const DEFAULT_RX_STALL_MS = 60_000;
 
-export interface RxPass {
-  notify: boolean;
-  /** The peer may hold more frames (the round limit stopped us): serve this vif again soon. */
-  more: boolean;
-  fault: string | null;
-  /** Carrier change this pass: 1 on, -1 off, 0 none. */
-  carrier: number;
-}
-
-export class RxPath extends BackRing {
-  readonly queue: RxQueue;
-  carrier = true;
-  /** performance.now() when frames started waiting with no request posted; 0 when not stalled. */
-  stallSince = 0;
-  private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
+export class RxPath extends BackloggedRxRing {
   /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
   captureEntry = -1;
   captureWriter: CaptureWriter | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
-    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
-    this.queue = new RxQueue(queueBytes);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
+    super(page, queueBytes, stallMs, journal);
   }
-
 
   /**
    * One wake-up's rx work for this vif: queued frames, then (when `peer` is given, i.e. its fd was
@@ -66,13 +47,7 @@ export class RxPath extends BackRing {
    */
   service(peer: Peer | null, rounds: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): RxPass {
     const pass = this.pass;
-    pass.notify = pass.more = false;
-    pass.fault = null;
-    pass.carrier = 0;
-    // req_prod is judged on every pass, not only when a frame is to be delivered: a frontend that
-    // kicks its rx ring with req_prod more than a ring ahead is disabled then (XSA-39), even on a
-    // vif with nothing to receive (the ring fuzzer found it left alone until a frame came).
-    if (this.available(pass) < 0) return pass;
+    if (!this.beginPass()) return pass;
     const start = this.rspProdPvt;
     // Queued frames go first in every round; with no peer batch to come, they get a round of their own.
     if (!peer && (this.queue.length > 0 || !this.carrier)) this.round(null, 0, s, gnt, c);
@@ -101,61 +76,11 @@ export class RxPath extends BackRing {
     return pass;
   }
 
-  /** Whether the vif has frames waiting on the guest (the worker then keeps a timer for the stall). */
-  get stalled(): boolean {
-    return this.stallSince !== 0;
-  }
-
-  /**
-   * Carrier bookkeeping after a pass. With frames waiting and no requests, or the carrier off, ask
-   * for an event at the next request (RING_FINAL_CHECK_FOR_REQUESTS) so posting wakes us.
-   */
-  private watchStall(c: VifCounters): void {
-    const waiting = this.queue.length > 0 || !this.carrier;
-    if (!waiting) {
-      this.stallSince = 0;
-      return;
-    }
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true; // posted meanwhile: come back for them
-      return;
-    }
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true;
-      return;
-    }
-    if (!this.carrier) return;
-    const now = performance.now();
-    if (this.stallSince === 0) this.stallSince = now;
-    else if (now - this.stallSince >= this.stallMs) {
-      this.carrier = false;
-      this.stallSince = 0;
-      const purged = this.queue.purge();
-      c.rx_drops += purged;
-      c.rx_drops_stall_purge += purged;
-      c.rx_stalls++;
-      c.carrier = 0;
-      this.pass.carrier = -1;
-    }
-  }
-
-  /** Milliseconds until a stalled vif's carrier goes off (0: due now). */
-  stallDueIn(now: number): number {
-    return Math.max(0, this.stallSince + this.stallMs - now);
-  }
-
   /** One delivery round: queued frames, then frames 0..n-1 of `batch`, in one grant-copy call. */
   private round(batch: Batch | null, n: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): void {
     const avail = this.available(this.pass);
     if (avail < 0) return;
-    if (avail > 0 && !this.carrier) {
-      this.carrier = true; // the frontend posts again: "Guest Rx ready"
-      c.carrier = 1;
-      this.pass.carrier = 1;
-    }
+    if (avail > 0) this.carrierOn(c);
     const q = this.queue;
     const segs = s.rxSegs;
     const segU16 = s.rxSegU16;
@@ -187,8 +112,7 @@ export class RxPath extends BackRing {
       const stride = batch.stride;
       const lens = batch.lens;
       const carrier = this.carrier;
-      const u16 = this.u16;
-      const u32 = this.u32;
+      const req = this.req;
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
@@ -214,9 +138,9 @@ export class RxPath extends BackRing {
           continue;
         }
         // Request (reqCons + k), copied out of the ring once (XSA-155): its id and gref.
-        const off = 64 + ((cons + k) & MASK) * 8;
-        ids[k] = u16[off >> 1];
-        const gref = u32[(off + 4) >> 2];
+        this.takeRequest(cons + k);
+        ids[k] = req.id;
+        const gref = req.gref;
         // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
         const a = batch.base + i * stride;
         const h = k * 12;
@@ -243,18 +167,12 @@ export class RxPath extends BackRing {
     let ok = 0;
     for (let j = 0; j < k; j++) {
       // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
-      const h = (64 + ((this.rspProdPvt + j) & MASK) * 8) >> 1;
-      // Staged; publish() moves it into the ring (back-ring.ts says why).
-      this.s16[h] = ids[j];
-      this.s16[h + 2] = 0; // flags
       if (segI16[j * 12 + 10] === 0) {
-        this.s16[h + 1] = RX_OFFSET;
-        this.sI16[h + 3] = lensOut[j];
+        this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
         bytes += lensOut[j];
         ok++;
       } else {
-        this.s16[h + 1] = 0;
-        this.sI16[h + 3] = NETIF_RSP_ERROR;
+        this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
       }
     }
     c.rx_packets += ok;
@@ -270,12 +188,9 @@ export class RxPath extends BackRing {
 
   /** Copies request (reqCons + k) out of the ring once: id and gref. */
   private take(k: number, ids: Uint16Array): void {
-    const off = 64 + ((this.reqCons + k) & MASK) * 8;
-    ids[k] = this.u16[off >> 1];
-    this.grefs[k] = this.u32[(off + 4) >> 2];
+    this.takeRequest(this.reqCons + k);
+    ids[k] = this.req.id;
+    this.grefs[k] = this.req.gref;
   }
 
-  close(): void {
-    this.queue.free();
-  }
 }

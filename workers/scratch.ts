@@ -4,7 +4,7 @@
 // nothing on the data path allocates.
 import { createFrameBatch, freeFrameBatch, type FrameBatch } from "../src/net/index.ts";
 import { GrantCopyBatch } from "../src/platform/index.ts";
-import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, XEN_NETBK_LEGACY_SLOTS_MAX } from "../src/xen/netif.ts";
+import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE, FATAL_SKB_SLOTS_DEFAULT } from "../src/xen/netif.ts";
 
 /** Without scatter-gather a tx frame is one slot of one page: offset + size <= 4096. */
 export const TX_STRIDE = 4096;
@@ -49,9 +49,9 @@ export class WorkerScratch {
   readonly txSlotLo: Uint32Array;
   readonly txSlotHi: Uint32Array;
   /** The fragment slots of one packet, copied out of the ring once (XSA-155) before any is used. */
-  readonly txFragRef = new Uint32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
-  readonly txFragOff = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
-  readonly txFragSize = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
+  readonly txFragRef = new Uint32Array(FATAL_SKB_SLOTS_DEFAULT);
+  readonly txFragOff = new Uint16Array(FATAL_SKB_SLOTS_DEFAULT);
+  readonly txFragSize = new Uint16Array(FATAL_SKB_SLOTS_DEFAULT);
   /** Per response of a tx pass: the request id, and what answers it (segment index, or an RSP_ code). */
   readonly txRespId = new Uint16Array(NETIF_TX_RING_SIZE);
   readonly txRespSeg = new Int32Array(NETIF_TX_RING_SIZE);

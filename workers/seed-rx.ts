@@ -6,39 +6,28 @@
 //
 // With no request posted the seed returns 0 and QEMU's net queue holds the frame until the guest
 // posts; here the frame waits in the same byte-bounded RxQueue the batched path uses (XSA-392), with
-// the same carrier handling (rx_stall_timeout), so a guest that never refills behaves the same on
-// both paths. Map and unmap are counted as two system calls each, as on Xen (see seed-tx.ts).
+// the same carrier handling (rx_stall_timeout; both in rx-backlog.ts), so a guest that never refills
+// behaves and is counted the same on both paths. Map and unmap are counted as two system calls each, as on Xen (see seed-tx.ts).
 import { toArrayBuffer } from "bun:ffi";
 import type { FrameBatch, Peer } from "../src/net/index.ts";
 import type { GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE } from "../src/xen/netif.ts";
-import { RingHeader } from "../src/xen/ring.ts";
-import { RX_MAX_FRAME, RX_OFFSET, type RxPass } from "./rx.ts";
-import { RxQueue } from "./rx-queue.ts";
+import { NETIF_RSP_ERROR } from "../src/xen/netif.ts";
+import { RX_MAX_FRAME, RX_OFFSET } from "./rx.ts";
+import { BackloggedRxRing, type RxPass } from "./rx-backlog.ts";
 import { RX_BATCH, type WorkerScratch } from "./scratch.ts";
 import { oneFrameOf, seedNotify, type SeedNotifyTarget } from "./seed-tx.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import type { RingJournal } from "./back-ring.ts";
 
-const SIZE = NETIF_RX_RING_SIZE;
-const MASK = SIZE - 1;
-const W_REQ_EVENT = RingHeader.reqEvent >> 2;
-
-export class SeedRxPath extends BackRing {
-  readonly queue: RxQueue;
-  carrier = true;
-  stallSince = 0;
+export class SeedRxPath extends BackloggedRxRing {
   /** Set by the served vif once its event channel is bound. */
   notifyTarget: SeedNotifyTarget | null = null;
-  private readonly pass: RxPass = { notify: false, more: false, fault: null, carrier: 0 };
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, readonly stallMs: number, journal?: RingJournal | null) {
-    super(page, "rx", SIZE, NETIF_RX_SLOT_SIZE, NETIF_RX_RESPONSE_SIZE, journal);
-    this.queue = new RxQueue(queueBytes);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
+    super(page, queueBytes, stallMs, journal);
   }
-
 
   /**
    * Same shape as RxPath.service: queued frames first, then (when `peer` is given) up to
@@ -47,13 +36,7 @@ export class SeedRxPath extends BackRing {
    */
   service(peer: Peer | null, rounds: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): RxPass {
     const pass = this.pass;
-    pass.notify = pass.more = false;
-    pass.fault = null;
-    pass.carrier = 0;
-    // req_prod is judged on every pass, not only when a frame is to be delivered: a frontend that
-    // kicks its rx ring with req_prod more than a ring ahead is disabled then (XSA-39), even on a
-    // vif with nothing to receive (the ring fuzzer found it left alone until a frame came).
-    if (this.available(pass) < 0) return pass;
+    if (!this.beginPass()) return pass;
     const start = this.rspProdPvt;
     this.drainQueue(gnt, c);
     if (pass.fault !== null) return pass;
@@ -87,11 +70,7 @@ export class SeedRxPath extends BackRing {
     for (;;) {
       const avail = this.available(this.pass);
       if (avail <= 0) return;
-      if (!this.carrier) {
-        this.carrier = true; // the frontend posts again: "Guest Rx ready"
-        c.carrier = 1;
-        this.pass.carrier = 1;
-      }
+      this.carrierOn(c);
       if (q.length === 0) return;
       const len = q.lenOf(0);
       const src = new Uint8Array(toArrayBuffer(q.addrOf(0), 0, len));
@@ -120,9 +99,9 @@ export class SeedRxPath extends BackRing {
   /** net_rx_packet's work for one frame and one request. */
   private deliver(src: Uint8Array, len: number, gnt: GrantDevice, c: VifCounters): void {
     // memcpy(&rxreq, RING_GET_REQUEST(...)): id and gref read once (XSA-155).
-    const off = 64 + (this.reqCons & MASK) * 8;
-    const id = this.u16[off >> 1];
-    const gref = this.u32[(off + 4) >> 2] >>> 0;
+    this.takeRequest(this.reqCons);
+    const id = this.req.id;
+    const gref = this.req.gref;
     this.reqCons = (this.reqCons + 1) >>> 0;
     let m: GrantMapping;
     c.ffi_calls++;
@@ -147,54 +126,8 @@ export class SeedRxPath extends BackRing {
   /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */
   private respond(id: number, offset: number, status: number, c: VifCounters): void {
     const old = this.rspProdPvt;
-    const h = (64 + (old & MASK) * 8) >> 1;
-    this.s16[h] = id;
-    this.s16[h + 1] = offset;
-    this.s16[h + 2] = 0; // flags
-    this.sI16[h + 3] = status;
+    this.stageResponse(old, id, offset, 0, status);
     this.rspProdPvt = (old + 1) >>> 0;
     if (this.publish(old)) seedNotify(this.notifyTarget, c);
-  }
-
-  get stalled(): boolean {
-    return this.stallSince !== 0;
-  }
-
-  stallDueIn(now: number): number {
-    return Math.max(0, this.stallSince + this.stallMs - now);
-  }
-
-  /** Carrier bookkeeping after a pass, exactly as RxPath's (see rx.ts). */
-  private watchStall(c: VifCounters): void {
-    const waiting = this.queue.length > 0 || !this.carrier;
-    if (!waiting) {
-      this.stallSince = 0;
-      return;
-    }
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true;
-      return;
-    }
-    Atomics.store(this.u32, W_REQ_EVENT, (this.reqCons + 1) | 0);
-    if (this.available(this.pass) > 0) {
-      this.stallSince = 0;
-      this.pass.more = true;
-      return;
-    }
-    if (!this.carrier) return;
-    const now = performance.now();
-    if (this.stallSince === 0) this.stallSince = now;
-    else if (now - this.stallSince >= this.stallMs) {
-      this.carrier = false;
-      this.stallSince = 0;
-      c.rx_drops += this.queue.purge();
-      c.carrier = 0;
-      this.pass.carrier = -1;
-    }
-  }
-
-  close(): void {
-    this.queue.free();
   }
 }

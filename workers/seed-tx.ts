@@ -19,27 +19,16 @@ import type { FrameBatch, Peer } from "../src/net/index.ts";
 import { fillChecksums } from "../src/net/index.ts";
 import type { EventChannelDevice, GrantDevice, GrantMapping } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import {
-  NETIF_RSP_ERROR,
-  NETIF_RSP_NULL,
-  NETIF_RSP_OKAY,
-  NETIF_TX_RESPONSE_SIZE,
-  NETIF_TX_RING_SIZE,
-  NETIF_TX_SLOT_SIZE,
-  NETTXF_csum_blank,
-  NETTXF_extra_info,
-  NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
-} from "../src/xen/netif.ts";
-import { crossPageMessage, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data } from "../src/xen/netif.ts";
+import { PAGE_SIZE } from "../src/xen/ring.ts";
+import { crossPageMessage, R_NULL } from "./ring-checks.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { TxRing } from "./tx-ring.ts";
 import type { WorkerScratch } from "./scratch.ts";
 import type { TxPass } from "./tx.ts";
 
-const SIZE = NETIF_TX_RING_SIZE;
-const MASK = SIZE - 1;
 const ETH_HLEN = 14;
-const PAGE = 4096;
+const PAGE = PAGE_SIZE;
 const UNSUPPORTED = NETTXF_more_data | NETTXF_extra_info;
 
 /** Where a seed path sends its per-response notifications (bound after the rings are mapped). */
@@ -66,19 +55,16 @@ export function seedNotify(t: SeedNotifyTarget | null, c: VifCounters): void {
   }
 }
 
-export class SeedTxPath extends BackRing {
+export class SeedTxPath extends TxRing {
   /** Set by the served vif once its event channel is bound. */
   notifyTarget: SeedNotifyTarget | null = null;
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
   private readonly csum = new Uint8Array(1);
-  /** An unsupported packet's responses, gathered before any is written. */
-  private readonly restId = new Uint16Array(XEN_NETBK_LEGACY_SLOTS_MAX);
-  private readonly restSeg = new Int32Array(XEN_NETBK_LEGACY_SLOTS_MAX);
 
   constructor(page: ArrayBuffer, private readonly domid: number, journal?: RingJournal | null) {
-    super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
+    super(page, journal);
   }
 
   /** Same shape as TxPath.service; `notify` is always false: every response was notified as it was pushed. */
@@ -87,34 +73,29 @@ export class SeedTxPath extends BackRing {
     pass.packets = pass.slots = 0;
     pass.notify = pass.more = false;
     pass.fault = null;
-    const prod = this.reqProd();
-    const bad = this.overflow(prod);
-    if (bad !== null) {
-      pass.fault = bad;
-      return pass;
-    }
+    const prod = this.checkedReqProd(pass);
+    if (prod < 0) return pass;
     if (this.one === null || this.oneBytes !== s.txFrames.bytes) {
       this.one = oneFrameOf(s.txFrames);
       this.oneBytes = s.txFrames.bytes;
     }
     const one = this.one;
     const bytes = this.oneBytes!;
-    const u16 = this.u16;
-    const u32 = this.u32;
+    const req = this.req;
     const start = this.rspProdPvt;
     let handled = 0;
     while (this.reqCons !== prod && handled < budget) {
       handled++;
       const first = this.reqCons;
       // memcpy(&txreq, RING_GET_REQUEST(...)): only these locals are used from here on (XSA-155).
-      const w = (64 + (first & MASK) * 12) >> 1;
-      const gref = u32[w >> 1] >>> 0;
-      const offset = u16[w + 2];
-      const flags = u16[w + 3];
-      const id = u16[w + 4];
-      const size = u16[w + 5];
+      this.takeRequest(first);
+      const gref = req.gref;
+      const offset = req.offset;
+      const flags = req.flags;
+      const id = req.id;
+      const size = req.size;
       if (flags & UNSUPPORTED) {
-        const fault = this.answerUnsupported(first, flags, id, prod, c);
+        const fault = this.answerUnsupported(s, first, flags, id, size, prod, c);
         if (fault) {
           pass.fault = fault;
           break;
@@ -173,24 +154,23 @@ export class SeedTxPath extends BackRing {
    * slots NULL, fragments ERROR), each pushed on its own as the seed pushes. Returns why the packet
    * breaks the protocol instead (nothing consumed then: the vif is going away).
    */
-  private answerUnsupported(first: number, flags: number, id: number, prod: number, c: VifCounters): string | null {
-    // Walk first, answer after: a violation must not leave half a packet answered.
-    const n = walkUnsupportedTx(this.u8, this.u16, MASK, first, flags, prod, this.restId, this.restSeg, 0);
-    if (typeof n === "string") return n;
-    this.reqCons = (first + n) >>> 0;
-    this.restId[0] = id;
-    this.restSeg[0] = R_ERROR;
-    for (let k = 0; k < n; k++) this.respond(this.restId[k], this.restSeg[k] === R_NULL ? NETIF_RSP_NULL : NETIF_RSP_ERROR, c);
+  private answerUnsupported(s: WorkerScratch, first: number, flags: number, id: number, size: number, prod: number, c: VifCounters): string | null {
+    // Walk first, answer after: a violation must not leave half a packet answered. The batched
+    // path's response arrays serve as the seed's (a worker serves one vif at a time).
+    const fault = this.walk(first, flags, size, prod, false, s, 0);
+    if (fault !== null) return fault;
+    const n = this.walked.nresp;
+    this.reqCons = this.walked.cons;
+    this.respond(id, NETIF_RSP_ERROR, c);
+    for (let k = 1; k < n; k++) this.respond(s.txRespId[k], s.txRespSeg[k] === R_NULL ? NETIF_RSP_NULL : NETIF_RSP_ERROR, c);
     return null;
   }
 
   /** net_tx_response: one response written, pushed, rsp_event checked, notified if asked. */
   private respond(id: number, status: number, c: VifCounters): void {
     const old = this.rspProdPvt;
-    const h = (64 + (old & MASK) * 12) >> 1;
     // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response.
-    this.s16[h] = status !== NETIF_RSP_NULL ? id : 0;
-    this.sI16[h + 1] = status;
+    this.stageResponse(old, status !== NETIF_RSP_NULL ? id : 0, status);
     if (status === NETIF_RSP_ERROR) c.tx_errors++;
     this.rspProdPvt = (old + 1) >>> 0;
     if (this.publish(old)) seedNotify(this.notifyTarget, c);

@@ -27,34 +27,17 @@ import { fillChecksums } from "../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../src/net/peer.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import {
-  NETIF_RSP_ERROR,
-  NETIF_RSP_NULL,
-  NETIF_RSP_OKAY,
-  NETIF_TX_RESPONSE_SIZE,
-  NETIF_TX_RING_SIZE,
-  NETIF_TX_SLOT_SIZE,
-  NETTXF_csum_blank,
-  NETTXF_extra_info,
-  NETTXF_more_data,
-  XEN_NETBK_LEGACY_SLOTS_MAX,
-  XEN_NETIF_EXTRA_FLAG_MORE,
-  XEN_NETIF_EXTRA_TYPE_GSO,
-  XEN_NETIF_EXTRA_TYPE_MAX,
-  XEN_NETIF_EXTRA_TYPE_NONE,
-  XEN_NETIF_GSO_TYPE_TCPV4,
-  XEN_NETIF_GSO_TYPE_TCPV6,
-} from "../src/xen/netif.ts";
-import { crossPageMessage, hex, R_ERROR, R_NULL, walkUnsupportedTx } from "./ring-checks.ts";
-import { BackRing, type RingJournal } from "./back-ring.ts";
+import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data } from "../src/xen/netif.ts";
+import { PAGE_SIZE } from "../src/xen/ring.ts";
+import { crossPageMessage, R_ERROR, R_NULL } from "./ring-checks.ts";
+import type { RingJournal } from "./back-ring.ts";
+import { REQ_FLAGS16, REQ_GREF32, REQ_ID16, REQ_OFFSET16, REQ_SIZE16, requestIndex16, TxRing } from "./tx-ring.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
-const SIZE = NETIF_TX_RING_SIZE;
-const MASK = SIZE - 1;
 /** Smallest frame: an Ethernet header (the seed and netback refuse less). */
 const ETH_HLEN = 14;
-const PAGE = 4096;
+const PAGE = PAGE_SIZE;
 const TWO32 = 4294967296;
 
 /** What the vif negotiated that the tx path must honour. */
@@ -78,7 +61,7 @@ export interface TxPass {
   fault: string | null;
 }
 
-export class TxPath extends BackRing {
+export class TxPath extends TxRing {
   /** Reused for every pass: the data path allocates nothing. */
   private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
   /** A pass's cursor while multiSlot() takes a packet (the common single-slot case keeps it in locals). */
@@ -90,7 +73,7 @@ export class TxPath extends BackRing {
   private c!: VifCounters;
 
   constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null) {
-    super(page, "tx", SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
+    super(page, journal);
     this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso ? 0 : NETTXF_extra_info);
   }
 
@@ -105,12 +88,8 @@ export class TxPath extends BackRing {
     pass.fault = null;
     this.c = c;
     // One read of req_prod per pass.
-    const prod = this.reqProd();
-    const bad = this.overflow(prod);
-    if (bad !== null) {
-      pass.fault = bad;
-      return pass;
-    }
+    const prod = this.checkedReqProd(pass);
+    if (prod < 0) return pass;
     const frames = s.txFrames;
     const segs = s.txSegs;
     const segU16 = s.txSegU16;
@@ -126,7 +105,6 @@ export class TxPath extends BackRing {
     const slotLo = s.txSlotLo;
     const slotHi = s.txSlotHi;
     const segMoved = s.txSegMoved;
-    const u8 = this.u8;
     const u16 = this.u16;
     const u32 = this.u32;
     const unsupported = this.unsupported;
@@ -141,12 +119,12 @@ export class TxPath extends BackRing {
     let cons = this.reqCons;
     while (cons !== prod && nframe < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
-      const w = (64 + (cons & MASK) * 12) >> 1;
-      const gref = u32[w >> 1] >>> 0;
-      const offset = u16[w + 2];
-      const flags = u16[w + 3];
-      const id = u16[w + 4];
-      const size = u16[w + 5];
+      const q = requestIndex16(cons);
+      const gref = u32[(q >> 1) + REQ_GREF32] >>> 0;
+      const offset = u16[q + REQ_OFFSET16];
+      const flags = u16[q + REQ_FLAGS16];
+      const id = u16[q + REQ_ID16];
+      const size = u16[q + REQ_SIZE16];
       const first = cons;
       cons = (cons + 1) >>> 0;
       if (flags & unsupported) {
@@ -154,17 +132,17 @@ export class TxPath extends BackRing {
         // consuming its extra and fragment slots so that none of them is later misread as a packet
         // of its own. (The seed answers only the first slot and then parses an extra-info slot as a
         // request: a response with a made-up id, which Linux netfront treats as fatal.)
-        const end = walkUnsupportedTx(u8, u16, MASK, first, flags, prod, respId, respSeg, nresp);
-        if (typeof end === "string") {
-          pass.fault = end;
+        const fault = this.walk(first, flags, size, prod, false, s, nresp);
+        if (fault !== null) {
+          pass.fault = fault;
           cons = first; // the faulty packet is not consumed: the vif is going away
           break;
         }
         respId[nresp] = id;
         respSeg[nresp] = R_ERROR;
         c.tx_malformed_unnegotiated++;
-        cons = (first + (end - nresp)) >>> 0;
-        nresp = end;
+        cons = this.walked.cons;
+        nresp = this.walked.nresp;
         continue;
       }
       respId[nresp] = id;
@@ -271,21 +249,13 @@ export class TxPath extends BackRing {
       // Extra-info slots get only a status (NULL), no id, as netback's make_tx_response. Written
       // into the staging page; publish() moves them into the ring (back-ring.ts says why).
       let errors = 0;
-      const s16 = this.s16;
-      const sI16 = this.sI16;
       let rsp = this.rspProdPvt;
       for (let r = 0; r < nresp; r++, rsp = (rsp + 1) >>> 0) {
-        const h = (64 + (rsp & MASK) * 12) >> 1;
         const fr = respSeg[r];
-        if (fr === R_NULL) {
-          s16[h] = 0;
-          sI16[h + 1] = NETIF_RSP_NULL;
-          continue;
-        }
-        s16[h] = respId[r];
-        if (fr >= 0 && ok[fr] === 1) sI16[h + 1] = NETIF_RSP_OKAY;
+        if (fr === R_NULL) this.stageResponse(rsp, 0, NETIF_RSP_NULL);
+        else if (fr >= 0 && ok[fr] === 1) this.stageResponse(rsp, respId[r], NETIF_RSP_OKAY);
         else {
-          sI16[h + 1] = NETIF_RSP_ERROR;
+          this.stageResponse(rsp, respId[r], NETIF_RSP_ERROR);
           errors++;
         }
       }
@@ -299,89 +269,22 @@ export class TxPath extends BackRing {
 
   /**
    * A packet of several slots and/or extra-info slots whose first slot (at `first`) was copied out
-   * into the arguments: its extras and fragments are copied out once and validated (netback's
-   * xenvif_get_extras / xenvif_count_requests / xenvif_set_skb_gso), its responses recorded, and if
+   * into the arguments: its extras and fragments are copied out once and validated by the ring's
+   * walk (netback's xenvif_get_extras / xenvif_count_requests / xenvif_set_skb_gso), its responses recorded, and if
    * it is sound one segment per non-empty slot lands back to back in frame slot cur.nframe. Moves
    * this.cur past it. Returns a protocol violation (the packet then is not consumed), else null.
    */
   private multiSlot(s: WorkerScratch, prod: number, first: number, gref: number, offset: number, flags: number, size: number, offloads: boolean): string | null {
     const cur = this.cur;
-    const u8 = this.u8;
-    const u16 = this.u16;
-    const u32 = this.u32;
-    const respId = s.txRespId;
     const respSeg = s.txRespSeg;
     const fragRef = s.txFragRef;
     const fragOff = s.txFragOff;
     const fragSize = s.txFragSize;
     const r0 = cur.nresp; // the first slot's response, its id already written
     respSeg[r0] = R_ERROR; // the packet's frame, once it has one
-    let nresp = r0 + 1;
-    let cons = cur.cons;
-    let fault: string | null = null;
-
-    // Extra-info slots (xenvif_get_extras): each answered NULL; only GSO means anything here.
-    let gsoSize = 0;
-    let gsoType = 0;
-    if (flags & NETTXF_extra_info) {
-      for (let more = true; more; ) {
-        if (cons === prod) {
-          fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-          break;
-        }
-        const o = 64 + (cons & MASK) * 12;
-        const type = u8[o];
-        const eflags = u8[o + 1];
-        if (type === XEN_NETIF_EXTRA_TYPE_NONE || type >= XEN_NETIF_EXTRA_TYPE_MAX) {
-          fault = `tx extra info type ${type} is unknown`;
-          break;
-        }
-        if (type === XEN_NETIF_EXTRA_TYPE_GSO) {
-          const gs = u16[(o + 2) >> 1];
-          const gt = u8[o + 4];
-          if (gs === 0) {
-            fault = `tx packet at 0x${hex(first)}: GSO size is 0`;
-            break;
-          }
-          if (gt !== XEN_NETIF_GSO_TYPE_TCPV4 && gt !== XEN_NETIF_GSO_TYPE_TCPV6) {
-            fault = `tx packet at 0x${hex(first)}: GSO type ${gt} is unknown`;
-            break;
-          }
-          gsoSize = gs;
-          gsoType = gt;
-        }
-        respId[nresp] = 0;
-        respSeg[nresp++] = R_NULL;
-        cons = (cons + 1) >>> 0;
-        more = (eflags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
-      }
-    }
-
-    // Fragment slots (xenvif_count_requests), copied out once into the scratch arrays.
-    let nfrag = 0;
-    let left = size; // what the fragments may still carry: the first slot's size is the packet's
-    for (let f = flags; fault === null && f & NETTXF_more_data; nfrag++) {
-      if (cons === prod) fault = `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
-      else if (nfrag + 1 >= XEN_NETBK_LEGACY_SLOTS_MAX) fault = `tx packet at 0x${hex(first)} spans more than ${XEN_NETBK_LEGACY_SLOTS_MAX} slots`;
-      if (fault !== null) break;
-      const fw = (64 + (cons & MASK) * 12) >> 1;
-      const fref = u32[fw >> 1] >>> 0;
-      const foff = u16[fw + 2];
-      f = u16[fw + 3];
-      const fid = u16[fw + 4];
-      const fsize = u16[fw + 5];
-      if (fsize > left) fault = `tx packet at 0x${hex(first)}: a fragment of ${fsize} bytes is larger than the ${left} left of its size`;
-      else if (foff + fsize > PAGE) fault = `tx packet at 0x${hex(first)}: a fragment at offset ${foff} of ${fsize} bytes crosses its page`;
-      if (fault !== null) break;
-      left -= fsize;
-      fragRef[nfrag] = fref;
-      fragOff[nfrag] = foff;
-      fragSize[nfrag] = fsize;
-      respId[nresp] = fid;
-      respSeg[nresp++] = R_ERROR;
-      cons = (cons + 1) >>> 0;
-    }
-    const head = left; // the first slot's own bytes
+    let fault = this.walk(first, flags, size, prod, true, s, r0);
+    const walked = this.walked;
+    const head = walked.head; // the first slot's own bytes
     // In netback's order: a packet too small is an error, then a crossing first slot is fatal.
     if (fault === null && size >= ETH_HLEN && offset + head > PAGE) fault = crossPageMessage(first, offset, head);
     if (fault !== null) {
@@ -389,7 +292,11 @@ export class TxPath extends BackRing {
       cur.nresp = r0;
       return fault;
     }
-    cur.cons = cons;
+    const nresp = walked.nresp;
+    const nfrag = walked.nfrag;
+    const gsoSize = walked.gsoSize;
+    const gsoType = walked.gsoType;
+    cur.cons = walked.cons;
     cur.nresp = nresp;
 
     // Tolerable: the whole packet is answered with errors (already marked so).

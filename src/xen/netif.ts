@@ -58,8 +58,13 @@ export const XEN_NETIF_GSO_TYPE_TCPV4 = 1;
 export const XEN_NETIF_GSO_TYPE_TCPV6 = 2;
 
 export const XEN_NETIF_NR_SLOTS_MIN = 18;
-/** Linux netback treats a packet spanning more slots than this as a fatal frontend error. */
-export const XEN_NETBK_LEGACY_SLOTS_MAX = 20;
+// Not in netif.h: Linux netback's limits on the slots of one tx packet (xenvif_count_requests in
+// drivers/net/xen-netback/netback.c). XEN_NETBK_LEGACY_SLOTS_MAX (common.h: XEN_NETIF_NR_SLOTS_MIN,
+// the historical MAX_SKB_FRAGS) is what a frontend may always use; a frontend using more than
+// fatal_skb_slots (module parameter, default FATAL_SKB_SLOTS_DEFAULT) is "considered malicious" and
+// the vif is disabled. Extra-info slots count toward neither (netback counts the more_data chain).
+export const XEN_NETBK_LEGACY_SLOTS_MAX = XEN_NETIF_NR_SLOTS_MIN;
+export const FATAL_SKB_SLOTS_DEFAULT = 20;
 export const XEN_NETIF_MAX_TX_SIZE = 0xffff;
 
 export const XEN_NETIF_CTRL_TYPE_INVALID = 0;

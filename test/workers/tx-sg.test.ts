@@ -9,6 +9,7 @@ import type { FrameBatch } from "../../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data } from "../../src/xen/netif.ts";
 import { WorkerScratch } from "../../workers/scratch.ts";
+import { SeedTxPath } from "../../workers/seed-tx.ts";
 import { TxPath } from "../../workers/tx.ts";
 import { counters, FakeGrants, frame, RecordingPeer, ringPage } from "./helpers.ts";
 
@@ -244,6 +245,54 @@ describe("tx with feature-sg: multi-slot packets", () => {
     h.tx.service(64, sg, h.gnt, peer, counters());
     expect(h.responses(0, 2).map((r) => r.status)).toEqual([NETIF_RSP_ERROR, NETIF_RSP_ERROR]);
     expect(peer.sent).toEqual([frame(60, 2)]);
+  });
+});
+
+describe("tx: one slot walk for every packet, Linux's limits", () => {
+  // A packet of 20 slots (the first and 19 fragments) behind one GSO extra: 21 ring slots. The
+  // extra does not count toward the 20 (netback's xenvif_count_requests counts the more_data chain
+  // only), whether the extra was negotiated or the packet is refused for using it.
+  const post = (g: ReturnType<typeof guest>) => {
+    g.packet(frame(20 * 60, 1), Array.from({ length: 20 }, () => 60), { id: 1, gso: { size: 1448, type: TCPV4 } });
+    g.publish();
+    expect(g.prod).toBe(21);
+  };
+
+  test("negotiated: 20 slots and an extra are one packet", () => {
+    const g = guest();
+    post(g);
+    const peer = new RecordingPeer("null");
+    const p = g.tx.service(64, sg, g.gnt, peer, counters());
+    expect(p.fault).toBeNull();
+    expect(peer.sent).toEqual([frame(20 * 60, 1)]);
+    expect(g.responses(0, 21).map((r) => r.status)).toEqual([NETIF_RSP_OKAY, NETIF_RSP_NULL, ...Array.from({ length: 19 }, () => NETIF_RSP_OKAY)]);
+  });
+
+  for (const path of ["batched", "seed"] as const) {
+    test(`not negotiated (${path} path): 20 slots and an extra are answered ERROR whole (NULL for the extra), not a fault`, () => {
+      const g = guest({ sg: true, gso: false });
+      post(g);
+      const tx = path === "batched" ? g.tx : new SeedTxPath(g.buf, DOM);
+      const c = counters();
+      const p = tx.service(64, sg, g.gnt, new RecordingPeer("null"), c);
+      expect(p.fault).toBeNull();
+      expect(tx.reqCons).toBe(21);
+      expect(g.responses(0, 21)).toEqual([{ id: 1, status: NETIF_RSP_ERROR }, NULL_RSP, ...Array.from({ length: 19 }, (_, k) => ({ id: 2 + k, status: NETIF_RSP_ERROR }))]);
+      expect(c.tx_packets).toBe(0);
+    });
+  }
+
+  test("not negotiated: 21 slots behind an extra are a fault on both paths, nothing consumed", () => {
+    for (const path of ["batched", "seed"] as const) {
+      const g = guest({ sg: true, gso: false });
+      g.packet(frame(21 * 60, 1), Array.from({ length: 21 }, () => 60), { id: 1, gso: { size: 1448, type: TCPV4 } });
+      g.publish();
+      const tx = path === "batched" ? g.tx : new SeedTxPath(g.buf, DOM);
+      const p = tx.service(64, sg, g.gnt, new RecordingPeer("null"), counters());
+      expect(p.fault).toBe("tx packet at 0x0 spans more than 20 slots");
+      expect(tx.reqCons).toBe(0);
+      expect(Atomics.load(g.w, 2)).toBe(0);
+    }
   });
 });
 
