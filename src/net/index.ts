@@ -11,13 +11,12 @@
 //  - For csum_blank tx frames: a peer with `offloads` (a TAP with virtio_net_hdr) gets them as the
 //    batch's meta words (FRAME_META_*), with GSO; for any other peer, mark them in a Uint8Array owned
 //    by the worker and call fillChecksums(batch, status) once before peer.send(batch).
-import type { PeerHandle } from "../pool/types.ts";
+import type { Peer, PeerHandle } from "./peer.ts";
 import { NullPeer } from "./null-peer.ts";
-import type { Peer } from "./peer.ts";
 import { SwitchPeer } from "./switch.ts";
 import { TapPeer, type TapIoMode } from "./tap.ts";
 
-export type { FrameBatch, Peer } from "./peer.ts";
+export type { FrameBatch, Peer, PeerHandle } from "./peer.ts";
 export { createFrameBatch, freeFrameBatch } from "./frame-batch.ts";
 export { CsumStatus, fillChecksums } from "./checksum.ts";
 export { SwitchFabric, SwitchPeer } from "./switch.ts";

@@ -31,6 +31,16 @@ export const FRAME_META_GSO_TYPE_SHIFT = 16;
 /** The L4 checksum is partial (NETTXF_csum_blank): the host side completes it. */
 export const FRAME_META_CSUM = 1 << 24;
 
+/** The host side of a vif, created by the main thread when the vif is realized; it
+ * crosses to the worker in the connect message, which opens the Peer for it (openPeer). */
+export interface PeerHandle {
+  readonly kind: "tap" | "switch" | "null";
+  /** Interface name (for a TAP) or switch port name. */
+  readonly name: string;
+  /** A file descriptor the worker reads and writes frames on, or -1 for in-process peers. */
+  readonly fd: number;
+}
+
 export interface Peer {
   readonly kind: "tap" | "switch" | "null" | "source";
   readonly name: string;

@@ -5,7 +5,7 @@
 // mapped are released by the next device opened or the guest's end-access (native/simxen.c,
 // "Pins by owner"), so the guest can take its ring pages back.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
-import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../platform/types.ts";
+import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../xen/devices.ts";
 import { gntstName } from "../../xen/grant-table.ts";
 import { simPaths } from "../paths.ts";
 import { notInitialisedHint } from "./domains.ts";
