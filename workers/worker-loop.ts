@@ -7,7 +7,7 @@
 // again at once if a vif still has work, or until the nearest rx-stall deadline).
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
-import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
+import { DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
 import { POLL_MAX_FDS, POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
@@ -65,13 +65,7 @@ export class WorkerLoop {
       this.platform.close();
       throw e;
     }
-    registry.devices(this.platform.kind === "sim" ? DEVICES_SIM : DEVICES_XEN, {
-      // The sim devices' handles are private to them; the seam has no accessor yet (see reclaim.ts).
-      evtchnHandle: (this.ev as unknown as { handle?: number }).handle ?? -1,
-      gntdevHandle: (gnt as unknown as { handle?: number }).handle ?? -1,
-      evtchnFd: this.ev.fd,
-      gntdevFd: (gnt as unknown as { fd?: number }).fd ?? -1,
-    });
+    registry.devices({ grantDevice: gnt.reclaimId, eventChannelDevice: this.ev.reclaimId });
     this.devices = { gnt, ev: this.ev, registry, arena: StatsArena.attach(init.stats) };
     const wfd = init.switchWakeFd;
     this.switchWakeFd = wfd;

@@ -24,3 +24,17 @@ export interface Platform {
 export { PlatformError } from "../xen/devices.ts";
 export type { EventChannelDevice, GrantCopyBatchMemory, GrantDevice, GrantMapping } from "../xen/devices.ts";
 import type { EventChannelDevice, GrantDevice } from "../xen/devices.ts";
+
+/**
+ * A worker thread's devices, as it recorded them in shared memory while it opened and mapped
+ * (each device's reclaimId, each mapping's address and size): what another thread of the same
+ * process needs to release them once that thread died (releaseOrphanedDevices).
+ */
+export interface OrphanedDevices {
+  /** GrantDevice.reclaimId, or -1 when none was opened. */
+  readonly grantDevice: number;
+  /** EventChannelDevice.reclaimId, or -1. */
+  readonly eventChannelDevice: number;
+  /** Mappings made through the grant device and not yet unmapped. */
+  readonly mappings: readonly { addr: number; pages: number }[];
+}

@@ -54,7 +54,7 @@ export class PoolWorker {
   private readyResolve!: () => void;
   private readyReject!: (e: Error) => void;
 
-  constructor(readonly index: number, platform: PlatformConfig, stats: SharedArrayBuffer, opts: Pick<WorkerInit, "budget" | "maxMappings" | "rxQueueBytes" | "rxStallMs" | "tapIo" | "datapath" | "scatterGather" | "capture">, private readonly events: PoolWorkerEvents) {
+  constructor(readonly index: number, private readonly platform: PlatformConfig, stats: SharedArrayBuffer, opts: Pick<WorkerInit, "budget" | "maxMappings" | "rxQueueBytes" | "rxStallMs" | "tapIo" | "datapath" | "scatterGather" | "capture">, private readonly events: PoolWorkerEvents) {
     const efd = workerNative().qw_eventfd();
     if (efd < 0) throw new Error(`worker pool: creating worker ${index}'s control eventfd failed (errno ${-efd})`);
     this.eventfd = efd;
@@ -195,7 +195,7 @@ export class PoolWorker {
 
   /** After the thread stopped: releases the devices it left open and closes the eventfd. */
   release(): ReclaimResult {
-    const r = reclaimWorkerDevices(this.mailbox.words);
+    const r = reclaimWorkerDevices(this.mailbox.words, this.platform);
     if (this.eventfdOpen) {
       this.eventfdOpen = false;
       workerNative().qw_close(this.eventfd);

@@ -34,6 +34,12 @@ export interface GrantDevice {
   copy(batch: GrantCopyBatchMemory, count: number): number;
   /** Unmaps everything still mapped through this device and closes it. */
   close(): void;
+  /**
+   * What the platform's releaseOrphanedDevices needs to release this device should the thread that
+   * opened it die (the process lives on, so nothing else would): a plain number another thread can
+   * read from shared memory. -1 once closed.
+   */
+  readonly reclaimId: number;
 }
 
 /**
@@ -67,6 +73,8 @@ export interface EventChannelDevice {
   unmask(ports: Uint32Array, count: number): void;
   /** Unbinds every port bound through this device and closes it. */
   close(): void;
+  /** As GrantDevice.reclaimId. */
+  readonly reclaimId: number;
 }
 
 /** A failure at the platform seam, with the Xen status (GNTST_*) or errno that caused it. */

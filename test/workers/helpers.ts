@@ -21,6 +21,8 @@ export class FakeGrants implements GrantDevice {
   /** Refs granted to another domain than us: GNTST_general_error, as Xen says. */
   readonly foreign = new Set<number>();
   calls = 0;
+  /** Nothing native to release: the pages are JS memory. */
+  readonly reclaimId = -1;
   constructor(readonly domid: number) {}
 
   grant(ref: number, page = new Uint8Array(4096)): Uint8Array {

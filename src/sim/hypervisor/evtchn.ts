@@ -53,6 +53,11 @@ export class SimEventChannelDevice implements EventChannelDevice {
     track(this.shmDir, this);
   }
 
+  /** The device's handle in native/simxen.c's process-wide table (its close works from any thread). */
+  get reclaimId(): number {
+    return this.handle;
+  }
+
   private live(op: string): number {
     if (this.handle < 0) throw new PlatformError(`evtchn: ${op} on a closed device (dom${this.domid}): open a new one`, "EBADF", -9);
     return this.handle;

@@ -54,6 +54,11 @@ export class SimGrantDevice implements GrantDevice {
     track(this.shmDir, this);
   }
 
+  /** The device's handle in native/simxen.c's process-wide table (its close works from any thread). */
+  get reclaimId(): number {
+    return this.handle;
+  }
+
   private live(op: string): number {
     if (this.handle < 0) throw new PlatformError(`gntdev: ${op} on a closed grant device (dom${this.domid}): open a new one`, "EBADF", -9);
     return this.handle;
