@@ -1,11 +1,11 @@
 // One vif a worker serves: its two mapped rings, its bound ports, its counters. setUp() is all or
 // nothing: a failing step releases what the earlier steps took and throws one line naming the vif
 // and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
-import { RESOURCE_MEMORY, RESOURCE_TAP_IO, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
+import { RESOURCE_MEMORY, RESOURCE_PEER, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
 import type { VifConnectSpec } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
-import { openPeer, SwitchPeer, type Peer } from "../src/net/index.ts";
+import { openPeer, type Peer } from "../src/net/index.ts";
 import type { TapIoMode } from "../src/net/tap.ts";
 import { RxPath } from "./rx.ts";
 import { SeedRxPath } from "./seed-rx.ts";
@@ -24,7 +24,7 @@ export interface VifDevices {
 /** How the worker opens peers and bounds rx (from WorkerInit and the connect message). */
 export interface VifPeerOptions {
   switchAddress?: number;
-  /** The worker's one eventfd every switch port it opens wakes (one pollFd for all of them). */
+  /** The worker's shared wake eventfd, for peers that can share one (switch ports: one pollFd for all of them). */
   switchWakeFd: number;
   tapIo?: TapIoMode;
   rxQueueBytes: number;
@@ -41,9 +41,9 @@ export class ServedVif {
   rxMap: GrantMapping | null = null;
   private txEntry = -1;
   private rxEntry = -1;
-  /** Registry entries of the rx queue's memory and the TAP context, so a dead worker's are released. */
+  /** Registry entries of the rx queue's memory and the peer's native context, so a dead worker's are released. */
   private queueEntry = -1;
-  private tapEntry = -1;
+  private peerEntry = -1;
   private registry: DeviceRegistryWriter | null = null;
   localTxPort = 0;
   localRxPort = 0;
@@ -82,8 +82,7 @@ export class ServedVif {
       const badRx = this.rx.attachError();
       if (badRx) throw new Error(`${this.name}: ${badRx}`);
       this.peer = this.openPeer(po);
-      const ctx = (this.peer as unknown as { ctx?: number }).ctx; // TapPeer's native context
-      if (this.peer.kind === "tap" && ctx) this.tapEntry = this.record(RESOURCE_TAP_IO, ctx, "its TAP");
+      if (this.peer.reclaimAddress) this.peerEntry = this.record(RESOURCE_PEER, this.peer.reclaimAddress, "its peer");
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
@@ -138,8 +137,8 @@ export class ServedVif {
    * The rings keep being served: every tx request is still answered, its frame counted in tx_drops.
    */
   closePeer(): void {
-    if (this.tapEntry >= 0) this.registry?.removeMapping(this.tapEntry);
-    this.tapEntry = -1;
+    if (this.peerEntry >= 0) this.registry?.removeMapping(this.peerEntry);
+    this.peerEntry = -1;
     this.peer?.close();
     this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
@@ -175,7 +174,7 @@ export class ServedVif {
     return { tx: this.tx?.replayed ?? 0, rx: this.rx?.replayed ?? 0 };
   }
 
-  private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number, what: string): number {
+  private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_PEER, addr: number, what: string): number {
     const e = this.registry!.addResource(kind, addr);
     if (e < 0) throw new Error(`${this.name}: cannot record ${what}: the worker's resource table is full`);
     return e;
@@ -184,9 +183,7 @@ export class ServedVif {
   private openPeer(po: VifPeerOptions): Peer {
     const h = this.spec.peer;
     try {
-      // Switch ports share the worker's wake eventfd (openPeer gives each its own).
-      if (h.kind === "switch" && po.switchAddress !== undefined) return new SwitchPeer(po.switchAddress, h.name, { wakeFd: po.switchWakeFd });
-      return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo });
+      return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo, sharedWakeFd: po.switchWakeFd });
     } catch (e) {
       throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`);
     }
@@ -220,7 +217,11 @@ export class ServedVif {
 class GonePeer implements Peer {
   readonly kind = "null" as const;
   readonly pollFd = -1;
+  readonly wake = "none" as const;
   readonly drops = 0;
+  readonly ffiCalls = 0;
+  readonly syscalls = 0;
+  readonly reclaimAddress = 0;
   constructor(readonly name: string) {}
   send(): number {
     return 0;

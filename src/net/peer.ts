@@ -41,6 +41,8 @@ export interface PeerHandle {
   readonly fd: number;
 }
 
+export type PeerWake = "fd" | "shared" | "none";
+
 export interface Peer {
   readonly kind: "tap" | "switch" | "null" | "source";
   readonly name: string;
@@ -49,8 +51,24 @@ export interface Peer {
    * with virtio_net_hdr). Absent or false: frames must be complete (the worker fills checksums).
    */
   readonly offloads?: boolean;
-  /** Readable when frames are waiting for receive(); -1 for peers that wake their worker otherwise. */
+  /** Readable when frames are waiting for receive() (see `wake`); -1 for peers that never wake their worker. */
   readonly pollFd: number;
+  /**
+   * How the peer tells its worker that frames wait: "fd", pollFd is its own, readable while they
+   * wait (the worker polls it; receive() clears it); "shared", pollFd is the worker's shared wake
+   * eventfd (the worker polls it once, clears it, then receives on every peer sharing it); "none",
+   * it never has frames unasked (a sink; a generator the bench drives).
+   */
+  readonly wake: PeerWake;
+  /** Native calls send() and receive() made so far: the paths charge each batch's difference to the vif. */
+  readonly ffiCalls: number;
+  /** Syscalls send() and receive() made so far (io_uring_enter, read, write), charged the same way. */
+  readonly syscalls: number;
+  /**
+   * Native memory the peer holds that a dead worker thread would leak (a TAP's I/O context), or 0:
+   * the worker records it while the peer is open; the pool frees it with releaseOrphanedPeer.
+   */
+  readonly reclaimAddress: number;
   /** Hands frames 0..batch.count-1 to the host in one native call; returns how many were taken. */
   send(batch: FrameBatch): number;
   /** Fills `batch` with up to batch.capacity waiting frames in one native call; returns the count. */

@@ -5,7 +5,8 @@
 // The platform devices: each one's reclaimId and every mapping's address and size, which the
 // platform's releaseOrphanedDevices turns back into a release (the pool never asks which platform).
 // Also the data path's native memory (frame batches, grant-copy segments, rx queues: freed) and
-// TAP I/O contexts (their io_uring fd and memory: pio_close), which a dead thread would leak too.
+// what its peers hold natively (Peer.reclaimAddress: releaseOrphanedPeer), which a dead thread
+// would leak too.
 import type { OrphanedDevices } from "../platform/types.ts";
 import { MAP_TABLE_WORD, REGISTRY_WORD } from "./mailbox.ts";
 
@@ -22,12 +23,12 @@ const DEVICES_RECORDED = 1;
 /** Table entry kinds (word 3 of an entry; 0 = free). */
 const E_MAPPING = 1;
 export const RESOURCE_MEMORY = 2;
-export const RESOURCE_TAP_IO = 3;
+export const RESOURCE_PEER = 3;
 
 export interface DeviceRecord {
   /** The platform devices still held, or null when the worker recorded none (or closed them itself). */
   devices: OrphanedDevices | null;
-  /** Native memory (RESOURCE_MEMORY) and TAP contexts (RESOURCE_TAP_IO) still held. */
+  /** Native memory (RESOURCE_MEMORY) and TAP contexts (RESOURCE_PEER) still held. */
   resources: { kind: number; addr: number }[];
 }
 
@@ -55,7 +56,7 @@ export class DeviceRegistryWriter {
   }
 
   /** Records native memory or a TAP context before use; the entry for removeMapping, or -1 if full. */
-  addResource(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number): number {
+  addResource(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_PEER, addr: number): number {
     return this.add(kind, addr, 0);
   }
 

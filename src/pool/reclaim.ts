@@ -5,7 +5,8 @@
 import type { Pointer } from "bun:ffi";
 import { releaseOrphanedDevices, type PlatformConfig } from "../platform/index.ts";
 import { peerio } from "../net/peerio-lib.ts";
-import { RESOURCE_MEMORY, RESOURCE_TAP_IO, clearDeviceRecord, readDeviceRecord } from "./device-registry.ts";
+import { releaseOrphanedPeer } from "../net/index.ts";
+import { RESOURCE_MEMORY, RESOURCE_PEER, clearDeviceRecord, readDeviceRecord } from "./device-registry.ts";
 
 export interface ReclaimResult {
   /** What was released, for the log line. */
@@ -18,18 +19,18 @@ export function reclaimWorkerDevices(words: Int32Array, platform: PlatformConfig
   const released = rec.devices ? releaseOrphanedDevices(platform, rec.devices) : [];
   // The data path's own: entries are removed as the worker frees them, so what is left was held.
   let memory = 0;
-  let taps = 0;
+  let peers = 0;
   for (const r of rec.resources) {
     if (r.kind === RESOURCE_MEMORY) {
       peerio().pio_free(r.addr as Pointer);
       memory++;
-    } else if (r.kind === RESOURCE_TAP_IO) {
-      peerio().pio_close(r.addr as Pointer);
-      taps++;
+    } else if (r.kind === RESOURCE_PEER) {
+      releaseOrphanedPeer(r.addr);
+      peers++;
     }
   }
   if (memory) released.push(`${memory} data-path buffers`);
-  if (taps) released.push(`${taps} TAP I/O contexts`);
+  if (peers) released.push(`${peers} peer I/O contexts`);
   clearDeviceRecord(words);
   return { released };
 }
