@@ -7,6 +7,7 @@ import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMap
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
 import { openPeer, type Peer } from "../src/net/index.ts";
 import type { TapIoMode } from "../src/net/tap.ts";
+import { EPROTO, ErrnoError } from "./failure-errno.ts";
 import { RxPath } from "./rx.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
@@ -76,11 +77,11 @@ export class ServedVif {
       const f = s.features;
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx);
       const bad = this.tx.attachError();
-      if (bad) throw new Error(`${this.name}: ${bad}`);
+      if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
-      if (badRx) throw new Error(`${this.name}: ${badRx}`);
+      if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
       this.peer = this.openPeer(po);
       if (this.peer.reclaimAddress) this.peerEntry = this.record(RESOURCE_PEER, this.peer.reclaimAddress, "its peer");
       this.localTxPort = this.bind(d, s.txEvtchn);
@@ -152,7 +153,7 @@ export class ServedVif {
     try {
       j = MappedJournal.open(path);
     } catch (e) {
-      throw new Error(`${this.name}: ${(e as Error).message}`);
+      throw new Error(`${this.name}: ${(e as Error).message}`, { cause: e });
     }
     // A journal no worker attached yet: its owner died before serving a single request, so it
     // wrote no response and the ring's rsp_prod is the truth.
@@ -185,7 +186,7 @@ export class ServedVif {
     try {
       return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo, sharedWakeFd: po.switchWakeFd });
     } catch (e) {
-      throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`);
+      throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`, { cause: e });
     }
   }
 
@@ -194,7 +195,7 @@ export class ServedVif {
     try {
       m = d.gnt.map(this.domid, [ref], true);
     } catch (e) {
-      throw new Error(`${this.name}: failed to map ${node} ${ref}: ${reason(e)}`);
+      throw new Error(`${this.name}: failed to map ${node} ${ref}: ${reason(e)}`, { cause: e });
     }
     const entry = d.registry.addMapping(m.addr, m.pages);
     if (entry < 0) {
@@ -208,7 +209,7 @@ export class ServedVif {
     try {
       return d.ev.bindInterdomain(this.domid, remotePort);
     } catch (e) {
-      throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`);
+      throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`, { cause: e });
     }
   }
 }

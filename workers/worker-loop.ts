@@ -19,9 +19,8 @@ import { violationCounter } from "./fault-reasons.ts";
 import { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_TX } from "../src/capture/capture-ring.ts";
 import { RxPath } from "./rx.ts";
+import { EEXIST, EPROTO, errnoOf } from "./failure-errno.ts";
 
-/** EPROTO: what netback writes for a frontend that broke the ring protocol. */
-const EPROTO = 71;
 const PORT_BATCH = 256;
 /** Receive batches per vif per wake-up (RX_BATCH frames each) before other vifs get their turn. */
 const RX_ROUNDS = 4;
@@ -187,7 +186,7 @@ export class WorkerLoop {
   }
 
   private connect(msg: Extract<ToWorker, { op: "connect" }>): ToMain {
-    if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
+    if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, errno: EEXIST, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
     const vif = new ServedVif(msg.spec);
     try {
       vif.setUp(this.devices, msg.slot, msg.carry, {
@@ -199,7 +198,7 @@ export class WorkerLoop {
         datapath: this.init.datapath,
       });
     } catch (e) {
-      return { op: "failed", seq: msg.seq, error: (e as Error).message };
+      return { op: "failed", seq: msg.seq, errno: errnoOf(e), error: (e as Error).message };
     }
     this.byKey.set(vif.key, vif);
     this.byPort.set(vif.localTxPort, vif);

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import type { PlatformConfig } from "../platform/types.ts";
 import { MainMailbox, W_REPLY_DOORBELL, W_WORKER_BLOCKED } from "./mailbox.ts";
-import type { ToMain, ToWorker, WorkerInit } from "./messages.ts";
+import { WorkerFailure, type ToMain, type ToWorker, type WorkerInit } from "./messages.ts";
 import { reclaimWorkerDevices, type ReclaimResult } from "./reclaim.ts";
 import { workerNative } from "./worker-native.ts";
 
@@ -163,7 +163,7 @@ export class PoolWorker {
         return;
       case "fatal":
         this.lastError = m.error;
-        this.readyReject(new Error(m.error));
+        this.readyReject(new WorkerFailure(m.error, m.errno));
         this.kill();
         return;
       case "fault":

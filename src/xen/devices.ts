@@ -87,4 +87,18 @@ export class PlatformError extends Error {
     super(message);
     this.name = "PlatformError";
   }
+
+  /**
+   * The positive errno an error node reports this failure with (Linux's xenbus_dev_fatal writes
+   * "<errno> <message>"): ENOENT for a grant that would not map, as __xenbus_map_ring
+   * (drivers/xen/xenbus/xenbus_client.c) returns whatever the GNTST status; otherwise the errno
+   * the device call failed with (EIO if it named none).
+   */
+  get errno(): number {
+    if (this.code.startsWith("GNTST_")) return ENOENT;
+    return Math.abs(this.status) || EIO;
+  }
 }
+
+const ENOENT = 2;
+const EIO = 5;
