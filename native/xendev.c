@@ -87,6 +87,9 @@ int xd_gnt_map(int fd, uint32_t domid, const uint32_t *refs, uint32_t count, int
   return 0;
 }
 
+/** munmap alone: for a dead thread's mappings, whose gntdev fd is closed next (that drops the grants). 0 or -errno. */
+int xd_munmap(uint64_t addr, uint64_t len) { return munmap((void *)(uintptr_t)addr, (size_t)len) < 0 ? -errno : 0; }
+
 /** munmap, then UNMAP_GRANT_REF (the grant is released when both are done). 0 or -errno. */
 int xd_gnt_unmap(int fd, uint64_t addr, uint32_t count, uint64_t index) {
   int rc = 0;

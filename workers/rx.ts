@@ -54,10 +54,11 @@ export class RxPath extends BackloggedRxRing {
     if (peer) {
       const batch = s.rxFrames;
       for (let r = 0; ; r++) {
+        const sys = peer.syscalls, ffi = peer.ffiCalls;
         const n = peer.receive(batch);
         if (this.captureEntry >= 0) this.captureWriter!.write(this.captureEntry, DIR_GUEST_RX, batch.base, batch.stride, batch.lens, n);
-        c.ffi_calls++;
-        if (peer.kind === "tap") c.syscalls++; // one io_uring_enter (or reads) per batch
+        c.ffi_calls += peer.ffiCalls - ffi;
+        c.syscalls += peer.syscalls - sys;
         this.round(batch, n, s, gnt, c);
         if (pass.fault !== null || n < batch.capacity) break;
         if (r + 1 >= rounds) {

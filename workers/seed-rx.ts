@@ -48,9 +48,10 @@ export class SeedRxPath extends BackloggedRxRing {
       const one = this.one;
       const limit = rounds * RX_BATCH;
       for (let i = 0; i < limit; i++) {
+        const sys = peer.syscalls, ffi = peer.ffiCalls;
         const n = peer.receive(one);
-        c.ffi_calls++;
-        if (peer.kind === "tap") c.syscalls++; // one read() per frame
+        c.ffi_calls += peer.ffiCalls - ffi;
+        c.syscalls += peer.syscalls - sys;
         if (n === 0) break;
         this.accept(one.lens[0], gnt, c);
         if (pass.fault !== null) return pass;

@@ -133,10 +133,10 @@ export class SeedTxPath extends TxRing {
         fillChecksums(one, this.csum);
         c.ffi_calls++;
       }
-      const before = peer.kind === "tap" ? (peer as unknown as { syscalls: number }).syscalls : 0;
+      const sys = peer.syscalls, ffi = peer.ffiCalls;
       const taken = peer.send(one);
-      if (peer.kind !== "null") c.ffi_calls++;
-      if (peer.kind === "tap") c.syscalls += (peer as unknown as { syscalls: number }).syscalls - before;
+      c.ffi_calls += peer.ffiCalls - ffi;
+      c.syscalls += peer.syscalls - sys;
       c.tx_packets++;
       c.tx_bytes += size;
       if (taken < 1) c.tx_drops++;

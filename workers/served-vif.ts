@@ -1,12 +1,13 @@
 // One vif a worker serves: its two mapped rings, its bound ports, its counters. setUp() is all or
 // nothing: a failing step releases what the earlier steps took and throws one line naming the vif
 // and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
-import { RESOURCE_MEMORY, RESOURCE_TAP_IO, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
+import { RESOURCE_MEMORY, RESOURCE_PEER, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
 import type { VifConnectSpec } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
-import { openPeer, SwitchPeer, type Peer } from "../src/net/index.ts";
+import { openPeer, type Peer } from "../src/net/index.ts";
 import type { TapIoMode } from "../src/net/tap.ts";
+import { EPROTO, ErrnoError } from "./failure-errno.ts";
 import { RxPath } from "./rx.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
@@ -24,7 +25,7 @@ export interface VifDevices {
 /** How the worker opens peers and bounds rx (from WorkerInit and the connect message). */
 export interface VifPeerOptions {
   switchAddress?: number;
-  /** The worker's one eventfd every switch port it opens wakes (one pollFd for all of them). */
+  /** The worker's shared wake eventfd, for peers that can share one (switch ports: one pollFd for all of them). */
   switchWakeFd: number;
   tapIo?: TapIoMode;
   rxQueueBytes: number;
@@ -41,9 +42,9 @@ export class ServedVif {
   rxMap: GrantMapping | null = null;
   private txEntry = -1;
   private rxEntry = -1;
-  /** Registry entries of the rx queue's memory and the TAP context, so a dead worker's are released. */
+  /** Registry entries of the rx queue's memory and the peer's native context, so a dead worker's are released. */
   private queueEntry = -1;
-  private tapEntry = -1;
+  private peerEntry = -1;
   private registry: DeviceRegistryWriter | null = null;
   localTxPort = 0;
   localRxPort = 0;
@@ -76,14 +77,13 @@ export class ServedVif {
       const f = s.features;
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx);
       const bad = this.tx.attachError();
-      if (bad) throw new Error(`${this.name}: ${bad}`);
+      if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
-      if (badRx) throw new Error(`${this.name}: ${badRx}`);
+      if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
       this.peer = this.openPeer(po);
-      const ctx = (this.peer as unknown as { ctx?: number }).ctx; // TapPeer's native context
-      if (this.peer.kind === "tap" && ctx) this.tapEntry = this.record(RESOURCE_TAP_IO, ctx, "its TAP");
+      if (this.peer.reclaimAddress) this.peerEntry = this.record(RESOURCE_PEER, this.peer.reclaimAddress, "its peer");
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
@@ -138,8 +138,8 @@ export class ServedVif {
    * The rings keep being served: every tx request is still answered, its frame counted in tx_drops.
    */
   closePeer(): void {
-    if (this.tapEntry >= 0) this.registry?.removeMapping(this.tapEntry);
-    this.tapEntry = -1;
+    if (this.peerEntry >= 0) this.registry?.removeMapping(this.peerEntry);
+    this.peerEntry = -1;
     this.peer?.close();
     this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
@@ -153,7 +153,7 @@ export class ServedVif {
     try {
       j = MappedJournal.open(path);
     } catch (e) {
-      throw new Error(`${this.name}: ${(e as Error).message}`);
+      throw new Error(`${this.name}: ${(e as Error).message}`, { cause: e });
     }
     // A journal no worker attached yet: its owner died before serving a single request, so it
     // wrote no response and the ring's rsp_prod is the truth.
@@ -175,7 +175,7 @@ export class ServedVif {
     return { tx: this.tx?.replayed ?? 0, rx: this.rx?.replayed ?? 0 };
   }
 
-  private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number, what: string): number {
+  private record(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_PEER, addr: number, what: string): number {
     const e = this.registry!.addResource(kind, addr);
     if (e < 0) throw new Error(`${this.name}: cannot record ${what}: the worker's resource table is full`);
     return e;
@@ -184,11 +184,9 @@ export class ServedVif {
   private openPeer(po: VifPeerOptions): Peer {
     const h = this.spec.peer;
     try {
-      // Switch ports share the worker's wake eventfd (openPeer gives each its own).
-      if (h.kind === "switch" && po.switchAddress !== undefined) return new SwitchPeer(po.switchAddress, h.name, { wakeFd: po.switchWakeFd });
-      return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo });
+      return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo, sharedWakeFd: po.switchWakeFd });
     } catch (e) {
-      throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`);
+      throw new Error(`${this.name}: opening its peer failed: ${reason(e)}`, { cause: e });
     }
   }
 
@@ -197,7 +195,7 @@ export class ServedVif {
     try {
       m = d.gnt.map(this.domid, [ref], true);
     } catch (e) {
-      throw new Error(`${this.name}: failed to map ${node} ${ref}: ${reason(e)}`);
+      throw new Error(`${this.name}: failed to map ${node} ${ref}: ${reason(e)}`, { cause: e });
     }
     const entry = d.registry.addMapping(m.addr, m.pages);
     if (entry < 0) {
@@ -211,7 +209,7 @@ export class ServedVif {
     try {
       return d.ev.bindInterdomain(this.domid, remotePort);
     } catch (e) {
-      throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`);
+      throw new Error(`${this.name}: failed to bind event-channel ${remotePort} of dom${this.domid}: ${reason(e)}`, { cause: e });
     }
   }
 }
@@ -220,7 +218,11 @@ export class ServedVif {
 class GonePeer implements Peer {
   readonly kind = "null" as const;
   readonly pollFd = -1;
+  readonly wake = "none" as const;
   readonly drops = 0;
+  readonly ffiCalls = 0;
+  readonly syscalls = 0;
+  readonly reclaimAddress = 0;
   constructor(readonly name: string) {}
   send(): number {
     return 0;

@@ -231,10 +231,10 @@ export class TxPath extends TxRing {
         c.ffi_calls++;
       }
       if (good > 0) {
-        const before = peer.kind === "tap" ? (peer as unknown as { syscalls: number }).syscalls : 0;
+        const sys = peer.syscalls, ffi = peer.ffiCalls;
         const taken = peer.send(frames);
-        if (peer.kind !== "null") c.ffi_calls++;
-        if (peer.kind === "tap") c.syscalls += (peer as unknown as { syscalls: number }).syscalls - before;
+        c.ffi_calls += peer.ffiCalls - ffi;
+        c.syscalls += peer.syscalls - sys;
         let bytes = 0;
         for (let k = 0; k < good; k++) bytes += lens[k];
         c.tx_packets += good;

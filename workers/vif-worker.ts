@@ -4,6 +4,7 @@
 import { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { WorkerInit } from "../src/pool/messages.ts";
 import { WorkerLoop } from "./worker-loop.ts";
+import { errnoOf } from "./failure-errno.ts";
 
 declare const self: Worker;
 
@@ -15,14 +16,14 @@ self.onmessage = (e: MessageEvent) => {
   try {
     loop = new WorkerLoop(init, mailbox);
   } catch (err) {
-    mailbox.send({ op: "fatal", error: `worker ${init.index}: ${(err as Error).message}` });
+    mailbox.send({ op: "fatal", errno: errnoOf(err), error: `worker ${init.index}: ${(err as Error).message}` });
     return;
   }
   try {
     loop.run();
   } catch (err) {
     // The pool logs this one line; rethrowing ends the thread (its "error" and "close" events).
-    mailbox.send({ op: "fatal", error: `worker ${init.index}: ${(err as Error).message}` });
+    mailbox.send({ op: "fatal", errno: errnoOf(err), error: `worker ${init.index}: ${(err as Error).message}` });
     throw err;
   }
 };

@@ -1,5 +1,5 @@
 // One worker's loop (DESIGN "The worker loop"): a blocking poll() over the control eventfd, the
-// event-channel device, the worker's switch wake eventfd and every TAP peer fd, nothing else
+// event-channel device, the worker's shared wake eventfd and every peer fd of its own, nothing else
 // running, so an idle worker costs ~0 % CPU. Per wake-up: control messages; one read of the fired
 // ports; each ready vif served up to its budget (tx: one grant copy, one peer send; rx: one grant
 // copy per receive batch), responses pushed once per ring, one notify per port; one write to
@@ -7,7 +7,7 @@
 // again at once if a vif still has work, or until the nearest rx-stall deadline).
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
-import { DEVICES_SIM, DEVICES_XEN, DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
+import { DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
 import { POLL_MAX_FDS, POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
 import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
@@ -19,13 +19,12 @@ import { violationCounter } from "./fault-reasons.ts";
 import { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_TX } from "../src/capture/capture-ring.ts";
 import { RxPath } from "./rx.ts";
+import { EEXIST, EPROTO, errnoOf } from "./failure-errno.ts";
 
-/** EPROTO: what netback writes for a frontend that broke the ring protocol. */
-const EPROTO = 71;
 const PORT_BATCH = 256;
 /** Receive batches per vif per wake-up (RX_BATCH frames each) before other vifs get their turn. */
 const RX_ROUNDS = 4;
-/** Fixed poll slots: control eventfd, event-channel device, switch wake eventfd; TAP fds follow. */
+/** Fixed poll slots: control eventfd, event-channel device, the shared wake eventfd; peers' own fds follow. */
 const FIXED_FDS = 3;
 /** poll() revents that no eventfd or event-channel device reports while healthy. */
 const BROKEN = POLLERR | POLLHUP | POLLNVAL;
@@ -42,9 +41,9 @@ export class WorkerLoop {
   private readonly fds = new Int32Array(POLL_MAX_FDS);
   private readonly revents = new Int32Array(POLL_MAX_FDS);
   private nfds = FIXED_FDS;
-  /** Bumped when the TAP slots change: revents from a poll() over the old set must not be read against the new one. */
+  /** Bumped when the peer slots change: revents from a poll() over the old set must not be read against the new one. */
   private pollSetVersion = 0;
-  /** The vif whose TAP fd sits at poll slot i (FIXED_FDS and up). */
+  /** The vif whose peer's own fd sits at poll slot i (FIXED_FDS and up). */
   private pollVifs: (ServedVif | null)[] = [];
   private readonly switchWakeFd: number;
   private readonly scratch: WorkerScratch;
@@ -65,13 +64,7 @@ export class WorkerLoop {
       this.platform.close();
       throw e;
     }
-    registry.devices(this.platform.kind === "sim" ? DEVICES_SIM : DEVICES_XEN, {
-      // The sim devices' handles are private to them; the seam has no accessor yet (see reclaim.ts).
-      evtchnHandle: (this.ev as unknown as { handle?: number }).handle ?? -1,
-      gntdevHandle: (gnt as unknown as { handle?: number }).handle ?? -1,
-      evtchnFd: this.ev.fd,
-      gntdevFd: (gnt as unknown as { fd?: number }).fd ?? -1,
-    });
+    registry.devices({ grantDevice: gnt.reclaimId, eventChannelDevice: this.ev.reclaimId });
     this.devices = { gnt, ev: this.ev, registry, arena: StatsArena.attach(init.stats) };
     const wfd = init.switchWakeFd;
     this.switchWakeFd = wfd;
@@ -85,14 +78,14 @@ export class WorkerLoop {
     this.capture = init.capture && init.datapath !== "seed" ? new CaptureWriter(init.capture) : null;
   }
 
-  /** Rebuilds the poll set's TAP slots (on connect, disconnect and disable: rare). */
+  /** Rebuilds the poll set's peer slots (on connect, disconnect and disable: rare). */
   private rebuildPollSet(): void {
     this.pollVifs = [];
     let n = FIXED_FDS;
     for (const vif of this.byKey.values()) {
       const p = vif.peer;
-      if (!p || vif.disabled || p.pollFd < 0 || p.kind !== "tap") continue;
-      if (n >= POLL_MAX_FDS) break; // more TAPs than poll slots: the pool never places that many
+      if (!p || vif.disabled || p.wake !== "fd" || p.pollFd < 0) continue;
+      if (n >= POLL_MAX_FDS) break; // more peer fds than poll slots: the pool never places that many
       this.fds[n] = p.pollFd;
       this.pollVifs[n] = vif;
       n++;
@@ -112,7 +105,7 @@ export class WorkerLoop {
       if (rc < 0) throw new Error(`poll failed (errno ${-rc})`);
       // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
       for (let i = 0; i < FIXED_FDS; i++)
-        if (this.revents[i] & BROKEN) throw new Error(`${["control eventfd", "event-channel device", "switch wake eventfd"][i]} is broken (revents 0x${this.revents[i].toString(16)})`);
+        if (this.revents[i] & BROKEN) throw new Error(`${["control eventfd", "event-channel device", "shared wake eventfd"][i]} is broken (revents 0x${this.revents[i].toString(16)})`);
       if (this.revents[0]) {
         n.qw_eventfd_drain(this.init.eventfd);
         if (!this.control()) break;
@@ -120,19 +113,19 @@ export class WorkerLoop {
       if (this.revents[2]) {
         // Cleared before receiving, so a frame enqueued after our receive() re-arms it.
         n.qw_eventfd_drain(this.switchWakeFd);
-        for (const vif of this.byKey.values()) if (vif.peer?.kind === "switch" && !vif.disabled) this.peerWoke(vif);
+        for (const vif of this.byKey.values()) if (vif.peer?.wake === "shared" && !vif.disabled) this.peerWoke(vif);
       }
-      // A connect or disconnect just changed the TAP slots: these revents describe the old set. poll()
-      // is level-triggered, so a TAP with frames is reported again on the next round.
+      // A connect or disconnect just changed the peer slots: these revents describe the old set. poll()
+      // is level-triggered, so a peer fd with frames is reported again on the next round.
       for (let i = FIXED_FDS; i < this.nfds && polled === this.pollSetVersion; i++) {
         const r = this.revents[i];
         if (!r) continue;
         const vif = this.pollVifs[i]!;
         if (r & BROKEN) {
-          // The TAP went away under us (its interface deleted): stop polling it, keep the vif's rings.
+          // The peer went away under us (a TAP's interface deleted): stop polling it, keep the vif's rings.
           vif.closePeer();
           this.rebuildPollSet();
-          this.event(vif, false, `${vif.name}: its TAP fd is broken (revents 0x${r.toString(16)}); frames to and from the host are dropped`);
+          this.event(vif, false, `${vif.name}: its peer fd is broken (revents 0x${r.toString(16)}); frames to and from the host are dropped`);
           break;
         }
         this.peerWoke(vif);
@@ -193,7 +186,7 @@ export class WorkerLoop {
   }
 
   private connect(msg: Extract<ToWorker, { op: "connect" }>): ToMain {
-    if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
+    if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, errno: EEXIST, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
     const vif = new ServedVif(msg.spec);
     try {
       vif.setUp(this.devices, msg.slot, msg.carry, {
@@ -205,14 +198,15 @@ export class WorkerLoop {
         datapath: this.init.datapath,
       });
     } catch (e) {
-      return { op: "failed", seq: msg.seq, error: (e as Error).message };
+      return { op: "failed", seq: msg.seq, errno: errnoOf(e), error: (e as Error).message };
     }
     this.byKey.set(vif.key, vif);
     this.byPort.set(vif.localTxPort, vif);
     this.byPort.set(vif.localRxPort, vif);
     this.rebuildPollSet();
-    // Frames a switch port got before we looked, and requests posted before we bound are served now, not at the frontend's next notify.
-    vif.peerReady = vif.peer?.kind === "switch";
+    // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
+    // requests posted before we bound, are served now, not at the frontend's next notify.
+    vif.peerReady = vif.peer?.wake === "shared";
     this.ready.push(vif);
     // Taken over from an earlier owner: its last notifications went to a port that was closed under
     // the guest, and responses it had journaled were published at attach. One event on each port

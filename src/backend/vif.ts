@@ -4,7 +4,8 @@
 // vif an earlier qnicd left Connected, taken over through its journal without touching a state node.
 import type { Logger } from "../log.ts";
 import type { PeerProvisioner, PeerSettings } from "../net/peer-provisioner.ts";
-import type { ConnectedVif, PeerHandle, VifFault, WorkerPool } from "../pool/types.ts";
+import type { ConnectedVif, VifFault, WorkerPool } from "../pool/types.ts";
+import type { PeerHandle } from "../net/peer.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";

@@ -4,20 +4,24 @@
 //
 // Contract for the worker loop:
 //  - createFrameBatch(capacity, stride) once per worker (or vif); never per wake-up.
-//  - When a peer's pollFd is readable (TAP fd, or a switch port's eventfd), call receive() until it
-//    returns less than batch.capacity: a switch port re-arms its wake-up only when it finds its ring
-//    empty, and clears its own eventfd then (ports given a shared wakeFd leave that to the worker).
+//  - A peer says how it wakes the worker (Peer.wake): poll its own pollFd ("fd"), or the worker's
+//    shared wake eventfd ("shared", given as sharedWakeFd), which the worker clears itself. When it
+//    fires, call receive() until it returns less than batch.capacity: a switch port re-arms its
+//    wake-up only when it finds its ring empty.
+//  - Charge a vif what its peer spent: the change in Peer.ffiCalls and Peer.syscalls across each
+//    send() and receive(); record Peer.reclaimAddress (if not 0) so a dead worker's is released.
 //  - send() returns the frames taken; the rest are in the peer's `drops`.
 //  - For csum_blank tx frames: a peer with `offloads` (a TAP with virtio_net_hdr) gets them as the
 //    batch's meta words (FRAME_META_*), with GSO; for any other peer, mark them in a Uint8Array owned
 //    by the worker and call fillChecksums(batch, status) once before peer.send(batch).
-import type { PeerHandle } from "../pool/types.ts";
+import type { Pointer } from "bun:ffi";
+import type { Peer, PeerHandle } from "./peer.ts";
+import { peerio } from "./peerio-lib.ts";
 import { NullPeer } from "./null-peer.ts";
-import type { Peer } from "./peer.ts";
 import { SwitchPeer } from "./switch.ts";
 import { TapPeer, type TapIoMode } from "./tap.ts";
 
-export type { FrameBatch, Peer } from "./peer.ts";
+export type { FrameBatch, Peer, PeerHandle, PeerWake } from "./peer.ts";
 export { createFrameBatch, freeFrameBatch } from "./frame-batch.ts";
 export { CsumStatus, fillChecksums } from "./checksum.ts";
 export { SwitchFabric, SwitchPeer } from "./switch.ts";
@@ -30,6 +34,8 @@ export interface OpenPeerOptions {
   switchAddress?: number;
   /** TAP I/O path (default auto: io_uring, plain loops if it cannot be set up). */
   tapIo?: TapIoMode;
+  /** The worker's shared wake eventfd, for peers that can share one (switch ports); absent: each opens its own. */
+  sharedWakeFd?: number;
 }
 
 /** The worker-side Peer for a handle. Throws a one-line Error naming the peer and the cure. */
@@ -40,8 +46,16 @@ export function openPeer(handle: PeerHandle, opts: OpenPeerOptions = {}): Peer {
       return new TapPeer(handle.name, handle.fd, { io: opts.tapIo });
     case "switch":
       if (opts.switchAddress === undefined) throw new Error(`switch port ${handle.name}: this worker has no switch address: the pool must pass SwitchFabric.address to workers when --peer switch`);
-      return new SwitchPeer(opts.switchAddress, handle.name);
+      return new SwitchPeer(opts.switchAddress, handle.name, { wakeFd: opts.sharedWakeFd });
     case "null":
       return new NullPeer(handle.name);
   }
+}
+
+/**
+ * Frees a peer's native memory (Peer.reclaimAddress) from another thread of the process, once the
+ * worker thread that opened the peer died. Every peer's reclaimAddress is a native/peerio.c context.
+ */
+export function releaseOrphanedPeer(address: number): void {
+  peerio().pio_close(address as Pointer);
 }

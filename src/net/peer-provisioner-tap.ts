@@ -9,7 +9,7 @@ import { accessSync, constants, existsSync, readFileSync, readlinkSync } from "n
 import { basename } from "node:path";
 import { constants as os } from "node:os";
 import { nativeLibraryPath } from "../native/lib.ts";
-import type { PeerHandle } from "../pool/types.ts";
+import type { PeerHandle } from "./peer.ts";
 import { PeerError, type PeerProvisioner, type PeerSettings } from "./peer-provisioner.ts";
 
 const TUN_DEVICE = "/dev/net/tun";

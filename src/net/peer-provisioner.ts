@@ -1,7 +1,7 @@
 // The host side of each vif: the interface (or port) its frames go to. The backend asks for one
 // when a vif is realized (before InitWait, so libxl's vif-bridge hotplug script finds the
 // interface) and gives it back when the device goes away. Chosen by --peer.
-import type { PeerHandle } from "../pool/types.ts";
+import type { PeerHandle } from "./peer.ts";
 
 /** What the toolstack asked for a vif's host side (libxl's vif keys: B/mtu), validated. */
 export interface PeerSettings {

@@ -31,6 +31,18 @@ export const FRAME_META_GSO_TYPE_SHIFT = 16;
 /** The L4 checksum is partial (NETTXF_csum_blank): the host side completes it. */
 export const FRAME_META_CSUM = 1 << 24;
 
+/** The host side of a vif, created by the main thread when the vif is realized; it
+ * crosses to the worker in the connect message, which opens the Peer for it (openPeer). */
+export interface PeerHandle {
+  readonly kind: "tap" | "switch" | "null";
+  /** Interface name (for a TAP) or switch port name. */
+  readonly name: string;
+  /** A file descriptor the worker reads and writes frames on, or -1 for in-process peers. */
+  readonly fd: number;
+}
+
+export type PeerWake = "fd" | "shared" | "none";
+
 export interface Peer {
   readonly kind: "tap" | "switch" | "null" | "source";
   readonly name: string;
@@ -39,8 +51,24 @@ export interface Peer {
    * with virtio_net_hdr). Absent or false: frames must be complete (the worker fills checksums).
    */
   readonly offloads?: boolean;
-  /** Readable when frames are waiting for receive(); -1 for peers that wake their worker otherwise. */
+  /** Readable when frames are waiting for receive() (see `wake`); -1 for peers that never wake their worker. */
   readonly pollFd: number;
+  /**
+   * How the peer tells its worker that frames wait: "fd", pollFd is its own, readable while they
+   * wait (the worker polls it; receive() clears it); "shared", pollFd is the worker's shared wake
+   * eventfd (the worker polls it once, clears it, then receives on every peer sharing it); "none",
+   * it never has frames unasked (a sink; a generator the bench drives).
+   */
+  readonly wake: PeerWake;
+  /** Native calls send() and receive() made so far: the paths charge each batch's difference to the vif. */
+  readonly ffiCalls: number;
+  /** Syscalls send() and receive() made so far (io_uring_enter, read, write), charged the same way. */
+  readonly syscalls: number;
+  /**
+   * Native memory the peer holds that a dead worker thread would leak (a TAP's I/O context), or 0:
+   * the worker records it while the peer is open; the pool frees it with releaseOrphanedPeer.
+   */
+  readonly reclaimAddress: number;
   /** Hands frames 0..batch.count-1 to the host in one native call; returns how many were taken. */
   send(batch: FrameBatch): number;
   /** Fills `batch` with up to batch.capacity waiting frames in one native call; returns the count. */

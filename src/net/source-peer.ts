@@ -22,6 +22,11 @@ export interface SourceOptions {
 export class SourcePeer implements Peer {
   readonly kind = "source" as const;
   readonly pollFd = -1;
+  readonly wake = "none" as const;
+  /** One pio_fill per receive() that hands out frames. */
+  ffiCalls = 0;
+  readonly syscalls = 0;
+  readonly reclaimAddress = 0;
   readonly drops = 0;
   /** Frames handed out so far. */
   generated = 0;
@@ -50,6 +55,7 @@ export class SourcePeer implements Peer {
     const n = Math.min(batch.capacity, this.limit - this.generated);
     if (this.template.length > batch.stride) throw new RangeError(`source ${this.name}: ${this.template.length} B frames do not fit a ${batch.stride} B batch stride: use a larger stride`);
     if (n <= 0) return (batch.count = 0);
+    this.ffiCalls++;
     peerio().pio_fill(batch.base, batch.stride, batch.lensAddr, n, this.template, this.template.length);
     this.generated += n;
     batch.count = n;

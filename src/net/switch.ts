@@ -96,6 +96,12 @@ export interface SwitchPortOptions {
 export class SwitchPeer implements Peer {
   readonly kind = "switch" as const;
   readonly pollFd: number;
+  readonly wake: "fd" | "shared";
+  ffiCalls = 0;
+  /** The wake write() a send makes for a port on another worker is not counted (no one is charged). */
+  readonly syscalls = 0;
+  /** Its slot lives in the fabric, which the main thread owns and cleans (closePortByName). */
+  readonly reclaimAddress = 0;
   readonly index: number;
   private readonly ownFd: boolean;
   private readonly fabric: number;
@@ -107,6 +113,7 @@ export class SwitchPeer implements Peer {
     if (sw().sw_check(fabricAddress as Pointer) !== 0) throw new Error(`switch port ${name}: address ${fabricAddress} is not a live switch: pass SwitchFabric.address from the main thread`);
     this.fabric = fabricAddress;
     this.ownFd = opts.wakeFd === undefined;
+    this.wake = this.ownFd ? "fd" : "shared";
     const fd = opts.wakeFd ?? sw().sw_eventfd();
     if (fd < 0) throw new Error(`switch port ${name}: eventfd failed: ${errnoName(-fd)}`);
     const idx = sw().sw_port_open(fabricAddress, Buffer.from(`${name}\0`), fd, this.ownFd ? 1 : 0);
@@ -141,12 +148,14 @@ export class SwitchPeer implements Peer {
   send(batch: FrameBatch): number {
     if (batch.count === 0 || this.closed) return 0; // closed: the slot may belong to another vif now
     if (batch.count > batch.capacity) throw new RangeError(`switch port ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
+    this.ffiCalls++;
     const rc = sw().sw_send(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.count);
     return rc > 0 ? rc : 0;
   }
 
   receive(batch: FrameBatch): number {
     if (this.closed) return (batch.count = 0);
+    this.ffiCalls++;
     const rc = sw().sw_recv(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.capacity);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;

@@ -23,6 +23,8 @@ const MODE = { auto: 0, plain: 1, uring: 2 } as const;
 export class TapPeer implements Peer {
   readonly kind = "tap" as const;
   readonly pollFd: number;
+  readonly wake = "fd" as const;
+  ffiCalls = 0;
   /** Why io_uring is not used (errno name), or null when it is / was not asked for. */
   readonly uringUnavailable: string | null;
   private ctx: number;
@@ -59,6 +61,10 @@ export class TapPeer implements Peer {
   get usesUring(): boolean {
     return this.st[ST_URING] === 1;
   }
+  /** The native/peerio.c context (its io_uring and memory), 0 once closed. */
+  get reclaimAddress(): number {
+    return this.ctx;
+  }
   /** Syscalls made so far (io_uring_enter, or read/write): per-batch cost made visible. */
   get syscalls(): number {
     return this.st[ST_SYSCALLS];
@@ -78,6 +84,7 @@ export class TapPeer implements Peer {
   send(batch: FrameBatch): number {
     if (batch.count === 0 || !this.ctx) return 0;
     if (batch.count > batch.capacity) throw new RangeError(`TAP ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
+    this.ffiCalls++;
     const rc = peerio().pio_send(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count, batch.metaAddr);
     if (rc < 0) {
       this.hardFails += batch.count; // the whole batch was lost (io_uring_enter itself failed)
@@ -88,6 +95,7 @@ export class TapPeer implements Peer {
 
   receive(batch: FrameBatch): number {
     if (!this.ctx) return (batch.count = 0); // closed: the native context is gone
+    this.ffiCalls++;
     const rc = peerio().pio_recv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.capacity);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;

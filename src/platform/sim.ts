@@ -7,7 +7,20 @@ import { simPaths } from "../sim/paths.ts";
 import { domainExists, hypervisorInitialised } from "../sim/hypervisor/domains.ts";
 import { SimEventChannelDevice } from "../sim/hypervisor/evtchn.ts";
 import { SimGrantDevice } from "../sim/hypervisor/gntdev.ts";
-import { PlatformError, type EventChannelDevice, type GrantDevice, type Platform, type PlatformConfig } from "./types.ts";
+import { simxen } from "../sim/hypervisor/native.ts";
+import { PlatformError, type EventChannelDevice, type GrantDevice, type OrphanedDevices, type Platform, type PlatformConfig } from "./types.ts";
+
+/**
+ * Releases a dead thread's sim devices through native/simxen.c's process-wide handle table:
+ * closing the grant device unmaps every mapping it made; closing the event-channel device unbinds
+ * every port (the frontends' ports return to unbound) and closes its sockets.
+ */
+export function releaseSimOrphans(d: OrphanedDevices): string[] {
+  const released: string[] = [];
+  if (d.grantDevice >= 0 && simxen().sx_gdev_close(d.grantDevice) === 0) released.push(`grant device (${d.mappings.length} mappings)`);
+  if (d.eventChannelDevice >= 0 && simxen().sx_edev_close(d.eventChannelDevice) === 0) released.push("event-channel device");
+  return released;
+}
 
 export class SimPlatform implements Platform {
   readonly kind = "sim" as const;

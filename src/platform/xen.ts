@@ -13,6 +13,7 @@ import {
   type GrantCopyBatchMemory,
   type GrantDevice,
   type GrantMapping,
+  type OrphanedDevices,
   type Platform,
   type PlatformConfig,
 } from "./types.ts";
@@ -28,6 +29,7 @@ const MAX_MAP_PAGES = 4096;
 const symbols = {
   xd_open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
   xd_close: { args: [FFIType.i32], returns: FFIType.i32 },
+  xd_munmap: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   xd_gnt_map: { args: [FFIType.i32, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   xd_gnt_unmap: { args: [FFIType.i32, FFIType.u64, FFIType.u32, FFIType.u64], returns: FFIType.i32 },
   xd_gnt_copy: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
@@ -117,6 +119,11 @@ export class XenGrantDevice implements GrantDevice {
 
   /** The /dev/xen/gntdev fd (-1 once closed), for a supervisor that must release a dead worker's devices. */
   get deviceFd(): number {
+    return this.fd;
+  }
+
+  /** The device fd: closing it after munmap()ing each mapping drops every grant map (releaseXenOrphans). */
+  get reclaimId(): number {
     return this.fd;
   }
 
@@ -211,6 +218,11 @@ export class XenEventChannelDevice implements EventChannelDevice {
     return this.fdValue;
   }
 
+  /** The device fd: closing it unbinds every port bound through it. */
+  get reclaimId(): number {
+    return this.fdValue;
+  }
+
   private live(op: string): number {
     if (this.fdValue < 0) throw new PlatformError(`evtchn: ${op} on a closed device: open a new one`, "EBADF", -9);
     return this.fdValue;
@@ -285,6 +297,19 @@ export class XenEventChannelDevice implements EventChannelDevice {
     this.fdValue = -1;
     this.bound.clear();
   }
+}
+
+/**
+ * Releases a dead thread's /dev/xen devices: each mapping munmap()ed first (a gntdev mmap outlives
+ * its fd), then the fds closed; the kernel then unbinds every port and drops every grant map, as
+ * when a process exits.
+ */
+export function releaseXenOrphans(d: OrphanedDevices): string[] {
+  const released: string[] = [];
+  for (const m of d.mappings) if (xendev().xd_munmap(m.addr, m.pages * PAGE) === 0) released.push(`mapping of ${m.pages} pages`);
+  if (d.grantDevice >= 0 && xendev().xd_close(d.grantDevice) === 0) released.push("grant device fd");
+  if (d.eventChannelDevice >= 0 && xendev().xd_close(d.eventChannelDevice) === 0) released.push("event-channel device fd");
+  return released;
 }
 
 export class XenPlatform implements Platform {

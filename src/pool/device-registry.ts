@@ -2,40 +2,33 @@
 // things, so that if the worker thread dies the main thread can release them: its platform devices
 // live in this same process and a dead thread never closes them itself.
 //
-// Sim: the device handles of native/simxen.c (process-wide tables; closing a grant device unmaps
-// its mappings, closing an event-channel device unbinds its ports).
-// Real Xen: the /dev/xen/evtchn and /dev/xen/gntdev fds, plus every mapping's address (a gntdev
-// mmap outlives its fd, so each is munmap()ed before the fd is closed).
-// Both: the data path's native memory (frame batches, grant-copy segments, rx queues: freed) and
-// TAP I/O contexts (their io_uring fd and memory: pio_close), which a dead thread would leak too.
+// The platform devices: each one's reclaimId and every mapping's address and size, which the
+// platform's releaseOrphanedDevices turns back into a release (the pool never asks which platform).
+// Also the data path's native memory (frame batches, grant-copy segments, rx queues: freed) and
+// what its peers hold natively (Peer.reclaimAddress: releaseOrphanedPeer), which a dead thread
+// would leak too.
+import type { OrphanedDevices } from "../platform/types.ts";
 import { MAP_TABLE_WORD, REGISTRY_WORD } from "./mailbox.ts";
 
-const R_KIND = REGISTRY_WORD + 0;
+/** DEVICES_RECORDED while the worker holds its devices, DEVICES_NONE before and after. */
+const R_STATE = REGISTRY_WORD + 0;
 const R_EVTCHN = REGISTRY_WORD + 1;
 const R_GNTDEV = REGISTRY_WORD + 2;
-const R_EVTCHN_FD = REGISTRY_WORD + 3;
-const R_GNTDEV_FD = REGISTRY_WORD + 4;
+// Words 3 and 4 are unused (they held the devices' fds before reclaimId said it for both platforms).
 const R_MAX_MAPS = REGISTRY_WORD + 5;
 
-export const DEVICES_NONE = 0;
-export const DEVICES_SIM = 1;
-export const DEVICES_XEN = 2;
+const DEVICES_NONE = 0;
+const DEVICES_RECORDED = 1;
 
 /** Table entry kinds (word 3 of an entry; 0 = free). */
 const E_MAPPING = 1;
 export const RESOURCE_MEMORY = 2;
-export const RESOURCE_TAP_IO = 3;
+export const RESOURCE_PEER = 3;
 
 export interface DeviceRecord {
-  kind: number;
-  /** Sim handle ids, or -1. */
-  evtchnHandle: number;
-  gntdevHandle: number;
-  /** Device fds, or -1 when unknown. */
-  evtchnFd: number;
-  gntdevFd: number;
-  mappings: { addr: number; pages: number }[];
-  /** Native memory (RESOURCE_MEMORY) and TAP contexts (RESOURCE_TAP_IO) still held. */
+  /** The platform devices still held, or null when the worker recorded none (or closed them itself). */
+  devices: OrphanedDevices | null;
+  /** Native memory (RESOURCE_MEMORY) and TAP contexts (RESOURCE_PEER) still held. */
   resources: { kind: number; addr: number }[];
 }
 
@@ -45,17 +38,16 @@ export class DeviceRegistryWriter {
     Atomics.store(words, R_MAX_MAPS, maxMaps);
   }
 
-  devices(kind: number, d: { evtchnHandle: number; gntdevHandle: number; evtchnFd: number; gntdevFd: number }): void {
-    Atomics.store(this.words, R_EVTCHN, d.evtchnHandle);
-    Atomics.store(this.words, R_GNTDEV, d.gntdevHandle);
-    Atomics.store(this.words, R_EVTCHN_FD, d.evtchnFd);
-    Atomics.store(this.words, R_GNTDEV_FD, d.gntdevFd);
-    Atomics.store(this.words, R_KIND, kind);
+  /** Records the worker's platform devices (their reclaimIds) as soon as they are open. */
+  devices(d: { grantDevice: number; eventChannelDevice: number }): void {
+    Atomics.store(this.words, R_EVTCHN, d.eventChannelDevice);
+    Atomics.store(this.words, R_GNTDEV, d.grantDevice);
+    Atomics.store(this.words, R_STATE, DEVICES_RECORDED);
   }
 
   /** After the worker closed its devices itself (clean exit): nothing left to reclaim. */
   clear(): void {
-    Atomics.store(this.words, R_KIND, DEVICES_NONE);
+    Atomics.store(this.words, R_STATE, DEVICES_NONE);
   }
 
   /** Returns the entry to pass to removeMapping, or -1 if the table is full (the vif is refused). */
@@ -64,7 +56,7 @@ export class DeviceRegistryWriter {
   }
 
   /** Records native memory or a TAP context before use; the entry for removeMapping, or -1 if full. */
-  addResource(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_TAP_IO, addr: number): number {
+  addResource(kind: typeof RESOURCE_MEMORY | typeof RESOURCE_PEER, addr: number): number {
     return this.add(kind, addr, 0);
   }
 
@@ -99,19 +91,15 @@ export function readDeviceRecord(words: Int32Array): DeviceRecord {
     if (kind === E_MAPPING) mappings.push({ addr, pages: Atomics.load(words, w + 2) });
     else resources.push({ kind, addr });
   }
+  const recorded = Atomics.load(words, R_STATE) === DEVICES_RECORDED;
   return {
-    kind: Atomics.load(words, R_KIND),
-    evtchnHandle: Atomics.load(words, R_EVTCHN),
-    gntdevHandle: Atomics.load(words, R_GNTDEV),
-    evtchnFd: Atomics.load(words, R_EVTCHN_FD),
-    gntdevFd: Atomics.load(words, R_GNTDEV_FD),
-    mappings,
+    devices: recorded ? { grantDevice: Atomics.load(words, R_GNTDEV), eventChannelDevice: Atomics.load(words, R_EVTCHN), mappings } : null,
     resources,
   };
 }
 
 export function clearDeviceRecord(words: Int32Array): void {
-  Atomics.store(words, R_KIND, DEVICES_NONE);
+  Atomics.store(words, R_STATE, DEVICES_NONE);
   const maxMaps = Atomics.load(words, R_MAX_MAPS);
   for (let i = 0; i < maxMaps; i++) Atomics.store(words, MAP_TABLE_WORD + 4 * i + 3, 0);
 }

@@ -2,7 +2,8 @@
 import { Pool, type WorkerPoolOptions } from "./worker-pool.ts";
 import type { WorkerPool } from "./types.ts";
 
-export type { ConnectedVif, PeerHandle, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
+export type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
+export type { PeerHandle } from "../net/peer.ts";
 export type { VifCarrierEvent, WorkerPoolOptions } from "./worker-pool.ts";
 
 /**

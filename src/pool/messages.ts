@@ -24,12 +24,13 @@ export type ToMain =
   /** `replayed`: responses an earlier owner had journaled but not published, published at attach. */
   | { op: "connected"; seq: number; key: string; localTxPort: number; localRxPort: number; replayed?: { tx: number; rx: number } }
   | { op: "disconnected"; seq: number; key: string }
-  | { op: "failed"; seq: number; error: string }
+  /** `errno`: positive, what the vif's error node reports (ENOENT for a ring that would not map, ...). */
+  | { op: "failed"; seq: number; errno: number; error: string }
   | { op: "fault"; key: string; errno: number; message: string }
   /** The vif's carrier changed (rx stalled for rxStallMs, or the frontend posts rx buffers again). */
   | { op: "carrier"; key: string; on: boolean; message: string }
   /** Startup failed (the platform would not open): the worker exits after sending this. */
-  | { op: "fatal"; error: string }
+  | { op: "fatal"; errno: number; error: string }
   | { op: "exiting"; seq: number };
 
 /** What the main thread hands a new worker (its one postMessage). */
@@ -57,4 +58,16 @@ export interface WorkerInit {
   scatterGather?: boolean;
   /** This worker's capture ring (src/capture/capture-ring.ts), shared with the main thread. */
   capture?: SharedArrayBuffer;
+}
+
+/** A worker's "failed" or "fatal" reply as the main thread throws it: its one line and its errno. */
+export class WorkerFailure extends Error {
+  override name = "WorkerFailure";
+  constructor(
+    message: string,
+    /** Positive errno; the backend writes it in the vif's error node. */
+    readonly errno: number,
+  ) {
+    super(message);
+  }
 }

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import type { PlatformConfig } from "../platform/types.ts";
 import { MainMailbox, W_REPLY_DOORBELL, W_WORKER_BLOCKED } from "./mailbox.ts";
-import type { ToMain, ToWorker, WorkerInit } from "./messages.ts";
+import { WorkerFailure, type ToMain, type ToWorker, type WorkerInit } from "./messages.ts";
 import { reclaimWorkerDevices, type ReclaimResult } from "./reclaim.ts";
 import { workerNative } from "./worker-native.ts";
 
@@ -54,7 +54,7 @@ export class PoolWorker {
   private readyResolve!: () => void;
   private readyReject!: (e: Error) => void;
 
-  constructor(readonly index: number, platform: PlatformConfig, stats: SharedArrayBuffer, opts: Pick<WorkerInit, "budget" | "maxMappings" | "rxQueueBytes" | "rxStallMs" | "tapIo" | "datapath" | "scatterGather" | "capture">, private readonly events: PoolWorkerEvents) {
+  constructor(readonly index: number, private readonly platform: PlatformConfig, stats: SharedArrayBuffer, opts: Pick<WorkerInit, "budget" | "maxMappings" | "rxQueueBytes" | "rxStallMs" | "tapIo" | "datapath" | "scatterGather" | "capture">, private readonly events: PoolWorkerEvents) {
     const efd = workerNative().qw_eventfd();
     if (efd < 0) throw new Error(`worker pool: creating worker ${index}'s control eventfd failed (errno ${-efd})`);
     this.eventfd = efd;
@@ -163,7 +163,7 @@ export class PoolWorker {
         return;
       case "fatal":
         this.lastError = m.error;
-        this.readyReject(new Error(m.error));
+        this.readyReject(new WorkerFailure(m.error, m.errno));
         this.kill();
         return;
       case "fault":
@@ -195,7 +195,7 @@ export class PoolWorker {
 
   /** After the thread stopped: releases the devices it left open and closes the eventfd. */
   release(): ReclaimResult {
-    const r = reclaimWorkerDevices(this.mailbox.words);
+    const r = reclaimWorkerDevices(this.mailbox.words, this.platform);
     if (this.eventfdOpen) {
       this.eventfdOpen = false;
       workerNative().qw_close(this.eventfd);

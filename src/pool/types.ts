@@ -4,6 +4,7 @@
 // VifConnectSpec, validated by the backend before it crosses this seam.
 
 import type { VifStats } from "../stats/index.ts";
+import type { PeerHandle } from "../net/peer.ts";
 /** What the backend read and validated from the frontend's xenstore nodes. */
 export interface VifConnectSpec {
   /** Stable key for this connection of this vif: a reconnect gets a new one. */
@@ -33,15 +34,6 @@ export interface VifConnectSpec {
    * journal says; false or absent: a fresh connect, attached at the ring's rsp_prod.
    */
   readonly adopt?: boolean;
-}
-
-/** The host side of a vif, created by the main thread when the vif is realized. */
-export interface PeerHandle {
-  readonly kind: "tap" | "switch" | "null";
-  /** Interface name (for a TAP) or switch port name. */
-  readonly name: string;
-  /** A file descriptor the worker reads and writes frames on, or -1 for in-process peers. */
-  readonly fd: number;
 }
 
 export interface ConnectedVif {

@@ -9,6 +9,7 @@ import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../s
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
 import { createCaptureRing } from "../capture/capture-ring.ts";
 import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
+import { WorkerFailure } from "./messages.ts";
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
 const EIO = 5;
@@ -154,7 +155,7 @@ export class Pool implements WorkerPool {
       if (reply.op !== "connected") {
         w.vifs.delete(spec.key);
         this.opts.stats.release(slot);
-        throw new Error(reply.op === "failed" ? reply.error : `${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
+        throw reply.op === "failed" ? new WorkerFailure(reply.error, reply.errno) : new Error(`${spec.name}: unexpected reply ${reply.op} from worker ${w.index}`);
       }
       entry.connected = { key: spec.key, worker: w.index, localTxPort: reply.localTxPort, localRxPort: reply.localRxPort, statsSlot: slot, replayed: reply.replayed };
       return entry.connected;
@@ -297,7 +298,9 @@ export class Pool implements WorkerPool {
           // The journal says where the dead worker left each ring (it may have died mid-publish).
           moved.push(await this.place({ ...e.spec, adopt: e.spec.journal !== undefined }, carried[i]));
         } catch (err) {
-          this.emitFault({ key: e.spec.key, errno: EIO, message: `worker ${w.index} died and no other worker took the vif: ${(err as Error).message}` });
+          // The reason the other workers gave (e.g. ENOENT: its ring no longer maps), else EIO.
+          const errno = err instanceof WorkerFailure ? err.errno : EIO;
+          this.emitFault({ key: e.spec.key, errno, message: `worker ${w.index} died and no other worker took the vif: ${(err as Error).message}` });
         }
       }),
     );

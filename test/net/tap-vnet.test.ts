@@ -10,7 +10,7 @@ import { createFrameBatch, freeFrameBatch } from "../../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
 import { TapPeer, type TapIoMode } from "../../src/net/tap.ts";
-import type { PeerHandle } from "../../src/pool/types.ts";
+import type { PeerHandle } from "../../src/net/peer.ts";
 import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "./tcp-frames.ts";
 

@@ -21,6 +21,8 @@ export class FakeGrants implements GrantDevice {
   /** Refs granted to another domain than us: GNTST_general_error, as Xen says. */
   readonly foreign = new Set<number>();
   calls = 0;
+  /** Nothing native to release: the pages are JS memory. */
+  readonly reclaimId = -1;
   constructor(readonly domid: number) {}
 
   grant(ref: number, page = new Uint8Array(4096)): Uint8Array {
@@ -73,12 +75,20 @@ export class FakeGrants implements GrantDevice {
 export class RecordingPeer implements Peer {
   readonly kind: Peer["kind"];
   readonly pollFd = -1;
+  readonly wake = "none" as const;
   readonly drops = 0;
+  /** Counted as the peer it stands in for: one native call per send() and receive(), none for a "null" stand-in. */
+  ffiCalls = 0;
+  private readonly native: number;
+  /** None of its own; a subclass standing in for a peer that makes some adds them. */
+  syscalls = 0;
+  readonly reclaimAddress = 0;
   readonly sent: Uint8Array[] = [];
   sends = 0;
   private readonly inbox: Uint8Array[] = [];
   constructor(kind: Peer["kind"] = "switch", readonly name = "rec") {
     this.kind = kind;
+    this.native = kind === "null" ? 0 : 1;
   }
   give(...frames: Uint8Array[]): void {
     this.inbox.push(...frames);
@@ -88,10 +98,12 @@ export class RecordingPeer implements Peer {
   }
   send(batch: FrameBatch): number {
     this.sends++;
+    this.ffiCalls += this.native;
     for (let i = 0; i < batch.count; i++) this.sent.push(new Uint8Array(toArrayBuffer(batch.base + i * batch.stride, 0, batch.lens[i])).slice());
     return batch.count;
   }
   receive(batch: FrameBatch): number {
+    this.ffiCalls += this.native;
     let n = 0;
     while (n < batch.capacity && this.inbox.length) {
       const f = this.inbox.shift()!;

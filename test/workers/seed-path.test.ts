@@ -38,7 +38,7 @@ class MappingGrants extends GrantsWithoutMap {
 
 function fakeEv(): EventChannelDevice & { sent: number[] } {
   const sent: number[] = [];
-  return { sent, fd: -1, bindInterdomain: () => 0, bindUnboundPort: () => 0, unbind() {}, notify: (p: number) => void sent.push(p), readPending: () => 0, unmask() {}, close() {} };
+  return { sent, fd: -1, reclaimId: -1, bindInterdomain: () => 0, bindUnboundPort: () => 0, unbind() {}, notify: (p: number) => void sent.push(p), readPending: () => 0, unmask() {}, close() {} };
 }
 
 describe("seed path, unit", () => {

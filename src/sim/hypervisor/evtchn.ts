@@ -2,7 +2,7 @@
 // (SimPlatform) and simulated guests: the port table lives in the hypervisor registry, the fd is a
 // Unix datagram socket under simPaths(dir).evtchnDir that becomes readable when a port fires.
 import { mkdirSync } from "node:fs";
-import { PlatformError, type EventChannelDevice } from "../../platform/types.ts";
+import { PlatformError, type EventChannelDevice } from "../../xen/devices.ts";
 import { simPaths } from "../paths.ts";
 import { notInitialisedHint } from "./domains.ts";
 import { cstr, errnoName, simxen, track, untrack } from "./native.ts";
@@ -51,6 +51,11 @@ export class SimEventChannelDevice implements EventChannelDevice {
     this.handle = h;
     this.fd = simxen().sx_edev_fd(h);
     track(this.shmDir, this);
+  }
+
+  /** The device's handle in native/simxen.c's process-wide table (its close works from any thread). */
+  get reclaimId(): number {
+    return this.handle;
   }
 
   private live(op: string): number {

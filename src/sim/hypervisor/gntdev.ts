@@ -5,7 +5,7 @@
 // mapped are released by the next device opened or the guest's end-access (native/simxen.c,
 // "Pins by owner"), so the guest can take its ring pages back.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
-import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../platform/types.ts";
+import { PlatformError, type GrantCopyBatchMemory, type GrantDevice, type GrantMapping } from "../../xen/devices.ts";
 import { gntstName } from "../../xen/grant-table.ts";
 import { simPaths } from "../paths.ts";
 import { notInitialisedHint } from "./domains.ts";
@@ -52,6 +52,11 @@ export class SimGrantDevice implements GrantDevice {
     }
     this.handle = h;
     track(this.shmDir, this);
+  }
+
+  /** The device's handle in native/simxen.c's process-wide table (its close works from any thread). */
+  get reclaimId(): number {
+    return this.handle;
   }
 
   private live(op: string): number {
