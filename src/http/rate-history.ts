@@ -27,8 +27,18 @@ export interface RatesView {
   total: RatePoints;
 }
 
+/** The counters a rate is taken from (kept per vif between samples: not the whole counter table). */
+interface Sample {
+  t: number;
+  txPackets: number;
+  rxPackets: number;
+  txBytes: number;
+  rxBytes: number;
+  drops: number;
+}
+
 interface Track {
-  last: { t: number; s: VifStats } | null;
+  last: Sample | null;
   points: RatePoints;
 }
 
@@ -100,17 +110,18 @@ export class RateHistory {
   /** Rates since the vif's previous sample, appended to its track; null on its first sample. */
   private advance(track: Track, now: number, s: VifStats): Record<RateSeries, number> | null {
     const prev = track.last;
-    track.last = { t: now, s: { ...s } };
+    const cur: Sample = { t: now, txPackets: s.tx_packets, rxPackets: s.rx_packets, txBytes: s.tx_bytes, rxBytes: s.rx_bytes, drops: s.tx_drops + s.rx_drops };
+    track.last = cur;
     if (!prev || now <= prev.t) return null;
     const dt = (now - prev.t) / 1000;
     // Counters never go backwards (they carry across reconnects); clamp anyway, a rate is never negative.
-    const d = (k: keyof VifStats) => Math.max(0, s[k] - prev.s[k]) / dt;
+    const d = (a: number, b: number) => Math.max(0, a - b) / dt;
     const r = {
-      tx_pps: d("tx_packets"),
-      rx_pps: d("rx_packets"),
-      tx_bps: 8 * d("tx_bytes"),
-      rx_bps: 8 * d("rx_bytes"),
-      drops_ps: d("tx_drops") + d("rx_drops"),
+      tx_pps: d(cur.txPackets, prev.txPackets),
+      rx_pps: d(cur.rxPackets, prev.rxPackets),
+      tx_bps: 8 * d(cur.txBytes, prev.txBytes),
+      rx_bps: 8 * d(cur.rxBytes, prev.rxBytes),
+      drops_ps: d(cur.drops, prev.drops),
     };
     this.push(track.points, now, r);
     return r;
