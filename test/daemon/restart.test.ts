@@ -7,6 +7,8 @@
 // any guest action, bob receives no corrupted frame, no netfront ever sees a response it cannot
 // explain, and the hypervisor's grant audit shows the backend never read a grant that the guest
 // gave for writing (an rx buffer, a ring) nor failed a copy (a grant the guest did not offer).
+// A fourth guest, dave, is a minimal in-process netfront whose every tx request names one data
+// grant: for it the audit must show nothing but reads of exactly that grant's frame bytes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +21,7 @@ import { startHost, stopHost } from "../../src/sim/toolstack/host.ts";
 import { simHypervisor } from "../../src/sim/toolstack/hypervisor.ts";
 import { Toolstack } from "../../src/sim/toolstack/toolstack.ts";
 import { XenstoreClient } from "../../src/xenstore/index.ts";
+import { LightDomain, type LightVif } from "../../bench/lib/light-netfront.ts";
 
 const KILL_POINTS = 20;
 const STREAM_ETHERTYPE = 0x88b5; // IEEE local experimental
@@ -47,6 +50,9 @@ const collectAudit = () => {
   for (const x of Object.values(g)) audited.get(x.domid)!.push(...x.audit.take().records);
 };
 let auditTimer: ReturnType<typeof setInterval> | undefined;
+let dave: { dom: LightDomain; vif: LightVif; audit: GrantAudit; records: GrantAccessRecord[] } | undefined;
+let daveTimer: ReturnType<typeof setInterval> | undefined;
+const DAVE_FRAME = 60;
 let logNo = 0;
 
 const args = () => ["--platform", "sim", "--sim-dir", dir, "--peer", "switch", "--http", `127.0.0.1:${HTTP_PORT}`, "--workers", "2", "--on-exit", "keep"];
@@ -114,7 +120,22 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
         });
       }
     }
-    auditTimer = setInterval(collectAudit, 100);
+    // dave: created like the others (the toolstack waits for InitWait), driven from this process.
+    const dd = await ts.create("dave", { vifs: 1 });
+    const dom = await LightDomain.open(dir, dd.domid);
+    const frame = new Uint8Array(DAVE_FRAME);
+    frame.set(g.carol.me.mac, 0);
+    frame.set([0x00, 0x16, 0x3e, 0xda, 0x7e, 0x01, 0x88, 0xb6], 6);
+    const [vif] = dom.addVifs([0], frame);
+    await vif!.connect(15_000);
+    const daveAudit = openGrantAudit(dir, dd.domid);
+    daveAudit.enable();
+    dave = { dom, vif: vif!, audit: daveAudit, records: [] };
+    daveTimer = setInterval(() => dave!.vif.pump(32), 2);
+    auditTimer = setInterval(() => {
+      collectAudit();
+      dave!.records.push(...dave!.audit.take().records);
+    }, 100);
     // ARP both ways once, so pings need nothing but the data path afterwards.
     expect(await arpResolve(g.alice.shell, g.alice.me, g.bob.me.ip)).toEqual(g.bob.me.mac);
     g.bob.shell.onFrame((f) => {
@@ -128,6 +149,9 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
   afterAll(async () => {
     clearInterval(streamTimer);
     clearInterval(auditTimer);
+    clearInterval(daveTimer);
+    dave?.audit.close();
+    dave?.dom.close();
     // The last daemon closes every vif, as a host going down for good does.
     if (qnicd?.running) await qnicd.stop();
     if (qnicd?.running === false && existsSync(dir)) {
@@ -173,11 +197,14 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
         [4, 4, true],
         [4, 4, true],
         [4, 4, true],
+        [4, 4, true],
       ]);
     }
     const resumedAt = streamSent;
+    const daveOkAt = dave!.vif.ok;
     await Bun.sleep(300);
     collectAudit();
+    dave!.records.push(...dave!.audit.take().records);
 
     expect(leftConnected).toEqual([]);
     expect(corrupt).toBe(0);
@@ -200,7 +227,15 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
       expect(copies.filter((r) => x.ringRefs.includes(r.ref))).toEqual([]);
     }
     expect(accesses).toBeGreaterThan(1000);
-    console.log(`restart: ${KILL_POINTS} kills (${held} held between the response copy and rsp_prod), ${replayed} take-overs replayed journaled responses; kill -> first answered ping: median ${median(gaps).toFixed(0)} ms, max ${Math.max(...gaps).toFixed(0)} ms; stream ${bobSeqs.size}/${streamSent} frames at bob, 0 corrupt; ${accesses} grant accesses audited, 0 wild`);
+    // dave, whose requests the test wrote itself: every copy is a read of its one data grant, exactly
+    // the frame's bytes, and every request was answered OKAY (a response misread as a request would
+    // name another ref, or be answered with an error), also after the last kill.
+    const daveCopies = dave!.records.filter((r) => r.op === AuditOp.copyFrom || r.op === AuditOp.copyTo);
+    expect(daveCopies.length).toBeGreaterThan(1000);
+    expect(daveCopies.filter((r) => r.op !== AuditOp.copyFrom || r.ref !== dave!.vif.dataRef || r.offset !== 0 || r.len !== DAVE_FRAME || r.status !== 0)).toEqual([]);
+    expect(dave!.vif.errors).toBe(0);
+    expect(dave!.vif.ok).toBeGreaterThan(daveOkAt);
+    console.log(`restart: ${KILL_POINTS} kills (${held} held between the response copy and rsp_prod), ${replayed} take-overs replayed journaled responses; kill -> first answered ping: median ${median(gaps).toFixed(0)} ms, max ${Math.max(...gaps).toFixed(0)} ms; stream ${bobSeqs.size}/${streamSent} frames at bob, 0 corrupt; ${accesses} grant accesses audited, 0 wild; dave: ${dave!.vif.ok} requests answered OKAY, ${daveCopies.length} copies, all of its one data grant's frame`);
   }, 600_000);
 
   test("SIGTERM (systemctl restart) and start: states stay 4, pings resume, counters carry on", async () => {
@@ -211,6 +246,7 @@ describe("restart: guests keep their network across kill -9 and SIGTERM of qnicd
     qnicd = await startQnicd();
     const gap = await firstAnsweredPing(stoppedAt);
     expect(await servedVifs(qnicd)).toEqual([
+      [4, 4, true],
       [4, 4, true],
       [4, 4, true],
       [4, 4, true],
@@ -260,13 +296,13 @@ async function firstAnsweredPingAfter(start: () => Promise<QnicdProcess>): Promi
   await firstAnsweredPing(t);
 }
 
-/** /vifs as [backend state, frontend state, served by a worker] once all three are served (or after 5 s). */
+/** /vifs as [backend state, frontend state, served by a worker] once all four are served (or after 5 s). */
 async function servedVifs(q: QnicdProcess): Promise<[number, number, boolean][]> {
   const deadline = Date.now() + 5000;
   for (;;) {
     const body = (await (await fetch(`${q.url}/vifs`)).json()) as { vifs: { backendState: { number: number }; frontendState: { number: number }; worker: number | null }[] };
     const rows = body.vifs.map((v): [number, number, boolean] => [v.backendState.number, v.frontendState.number, v.worker !== null]);
-    if ((rows.length === 3 && rows.every((r) => r[2])) || Date.now() > deadline) return rows;
+    if ((rows.length === 4 && rows.every((r) => r[2])) || Date.now() > deadline) return rows;
     await Bun.sleep(20);
   }
 }
