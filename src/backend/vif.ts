@@ -14,7 +14,7 @@ import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
 import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
 import { journalPath, listJournals, MappedJournal, readJournalIdentity, removeJournal, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
-import { LAYOUT_ID, readVifStats, VIF_COUNTERS, type StatsArena, type VifStats } from "../stats/index.ts";
+import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 
 const S = XenbusState;
@@ -180,7 +180,7 @@ export class VifHooks implements DeviceHooks {
         throw new VifFatalError(Errno.EIO, `writing its journal ${journal}: ${oneLine((err as Error).message)}`, "check that qnicd's runtime directory is writable (--runtime-dir)");
       }
     }
-    await this.handOver(dev, e, config, { journal, adopt: false }, undefined);
+    await this.handOver(dev, e, config, { path: journal, mapped: null, adopt: false }, undefined);
     e.origin = "connected";
   }
 
@@ -208,14 +208,15 @@ export class VifHooks implements DeviceHooks {
     if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer" as never);
     if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written (needs xl network-detach and network-attach)`, readoptHint(dev));
     let carry: Partial<VifStats> | undefined;
+    let journal: MappedJournal | null = null;
     try {
-      const saved = MappedJournal.open(path).loadCounters(LAYOUT_ID);
-      if (saved) carry = Object.fromEntries(VIF_COUNTERS.map((row, i) => [row.name, row.kind === "counter" ? saved[i] ?? 0 : 0])) as Partial<VifStats>;
+      journal = MappedJournal.open(path);
+      carry = journal.loadCounters() ?? undefined;
     } catch {
       // unreadable counters only cost the totals; the rings' state is checked by the worker
     }
     try {
-      await this.handOver(dev, e, config, { journal: path, adopt: true }, carry);
+      await this.handOver(dev, e, config, { path, mapped: journal, adopt: true }, carry);
     } catch (err) {
       const f = err as VifFatalError;
       throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message} (needs xl network-detach and network-attach)`, readoptHint(dev), { cause: err });
@@ -252,7 +253,8 @@ export class VifHooks implements DeviceHooks {
   }
 
   /** Hands the validated vif to the pool, bounded in time; on success e.connection and e.config are set. */
-  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { journal: string | undefined; adopt: boolean }, carry: Partial<VifStats> | undefined): Promise<void> {
+  /** `j.mapped`: the journal at `j.path` if the caller has it mapped already (mapped here otherwise). */
+  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { path: string | undefined; mapped: MappedJournal | null; adopt: boolean }, carry: Partial<VifStats> | undefined): Promise<void> {
     const key = `${dev.name}#${++this.serial}`;
     const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
@@ -280,7 +282,7 @@ export class VifHooks implements DeviceHooks {
         mac: config.mac,
         features: config.features,
         peer: e.peer!,
-        journal: j.journal,
+        journal: j.path,
         adopt: j.adopt,
       }, carry);
       e.connection = await Promise.race([connecting, timedOut]);
@@ -292,9 +294,9 @@ export class VifHooks implements DeviceHooks {
       clearTimeout(timer);
     }
     e.config = config;
-    if (j.journal !== undefined) {
+    if (j.path !== undefined) {
       try {
-        e.journal = MappedJournal.open(j.journal);
+        e.journal = j.mapped ?? MappedJournal.open(j.path);
       } catch {
         e.journal = null; // counters will not carry over a restart; the rings are served all the same
       }
@@ -313,7 +315,7 @@ export class VifHooks implements DeviceHooks {
       if (!e.connection || !e.journal) continue;
       try {
         const s = readVifStats(stats, e.connection.statsSlot);
-        if (s) e.journal.saveCounters(LAYOUT_ID, VIF_COUNTERS.map((row) => (s as unknown as Record<string, number>)[row.name] ?? 0));
+        if (s) e.journal.saveCounters(s);
       } catch {
         // a slot mid-move reads as nothing this time; the next save catches up
       }

@@ -30,6 +30,7 @@
 //   page 1: tx staging page     page 2: rx staging page
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { LAYOUT_ID, VIF_COUNTERS, type VifStats } from "../stats/index.ts";
 
 export const JOURNAL_MAGIC = 0x716a6e6c; // "qjnl"
 export const JOURNAL_VERSION = 1;
@@ -170,17 +171,22 @@ export class MappedJournal {
     return new Uint8Array(this.map.buffer, this.map.byteOffset + off, JOURNAL_PAGE);
   }
 
-  /** Counters saved by the main thread (carried over to a successor), by table index. */
-  saveCounters(layout: number, values: readonly number[]): void {
-    const n = Math.min(values.length, MAX_COUNTERS);
-    for (let i = 0; i < n; i++) this.counters[i] = values[i];
+  /** Saves a vif's counters (the main thread, every second), for a successor to carry on. */
+  saveCounters(s: VifStats): void {
+    const n = Math.min(VIF_COUNTERS.length, MAX_COUNTERS);
+    for (let i = 0; i < n; i++) this.counters[i] = s[VIF_COUNTERS[i]!.name];
     this.words[J_COUNTERS_COUNT] = n;
-    Atomics.store(this.words, J_COUNTERS_LAYOUT, layout);
+    Atomics.store(this.words, J_COUNTERS_LAYOUT, LAYOUT_ID);
   }
 
-  /** The saved counters, if they were saved with this counter table (`layout`). */
-  loadCounters(layout: number): number[] | null {
-    if (Atomics.load(this.words, J_COUNTERS_LAYOUT) !== layout) return null;
-    return Array.from(this.counters.subarray(0, this.words[J_COUNTERS_COUNT]));
+  /** The saved counters (gauges left out), if they were saved by this counter table; else null. */
+  loadCounters(): Partial<VifStats> | null {
+    if (Atomics.load(this.words, J_COUNTERS_LAYOUT) !== LAYOUT_ID) return null;
+    const n = this.words[J_COUNTERS_COUNT];
+    const out: Partial<VifStats> = {};
+    VIF_COUNTERS.forEach((row, i) => {
+      if (row.kind === "counter" && i < n) out[row.name] = this.counters[i];
+    });
+    return out;
   }
 }
