@@ -4,8 +4,9 @@
 // process performs it. Tests use it to pin which grants a backend touched: nothing outside a
 // consumed request (XSA-403), nothing still mapped when a response goes out (XSA-396).
 import { simPaths } from "../paths.ts";
-import { SimHypervisorError, notInitialisedHint } from "./domains.ts";
-import { cstr, errnoName, simxen, track, untrack } from "./native.ts";
+import { SimHypervisorError } from "./domains.ts";
+import { openGuestHandle } from "./guest.ts";
+import { simxen, track, untrack } from "./native.ts";
 
 /** What the backend did with the grant (simxen.h SX_AUDIT_*). */
 export const AuditOp = {
@@ -70,13 +71,7 @@ export class GrantAudit {
     this.shmDir = p.shmDir;
     this.domid = domid;
     const lib = simxen();
-    const h = lib.sx_guest_open(cstr(p.shmDir), domid);
-    if (h < 0) {
-      const errno = -h;
-      const hint = errno === 2 || errno === 71 ? notInitialisedHint(dir) : errno === 3 ? `dom${domid} does not exist` : errnoName(errno);
-      throw new SimHypervisorError(`grant audit: opening dom${domid} in ${p.dir} failed (${errnoName(errno)}): ${hint}`, errno);
-    }
-    this.handle = h;
+    this.handle = openGuestHandle(dir, domid, "grant audit");
     this.capacity = lib.sx_layout(5);
     if (lib.sx_layout(6) !== REC_BYTES) throw new SimHypervisorError(`grant audit: native record is ${lib.sx_layout(6)} bytes, expected ${REC_BYTES}: rebuild native/`, 71);
     this.buf = new Uint8Array(this.capacity * REC_BYTES);

@@ -53,12 +53,7 @@ class SimGuestDomain implements GuestDomain {
     this.shmDir = p.shmDir;
     this.domid = domid;
     const lib = simxen();
-    const h = lib.sx_guest_open(cstr(p.shmDir), domid);
-    if (h < 0) {
-      const errno = -h;
-      const hint = errno === 2 || errno === 71 ? notInitialisedHint(dir) : errno === 3 ? `dom${domid} does not exist: createDomain() first` : errnoName(errno);
-      throw new SimHypervisorError(`guest: opening dom${domid} in ${p.dir} failed (${errnoName(errno)}): ${hint}`, errno);
-    }
+    const h = openGuestHandle(dir, domid, "guest", ": createDomain() first");
     this.handle = h;
     this.pages = lib.sx_guest_pages(h);
     this.ramAddr = Number(lib.sx_guest_ram(h));
@@ -144,4 +139,18 @@ class SimGuestDomain implements GuestDomain {
 /** Opens the guest view of `domid` (its RAM, grant table and a fresh event-channel device). */
 export function openGuestDomain(dir: string, domid: number): GuestDomain {
   return new SimGuestDomain(dir, domid);
+}
+
+/**
+ * A native handle on dom<domid>'s RAM and grant table (sx_guest_open), for a guest or for any
+ * process that reads its shared state (the grant audit). `what` starts the error line; `missing`
+ * ends the hint for a domain that does not exist.
+ */
+export function openGuestHandle(dir: string, domid: number, what: string, missing = ""): number {
+  const p = simPaths(dir);
+  const h = simxen().sx_guest_open(cstr(p.shmDir), domid);
+  if (h >= 0) return h;
+  const errno = -h;
+  const hint = errno === 2 || errno === 71 ? notInitialisedHint(dir) : errno === 3 ? `dom${domid} does not exist${missing}` : errnoName(errno);
+  throw new SimHypervisorError(`${what}: opening dom${domid} in ${p.dir} failed (${errnoName(errno)}): ${hint}`, errno);
 }
