@@ -27,12 +27,31 @@ static void set_name(struct ifreq *ifr, const char *name) {
 // mergeable rx buffers use), so guest GSO packets go to the kernel whole and it segments them
 // (guest tx). Offloads stay off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
 // the MTU with complete checksums, which is all the rx path to a guest can deliver.
+//
+// Every TAP is created with IFF_MULTI_QUEUE, so a vif whose frontend negotiates several queues gets
+// one fd per queue (qnicd_tap_queue_open) on the same interface; the kernel's tun then picks the
+// queue of each frame going to the guest by its flow hash. A persistent TAP an older qnicd made
+// without the flag cannot be attached with it (EINVAL): it is re-opened as it is, single-queue.
 int qnicd_tap_open(const char *name, int vnet, int persist) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     set_name(&ifr, name);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        if (errno != EINVAL) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        set_name(&ifr, name);
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    }
     int sz = sizeof(struct virtio_net_hdr);
     // The MAC Linux netback gives every vif (the largest non-broadcast address): a Linux bridge
     // takes the lowest MAC of its ports as its own, so a TAP with a random one would lend the
@@ -43,9 +62,26 @@ int qnicd_tap_open(const char *name, int vnet, int persist) {
     hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
     memset(hw.ifr_hwaddr.sa_data, 0xff, 6);
     hw.ifr_hwaddr.sa_data[0] = (char)0xfe;
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, SIOCSIFHWADDR, &hw) < 0 ||
+    if (ioctl(fd, SIOCSIFHWADDR, &hw) < 0 ||
         (vnet && (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0UL) < 0)) ||
         (persist && ioctl(fd, TUNSETPERSIST, 1UL) < 0)) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+// One more queue of a multi-queue TAP that qnicd_tap_open made: attached with the same flags (tun
+// applies a queue's TUNSETIFF flags to the whole device, so a different IFF_VNET_HDR here would
+// change every queue's framing). Closing the fd detaches the queue; the interface stays.
+int qnicd_tap_queue_open(const char *name, int vnet) {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, name);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
         int e = errno;
         close(fd);
         return -e;

@@ -166,10 +166,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       devid: dev.devid,
       backendState: dev.written ?? dev.state,
       frontendState: dev.frontendState,
-      worker: vif?.connection?.worker ?? null,
+      worker: vif?.queues[0]?.connection.worker ?? null,
       mac: vif?.config?.mac ?? null,
-      features: vif?.connection && vif.config ? { ...vif.config.features, "multi-queue-num-queues": 1, "feature-split-event-channels": vif.config.splitEventChannels } : {},
-      slot: vif?.connection?.statsSlot ?? null,
+      features: vif?.queues.length && vif.config ? { ...vif.config.features, "multi-queue-num-queues": vif.queues.length, "feature-split-event-channels": vif.config.splitEventChannels } : {},
+      slot: vif?.queues[0]?.connection.statsSlot ?? null,
+      queues: vif?.queues.map((q) => ({ worker: q.connection.worker, slot: q.connection.statsSlot })),
       hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
     }));
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
@@ -208,6 +209,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       type: config.backendType,
       vifnamePrefix: config.vifnamePrefix,
       txOffloads,
+      maxQueues: config.maxQueues === "auto" ? Math.min(8, config.workers) : config.maxQueues,
       journalDir,
       stats,
     });

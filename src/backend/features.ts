@@ -18,6 +18,9 @@ const BASE_FEATURES: readonly FeatureNode[] = [
   ["feature-rx-copy", "1"],
   // Page flipping was removed from Xen long ago; say so explicitly as Linux netback does.
   ["feature-rx-flip", "0"],
+  // One event channel per ring (netback's separate_tx_rx_irq, on by default): a tx kick never
+  // wakes the rx side and the other way round.
+  ["feature-split-event-channels", "1"],
 ];
 
 /**
@@ -31,8 +34,8 @@ const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
   ["feature-ipv6-csum-offload", "1"],
 ];
 
-/** The seed's set: what a backend whose peer cannot take GSO frames offers. */
-export const BACKEND_FEATURES: readonly FeatureNode[] = BASE_FEATURES;
+/** The seed's set: what a backend whose peer cannot take GSO frames offers (one queue). */
+export const BACKEND_FEATURES: readonly FeatureNode[] = [...BASE_FEATURES, ["multi-queue-max-queues", "1"]];
 
 /** Whether guest-tx SG/GSO can be offered for this peer kind and data path. */
 export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched" | "seed" = "batched"): boolean {
@@ -41,10 +44,23 @@ export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched
 
 /**
  * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
- * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path.
+ * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path. `maxQueues`: what
+ * multi-queue-max-queues offers (netback: min(8, online CPUs); qnicd: --max-queues, by default
+ * min(8, workers)), each queue a ring pair served on its own.
  */
-export function backendFeatures(txOffloads: boolean): readonly FeatureNode[] {
-  return txOffloads ? [...BASE_FEATURES, ...TX_OFFLOAD_FEATURES] : BASE_FEATURES;
+export function backendFeatures(txOffloads: boolean, maxQueues = 1): readonly FeatureNode[] {
+  if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUES_LIMIT) throw new RangeError(`maxQueues must be 1..${MAX_QUEUES_LIMIT}, got ${maxQueues}`);
+  return [...BASE_FEATURES, ["multi-queue-max-queues", String(maxQueues)], ...(txOffloads ? TX_OFFLOAD_FEATURES : [])];
+}
+
+/** The most queues qnicd offers a vif (netback's default cap is 8; tun allows 256 queues per TAP). */
+export const MAX_QUEUES_LIMIT = 64;
+
+/** The queue count `offered` allows (its multi-queue-max-queues node; 1 without one). */
+export function offeredQueues(offered: readonly FeatureNode[]): number {
+  const row = offered.find(([k]) => k === "multi-queue-max-queues");
+  const n = row === undefined ? 1 : Number(row[1]);
+  return Number.isInteger(n) && n >= 1 ? n : 1;
 }
 
 /**
@@ -68,6 +84,3 @@ export function backendOffers(key: string, offered: readonly FeatureNode[] = BAC
   const row = offered.find(([k]) => k === key);
   return row !== undefined && row[1] !== "0";
 }
-
-/** Multi-queue is not offered (no multi-queue-max-queues node), so only one queue is accepted. */
-export const MAX_QUEUES = 1;

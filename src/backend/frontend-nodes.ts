@@ -4,15 +4,22 @@
 // reaches the data path before it has been validated.
 import * as v from "valibot";
 import { Errno, GUEST_HINT, quoteGuest, VifFatalError } from "./errors.ts";
-import { BACKEND_FEATURES, backendOffers, FRONTEND_FEATURES, MAX_QUEUES, type FeatureNode } from "./features.ts";
+import { BACKEND_FEATURES, backendOffers, FRONTEND_FEATURES, offeredQueues, type FeatureNode } from "./features.ts";
 
-/** What connect needs, read and validated. */
-export interface FrontendConfig {
+/** One queue's ring pair and event channel(s), as the frontend wrote them. */
+export interface QueueConfig {
   txRingRef: number;
   rxRingRef: number;
+  /** Equal when the queue uses one event channel for both rings. */
   txEvtchn: number;
   rxEvtchn: number;
-  /** true when the frontend gave event-channel-tx and event-channel-rx. */
+}
+
+/** What connect needs, read and validated. The top-level ring fields are queue 0's. */
+export interface FrontendConfig extends QueueConfig {
+  /** Every queue (1 to multi-queue-max-queues), queue 0 first. */
+  queues: QueueConfig[];
+  /** true when the frontend gave event-channel-tx and event-channel-rx (for every queue). */
   splitEventChannels: boolean;
   mac: string;
   /** Every FRONTEND_FEATURES key: true only when the frontend asked and (where needed) we offered. */
@@ -49,35 +56,28 @@ function required<T>(schema: v.GenericSchema<string, T>, key: string, raw: strin
 
 /** `offered`: the feature nodes this backend wrote (a frontend's request counts only for those). */
 export async function readFrontendConfig(r: NodeReader, offered: readonly FeatureNode[] = BACKEND_FEATURES): Promise<FrontendConfig> {
-  // Linux netback's order: queues first (a multi-queue frontend keeps its ring keys elsewhere).
+  // Linux netback's order (xenbus.c connect): the queue count first. One queue keeps its keys at the
+  // top of F; more keep each queue's under F/queue-<n>/ (connect_data_rings).
+  const max = offeredQueues(offered);
   const queuesRaw = await r.frontend("multi-queue-num-queues");
+  let count = 1;
   if (queuesRaw !== undefined) {
-    const queues = required(U32, "multi-queue-num-queues", queuesRaw, "a queue count");
-    if (queues !== MAX_QUEUES) {
-      // Also refuses 0: with no queue there is nothing to serve. A frontend honouring the (absent)
-      // multi-queue-max-queues node never writes this key at all.
+    count = required(U32, "multi-queue-num-queues", queuesRaw, "a queue count");
+    if (count === 0 || count > max) {
       throw new VifFatalError(
         Errno.EINVAL,
-        `guest requested ${queues} queues, but qnicd serves exactly ${MAX_QUEUES} (multi-queue-max-queues is not offered)`,
-        "configure the guest's netfront for a single queue (Linux: xen_netfront.max_queues=1)",
+        count === 0 ? "guest requested 0 queues" : `guest requested ${count} queues, exceeding the maximum of ${max}`,
+        `configure the guest's netfront for 1 to ${max} queues (Linux: xen_netfront.max_queues=${max})`,
       );
     }
   }
-
-  const txRingRef = required(U32, "tx-ring-ref", await r.frontend("tx-ring-ref"), "a grant reference");
-  const rxRingRef = required(U32, "rx-ring-ref", await r.frontend("rx-ring-ref"), "a grant reference");
-
-  // Split channels: Linux netback reads event-channel-tx first and falls back to event-channel.
-  let txEvtchn: number;
-  let rxEvtchn: number;
-  let splitEventChannels = false;
-  const txRaw = await r.frontend("event-channel-tx");
-  if (txRaw !== undefined) {
-    txEvtchn = required(PORT, "event-channel-tx", txRaw, "an event channel port");
-    rxEvtchn = required(PORT, "event-channel-rx", await r.frontend("event-channel-rx"), "an event channel port");
-    splitEventChannels = true;
-  } else {
-    txEvtchn = rxEvtchn = required(PORT, "event-channel", await r.frontend("event-channel"), "an event channel port");
+  const queues: QueueConfig[] = [];
+  let splitEventChannels = true;
+  for (let q = 0; q < count; q++) {
+    const dir = count === 1 ? "" : `queue-${q}/`;
+    const queue = await readQueue(r, dir);
+    queues.push(queue.config);
+    if (!queue.split) splitEventChannels = false;
   }
 
   // Absent means 0 (Linux); only copy mode exists, so anything but a positive value is fatal.
@@ -109,5 +109,20 @@ export async function readFrontendConfig(r: NodeReader, offered: readonly Featur
     features[f.key] = asked && (f.needsOffer === null || backendOffers(f.needsOffer, offered));
   }
 
-  return { txRingRef, rxRingRef, txEvtchn, rxEvtchn, splitEventChannels, mac, features };
+  return { ...queues[0], queues, splitEventChannels, mac, features };
+}
+
+/** One queue's keys under `dir` ("" or "queue-<n>/"); a missing or malformed one names its full key. */
+async function readQueue(r: NodeReader, dir: string): Promise<{ config: QueueConfig; split: boolean }> {
+  const txRingRef = required(U32, `${dir}tx-ring-ref`, await r.frontend(`${dir}tx-ring-ref`), "a grant reference");
+  const rxRingRef = required(U32, `${dir}rx-ring-ref`, await r.frontend(`${dir}rx-ring-ref`), "a grant reference");
+  // Split channels: Linux netback reads event-channel-tx first and falls back to event-channel.
+  const txRaw = await r.frontend(`${dir}event-channel-tx`);
+  if (txRaw !== undefined) {
+    const txEvtchn = required(PORT, `${dir}event-channel-tx`, txRaw, "an event channel port");
+    const rxEvtchn = required(PORT, `${dir}event-channel-rx`, await r.frontend(`${dir}event-channel-rx`), "an event channel port");
+    return { config: { txRingRef, rxRingRef, txEvtchn, rxEvtchn }, split: true };
+  }
+  const port = required(PORT, `${dir}event-channel`, await r.frontend(`${dir}event-channel`), "an event channel port");
+  return { config: { txRingRef, rxRingRef, txEvtchn: port, rxEvtchn: port }, split: false };
 }

@@ -24,6 +24,8 @@ export interface BackendOptions {
   stats?: StatsArena;
   /** Offer guest-tx SG/GSO: features.ts peerTakesGso() of the daemon's peer and data path (default false). */
   txOffloads?: boolean;
+  /** multi-queue-max-queues (default 1). */
+  maxQueues?: number;
 }
 
 export interface Backend {
@@ -47,7 +49,7 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
     log: opts.log,
     vifnamePrefix: opts.vifnamePrefix,
     connectTimeoutMs: opts.connectTimeoutMs,
-    features: backendFeatures(opts.txOffloads === true),
+    features: backendFeatures(opts.txOffloads === true, opts.maxQueues ?? 1),
     journalDir: opts.journalDir,
     stats: opts.stats,
   });

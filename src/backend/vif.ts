@@ -13,7 +13,7 @@ import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
 import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
-import { journalPath, listJournals, MappedJournal, readJournalIdentity, removeJournal, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
+import { journalPath, listJournals, MappedJournal, queueJournalPath, readJournalIdentity, removeVifJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 
@@ -24,13 +24,21 @@ export function validInterfaceName(s: string): boolean {
   return /^[^/:\s]{1,15}$/.test(s) && s !== "." && s !== "..";
 }
 
+/** One queue the pool serves for a connected vif. */
+export interface QueueLink {
+  connection: ConnectedVif;
+  /** Its host side: the vif's own peer for queue 0, a queue of it (peers.openQueue) for the others. */
+  peer: PeerHandle;
+  /** The queue's journal, mapped here too so its counters can be saved into it. */
+  journal: MappedJournal | null;
+}
+
 /** What the vif layer holds per device. */
 export interface VifInfo {
   peer: PeerHandle | null;
   config: FrontendConfig | null;
-  connection: ConnectedVif | null;
-  /** The connection's journal, mapped here too so the counters can be saved into it. */
-  journal: MappedJournal | null;
+  /** Queue 0 first; empty while the vif is not connected. */
+  queues: QueueLink[];
   /** How this connection began: by the guest's handshake, or taken over from an earlier qnicd. */
   origin: "connected" | "adopted" | null;
 }
@@ -62,6 +70,13 @@ export interface VifHooksOptions {
 /** The hint on every vif that could not be taken over from an earlier qnicd. */
 const readoptHint = (dev: XenDevice) => `its guest cannot reconnect by itself: run 'xl network-detach ${dev.domid} ${dev.devid}' and 'xl network-attach ${dev.domid}' with the vif's settings`;
 
+/** A queue's journal: where it is, the mapping if the caller has one, the counters it carried. */
+interface JournalSource {
+  path: string | undefined;
+  mapped: MappedJournal | null;
+  carry: Partial<VifStats> | undefined;
+}
+
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
   private serial = 0;
@@ -76,8 +91,7 @@ export class VifHooks implements DeviceHooks {
     opts.pool.onFault((f) => this.onFault(f));
     opts.pool.onWorkerLost((worker, moved) => {
       for (const c of moved) {
-        const entry = [...this.info.values()].find((i) => i.connection?.key === c.key);
-        if (entry) entry.connection = c;
+        for (const i of this.info.values()) for (const q of i.queues) if (q.connection.key === c.key) q.connection = c;
       }
       opts.log.warn(`worker ${worker} died: its ${moved.length} vif(s) moved to other workers`);
     });
@@ -94,7 +108,7 @@ export class VifHooks implements DeviceHooks {
 
   private entry(dev: XenDevice): VifInfo {
     let e = this.info.get(dev);
-    if (!e) this.info.set(dev, (e = { peer: null, config: null, connection: null, journal: null, origin: null }));
+    if (!e) this.info.set(dev, (e = { peer: null, config: null, queues: [], origin: null }));
     return e;
   }
 
@@ -172,15 +186,21 @@ export class VifHooks implements DeviceHooks {
     const e = this.entry(dev);
     if (!e.peer) throw new VifFatalError(Errno.ENODEV, "connecting: the vif has no host interface", "this is a qnicd bug: report it");
     const config = await this.readConfig(dev);
-    const journal = this.opts.journalDir === undefined ? undefined : journalPath(this.opts.journalDir, dev.domid, dev.devid);
-    if (journal !== undefined) {
-      try {
-        writeFreshJournal(journal, this.identity(dev, config, e.peer));
-      } catch (err) {
-        throw new VifFatalError(Errno.EIO, `writing its journal ${journal}: ${oneLine((err as Error).message)}`, "check that qnicd's runtime directory is writable (--runtime-dir)");
+    const dir = this.opts.journalDir;
+    const journals: JournalSource[] = [];
+    if (dir !== undefined) removeVifJournals(dir, dev.domid, dev.devid); // a former connection's queues
+    for (let q = 0; q < config.queues.length; q++) {
+      const path = dir === undefined ? undefined : queueJournalPath(dir, dev.domid, dev.devid, q);
+      if (path !== undefined) {
+        try {
+          writeFreshJournal(path, this.identity(dev, config, e.peer));
+        } catch (err) {
+          throw new VifFatalError(Errno.EIO, `writing its journal ${path}: ${oneLine((err as Error).message)}`, "check that qnicd's runtime directory is writable (--runtime-dir)");
+        }
       }
+      journals.push({ path, mapped: null, carry: undefined });
     }
-    await this.handOver(dev, e, config, { path: journal, mapped: null, adopt: false }, undefined);
+    await this.handOver(dev, e, config, journals, false);
     e.origin = "connected";
   }
 
@@ -204,26 +224,38 @@ export class VifHooks implements DeviceHooks {
     const e = this.entry(dev);
     const config = await this.readConfig(dev);
     const now = this.identity(dev, config, e.peer!);
-    const changed = (["backendPath", "txRingRef", "rxRingRef", "txEvtchn", "rxEvtchn"] as const).filter((k) => was[k] !== now[k]);
-    if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer" as never);
+    const changed: string[] = (["backendPath", "txRingRef", "rxRingRef", "txEvtchn", "rxEvtchn"] as const).filter((k) => was[k] !== now[k]);
+    // A journal from before multi-queue names no queues: it was one queue, the top-level one.
+    if (JSON.stringify(was.queues ?? [now.queues![0]]) !== JSON.stringify(now.queues)) changed.push("queues");
+    if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer");
     if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written (needs xl network-detach and network-attach)`, readoptHint(dev));
-    let carry: Partial<VifStats> | undefined;
-    let journal: MappedJournal | null = null;
-    try {
-      journal = MappedJournal.open(path);
-      carry = journal.loadCounters() ?? undefined;
-    } catch {
-      // unreadable counters only cost the totals; the rings' state is checked by the worker
+    const journals: JournalSource[] = [];
+    for (let q = 0; q < config.queues.length; q++) {
+      const qpath = queueJournalPath(dir, dev.domid, dev.devid, q);
+      let carry: Partial<VifStats> | undefined;
+      let mapped: MappedJournal | null = null;
+      try {
+        mapped = MappedJournal.open(qpath);
+        carry = mapped.loadCounters() ?? undefined;
+      } catch {
+        // unreadable counters only cost the totals; the rings' state is checked by the worker
+      }
+      journals.push({ path: qpath, mapped, carry });
     }
     try {
-      await this.handOver(dev, e, config, { path, mapped: journal, adopt: true }, carry);
+      await this.handOver(dev, e, config, journals, true);
     } catch (err) {
       const f = err as VifFatalError;
       throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message} (needs xl network-detach and network-attach)`, readoptHint(dev), { cause: err });
     }
     e.origin = "adopted";
-    const r = e.connection?.replayed;
-    this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${r && (r.tx || r.rx) ? ` (published ${r.tx} tx and ${r.rx} rx responses it had journaled)` : ""}`, { counters: carry ? "carried on" : "restarted" });
+    let tx = 0, rx = 0;
+    for (const q of e.queues) {
+      tx += q.connection.replayed?.tx ?? 0;
+      rx += q.connection.replayed?.rx ?? 0;
+    }
+    const carried = journals.every((j) => j.carry !== undefined);
+    this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${tx || rx ? ` (published ${tx} tx and ${rx} rx responses it had journaled)` : ""}`, { counters: carried ? "carried on" : "restarted", queues: e.queues.length });
   }
 
   private readConfig(dev: XenDevice): Promise<FrontendConfig> {
@@ -247,46 +279,66 @@ export class VifHooks implements DeviceHooks {
       rxRingRef: config.rxRingRef,
       txEvtchn: config.txEvtchn,
       rxEvtchn: config.rxEvtchn,
+      queues: config.queues,
       peer: { kind: peer.kind, name: peer.name },
       features: config.features,
     };
   }
 
-  /** Hands the validated vif to the pool, bounded in time; on success e.connection and e.config are set. */
-  /** `j.mapped`: the journal at `j.path` if the caller has it mapped already (mapped here otherwise). */
-  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { path: string | undefined; mapped: MappedJournal | null; adopt: boolean }, carry: Partial<VifStats> | undefined): Promise<void> {
-    const key = `${dev.name}#${++this.serial}`;
-    const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
+  /**
+   * Hands each of the vif's queues to the pool (each one ring pair, served on its own, as netback's
+   * queues are), bounded in time; all or nothing: on a failure the queues already connected are
+   * given back. On success e.queues and e.config are set.
+   */
+  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, journals: readonly JournalSource[], adopt: boolean): Promise<void> {
+    const serial = ++this.serial;
+    const n = config.queues.length;
+    const evtchn = (q: (typeof config.queues)[number]) => (q.txEvtchn !== q.rxEvtchn ? `${q.txEvtchn}/${q.rxEvtchn}` : q.txEvtchn);
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
     // visible as a "connecting" without its "connected".
-    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer?.name });
+    this.opts.log.info(`${dev.name}: connecting`, n === 1
+      ? { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn: evtchn(config), mac: config.mac, peer: e.peer?.name }
+      : { queues: n, rings: config.queues.map((q) => `${q.txRingRef}/${q.rxRingRef}`).join(" "), evtchns: config.queues.map(evtchn).join(" "), mac: config.mac, peer: e.peer?.name });
+    const links: (QueueLink | undefined)[] = [];
+    const peers: PeerHandle[] = [];
+    const keys: string[] = [];
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // Whenever it does finish, give it back; never await it (it may never settle).
-        void this.opts.pool.disconnect(key).catch(() => {});
-        reject(new VifFatalError(Errno.ETIMEDOUT, `mapping rings and binding event channels: no worker answered within ${timeoutMs} ms`, "the worker pool is stuck: check /health and the worker log lines, then restart qnicd"));
-      }, timeoutMs);
+      timer = setTimeout(() => reject(new VifFatalError(Errno.ETIMEDOUT, `mapping rings and binding event channels: no worker answered within ${timeoutMs} ms`, "the worker pool is stuck: check /health and the worker log lines, then restart qnicd")), timeoutMs);
     });
+    const giveBack = () => {
+      // Whenever they do finish, give them back; never await them (one may never settle).
+      for (const key of keys) void this.opts.pool.disconnect(key).catch(() => {});
+      for (let q = 1; q < peers.length; q++) this.opts.peers.closeQueue(peers[q]);
+    };
     try {
-      const connecting = this.opts.pool.connect({
-        key,
-        name: dev.name,
-        frontendDomid: dev.domid,
-        devid: dev.devid,
-        txRingRef: config.txRingRef,
-        rxRingRef: config.rxRingRef,
-        txEvtchn: config.txEvtchn,
-        rxEvtchn: config.rxEvtchn,
-        mac: config.mac,
-        features: config.features,
-        peer: e.peer!,
-        journal: j.path,
-        adopt: j.adopt,
-      }, carry);
-      e.connection = await Promise.race([connecting, timedOut]);
+      for (let q = 0; q < n; q++) peers.push(q === 0 ? e.peer! : this.opts.peers.openQueue(e.peer!, q));
+      const connecting = config.queues.map((queue, q) => {
+        const key = n === 1 ? `${dev.name}#${serial}` : `${dev.name}#${serial}/q${q}`;
+        keys.push(key);
+        return this.opts.pool.connect({
+          key,
+          name: n === 1 ? dev.name : `${dev.name}-q${q}`,
+          frontendDomid: dev.domid,
+          devid: dev.devid,
+          queue: q,
+          txRingRef: queue.txRingRef,
+          rxRingRef: queue.rxRingRef,
+          txEvtchn: queue.txEvtchn,
+          rxEvtchn: queue.rxEvtchn,
+          mac: config.mac,
+          features: config.features,
+          peer: peers[q],
+          journal: journals[q]?.path,
+          adopt,
+        }, journals[q]?.carry).then((connection) => {
+          links[q] = { connection, peer: peers[q], journal: null };
+        });
+      });
+      await Promise.race([Promise.all(connecting), timedOut]);
     } catch (err) {
+      giveBack();
       if (err instanceof VifFatalError) throw err;
       const errno = typeof (err as { errno?: unknown }).errno === "number" ? Math.abs((err as { errno: number }).errno) : Errno.EIO;
       throw new VifFatalError(errno, `mapping rings and binding event channels: ${oneLine((err as Error).message)}`, "check the grant refs and event channels the guest wrote (see the worker's message)", { cause: err });
@@ -294,14 +346,17 @@ export class VifHooks implements DeviceHooks {
       clearTimeout(timer);
     }
     e.config = config;
-    if (j.path !== undefined) {
+    e.queues = links as QueueLink[];
+    for (let q = 0; q < n; q++) {
+      const j = journals[q];
+      if (j?.path === undefined) continue;
       try {
-        e.journal = j.mapped ?? MappedJournal.open(j.path);
+        e.queues[q].journal = j.mapped ?? MappedJournal.open(j.path);
       } catch {
-        e.journal = null; // counters will not carry over a restart; the rings are served all the same
+        // counters will not carry over a restart; the rings are served all the same
       }
     }
-    this.opts.log.info(`${dev.name}: connected`, { worker: e.connection.worker, key });
+    this.opts.log.info(`${dev.name}: connected`, n === 1 ? { worker: e.queues[0].connection.worker, key: keys[0] } : { queues: n, workers: e.queues.map((l) => l.connection.worker).join(" ") });
   }
 
   /**
@@ -312,12 +367,14 @@ export class VifHooks implements DeviceHooks {
     const stats = this.opts.stats;
     if (!stats) return;
     for (const e of this.info.values()) {
-      if (!e.connection || !e.journal) continue;
-      try {
-        const s = readVifStats(stats, e.connection.statsSlot);
-        if (s) e.journal.saveCounters(s);
-      } catch {
-        // a slot mid-move reads as nothing this time; the next save catches up
+      for (const q of e.queues) {
+        if (!q.journal) continue;
+        try {
+          const s = readVifStats(stats, q.connection.statsSlot);
+          if (s) q.journal.saveCounters(s);
+        } catch {
+          // a slot mid-move reads as nothing this time; the next save catches up
+        }
       }
     }
   }
@@ -340,7 +397,7 @@ export class VifHooks implements DeviceHooks {
         // a journal we cannot read names nothing we could safely remove
       }
       if (peer !== undefined && validInterfaceName(peer)) this.opts.peers.removeLeftover(peer);
-      removeJournal(j.path);
+      removeVifJournals(dir, j.domid, j.devid);
       this.opts.log.info(`vif${j.domid}.${j.devid}: removed while no qnicd ran: its journal${peer ? ` and interface ${peer}` : ""} removed`);
     }
   }
@@ -348,20 +405,21 @@ export class VifHooks implements DeviceHooks {
   async disconnect(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
     // The rings are given back: nothing is left for a successor to take over.
-    if (this.opts.journalDir !== undefined) removeJournal(journalPath(this.opts.journalDir, dev.domid, dev.devid));
-    const c = e?.connection;
-    if (!e || !c) return;
-    e.connection = null;
-    e.journal = null;
+    if (this.opts.journalDir !== undefined) removeVifJournals(this.opts.journalDir, dev.domid, dev.devid);
+    if (!e || e.queues.length === 0) return;
+    const queues = e.queues;
+    e.queues = [];
     e.origin = null;
     // Bounded like connect: a worker that never confirms must not hold the vif's teardown (and the
     // daemon's shutdown) forever; closing the pool terminates such a worker anyway.
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const confirmed = await Promise.race([
-      this.opts.pool.disconnect(c.key).then(() => true),
+      Promise.all(queues.map((q) => this.opts.pool.disconnect(q.connection.key))).then(() => true),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
     ]).finally(() => clearTimeout(timer));
+    // The queue fds go once the workers let go (or are past waiting for): the interface stays.
+    for (const q of queues) if (q.peer !== e.peer) this.opts.peers.closeQueue(q.peer);
     if (confirmed) this.opts.log.info(`${dev.name}: disconnected`);
     else this.opts.log.error(`${dev.name}: no worker confirmed the disconnect within ${timeoutMs} ms; closing the vif anyway (restart qnicd if /health shows a stuck worker)`);
   }
@@ -369,13 +427,16 @@ export class VifHooks implements DeviceHooks {
   async unrealize(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
     this.info.delete(dev);
-    if (e?.connection) await this.opts.pool.disconnect(e.connection.key);
+    if (e) {
+      await Promise.all(e.queues.map((q) => this.opts.pool.disconnect(q.connection.key)));
+      for (const q of e.queues) if (q.peer !== e.peer) this.opts.peers.closeQueue(q.peer);
+    }
     if (e?.peer) this.opts.peers.destroy(e.peer);
   }
 
   private onFault(f: VifFault): void {
     for (const [dev, e] of this.info) {
-      if (e.connection?.key !== f.key) continue;
+      if (!e.queues.some((q) => q.connection.key === f.key)) continue;
       const errno = Number.isInteger(f.errno) && f.errno > 0 ? f.errno : Errno.EPROTO;
       this.bus?.fail(dev, new VifFatalError(errno, `data path: ${oneLine(f.message)}`, "the guest's netfront broke the ring protocol: restart the guest's network driver (the worker disabled this vif only)"));
       return;

@@ -92,6 +92,15 @@ export const SETTINGS = {
     default: ({ cpuCount }) => Math.min(256, Math.max(1, cpuCount)),
     defaultHelp: "the number of CPUs",
   }),
+  maxQueues: setting<number | "auto">({
+    metavar: "N|auto",
+    // Written as multi-queue-max-queues; netback offers min(8, online CPUs). Each queue is one ring
+    // pair with its own event channels, spread over the workers.
+    help: "queues (ring pairs) a vif's frontend may open: auto offers min(8, --workers)",
+    expected: "auto or an integer from 1 to 64",
+    schema: v.union([v.pipe(v.string(), v.literal("auto")), integer(1, 64)]),
+    default: () => "auto" as const,
+  }),
   http: setting({
     metavar: "HOST:PORT",
     help: "address of the read-only status API (/health, /vifs)",

@@ -26,8 +26,10 @@ export interface VifSnapshot {
   mac: string | null;
   /** Negotiated features ("feature-sg": true, "multi-queue-num-queues": 1, ...). */
   features: Record<string, boolean | number>;
-  /** Where the serving worker publishes the vif's counters, or null while it has none. */
+  /** Where the serving worker publishes the vif's counters (queue 0's), or null while it has none. */
   slot: SlotRef | null;
+  /** Every queue's worker and counter slot, queue 0 first (absent: the one queue above). */
+  queues?: { worker: number; slot: SlotRef }[];
   /** The host side of the vif: its TAP interface, switch port or null sink (null before realize). */
   hostSide?: HostSide | null;
 }
@@ -67,9 +69,20 @@ export interface VifView {
   mac: string | null;
   features: Record<string, boolean | number>;
   hostSide: HostSide | null;
-  /** null while no worker publishes counters for the vif. */
+  /**
+   * The sum over its queues, null while no worker publishes counters for the vif. `carrier` is 1
+   * only while every queue has its carrier (one stalled queue takes the vif's off, as in netback).
+   */
   counters: VifStats | null;
   derived: DerivedFigures | null;
+  /** Each queue's own counters (a single-queue vif has one, equal to the sum). */
+  queues: QueueView[];
+}
+
+export interface QueueView {
+  queue: number;
+  worker: number;
+  counters: VifStats | null;
 }
 
 export interface HealthView extends HealthSnapshot {

@@ -2,7 +2,7 @@
 // serves. Pure apart from reading the arena.
 import { xenbusStateName } from "../xen/xenbus-state.ts";
 import { COUNTER_DIRECTION, derivedFigures, readVifStats, sumVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
-import type { StateView, VifSnapshot, VifView, VifsView } from "./views.ts";
+import type { QueueView, StateView, VifSnapshot, VifView, VifsView } from "./views.ts";
 
 export function vifName(domid: number, devid: number): string {
   return `vif${domid}.${devid}`;
@@ -13,7 +13,9 @@ function state(n: number): StateView {
 }
 
 export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
-  const counters = s.slot ? readVifStats(arena, s.slot) : null;
+  const slots = s.queues ?? (s.slot && s.worker !== null ? [{ worker: s.worker, slot: s.slot }] : []);
+  const queues: QueueView[] = slots.map((q, i) => ({ queue: i, worker: q.worker, counters: readVifStats(arena, q.slot) }));
+  const counters = vifCounters(queues);
   return {
     name: vifName(s.domid, s.devid),
     domid: s.domid,
@@ -26,7 +28,18 @@ export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
     hostSide: s.hostSide ?? null,
     counters,
     derived: counters ? derivedFigures(counters) : null,
+    queues,
   };
+}
+
+/** The vif's counters: its queues' summed, the carrier on only when every queue's is; null until all publish. */
+function vifCounters(queues: readonly QueueView[]): VifStats | null {
+  if (queues.length === 0 || queues.some((q) => q.counters === null)) return null;
+  if (queues.length === 1) return queues[0].counters;
+  const all = queues.map((q) => q.counters as VifStats);
+  const sum = sumVifStats(all);
+  sum.carrier = all.every((c) => c.carrier > 0) ? 1 : 0;
+  return sum;
 }
 
 export function toVifsView(snapshots: readonly VifSnapshot[], arena: StatsArena): VifsView {

@@ -19,6 +19,7 @@ function openLib() {
   return dlopen(nativeLibraryPath("tap"), {
     qnicd_tap_open: { args: [FFIType.cstring, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     qnicd_tap_unpersist: { args: [FFIType.i32], returns: FFIType.i32 },
+    qnicd_tap_queue_open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
     qnicd_fd_close: { args: [FFIType.i32], returns: FFIType.i32 },
     qnicd_link_up: { args: [FFIType.cstring], returns: FFIType.i32 },
     qnicd_bridge_add: { args: [FFIType.cstring, FFIType.cstring], returns: FFIType.i32 },
@@ -50,6 +51,8 @@ export class TapProvisioner implements PeerProvisioner {
   readonly kind = "tap" as const;
   private readonly lib: TapLib;
   private readonly held = new Map<string, number>();
+  /** Extra queue fds (openQueue), closed by their vif's disconnect or with the daemon. */
+  private readonly queues = new Set<number>();
 
   /** Throws PeerError (one line) when this host cannot create TAPs at all. */
   constructor(private readonly opts: TapOptions) {
@@ -104,6 +107,22 @@ export class TapProvisioner implements PeerProvisioner {
     return { kind: "tap", name, fd };
   }
 
+  openQueue(peer: PeerHandle, queue: number): PeerHandle {
+    if (this.held.get(peer.name) !== peer.fd) throw new PeerError(`${peer.name}: opening queue ${queue}: this daemon does not hold that TAP`, os.errno.ENODEV);
+    const fd = this.lib.qnicd_tap_queue_open(cstr(peer.name), this.opts.vnetHdr === false ? 0 : 1);
+    if (fd < 0) {
+      const why = -fd === os.errno.EINVAL ? " (the TAP was made single-queue by an older qnicd: detach and re-attach the vif to recreate it)" : "";
+      throw new PeerError(`opening queue ${queue} of TAP ${peer.name}: ${errnoName(-fd)}${why}`, -fd);
+    }
+    this.queues.add(fd);
+    return { kind: "tap", name: peer.name, fd };
+  }
+
+  closeQueue(queue: PeerHandle): void {
+    if (!this.queues.delete(queue.fd)) return;
+    this.lib.qnicd_fd_close(queue.fd);
+  }
+
   destroy(peer: PeerHandle): void {
     const fd = this.held.get(peer.name);
     if (fd === undefined || fd !== peer.fd) return;
@@ -112,6 +131,7 @@ export class TapProvisioner implements PeerProvisioner {
   }
 
   close(): void {
+    this.closeQueues();
     for (const [name, fd] of this.held) {
       this.held.delete(name);
       this.lib.qnicd_tap_unpersist(fd);
@@ -119,10 +139,16 @@ export class TapProvisioner implements PeerProvisioner {
   }
 
   detach(): void {
+    this.closeQueues();
     for (const [name, fd] of this.held) {
       this.held.delete(name);
       this.lib.qnicd_fd_close(fd);
     }
+  }
+
+  private closeQueues(): void {
+    for (const fd of this.queues) this.lib.qnicd_fd_close(fd);
+    this.queues.clear();
   }
 
   removeLeftover(name: string): void {

@@ -13,6 +13,13 @@ export interface PeerProvisioner {
   readonly kind: PeerHandle["kind"];
   /** Creates the peer named `name` (already validated as an interface name). Throws PeerError. */
   create(name: string, settings?: PeerSettings): PeerHandle;
+  /**
+   * The host side of queue `queue` (1 and up) of a multi-queue vif whose queue 0 is `peer`: a TAP's
+   * next queue fd on the same interface, a switch port of its own. Throws PeerError.
+   */
+  openQueue(peer: PeerHandle, queue: number): PeerHandle;
+  /** Gives back what openQueue() returned (the interface itself stays). Idempotent. */
+  closeQueue(queue: PeerHandle): void;
   /** Releases a peer this provisioner created. Idempotent. */
   destroy(peer: PeerHandle): void;
   /** Releases every peer still held. */
@@ -52,6 +59,16 @@ export class PlaceholderProvisioner implements PeerProvisioner {
     this.held.add(name);
     return { kind: this.kind, name, fd: -1 };
   }
+  /**
+   * A port per queue on the switch: each learns the guest's MAC when it sends, so frames to the
+   * guest go to the queue it last sent from (the switch has no per-flow queue choice).
+   */
+  openQueue(peer: PeerHandle, queue: number): PeerHandle {
+    return { kind: this.kind, name: queueName(peer.name, queue), fd: -1 };
+  }
+  closeQueue(): void {
+    // nothing held: the worker closes the port
+  }
   destroy(peer: PeerHandle): void {
     this.held.delete(peer.name);
   }
@@ -68,4 +85,9 @@ export class PlaceholderProvisioner implements PeerProvisioner {
   names(): string[] {
     return [...this.held];
   }
+}
+
+/** The name a vif's queue `queue` goes by on the host side and in logs: Linux netback's "vif1.0-q1". */
+export function queueName(name: string, queue: number): string {
+  return queue === 0 ? name : `${name}-q${queue}`;
 }

@@ -13,6 +13,8 @@ export interface VifConnectSpec {
   readonly name: string;
   readonly frontendDomid: number;
   readonly devid: number;
+  /** Which of the vif's queues this is (0 for a single-queue vif); each queue is served on its own. */
+  readonly queue?: number;
   readonly txRingRef: number;
   readonly rxRingRef: number;
   /** Frontend ports: equal when the frontend uses one event channel for both rings. */

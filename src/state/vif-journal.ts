@@ -66,14 +66,29 @@ export interface VifIdentity {
   rxRingRef: number;
   txEvtchn: number;
   rxEvtchn: number;
+  /** Every queue's rings and ports (multi-queue); absent in journals of a single-queue qnicd. */
+  queues?: { txRingRef: number; rxRingRef: number; txEvtchn: number; rxEvtchn: number }[];
   /** The host side: its kind and name (a TAP is persistent, so it survives the daemon). */
   peer: { kind: string; name: string };
   features: Record<string, boolean>;
 }
 
-/** The journal's file for one vif. */
+/** The journal's file for one vif (its queue 0: the only one of a single-queue vif). */
 export function journalPath(dir: string, domid: number, devid: number): string {
   return join(dir, `vif${domid}.${devid}.journal`);
+}
+
+/** The journal of queue `queue` of a multi-queue vif: each queue's rings are taken over on their own. */
+export function queueJournalPath(dir: string, domid: number, devid: number, queue: number): string {
+  return queue === 0 ? journalPath(dir, domid, devid) : join(dir, `vif${domid}.${devid}.q${queue}.journal`);
+}
+
+/** Removes every journal of one vif (all its queues'). */
+export function removeVifJournals(dir: string, domid: number, devid: number): void {
+  removeJournal(journalPath(dir, domid, devid));
+  if (!existsSync(dir)) return;
+  const prefix = `vif${domid}.${devid}.q`;
+  for (const name of readdirSync(dir)) if (name.startsWith(prefix) && /^vif\d+\.\d+\.q\d+\.journal$/.test(name)) removeJournal(join(dir, name));
 }
 
 /** Every journal file in `dir` with the vif it names (stale ones are cleaned up at start). */

@@ -14,8 +14,10 @@ test("SG/GSO go with the TAP and null peers on the batched data path; never with
 
 test("offered: rx-copy always; SG, TCP GSO over IPv4 and IPv6 and IPv6 checksum offload only with tx offloads", () => {
   expect(backendFeatures(false)).toEqual(BACKEND_FEATURES);
-  expect(BACKEND_FEATURES.map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0"]);
-  expect(backendFeatures(true).map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0", "feature-sg=1", "feature-gso-tcpv4=1", "feature-gso-tcpv6=1", "feature-ipv6-csum-offload=1"]);
+  const base = ["feature-rx-copy=1", "feature-rx-flip=0", "feature-split-event-channels=1"];
+  expect(BACKEND_FEATURES.map(([k, v]) => `${k}=${v}`)).toEqual([...base, "multi-queue-max-queues=1"]);
+  expect(backendFeatures(true, 4).map(([k, v]) => `${k}=${v}`)).toEqual([...base, "multi-queue-max-queues=4", "feature-sg=1", "feature-gso-tcpv4=1", "feature-gso-tcpv6=1", "feature-ipv6-csum-offload=1"]);
+  expect(() => backendFeatures(false, 0)).toThrow(RangeError);
   expect(backendOffers("feature-sg", backendFeatures(true))).toBe(true);
   expect(backendOffers("feature-sg", backendFeatures(false))).toBe(false);
   expect(backendOffers("feature-gso-tcpv6", backendFeatures(true))).toBe(true);

@@ -2,6 +2,7 @@
 import { expect, test } from "bun:test";
 import { VifFatalError } from "../../src/backend/errors.ts";
 import { readFrontendConfig } from "../../src/backend/frontend-nodes.ts";
+import { backendFeatures } from "../../src/backend/features.ts";
 
 const good: Record<string, string> = {
   "tx-ring-ref": "8",
@@ -33,6 +34,7 @@ test("a Linux netfront's nodes give the connect parameters", async () => {
     rxRingRef: 9,
     txEvtchn: 5,
     rxEvtchn: 5,
+    queues: [{ txRingRef: 8, rxRingRef: 9, txEvtchn: 5, rxEvtchn: 5 }],
     splitEventChannels: false,
     mac: "00:16:3e:01:02:03",
     features: {
@@ -58,7 +60,8 @@ test.each([
   ["request-rx-copy", "0", 95, /frontend doesn't support rx-copy/],
   ["request-rx-copy", undefined, 95, /frontend doesn't support rx-copy/],
   ["request-rx-copy", "yes", 22, /request-rx-copy/],
-  ["multi-queue-num-queues", "2", 22, /guest requested 2 queues, but qnicd serves exactly 1/],
+  ["multi-queue-num-queues", "2", 22, /guest requested 2 queues, exceeding the maximum of 1/],
+  ["multi-queue-num-queues", "two", 22, /reading multi-queue-num-queues: "two" is not a queue count/],
   ["multi-queue-num-queues", "0", 22, /guest requested 0 queues/],
 ] as const)("%s = %p is fatal (errno %d)", async (key, value, errno, message) => {
   const e = await fatal({ ...good, [key]: value });
@@ -92,4 +95,56 @@ test("a long hostile value is cut in the message and stays on one line", async (
 
 test("unreadable optional flags count as not requested, as Linux's xenbus_read_unsigned", async () => {
   expect((await read({ ...good, "feature-rx-notify": "lots" })).features["feature-rx-notify"]).toBe(false);
+});
+
+/** A frontend with `n` queues, each keeping its keys under queue-<i>/ (Linux netfront's layout). */
+function queued(n: number, split = false): Record<string, string | undefined> {
+  const f: Record<string, string | undefined> = { "multi-queue-num-queues": String(n), "request-rx-copy": "1" };
+  for (let q = 0; q < n; q++) {
+    f[`queue-${q}/tx-ring-ref`] = String(100 + 2 * q);
+    f[`queue-${q}/rx-ring-ref`] = String(101 + 2 * q);
+    if (split) {
+      f[`queue-${q}/event-channel-tx`] = String(10 + 2 * q);
+      f[`queue-${q}/event-channel-rx`] = String(11 + 2 * q);
+    } else f[`queue-${q}/event-channel`] = String(10 + q);
+  }
+  return f;
+}
+
+function readOffering(maxQueues: number, front: Record<string, string | undefined>) {
+  return readFrontendConfig({ frontend: async (k) => front[k], backend: async (k) => backendMac[k as "mac"] }, backendFeatures(false, maxQueues));
+}
+
+test("each of up to multi-queue-max-queues queues is read from its queue-<n> directory", async () => {
+  const c = await readOffering(4, queued(4, true));
+  expect(c.queues).toEqual([0, 1, 2, 3].map((q) => ({ txRingRef: 100 + 2 * q, rxRingRef: 101 + 2 * q, txEvtchn: 10 + 2 * q, rxEvtchn: 11 + 2 * q })));
+  expect(c.splitEventChannels).toBe(true);
+  expect(c.txRingRef).toBe(100); // the top-level fields are queue 0's
+  const single = await readOffering(4, queued(2));
+  expect(single.queues.map((q) => [q.txEvtchn, q.rxEvtchn])).toEqual([[10, 10], [11, 11]]);
+  expect(single.splitEventChannels).toBe(false);
+});
+
+test.each([
+  ["more queues than offered", (f: Record<string, string | undefined>) => ({ ...f, "multi-queue-num-queues": "5" }), 22, /guest requested 5 queues, exceeding the maximum of 4/],
+  ["zero queues", (f: Record<string, string | undefined>) => ({ ...f, "multi-queue-num-queues": "0" }), 22, /guest requested 0 queues/],
+  ["a non-decimal queue count", (f: Record<string, string | undefined>) => ({ ...f, "multi-queue-num-queues": "0x2" }), 22, /multi-queue-num-queues: "0x2" is not a queue count/],
+  ["a queue directory without its rx-ring-ref", (f: Record<string, string | undefined>) => ({ ...f, "queue-1/rx-ring-ref": undefined }), 2, /reading queue-1\/rx-ring-ref: the frontend did not write it/],
+  ["a queue directory without any event channel", (f: Record<string, string | undefined>) => ({ ...f, "queue-2/event-channel": undefined }), 2, /reading queue-2\/event-channel/],
+  ["a queue's split channel without its rx half", (f: Record<string, string | undefined>) => ({ ...f, "queue-3/event-channel-tx": "40" }), 2, /queue-3\/event-channel-rx/],
+] as const)("multi-queue: %s is fatal", async (_, edit, errno, message) => {
+  try {
+    await readOffering(4, edit(queued(4)));
+  } catch (e) {
+    expect(e).toBeInstanceOf(VifFatalError);
+    expect((e as VifFatalError).errno).toBe(errno);
+    expect((e as VifFatalError).message).toMatch(message);
+    return;
+  }
+  throw new Error("expected a fatal error");
+});
+
+test("a single queue named explicitly keeps its keys at the top, as netback reads them", async () => {
+  const c = await readOffering(4, { ...good, "multi-queue-num-queues": "1", "queue-0/tx-ring-ref": "77" });
+  expect(c.queues).toEqual([{ txRingRef: 8, rxRingRef: 9, txEvtchn: 5, rxEvtchn: 5 }]);
 });

@@ -19,7 +19,7 @@ test("xl create succeeds against the running backend: InitWait within libxl's wa
   expect(await f.backendState()).toBe(S.InitWait);
   const B = f.B;
   const nodes = await h.host.xs.directory(B);
-  expect(nodes.filter((n) => n.startsWith("feature-")).sort()).toEqual(["feature-rx-copy", "feature-rx-flip"]);
+  expect(nodes.filter((n) => n.startsWith("feature-")).sort()).toEqual(["feature-rx-copy", "feature-rx-flip", "feature-split-event-channels"]);
   expect(await h.host.xs.read(`${B}/feature-rx-copy`)).toBe("1");
   expect(await h.host.xs.read(`${B}/feature-rx-flip`)).toBe("0");
   expect(h.peers.names()).toEqual([`vif${domid}.0`]);
@@ -29,9 +29,10 @@ test("the features go in one transaction", async () => {
   h = await startBackendHarness();
   await h.guest("alice");
   const writes = h.requests.filter((r) => r.startsWith("WRITE") && r.includes("/feature-")).map((r) => r.split(" "));
-  expect(writes.length).toBe(2);
+  expect(writes.length).toBe(3);
   expect(writes[0]![1]).not.toBe("0");
   expect(writes[1]![1]).toBe(writes[0]![1]);
+  expect(writes[2]![1]).toBe(writes[0]![1]);
 });
 
 test("a Linux-like frontend gets Connected, and the pool gets exactly what it wrote", async () => {

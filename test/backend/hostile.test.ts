@@ -18,7 +18,7 @@ test.each<[string, RingNodes, RegExp]>([
   ["a non-numeric ring ref", { txRingRef: "eight" }, /^22 reading tx-ring-ref: "eight" is not a grant reference$/],
   ["a missing event channel", { evtchn: undefined, extra: { "event-channel": null } }, /^2 reading event-channel: the frontend did not write it$/],
   ["request-rx-copy=0", { requestRxCopy: "0" }, /^95 frontend doesn't support rx-copy/],
-  ["more than one queue", { extra: { "multi-queue-num-queues": "4" } }, /^22 guest requested 4 queues, but qnicd serves exactly 1/],
+  ["more than one queue", { extra: { "multi-queue-num-queues": "4" } }, /^22 guest requested 4 queues, exceeding the maximum of 1/],
 ])("%s: error node, Closing, the other vif unaffected", async (_what, nodes, expected) => {
   h = await startBackendHarness();
   const { domid, fronts } = await h.guest("alice", 2);

@@ -24,6 +24,7 @@ describe("defaults", () => {
       backendType: "vif",
       domid: "auto",
       workers: 4,
+      maxQueues: "auto",
       http: { host: "127.0.0.1", port: 8080 },
       httpPublic: false,
       peer: "tap",
@@ -87,16 +88,16 @@ describe("sources and precedence", () => {
   test("every setting is reachable through its flag and its env var", () => {
     const argv = [
       "--platform", "sim", "--sim-dir", "/x/sim", "--backend-type", "qnic", "--domid", "32751",
-      "--workers", "256", "--http", "[::1]:0", "--peer", "null", "--datapath", "seed", "--bridge", "xenbr0",
+      "--workers", "256", "--max-queues", "4", "--http", "[::1]:0", "--peer", "null", "--datapath", "seed", "--bridge", "xenbr0",
       "--vifname-prefix", "qn", "--on-exit", "close", "--runtime-dir", "/x/run", "--log-level", "debug", "--log-format", "json",
     ];
     const env = {
       QNICD_PLATFORM: "sim", QNICD_SIM_DIR: "/x/sim", QNICD_BACKEND_TYPE: "qnic", QNICD_DOMID: "32751",
-      QNICD_WORKERS: "256", QNICD_HTTP: "[::1]:0", QNICD_PEER: "null", QNICD_DATAPATH: "seed", QNICD_BRIDGE: "xenbr0",
+      QNICD_WORKERS: "256", QNICD_MAX_QUEUES: "4", QNICD_HTTP: "[::1]:0", QNICD_PEER: "null", QNICD_DATAPATH: "seed", QNICD_BRIDGE: "xenbr0",
       QNICD_VIFNAME_PREFIX: "qn", QNICD_ON_EXIT: "close", QNICD_RUNTIME_DIR: "/x/run", QNICD_LOG_LEVEL: "debug", QNICD_LOG_FORMAT: "json",
     };
     const expected: Config = {
-      platform: "sim", simDir: "/x/sim", backendType: "qnic", domid: 32751, workers: 256,
+      platform: "sim", simDir: "/x/sim", backendType: "qnic", domid: 32751, workers: 256, maxQueues: 4,
       http: { host: "::1", port: 0 }, httpPublic: false, peer: "null", datapath: "seed", bridge: "xenbr0",
       vifnamePrefix: "qn", onExit: "close", runtimeDir: "/x/run", logLevel: "debug", logFormat: "json", configFile: null,
     };
@@ -113,6 +114,7 @@ describe("rejections name the setting, the value and what is allowed, on one lin
   const cases: [string, Partial<LoadConfigInput>, string][] = [
     ["non-integer workers", { argv: ["--workers", "abc"] }, 'qnicd: --workers: "abc" is not valid: expected an integer from 1 to 256'],
     ["zero workers", { argv: ["--workers", "0"] }, 'qnicd: --workers: "0" is not valid: expected an integer from 1 to 256'],
+    ["too many queues", { argv: ["--max-queues", "65"] }, 'qnicd: --max-queues: "65" is not valid: expected auto or an integer from 1 to 64'],
     ["fractional workers from env", { env: { QNICD_WORKERS: "1.5" } }, 'qnicd: QNICD_WORKERS: "1.5" is not valid: expected an integer from 1 to 256'],
     ["reserved domid", { argv: ["--domid", "32752"] }, 'qnicd: --domid: "32752" is not valid: expected auto or an integer from 0 to 32751'],
     ["hex domid", { argv: ["--domid", "0x10"] }, 'qnicd: --domid: "0x10" is not valid: expected auto or an integer from 0 to 32751'],

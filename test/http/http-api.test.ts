@@ -79,6 +79,7 @@ describe("GET /vifs/:name", () => {
         notifies_sent_per_mb: 0,
         events_received_per_mb: 0,
       },
+      queues: [{ queue: 0, worker: 1, counters: { ...zeroVifStats(), ...published } }],
     });
   });
 
