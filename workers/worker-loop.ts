@@ -1,55 +1,38 @@
-// One worker's loop (DESIGN "The worker loop"): a blocking poll() over the control eventfd, the
-// event-channel device, the worker's shared wake eventfd and every peer fd of its own, nothing else
-// running, so an idle worker costs ~0 % CPU. Per wake-up: control messages; one read of the fired
-// ports; each ready vif served up to its budget (tx: one grant copy, one peer send; rx: one grant
-// copy per receive batch), responses pushed once per ring, one notify per port; one write to
-// unmask the ports; the final check for requests; counters flushed once per vif; sleep (or poll
-// again at once if a vif still has work, or until the nearest rx-stall deadline).
+// One worker (DESIGN "The worker loop"): the queues it serves, put together from single-purpose
+// parts. The event loop (event-loop.ts) waits on the control eventfd, the event-channel device, the
+// shared wake eventfd, each queue's own peer fd and the timers (timers.ts), and dispatches to a
+// handler per source; the scheduler (queue-scheduler.ts) serves the queues those handlers marked,
+// only in the directions that have work, and owns the shared response-and-notify path. This class
+// holds the control handler (connect, disconnect, exit from the mailbox) and reports faults and
+// carrier changes to the main thread.
 import type { WorkerMailbox } from "../src/pool/mailbox.ts";
 import type { ToMain, ToWorker, WorkerInit } from "../src/pool/messages.ts";
 import { DeviceRegistryWriter, RESOURCE_MEMORY } from "../src/pool/device-registry.ts";
-import { POLL_MAX_FDS, POLLERR, POLLHUP, POLLNVAL, workerNative } from "../src/pool/worker-native.ts";
+import { workerNative } from "../src/pool/worker-native.ts";
 import { openPlatform } from "../src/platform/index.ts";
-import type { EventChannelDevice, GrantDevice, Platform } from "../src/platform/types.ts";
+import type { GrantDevice, Platform } from "../src/platform/types.ts";
 import { StatsArena } from "../src/stats/index.ts";
 import { WorkerScratch } from "./scratch.ts";
-import { ServedVif, type VifDevices } from "./served-vif.ts";
+import { ServedQueue, type QueueDevices } from "./served-queue.ts";
 import { installPublishHold, PUBLISH_HOLD_ENV } from "./publish-hold.ts";
 import { violationCounter } from "./fault-reasons.ts";
 import { CaptureWriter } from "./capture-writer.ts";
-import { DIR_GUEST_TX } from "../src/capture/capture-ring.ts";
-import { RxPath } from "./rx.ts";
 import { EEXIST, EPROTO, errnoOf } from "./failure-errno.ts";
+import { EventLoop, type EventSource } from "./event-loop.ts";
+import { Timers } from "./timers.ts";
+import { QueueScheduler, type QueueReporter } from "./queue-scheduler.ts";
 
-const PORT_BATCH = 256;
-/** Receive batches per vif per wake-up (RX_BATCH frames each) before other vifs get their turn. */
-const RX_ROUNDS = 4;
-/** Fixed poll slots: control eventfd, event-channel device, the shared wake eventfd; peers' own fds follow. */
-const FIXED_FDS = 3;
-/** poll() revents that no eventfd or event-channel device reports while healthy. */
-const BROKEN = POLLERR | POLLHUP | POLLNVAL;
-
-export class WorkerLoop {
+export class WorkerLoop implements QueueReporter {
   private readonly platform: Platform;
-  private readonly devices: VifDevices;
-  private readonly ev: EventChannelDevice;
-  private readonly byKey = new Map<string, ServedVif>();
-  private readonly byPort = new Map<number, ServedVif>();
-  private ready: ServedVif[] = [];
+  private readonly devices: QueueDevices;
+  private readonly byKey = new Map<string, ServedQueue>();
   private readonly outbox: ToMain[] = [];
-  // Arguments of the FFI calls that write them (BUN-FACTS pitfall 1), kept for the worker's life (pitfall 2).
-  private readonly fds = new Int32Array(POLL_MAX_FDS);
-  private readonly revents = new Int32Array(POLL_MAX_FDS);
-  private nfds = FIXED_FDS;
-  /** Bumped when the peer slots change: revents from a poll() over the old set must not be read against the new one. */
-  private pollSetVersion = 0;
-  /** The vif whose peer's own fd sits at poll slot i (FIXED_FDS and up). */
-  private pollVifs: (ServedVif | null)[] = [];
-  private readonly switchWakeFd: number;
   private readonly scratch: WorkerScratch;
   private readonly scratchEntries: number[];
-  private readonly fired = new Uint32Array(PORT_BATCH);
-  private readonly unmaskPorts = new Uint32Array(PORT_BATCH);
+  private readonly timers = new Timers();
+  private readonly scheduler: QueueScheduler;
+  private readonly loop: EventLoop;
+  private exiting = false;
   /** Packet capture (src/capture): this worker's ring, on the batched data path only. */
   private readonly capture: CaptureWriter | null;
 
@@ -59,139 +42,101 @@ export class WorkerLoop {
     let gnt: GrantDevice;
     try {
       gnt = this.platform.openGrantDevice();
-      this.ev = this.platform.openEventChannelDevice();
+      this.devices = { gnt, ev: this.platform.openEventChannelDevice(), registry, arena: StatsArena.attach(init.stats) };
     } catch (e) {
       this.platform.close();
       throw e;
     }
-    registry.devices({ grantDevice: gnt.reclaimId, eventChannelDevice: this.ev.reclaimId });
-    this.devices = { gnt, ev: this.ev, registry, arena: StatsArena.attach(init.stats) };
-    const wfd = init.switchWakeFd;
-    this.switchWakeFd = wfd;
+    const ev = this.devices.ev;
+    registry.devices({ grantDevice: gnt.reclaimId, eventChannelDevice: ev.reclaimId });
     this.scratch = new WorkerScratch(init.budget, { scatterGather: init.scatterGather === true && init.datapath !== "seed" });
     // Recorded so the pool frees them if this thread dies (the process lives on).
     this.scratchEntries = this.scratch.allocations().map((a) => registry.addResource(RESOURCE_MEMORY, a));
     installPublishHold(process.env[PUBLISH_HOLD_ENV], init.index);
-    this.fds[0] = init.eventfd;
-    this.fds[1] = this.ev.fd;
-    this.fds[2] = wfd;
     this.capture = init.capture && init.datapath !== "seed" ? new CaptureWriter(init.capture) : null;
-  }
-
-  /** Rebuilds the poll set's peer slots (on connect, disconnect and disable: rare). */
-  private rebuildPollSet(): void {
-    this.pollVifs = [];
-    let n = FIXED_FDS;
-    for (const vif of this.byKey.values()) {
-      const p = vif.peer;
-      if (!p || vif.disabled || p.wake !== "fd" || p.pollFd < 0) continue;
-      if (n >= POLL_MAX_FDS) break; // more peer fds than poll slots: the pool never places that many
-      this.fds[n] = p.pollFd;
-      this.pollVifs[n] = vif;
-      n++;
-    }
-    this.nfds = n;
-    this.pollSetVersion++;
-  }
-
-  /** Runs until told to exit; returns with every vif released and the platform closed. */
-  run(): void {
+    this.scheduler = new QueueScheduler(ev, gnt, this.scratch, init.budget, this.timers, this.capture, this);
     const n = workerNative();
+    const fixed: EventSource[] = [
+      {
+        name: "control eventfd",
+        fd: init.eventfd,
+        ready: () => {
+          n.qw_eventfd_drain(init.eventfd);
+          this.control();
+        },
+      },
+      { name: "event-channel device", fd: ev.fd, ready: () => this.scheduler.portsFired() },
+      {
+        name: "shared wake eventfd",
+        fd: init.switchWakeFd,
+        ready: () => {
+          // Cleared before receiving, so a frame enqueued after our receive() re-arms it.
+          n.qw_eventfd_drain(init.switchWakeFd);
+          for (const q of this.byKey.values()) if (q.peer?.wake === "shared" && !q.disabled) this.scheduler.peerWoke(q);
+        },
+      },
+    ];
+    this.loop = new EventLoop(fixed, this.timers);
+  }
+
+  /** Runs until told to exit; returns with every queue released and the platform closed. */
+  run(): void {
     this.reply({ op: "ready" });
-    for (;;) {
+    while (!this.exiting) {
       this.flushOutbox();
-      const rc = n.qw_poll(this.fds, this.revents, this.nfds, this.ready.length ? 0 : this.stallTimeout());
-      const polled = this.pollSetVersion;
-      if (rc < 0) throw new Error(`poll failed (errno ${-rc})`);
-      // A broken fd would make poll() return at once forever: die instead (the pool moves our vifs).
-      for (let i = 0; i < FIXED_FDS; i++)
-        if (this.revents[i] & BROKEN) throw new Error(`${["control eventfd", "event-channel device", "shared wake eventfd"][i]} is broken (revents 0x${this.revents[i].toString(16)})`);
-      if (this.revents[0]) {
-        n.qw_eventfd_drain(this.init.eventfd);
-        if (!this.control()) break;
-      }
-      if (this.revents[2]) {
-        // Cleared before receiving, so a frame enqueued after our receive() re-arms it.
-        n.qw_eventfd_drain(this.switchWakeFd);
-        for (const vif of this.byKey.values()) if (vif.peer?.wake === "shared" && !vif.disabled) this.peerWoke(vif);
-      }
-      // A connect or disconnect just changed the peer slots: these revents describe the old set. poll()
-      // is level-triggered, so a peer fd with frames is reported again on the next round.
-      for (let i = FIXED_FDS; i < this.nfds && polled === this.pollSetVersion; i++) {
-        const r = this.revents[i];
-        if (!r) continue;
-        const vif = this.pollVifs[i]!;
-        if (r & BROKEN) {
-          // The peer went away under us (a TAP's interface deleted): stop polling it, keep the vif's rings.
-          vif.closePeer();
-          this.rebuildPollSet();
-          this.event(vif, false, `${vif.name}: its peer fd is broken (revents 0x${r.toString(16)}); frames to and from the host are dropped`);
-          break;
-        }
-        this.peerWoke(vif);
-      }
-      // Not only on a timeout: with other fds busy, poll() may never time out past a deadline.
-      this.dueStalls();
+      this.loop.turn(this.scheduler.busy);
+      if (this.exiting) break;
       this.capture?.refresh();
-      this.serve(this.revents[1] ? this.ev.readPending(this.fired) : 0);
+      this.scheduler.serve();
     }
-    for (const vif of this.byKey.values()) vif.tearDown(this.devices);
+    for (const q of this.byKey.values()) q.tearDown(this.devices);
     this.byKey.clear();
-    this.byPort.clear();
     for (const e of this.scratchEntries) this.devices.registry.removeMapping(e);
     this.scratch.free();
     this.platform.close();
     this.devices.registry.clear();
   }
 
-  private peerWoke(vif: ServedVif): void {
-    vif.peerReady = true;
-    vif.counters.ffi_calls++; // its share of the poll (upper bound when several woke together)
-    vif.counters.syscalls++;
-    if (!this.ready.includes(vif)) this.ready.push(vif);
-  }
-
-  /** Poll timeout: until the nearest rx-stall deadline, or forever. */
-  private stallTimeout(): number {
-    let due = -1;
-    const now = performance.now();
-    for (const vif of this.byKey.values()) {
-      if (vif.disabled || !vif.rx.stalled) continue;
-      const t = Math.ceil(vif.rx.stallDueIn(now));
-      if (due < 0 || t < due) due = t;
+  /** The queue sources: each served queue's own peer fd (rebuilt on connect, disconnect and disable: rare). */
+  private rebuildQueueSources(): void {
+    const sources: EventSource[] = [];
+    for (const q of this.byKey.values()) {
+      const p = q.peer;
+      if (!p || q.disabled || p.wake !== "fd" || p.pollFd < 0) continue;
+      sources.push({
+        name: `${q.name}'s peer fd`,
+        fd: p.pollFd,
+        ready: () => this.scheduler.peerWoke(q),
+        // The peer went away under us (a TAP's interface deleted): stop polling it, keep the rings.
+        broken: (revents) => {
+          q.closePeer();
+          this.rebuildQueueSources();
+          this.event(q, false, `${q.name}: its peer fd is broken (revents 0x${revents.toString(16)}); frames to and from the host are dropped`);
+        },
+      });
     }
-    return due;
+    this.loop.setQueueSources(sources);
   }
 
-  /** Vifs whose rx stall deadline passed are served (their carrier goes off). A few property reads per vif. */
-  private dueStalls(): void {
-    let now = -1;
-    for (const vif of this.byKey.values()) {
-      if (vif.disabled || !vif.rx.stalled) continue;
-      if (now < 0) now = performance.now();
-      if (vif.rx.stallDueIn(now) === 0 && !this.ready.includes(vif)) this.ready.push(vif);
-    }
-  }
-
-  /** Handles every queued control message; false on exit. */
-  private control(): boolean {
+  /** Handles every queued control message. */
+  private control(): void {
     for (let msg = this.mailbox.receive(); msg; msg = this.mailbox.receive()) {
       if (msg.op === "exit") {
         this.reply({ op: "exiting", seq: msg.seq });
-        return false;
+        this.exiting = true;
+        return;
       }
       this.reply(msg.op === "connect" ? this.connect(msg) : this.disconnect(msg.seq, msg.key));
     }
-    return true;
   }
 
   private connect(msg: Extract<ToWorker, { op: "connect" }>): ToMain {
     if (this.byKey.has(msg.spec.key)) return { op: "failed", seq: msg.seq, errno: EEXIST, error: `${msg.spec.name}: key ${msg.spec.key} is already connected on worker ${this.init.index}` };
-    const vif = new ServedVif(msg.spec);
+    const q = new ServedQueue(msg.spec);
     try {
-      vif.setUp(this.devices, msg.slot, msg.carry, {
+      q.setUp(this.devices, msg.slot, msg.carry, {
         switchAddress: msg.switchAddress,
-        switchWakeFd: this.switchWakeFd,
+        switchWakeFd: this.init.switchWakeFd,
         tapIo: this.init.tapIo,
         rxQueueBytes: this.init.rxQueueBytes,
         rxStallMs: this.init.rxStallMs,
@@ -200,151 +145,53 @@ export class WorkerLoop {
     } catch (e) {
       return { op: "failed", seq: msg.seq, errno: errnoOf(e), error: (e as Error).message };
     }
-    this.byKey.set(vif.key, vif);
-    this.byPort.set(vif.localTxPort, vif);
-    this.byPort.set(vif.localRxPort, vif);
-    this.rebuildPollSet();
-    // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
-    // requests posted before we bound, are served now, not at the frontend's next notify.
-    vif.peerReady = vif.peer?.wake === "shared";
-    this.ready.push(vif);
+    this.byKey.set(q.key, q);
+    this.rebuildQueueSources();
+    q.peerReady = q.peer?.wake === "shared";
+    this.scheduler.add(q, q.name);
     // Taken over from an earlier owner: its last notifications went to a port that was closed under
     // the guest, and responses it had journaled were published at attach. One event on each port
     // makes the frontend look at both rings (a spurious one costs it a ring check).
     if (msg.spec.adopt) {
-      this.notify(vif, vif.localTxPort);
-      if (vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
+      this.scheduler.notify(q, q.localTxPort);
+      if (q.localRxPort !== q.localTxPort) this.scheduler.notify(q, q.localRxPort);
     }
-    return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort, replayed: vif.replayed };
+    return { op: "connected", seq: msg.seq, key: q.key, localTxPort: q.localTxPort, localRxPort: q.localRxPort, replayed: q.replayed };
   }
 
   private disconnect(seq: number, key: string): ToMain {
-    const vif = this.byKey.get(key);
-    if (vif) {
+    const q = this.byKey.get(key);
+    if (q) {
       this.byKey.delete(key);
-      this.byPort.delete(vif.localTxPort);
-      this.byPort.delete(vif.localRxPort);
-      this.ready = this.ready.filter((v) => v !== vif);
-      vif.tearDown(this.devices);
-      this.rebuildPollSet();
+      this.scheduler.remove(q);
+      q.tearDown(this.devices);
+      this.rebuildQueueSources();
     }
     return { op: "disconnected", seq, key };
   }
 
-  /** One wake-up's data work for `nfired` ports read into this.fired. */
-  private serve(nfired: number): void {
-    const fired = this.fired;
-    const ready = this.ready;
-    let unmask = 0;
-    for (let i = 0; i < nfired; i++) {
-      const vif = this.byPort.get(fired[i]);
-      if (!vif) continue; // unbound since it fired: nothing to do
-      // A disabled vif's ports stay masked: a hostile frontend cannot keep waking us.
-      if (vif.disabled) continue;
-      this.unmaskPorts[unmask++] = fired[i];
-      const c = vif.counters;
-      c.events_received++;
-      // Shared costs of this wake-up (poll, read, unmask) are charged to every vif that fired: an
-      // upper bound when several vifs share one wake-up, exact when they do not.
-      c.ffi_calls += 3;
-      c.syscalls += 3;
-      if (!ready.includes(vif)) ready.push(vif);
-    }
-    if (ready.length === 0) {
-      if (unmask) this.ev.unmask(this.unmaskPorts, unmask);
-      return;
-    }
-    const served = ready.slice();
-    const s = this.scratch;
-    const gnt = this.devices.gnt;
-    for (const vif of served) {
-      if (vif.disabled) continue;
-      const c = vif.counters;
-      const peer = vif.peer;
-      let more = false;
-      let notifyTx = false;
-      let notifyRx = false;
-      const cw = this.capture;
-      const ce = cw !== null && cw.active ? cw.entryFor(vif.counters.ref) : -1;
-      if (vif.rx instanceof RxPath) {
-        vif.rx.captureEntry = ce;
-        vif.rx.captureWriter = cw;
-      }
-      if (peer) {
-        const tx = vif.tx.service(this.init.budget, s, gnt, peer, c);
-        if (tx.fault) {
-          this.disable(vif, tx.fault);
-          continue;
-        }
-        // The batch's frames are still in the scratch: recorded once per batch for a captured vif.
-        if (ce >= 0 && tx.packets > 0) cw!.write(ce, DIR_GUEST_TX, s.txFrames.base, s.txFrames.stride, s.txFrames.lens, tx.packets);
-        notifyTx = tx.notify;
-        more = tx.more;
-      }
-      const fromPeer = vif.peerReady ? peer : null;
-      vif.peerReady = false;
-      const rx = vif.rx.service(fromPeer, RX_ROUNDS, s, gnt, c);
-      if (rx.fault) {
-        this.disable(vif, rx.fault);
-        continue;
-      }
-      notifyRx = rx.notify;
-      if (rx.more) {
-        more = true;
-        if (fromPeer) vif.peerReady = true;
-      }
-      if (rx.carrier) this.carrierChanged(vif, rx.carrier > 0);
-      // One event channel for both rings: one notify covers both.
-      if (notifyTx || (notifyRx && vif.localRxPort === vif.localTxPort)) this.notify(vif, vif.localTxPort);
-      if (notifyRx && vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
-      if (!more) {
-        const at = ready.indexOf(vif);
-        if (at >= 0) ready.splice(at, 1);
-      }
-    }
-    if (unmask) this.ev.unmask(this.unmaskPorts, unmask);
-    for (const vif of served) {
-      if (!vif.disabled && vif.peer && !ready.includes(vif) && vif.tx.finalCheck()) ready.push(vif);
-      vif.counters.flush();
-    }
-  }
-
-  /** Never throws: a frontend whose domain died has no port to notify, and that is not our fault. */
-  private notify(vif: ServedVif, port: number): void {
-    const c = vif.counters;
-    c.ffi_calls++;
-    c.syscalls++;
-    try {
-      this.ev.notify(port);
-      c.notifies_sent++;
-    } catch {
-      // the port is gone (domain destroyed); the backend tears the vif down
-    }
-  }
-
-  private carrierChanged(vif: ServedVif, on: boolean): void {
+  carrierChanged(q: ServedQueue, on: boolean): void {
     this.event(
-      vif,
+      q,
       on,
-      on ? `${vif.name}: guest rx ready: carrier on` : `${vif.name}: guest rx stalled: no rx buffers posted for ${vif.rx.stallMs} ms with frames waiting; carrier off, queue dropped`,
+      on ? `${q.name}: guest rx ready: carrier on` : `${q.name}: guest rx stalled: no rx buffers posted for ${q.rx.stallMs} ms with frames waiting; carrier off, queue dropped`,
     );
   }
 
-  private event(vif: ServedVif, on: boolean, message: string): void {
-    this.reply({ op: "carrier", key: vif.key, on, message });
+  private event(q: ServedQueue, on: boolean, message: string): void {
+    this.reply({ op: "carrier", key: q.key, on, message });
   }
 
-  /** Two-tier guest faults (STYLE 6): stop serving this vif only; the backend tears it down. */
-  private disable(vif: ServedVif, why: string): void {
-    vif.disabled = true;
-    vif.counters[violationCounter(why)]++;
-    vif.counters.carrier = 0;
-    vif.counters.flush();
-    vif.closePeer();
-    this.rebuildPollSet();
-    const at = this.ready.indexOf(vif);
-    if (at >= 0) this.ready.splice(at, 1);
-    this.reply({ op: "fault", key: vif.key, errno: EPROTO, message: why });
+  /** Two-tier guest faults (STYLE 6): stop serving this queue only; the backend tears the vif down. */
+  disable(q: ServedQueue, why: string): void {
+    q.disabled = true;
+    q.counters[violationCounter(why)]++;
+    q.counters.carrier = 0;
+    q.counters.flush();
+    q.closePeer();
+    this.rebuildQueueSources();
+    this.scheduler.unschedule(q);
+    this.reply({ op: "fault", key: q.key, errno: EPROTO, message: why });
   }
 
   private reply(msg: ToMain): void {

@@ -1,6 +1,9 @@
-// One vif a worker serves: its two mapped rings, its bound ports, its counters. setUp() is all or
-// nothing: a failing step releases what the earlier steps took and throws one line naming the vif
-// and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
+// One queue a worker serves: its two mapped rings, its bound ports, its rx backlog, its host side
+// and its counter slot. A single-queue vif is one of these; a multi-queue vif is several, each
+// connected on its own (and usually on its own worker), as netback serves each queue on its own
+// threads. setUp() is all or nothing: a failing step releases what the earlier steps took and
+// throws one line naming the queue and the step ("vif3.0: failed to map tx-ring-ref 9:
+// bad_gntref"), like vhost-user's set_vring_*.
 import { RESOURCE_MEMORY, RESOURCE_PEER, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
 import type { VifConnectSpec } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
@@ -13,9 +16,10 @@ import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
 import type { RingJournal } from "./back-ring.ts";
+import type { Timer } from "./timers.ts";
 import { J_LIVE, J_RX_COMMITTED, J_RX_PUBLISHED, J_TX_COMMITTED, J_TX_PUBLISHED, MappedJournal } from "../src/state/vif-journal.ts";
 
-export interface VifDevices {
+export interface QueueDevices {
   gnt: GrantDevice;
   ev: EventChannelDevice;
   registry: DeviceRegistryWriter;
@@ -23,7 +27,7 @@ export interface VifDevices {
 }
 
 /** How the worker opens peers and bounds rx (from WorkerInit and the connect message). */
-export interface VifPeerOptions {
+export interface QueuePeerOptions {
   switchAddress?: number;
   /** The worker's shared wake eventfd, for peers that can share one (switch ports: one pollFd for all of them). */
   switchWakeFd: number;
@@ -34,7 +38,7 @@ export interface VifPeerOptions {
   datapath?: "batched" | "seed";
 }
 
-export class ServedVif {
+export class ServedQueue {
   readonly key: string;
   readonly name: string;
   readonly domid: number;
@@ -53,6 +57,14 @@ export class ServedVif {
   peer: Peer | null = null;
   /** The peer has frames for us (its fd was readable, or the last pass stopped at its round limit). */
   peerReady = false;
+  /** The tx ring has requests to take (its port fired, the final check found some, a pass ran out of budget). */
+  txPending = false;
+  /** The rx side has work: rx requests posted, frames from the peer, queued frames, a stall deadline. */
+  rxPending = false;
+  /** In the scheduler's ready list (kept here so scheduling never searches the list). */
+  scheduled = false;
+  /** The rx-stall deadline's timer (workers/timers.ts), while the queue is served. */
+  stallTimer: Timer | null = null;
   counters!: VifCounters;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
@@ -65,7 +77,7 @@ export class ServedVif {
     this.domid = spec.frontendDomid;
   }
 
-  setUp(d: VifDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: VifPeerOptions): void {
+  setUp(d: QueueDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: QueuePeerOptions): void {
     const s = this.spec;
     this.registry = d.registry;
     try {
@@ -103,7 +115,7 @@ export class ServedVif {
   }
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
-  tearDown(d: VifDevices): void {
+  tearDown(d: QueueDevices): void {
     this.closePeer();
     if (this.queueEntry >= 0) d.registry.removeMapping(this.queueEntry); // forget first: a death in between leaks, never double-frees
     this.queueEntry = -1;
@@ -181,7 +193,7 @@ export class ServedVif {
     return e;
   }
 
-  private openPeer(po: VifPeerOptions): Peer {
+  private openPeer(po: QueuePeerOptions): Peer {
     const h = this.spec.peer;
     try {
       return openPeer(h, { switchAddress: po.switchAddress, tapIo: po.tapIo, sharedWakeFd: po.switchWakeFd });
@@ -190,7 +202,7 @@ export class ServedVif {
     }
   }
 
-  private mapRing(d: VifDevices, node: string, ref: number): [GrantMapping, number] {
+  private mapRing(d: QueueDevices, node: string, ref: number): [GrantMapping, number] {
     let m: GrantMapping;
     try {
       m = d.gnt.map(this.domid, [ref], true);
@@ -205,7 +217,7 @@ export class ServedVif {
     return [m, entry];
   }
 
-  private bind(d: VifDevices, remotePort: number): number {
+  private bind(d: QueueDevices, remotePort: number): number {
     try {
       return d.ev.bindInterdomain(this.domid, remotePort);
     } catch (e) {
