@@ -10,6 +10,7 @@ const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b
 const PANELS = [
   { chart: "frame-size" as const, title: "by frame size", xLabel: "frame size (bytes)" },
   { chart: "workers" as const, title: "by worker count", xLabel: "workers" },
+  { chart: "queues" as const, title: "one vif by queue count", xLabel: "queues" },
 ];
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -54,8 +55,8 @@ export interface ChartSeries {
 }
 
 /** The series each panel draws (exported for tests and bench.json). */
-export function chartSeries(figures: Figure[]): Record<"frame-size" | "workers", ChartSeries[]> {
-  const out = { "frame-size": [] as ChartSeries[], workers: [] as ChartSeries[] };
+export function chartSeries(figures: Figure[]): Record<"frame-size" | "workers" | "queues", ChartSeries[]> {
+  const out = { "frame-size": [] as ChartSeries[], workers: [] as ChartSeries[], queues: [] as ChartSeries[] };
   for (const f of figures) {
     const y = pps(f);
     if (!f.chart || f.x === undefined || y === null) continue;
@@ -71,7 +72,7 @@ export function chartSeries(figures: Figure[]): Record<"frame-size" | "workers",
 export function renderChart(figures: Figure[], subtitle: string): string {
   const all = chartSeries(figures);
   // One hue per family (qnicd tx and C reference tx share one; the line style tells them apart).
-  const families = [...new Set([...all["frame-size"], ...all.workers].map((s) => family(s.name)))];
+  const families = [...new Set([...all["frame-size"], ...all.workers, ...all.queues].map((s) => family(s.name)))];
   const color = (name: string) => PALETTE[families.indexOf(family(name)) % PALETTE.length]!;
   const legendRows = Math.max(...PANELS.map((p) => Math.ceil(all[p.chart].length / 2)), 1);
   const width = PANEL_W * PANELS.length;

@@ -20,7 +20,8 @@ const CONNECTED = "4";
 const INIT_WAIT = "2";
 const MASK = NETIF_TX_RING_SIZE - 1;
 
-export class LightVif {
+/** One queue of a light vif: its two ring pages, one read-only data page, one event channel. */
+class LightQueue {
   readonly txFrame: number;
   readonly rxFrame: number;
   readonly txRef: number;
@@ -31,13 +32,10 @@ export class LightVif {
   private readonly txWords: Uint32Array;
   private prod = 0;
   private cons = 0;
-  /** performance.now() when the backend read Connected (NaN until then). */
-  connectedAt = NaN;
-  /** tx responses with NETIF_RSP_OKAY / other statuses. */
   ok = 0;
   errors = 0;
 
-  constructor(private readonly dom: LightDomain, readonly devid: number, frameBytes: Uint8Array) {
+  constructor(private readonly dom: LightDomain, frameBytes: Uint8Array) {
     const g = dom.guest;
     this.txFrame = g.allocPage();
     this.rxFrame = g.allocPage();
@@ -59,6 +57,60 @@ export class LightVif {
     this.frameLen = frameBytes.length;
   }
   private readonly frameLen: number;
+
+  ackAll(): void {
+    const words = this.txWords;
+    let rsp = Atomics.load(words, 2) >>> 0;
+    for (; rsp !== this.prod; rsp = (rsp + 1) >>> 0) this.tx.setInt16(64 + (rsp & MASK) * 12 + 2, NETIF_RSP_OKAY, true);
+    Atomics.store(words, 2, rsp | 0);
+  }
+
+  pump(depth: number): number {
+    const words = this.txWords;
+    const rsp = Atomics.load(words, 2) >>> 0;
+    let got = 0;
+    while (this.cons !== rsp) {
+      const st = this.tx.getInt16(64 + (this.cons & MASK) * 12 + 2, true);
+      if (st === NETIF_RSP_OKAY) this.ok++;
+      else this.errors++;
+      this.cons = (this.cons + 1) >>> 0;
+      got++;
+    }
+    const start = this.prod;
+    while (((this.prod - this.cons) >>> 0) < depth) {
+      const off = 64 + (this.prod & MASK) * 12;
+      this.tx.setUint32(off, this.dataRef, true);
+      this.tx.setUint16(off + 4, 0, true);
+      this.tx.setUint16(off + 6, 0, true);
+      this.tx.setUint16(off + 8, this.prod & 0xffff, true);
+      this.tx.setUint16(off + 10, this.frameLen, true);
+      this.prod = (this.prod + 1) >>> 0;
+    }
+    if (this.prod !== start) {
+      Atomics.store(words, 0, this.prod | 0);
+      if (needsNotify(this.prod, start, Atomics.load(words, 1) >>> 0)) this.dom.guest.evtchn.notify(this.port);
+    }
+    return got;
+  }
+}
+
+export class LightVif {
+  /** Its queues (Linux netfront's layout in xenstore: top-level keys for one, queue-<n>/ for more). */
+  readonly queues: LightQueue[];
+  /** performance.now() when the backend read Connected (NaN until then). */
+  connectedAt = NaN;
+
+  constructor(private readonly dom: LightDomain, readonly devid: number, frameBytes: Uint8Array, queues = 1) {
+    this.queues = Array.from({ length: queues }, () => new LightQueue(dom, frameBytes));
+  }
+
+  /** tx responses with NETIF_RSP_OKAY / other statuses, over all queues. */
+  get ok(): number {
+    return this.queues.reduce((a, q) => a + q.ok, 0);
+  }
+  get errors(): number {
+    return this.queues.reduce((a, q) => a + q.errors, 0);
+  }
 
   get frontend(): string {
     return `/local/domain/${this.dom.domid}/device/vif/${this.devid}`;
@@ -89,9 +141,15 @@ export class LightVif {
           if (!wrote && (be === INIT_WAIT || be === CONNECTED)) {
             wrote = true;
             const fe = this.frontend;
-            await xs.write(`${fe}/tx-ring-ref`, String(this.txRef));
-            await xs.write(`${fe}/rx-ring-ref`, String(this.rxRef));
-            await xs.write(`${fe}/event-channel`, String(this.port));
+            const n = this.queues.length;
+            if (n > 1) await xs.write(`${fe}/multi-queue-num-queues`, String(n));
+            for (let i = 0; i < n; i++) {
+              const q = this.queues[i];
+              const dir = n === 1 ? fe : `${fe}/queue-${i}`;
+              await xs.write(`${dir}/tx-ring-ref`, String(q.txRef));
+              await xs.write(`${dir}/rx-ring-ref`, String(q.rxRef));
+              await xs.write(`${dir}/event-channel`, String(q.port));
+            }
             await xs.write(`${fe}/request-rx-copy`, "1");
             await xs.write(`${fe}/feature-rx-notify`, "1");
             await xs.write(`${fe}/state`, CONNECTED);
@@ -114,42 +172,17 @@ export class LightVif {
 
   /**
    * Stands in for an infinitely fast backend (the generator measured alone): answers every posted
-   * request OKAY at once. Leaves the ring consistent (rsp_prod = req_prod), so a backend attaching
+   * request OKAY at once. Leaves the rings consistent (rsp_prod = req_prod), so a backend attaching
    * later resumes from there (BACK_RING_ATTACH).
    */
   ackAll(): void {
-    const words = this.txWords;
-    let rsp = Atomics.load(words, 2) >>> 0;
-    for (; rsp !== this.prod; rsp = (rsp + 1) >>> 0) this.tx.setInt16(64 + (rsp & MASK) * 12 + 2, NETIF_RSP_OKAY, true);
-    Atomics.store(words, 2, rsp | 0);
+    for (const q of this.queues) q.ackAll();
   }
 
-  /** Posts requests until `depth` are in flight; notifies if the backend asked. Returns responses consumed. */
+  /** Posts requests until `depth` are in flight on each queue; notifies if the backend asked. Returns responses consumed. */
   pump(depth: number): number {
-    const words = this.txWords;
-    const rsp = Atomics.load(words, 2) >>> 0;
     let got = 0;
-    while (this.cons !== rsp) {
-      const st = this.tx.getInt16(64 + (this.cons & MASK) * 12 + 2, true);
-      if (st === NETIF_RSP_OKAY) this.ok++;
-      else this.errors++;
-      this.cons = (this.cons + 1) >>> 0;
-      got++;
-    }
-    const start = this.prod;
-    while (((this.prod - this.cons) >>> 0) < depth) {
-      const off = 64 + (this.prod & MASK) * 12;
-      this.tx.setUint32(off, this.dataRef, true);
-      this.tx.setUint16(off + 4, 0, true);
-      this.tx.setUint16(off + 6, 0, true);
-      this.tx.setUint16(off + 8, this.prod & 0xffff, true);
-      this.tx.setUint16(off + 10, this.frameLen, true);
-      this.prod = (this.prod + 1) >>> 0;
-    }
-    if (this.prod !== start) {
-      Atomics.store(words, 0, this.prod | 0);
-      if (needsNotify(this.prod, start, Atomics.load(words, 1) >>> 0)) this.dom.guest.evtchn.notify(this.port);
-    }
+    for (const q of this.queues) got += q.pump(depth);
     return got;
   }
 }
@@ -163,8 +196,8 @@ export class LightDomain {
     return new LightDomain(domid, openGuestDomain(dir, domid), xs);
   }
 
-  addVifs(devids: number[], frameBytes: Uint8Array): LightVif[] {
-    const out = devids.map((d) => new LightVif(this, d, frameBytes));
+  addVifs(devids: number[], frameBytes: Uint8Array, queues = 1): LightVif[] {
+    const out = devids.map((d) => new LightVif(this, d, frameBytes, queues));
     this.vifs.push(...out);
     return out;
   }

@@ -22,8 +22,8 @@ export interface Figure {
   series: string;
   /** Chart x coordinate (frame size in bytes, worker count, vif count), when it belongs on a chart. */
   x?: number;
-  /** Chart this figure belongs to: "frame-size" (pps by frame size) or "workers" (pps by worker count). */
-  chart?: "frame-size" | "workers";
+  /** Chart this figure belongs to: "frame-size" (pps by frame size), "workers" (pps by worker count) or "queues" (one vif's pps by queue count). */
+  chart?: "frame-size" | "workers" | "queues";
 }
 
 /** A ratio of two figures measured in this run, e.g. qnicd / C reference for tx 64 B. */

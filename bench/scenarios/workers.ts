@@ -74,6 +74,7 @@ async function run(opts: ScenarioOptions): Promise<ScenarioResult> {
       await rig.close();
     }
   }
+  await queueScaling(ms, figures, ratios, invalid, opts);
   return {
     name: "workers",
     figures,
@@ -82,13 +83,47 @@ async function run(opts: ScenarioOptions): Promise<ScenarioResult> {
     notes: [
       `worker counts ${counts().join(", ")} (up to 2x the ${availableParallelism()} CPUs), one busy vif per worker, ${ms} ms each; daemon = src/main.ts (--platform sim --peer null) in its own process, not pinned`,
       "generator: one process polling every ring (bench/lib/light-netfront.ts), 64 requests of 64 B in flight per vif; it shares the machine's CPUs with the daemon's workers, so on a 2-CPU VM scaling past 2 workers is not expected",
+      `queues: one vif with ${QUEUE_COUNTS.join(", ")} queues (multi-queue-num-queues, each queue its own ring pair and event channel) on a daemon with ${QUEUE_WORKERS} workers and --max-queues ${QUEUE_WORKERS}; the pool spreads a vif's queues over the workers; 64 requests of 64 B in flight per queue`,
     ],
   };
 }
 
+const QUEUE_COUNTS = [1, 2, 4];
+const QUEUE_WORKERS = 4;
+
+/** One vif's tx throughput with 1, 2 and 4 queues (issue: multi-queue), each measured against the generator alone. */
+async function queueScaling(ms: number, figures: Figure[], ratios: Ratio[], invalid: string[], opts: ScenarioOptions): Promise<void> {
+  let base = NaN;
+  for (const n of QUEUE_COUNTS) {
+    const rig = await startRig({ workers: QUEUE_WORKERS, daemonArgs: ["--max-queues", String(QUEUE_WORKERS)] });
+    let dom: LightDomain | undefined;
+    try {
+      const d = await rig.ts.create("queued", { vifs: 1 });
+      dom = await LightDomain.open(rig.dir, d.domid);
+      const vifs = dom.addVifs(d.nics.map((nic) => nic.devid), udpFrame(64), n);
+      const alone = await flood(vifs, ms, true);
+      await Promise.all(vifs.map((v) => v.connect(30_000)));
+      await Bun.sleep(100);
+      await flood(vifs, Math.min(300, ms), false);
+      const pps = await flood(vifs, ms, false);
+      const errors = vifs.reduce((a, v) => a + v.errors, 0);
+      if (n === 1) base = pps;
+      figures.push({ label: `1 vif, ${n} queues, tx 64 B`, value: pps, unit: "pps", series: "qnicd", x: n, chart: "queues" });
+      figures.push({ label: `1 vif, ${n} queues, tx 64 B`, value: alone, unit: "pps", series: "generator alone", x: n, chart: "queues" });
+      ratios.push({ label: `one vif's pps, ${n} queues / 1 queue`, value: pps / base, goal: null });
+      if (alone < pps * GENERATOR_MARGIN) invalid.push(`${n} queues: the generator alone (${(alone / 1e6).toFixed(2)} Mpps) is not ${GENERATOR_MARGIN}x qnicd's ${(pps / 1e6).toFixed(2)} Mpps: the generator may be the limit`);
+      if (errors) invalid.push(`${n} queues: ${errors} tx requests were answered with errors`);
+      opts.log(`1 vif x ${n} queues: ${(pps / 1e6).toFixed(3)} Mpps (x${(pps / base).toFixed(2)} of 1 queue), generator alone ${(alone / 1e6).toFixed(3)} Mpps`);
+    } finally {
+      dom?.close();
+      await rig.close();
+    }
+  }
+}
+
 export const scenario: Scenario = {
   name: "workers",
-  description: "1..2xCPUs workers with as many busy vifs: aggregate tx packets/s per worker count (chart: workers)",
+  description: "1..2xCPUs workers with as many busy vifs: aggregate tx packets/s per worker count (chart: workers); one vif with 1, 2 and 4 queues (chart: queues)",
   run,
 };
 
