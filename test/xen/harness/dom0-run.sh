@@ -89,15 +89,15 @@ wait_guest() {
 }
 guest_line() { grep "$2" "/var/log/xen/console/guest-$1.log" 2>/dev/null | tail -1 | tr -d '\r'; }
 
-guest_cfg() { # name mac mode [seconds per TCP transfer] [guest ip]
+guest_cfg() { # name mac mode [seconds per TCP transfer] [guest ip] [vcpus] [xen-netfront parameter]
   cat > /tmp/$1.cfg <<CFG
 name = "$1"
 type = "pv"
 kernel = "$R/vmlinuz"
 ramdisk = "$R/guest-initrd.gz"
-extra = "console=hvc0 quiet qnicd_ip=${5:-10.0.0.2} qnicd_peer=10.0.0.1 qnicd_mb=${QNICD_MB:-16} qnicd_mode=$3 qnicd_tmo=${4:-300}"
+extra = "console=hvc0 quiet qnicd_ip=${5:-10.0.0.2} qnicd_peer=10.0.0.1 qnicd_mb=${QNICD_MB:-16} qnicd_mode=$3 qnicd_tmo=${4:-300} qnicd_nf=${7:-}"
 memory = 256
-vcpus = 1
+vcpus = ${6:-1}
 vif = [ 'mac=$2,bridge=xenbr0' ]
 on_crash = "destroy"
 CFG
@@ -481,6 +481,85 @@ qnicd_destroy() {
 }
 
 # --- restart: qnicd killed or restarted under a transfer, the guest notices nothing -------------
+# Step qnicd-queues (after qnicd-restart): a guest with vcpus=2 (guest4) makes Linux netfront
+# open two queues (its default is one per vCPU, up to the backend's multi-queue-max-queues: qnicd
+# offers min(8, workers) = 2): xenstore must show multi-queue-num-queues=2 and queue-0/queue-1
+# with their rings and split event channels, and after 8 TCP transfers each way (each its own flow,
+# so netfront's per-flow queue choice and tun's spread them) both queues' counters in /vifs must
+# show packets both ways. Then a guest with vcpus=2 booted with xen-netfront max_queues=1 (guest5)
+# must connect with one queue (keys at the top of its directory) and carry pings both ways.
+QUEUE_FLOWS=8
+queue_counters() { # vif: one "q=N tx=.. rx=.." line per queue from /vifs/<vif>
+  http_get /vifs/$1 | grep -o '"queue":[0-9]*,"worker":[0-9]*,"counters":{[^}]*}' |
+    sed -n 's/"queue":\([0-9]*\),"worker":\([0-9]*\),"counters":{.*"tx_packets":\([0-9]*\).*"rx_packets":\([0-9]*\).*/q=\1 worker=\2 tx_packets=\3 rx_packets=\4/p'
+}
+qnicd_queues() {
+  if ! qalive; then step qnicd-queues fail "needs qnicd"; return; fi
+  local fail="" t0 fe n k q i out line tx rx
+  guest_cfg guest4 00:16:3e:00:00:04 ping 90 10.0.0.4 2
+  forward_console guest4
+  t0=$(now)
+  if ! $XL create /tmp/guest4.cfg >/tmp/xl-create4.log 2>&1; then
+    step qnicd-queues fail "xl create guest4: $(tail -3 /tmp/xl-create4.log | tr '\n' ' ')"; return
+  fi
+  G4=$($XL domid guest4)
+  wait_connected $G4 0 60
+  result "qnicd_queues_states backend=$BS frontend=$FS after_s=$(elapsed "$t0")"
+  [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail guest4's vif not Connected (backend state $BS, frontend state $FS);"
+  fe=/local/domain/$G4/device/vif/0
+  n=$(xenstore-read $fe/multi-queue-num-queues 2>/dev/null)
+  result "qnicd_queues_xenstore max=$(xenstore-read /local/domain/0/backend/vif/$G4/0/multi-queue-max-queues 2>/dev/null) num=${n:-none} dirs=\"$(xenstore-list $fe 2>/dev/null | grep '^queue-' | tr '\n' ' ')\""
+  [ "$n" = 2 ] || fail="$fail guest4 wrote multi-queue-num-queues=${n:-nothing}, not 2;"
+  for q in 0 1; do
+    for k in tx-ring-ref rx-ring-ref event-channel-tx event-channel-rx; do
+      xenstore-read $fe/queue-$q/$k >/dev/null 2>&1 || fail="$fail guest4 has no queue-$q/$k;"
+    done
+  done
+  if wait_guest guest4 150 "GUEST DONE"; then
+    guest_pings guest4 PING qnicd_queues
+    ping_guest qnicd_queues 10.0.0.4
+    if [ "$(timeout 60 $R/xfer prep 10.0.0.4 $TPUT_PORT 1048576 2>&1 | wc -c)" -lt 64 ]; then fail="$fail guest4's xfer did not prepare;"; fi
+    head -c 1048576 /dev/urandom > /tmp/queues-down.bin
+    for i in $(seq $QUEUE_FLOWS); do
+      timeout 60 $R/xfer get 10.0.0.4 $TPUT_PORT /tmp/queues-up.bin >/dev/null 2>&1 || fail="$fail flow $i up failed;"
+      timeout 60 $R/xfer put 10.0.0.4 $TPUT_PORT /tmp/queues-down.bin >/dev/null 2>&1 || fail="$fail flow $i down failed;"
+    done
+    rm -f /tmp/queues-up.bin /tmp/queues-down.bin
+    out=$(queue_counters vif$G4.0)
+    echo "$out" | while IFS= read -r line; do [ -n "$line" ] && result "qnicd_queues_counters $line"; done
+    [ "$(echo "$out" | grep -c '^q=')" = 2 ] || fail="$fail /vifs shows $(echo "$out" | grep -c '^q=') queues for vif$G4.0, not 2;"
+    for q in 0 1; do
+      line=$(echo "$out" | grep "^q=$q ")
+      tx=$(echo "$line" | sed -n 's/.*tx_packets=\([0-9]*\).*/\1/p'); rx=$(echo "$line" | sed -n 's/.*rx_packets=\([0-9]*\).*/\1/p')
+      [ "${tx:-0}" -gt 0 ] && [ "${rx:-0}" -gt 0 ] || fail="$fail queue $q carried tx_packets=${tx:-0} rx_packets=${rx:-0};"
+    done
+  else
+    fail="$fail guest4 did not finish its pings in 150 s;"
+  fi
+  $XL destroy guest4 >/dev/null 2>&1; stop_forward guest4
+  # Linux netfront told to use one queue, on a guest that has two vCPUs.
+  guest_cfg guest5 00:16:3e:00:00:05 ping 90 10.0.0.5 2 max_queues=1
+  forward_console guest5
+  if ! $XL create /tmp/guest5.cfg >/tmp/xl-create5.log 2>&1; then
+    fail="$fail xl create guest5: $(tail -3 /tmp/xl-create5.log | tr '\n' ' ');"
+  else
+    G5=$($XL domid guest5)
+    wait_connected $G5 0 60
+    fe=/local/domain/$G5/device/vif/0
+    result "qnicd_queues_single states=$BS/$FS num=$(xenstore-read $fe/multi-queue-num-queues 2>/dev/null) top_ring=$(xenstore-read $fe/tx-ring-ref 2>/dev/null) $(guest_line guest5 'GUEST NETFRONT')"
+    [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail guest5's vif not Connected (backend state $BS, frontend state $FS);"
+    xenstore-read $fe/tx-ring-ref >/dev/null 2>&1 || fail="$fail guest5 (max_queues=1) has no top-level tx-ring-ref;"
+    if wait_guest guest5 150 "GUEST DONE"; then
+      guest_pings guest5 PING qnicd_queues_single
+      ping_guest qnicd_queues_single 10.0.0.5
+    else
+      fail="$fail guest5 did not finish its pings in 150 s;"
+    fi
+    $XL destroy guest5 >/dev/null 2>&1; stop_forward guest5
+  fi
+  if [ -z "$fail" ]; then step qnicd-queues ok "vcpus=2: two queues negotiated, both carried packets both ways over $QUEUE_FLOWS flows each way; max_queues=1: one queue, pings both ways"; else step qnicd-queues fail "$fail"; fi
+}
+
 # Step qnicd-restart (on guest3, after qnicd-two-guests): a ${QNICD_RESTART_MB:-32} MB transfer
 # through xfer (dom0 -> guest, then guest -> dom0) with qnicd killed (kill -9) in the middle of the
 # first and stopped with SIGTERM in the middle of the second, started again each time: both
@@ -572,7 +651,7 @@ for s in $QNICD_STEPS; do
     qnicd)
       qnicd_check
       has_step throughput && tput_step qnicd-throughput qnicd guest2 10.0.0.2 "$G2" 0
-      qnicd_reattach; qnicd_two_guests; qnicd_restart; qnicd_destroy; qnicd_stop ;;
+      qnicd_reattach; qnicd_two_guests; qnicd_restart; qnicd_queues; qnicd_destroy; qnicd_stop ;;
     throughput) ;; # runs inside baseline and qnicd (above)
   esac
 done

@@ -4,7 +4,7 @@
 # which dom0's xenconsoled logs and dom0-run.sh forwards to the serial console.
 # Kernel command line: qnicd_ip=<guest ip> qnicd_peer=<dom0 ip> qnicd_mb=<MB per transfer>
 # qnicd_mode=full (pings + TCP both ways), auto (TCP only if the 1472-byte pings got a reply)
-# or ping (pings only); qnicd_tmo=<seconds allowed per TCP transfer>
+# or ping (pings only); qnicd_tmo=<seconds allowed per TCP transfer>; qnicd_nf=<xen-netfront parameter>
 # After its traffic the guest keeps watching: when dom0 detaches its vif (xl network-detach) and
 # attaches a new one (xl network-attach), it brings the new interface up with the same address
 # and pings again ("GUEST PING2 ..."), as often as that happens. Meanwhile xfer serves dom0's
@@ -21,7 +21,13 @@ MODE=$(arg qnicd_mode); TMO=$(arg qnicd_tmo); TMO=${TMO:-300}
 IP=${IP:-10.0.0.2}; PEER=${PEER:-10.0.0.1}; MB=${MB:-16}; MODE=${MODE:-full}
 up() { cut -d' ' -f1 /proc/uptime; }
 
-for m in $(cat /mods/order); do insmod /mods/$m || say "FAIL insmod $m"; done
+# qnicd_nf=<param>: one xen-netfront module parameter (busybox insmod does not read
+# "xen_netfront.<param>" from the kernel command line as modprobe would), e.g. max_queues=1.
+NF=$(arg qnicd_nf)
+for m in $(cat /mods/order); do
+  case $m in *xen-netfront*) insmod /mods/$m $NF || say "FAIL insmod $m $NF" ;; *) insmod /mods/$m || say "FAIL insmod $m" ;; esac
+done
+say "NETFRONT queues=$(ls -d /sys/class/net/eth0/queues/tx-* 2>/dev/null | wc -l)"
 i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 [ -e /sys/class/net/eth0 ] || { say "FAIL no eth0 (netfront did not connect)"; sleep 100000; }
 ip link set lo up
