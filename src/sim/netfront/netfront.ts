@@ -429,7 +429,13 @@ class SimNetfront implements Netfront {
     for (const q of queues) {
       this.guest.evtchn.notify(q.txPort);
       if (q.split) this.guest.evtchn.notify(q.rxPort);
-      q.rx.fill();
+      try {
+        q.rx.fill();
+      } catch (e) {
+        // Linux retries on a 100 ms refill timer; the sim's guest RAM does not grow, so say why
+        // this queue's rx ring stays short (each queue posts 256 pages).
+        this.log(`netfront: ${this.nodename}: queue ${q.id}: posting rx buffers failed: ${(e as Error).message}`);
+      }
       // xennet_open: ask for an event on the first rx response.
       q.rxRing.setRspEvent((q.rxRing.rspCons + 1) >>> 0);
     }
