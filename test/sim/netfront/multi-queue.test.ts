@@ -28,8 +28,8 @@ async function setup(nfOpts: Partial<NetfrontOptions> = {}, trace?: Trace) {
 
 /** NETBACK_FEATURES with multi-queue-max-queues and split event channels as given (undefined: not offered). */
 function features(maxQueues: number | undefined, split = true): Record<string, string> {
-  const f = { ...NETBACK_FEATURES, "feature-split-event-channels": split ? "1" : "0" };
-  if (maxQueues === undefined) delete (f as Record<string, string>)["multi-queue-max-queues"];
+  const f: Record<string, string> = { ...NETBACK_FEATURES, "feature-split-event-channels": split ? "1" : "0" };
+  if (maxQueues === undefined) delete f["multi-queue-max-queues"];
   else f["multi-queue-max-queues"] = String(maxQueues);
   return f;
 }
