@@ -275,3 +275,31 @@ test("four queues carry traffic: each flow always leaves on the queue its hash p
   expect(nf.send(flows[0]!, { queue: (expected[0]! + 1) % 4 })).toBe(true);
   await until("the forced frame", () => players[(expected[0]! + 1) % 4]!.drainTx().length === 1);
 });
+
+test("when a queue cannot be set up, the queues built so far are undone and the device fails as Linux's talk_to_netback does: error node, Closing, nothing written", async () => {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  // 1 MiB of guest RAM: 256 pages, two ring pages per queue, so queue 128 finds none left.
+  const { domid } = await host.ts.create("small", { nics: [{ mac: "00:16:3e:12:34:56" }], noWait: true, memoryMb: 1 });
+  const be = new TestBackend(host, domid);
+  cleanups.push(() => be.close());
+  const log: string[] = [];
+  const nf = await createNetfront({ dir: host.dir, domid, devid: 0, log: (l) => log.push(l), hostile: { queues: 200 } });
+  cleanups.push(() => nf.close());
+  await be.offer(features(8));
+  await until("frontend Closing", async () => (await be.frontendState()) === 5);
+  expect(await host.xs.read(`/local/domain/${domid}/error/device/vif/0/error`)).toMatch(/^12 setting up queue \d+: .*out of memory/);
+  expect(nf.connection).toBeUndefined();
+  expect(Object.keys(await frontendKeys(host, be.F))).toEqual([]);
+  // Every page went back: a fresh one-queue netfront on the same guest gets its two ring pages and
+  // all the other 254 as rx buffers (256 would need two more; the shortfall is only logged).
+  await nf.close();
+  const again = await createNetfront({ dir: host.dir, domid, devid: 0, resetWaitMs: 300 });
+  cleanups.push(() => again.close());
+  await be.setState(6);
+  await host.xs.write(`${be.F}/state`, "1");
+  await be.setState(2);
+  await until("the second netfront Connected", async () => (await be.frontendState()) === 4);
+  expect(again.connection!.queues).toHaveLength(1);
+  expect(again.queueDepths().rxPosted).toBe(254);
+});
