@@ -76,19 +76,19 @@ export class NetfrontQueue {
     const g = (this.g = d.guest);
     const bd = d.backendDomid;
     const undo: (() => void)[] = [];
+    // A zeroed page, SHARED_RING_INIT + FRONT_RING_INIT, granted to the backend (xenbus_grant_ring).
+    const sharedRing = (size: number) => {
+      const frame = g.allocPage();
+      undo.push(() => g.freePage(frame));
+      const ring = new FrontRing(g.pageView(frame), size);
+      ring.init();
+      const ref = g.grantAccess(bd, frame, false);
+      undo.push(() => g.endAccess(ref));
+      return { frame, ring, ref };
+    };
     try {
-      this.txFrame = g.allocPage();
-      undo.push(() => g.freePage(this.txFrame));
-      this.txRing = new FrontRing(g.pageView(this.txFrame), NETIF_TX_RING_SIZE);
-      this.txRing.init();
-      this.txRingRef = g.grantAccess(bd, this.txFrame, false);
-      undo.push(() => g.endAccess(this.txRingRef));
-      this.rxFrame = g.allocPage();
-      undo.push(() => g.freePage(this.rxFrame));
-      this.rxRing = new FrontRing(g.pageView(this.rxFrame), NETIF_RX_RING_SIZE);
-      this.rxRing.init();
-      this.rxRingRef = g.grantAccess(bd, this.rxFrame, false);
-      undo.push(() => g.endAccess(this.rxRingRef));
+      ({ frame: this.txFrame, ring: this.txRing, ref: this.txRingRef } = sharedRing(NETIF_TX_RING_SIZE));
+      ({ frame: this.rxFrame, ring: this.rxRing, ref: this.rxRingRef } = sharedRing(NETIF_RX_RING_SIZE));
       [this.txPort, this.rxPort] = bindPorts(g, bd, d.split);
     } catch (e) {
       // setup_netfront's unwinding: nothing was published yet, so every grant can simply end.

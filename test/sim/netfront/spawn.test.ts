@@ -21,6 +21,8 @@ test("a detached guest started for the toolstack connects, logs its events to a 
   const pid = startNetfrontGuest(host.dir, domid, 0);
   cleanups.push(() => stopNetfrontGuests(host.dir, domid).then(() => {}));
   const files = netfrontGuestFiles(host.dir, domid, 0);
+  // Until the child has exec'd, /proc/<pid>/cmdline is still ours and names no netfront.
+  await until("the guest's own command line", () => runningNetfrontGuest(host.dir, domid, 0) !== undefined);
   expect(runningNetfrontGuest(host.dir, domid, 0)).toBe(pid);
   expect(() => startNetfrontGuest(host.dir, domid, 0)).toThrow(/already runs/);
   await until("connected event", () => events(files.eventsFile).find((e) => e.event === "connected"), 10_000);
