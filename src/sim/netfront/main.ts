@@ -3,6 +3,7 @@
 //   bun src/sim/netfront/main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGUSR1]
 //        [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]
 //        [--vcpus N] [--max-queues N] [--no-split-event-channels]
+//        [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]...  (see HostileQueueKeys)
 //
 // stdout: one JSON object per line, each with an "event" field (see PROTOCOL below).
 // stdin: one command per line. Diagnostics (Linux-style driver messages) go to stderr.
@@ -36,7 +37,8 @@ script file (--script): the same commands, plus "sleep <ms>" and "wait-connected
 
 const USAGE =
   "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]" +
-  " [--vcpus N (queues: min(8, N) unless --max-queues)] [--max-queues N (xen_netfront.max_queues)] [--no-split-event-channels]";
+  " [--vcpus N (queues: min(8, N) unless --max-queues)] [--max-queues N (xen_netfront.max_queues)] [--no-split-event-channels]" +
+  " [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]... (queue keys Linux never writes, for backend tests)";
 
 function out(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -104,6 +106,9 @@ async function main(): Promise<void> {
       vcpus: { type: "string" },
       "max-queues": { type: "string" },
       "no-split-event-channels": { type: "boolean", default: false },
+      "hostile-queues": { type: "string" },
+      "hostile-num-queues": { type: "string" },
+      "hostile-omit": { type: "string", multiple: true },
       help: { type: "boolean", default: false },
     },
   });
@@ -131,6 +136,14 @@ async function main(): Promise<void> {
     vcpus: values.vcpus === undefined ? undefined : positive(values.vcpus, "vcpus"),
     maxQueues: values["max-queues"] === undefined ? undefined : positive(values["max-queues"], "max-queues"),
     splitEventChannels: !values["no-split-event-channels"],
+    hostile:
+      values["hostile-queues"] !== undefined || values["hostile-num-queues"] !== undefined || values["hostile-omit"] !== undefined
+        ? {
+            queues: values["hostile-queues"] === undefined ? undefined : positive(values["hostile-queues"], "hostile-queues"),
+            numQueuesValue: values["hostile-num-queues"],
+            omitKeys: values["hostile-omit"],
+          }
+        : undefined,
     log: (l) => process.stderr.write(`${l}\n`),
   });
   let exiting = false;

@@ -184,3 +184,21 @@ test("the guest process with --vcpus 2 --no-split-event-channels negotiates two 
   g.cmd("exit");
   expect(await g.proc.exited).toBe(0);
 });
+
+test("the guest process's --hostile-* flags write the queue keys Linux never does", async () => {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  const domid = await host.guest("g", "00:16:3e:00:00:04");
+  const be = new TestBackend(host, domid);
+  cleanups.push(() => be.close());
+  const g = spawnGuest(["--dir", host.dir, "--domid", String(domid), "--vcpus", "2", "--hostile-num-queues", "2x", "--hostile-omit", "queue-1/rx-ring-ref", "--hostile-omit", "queue-0/event-channel-rx"]);
+  cleanups.push(() => {
+    g.proc.kill("SIGKILL");
+  });
+  await g.next((l) => l.event === "started", "started");
+  await be.offer();
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  expect(await host.xs.read(`${be.F}/multi-queue-num-queues`)).toBe("2x");
+  expect((await host.xs.directory(`${be.F}/queue-0`)).sort()).toEqual(["event-channel-tx", "rx-ring-ref", "tx-ring-ref"]);
+  expect((await host.xs.directory(`${be.F}/queue-1`)).sort()).toEqual(["event-channel-rx", "event-channel-tx", "tx-ring-ref"]);
+});
