@@ -104,12 +104,13 @@ export class DemoGuests implements GuestRunner {
   readonly shells = new Map<string, GuestShell>();
   constructor(private readonly dir: string) {}
 
-  start(domid: number, devid: number, opts: { ip?: string }): void {
+  start(domid: number, devid: number, opts: { ip?: string; vcpus?: number }): void {
     const p = simPaths(this.dir);
     const files = netfrontGuestFiles(this.dir, domid, devid);
     mkdirSync(p.guestsDir, { recursive: true });
     const args = [MAIN, "--dir", p.dir, "--domid", String(domid), "--devid", String(devid), "--reset-on", "SIGUSR1"];
     if (opts.ip) args.push("--ip", opts.ip);
+    if (opts.vcpus !== undefined) args.push("--vcpus", String(opts.vcpus));
     const err = openSync(files.logFile, "a");
     const child = spawn(process.execPath, args, { detached: true, stdio: ["pipe", "pipe", err] });
     closeSync(err);

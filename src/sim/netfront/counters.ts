@@ -1,4 +1,4 @@
-// Per-device counters of the simulated netfront, named after what Linux reports
+// Counters of the simulated netfront, per queue and summed per device, named after what Linux reports
 // (rtnl_link_stats64: rx/tx packets, bytes, errors, dropped) plus ring-level ones that let backend
 // tests see notification behaviour (how many times we kicked the backend, how many events came).
 export interface NetfrontCounters {
@@ -52,4 +52,32 @@ export function newCounters(): NetfrontCounters {
     resets: 0,
     leakedGrants: 0,
   };
+}
+
+const COUNTER_NAMES = Object.keys(newCounters()) as (keyof NetfrontCounters)[];
+
+/** Adds every counter of `from` into `into` (a queue's counts folded into the device's on teardown). */
+export function addCounters(into: NetfrontCounters, from: NetfrontCounters): void {
+  for (const k of COUNTER_NAMES) into[k] += from[k];
+}
+
+/**
+ * The device's totals as a live, read-only view: each field reads `own` (device-level counts and
+ * the counts of queues already torn down) plus every live queue's. A caller may keep the object
+ * and read it later, as it could the plain object this replaced; spreading or JSON-encoding it
+ * gives the current numbers.
+ */
+export function totalsView(own: NetfrontCounters, queues: () => readonly NetfrontCounters[]): NetfrontCounters {
+  const view = {} as NetfrontCounters;
+  for (const k of COUNTER_NAMES) {
+    Object.defineProperty(view, k, {
+      enumerable: true,
+      get: () => {
+        let n = own[k];
+        for (const q of queues()) n += q[k];
+        return n;
+      },
+    });
+  }
+  return Object.freeze(view);
 }

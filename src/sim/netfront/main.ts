@@ -2,6 +2,8 @@
 //
 //   bun src/sim/netfront/main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGUSR1]
 //        [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]
+//        [--vcpus N] [--max-queues N] [--no-split-event-channels]
+//        [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]...  (see HostileQueueKeys)
 //
 // stdout: one JSON object per line, each with an "event" field (see PROTOCOL below).
 // stdin: one command per line. Diagnostics (Linux-style driver messages) go to stderr.
@@ -15,14 +17,17 @@ stdout events (JSON lines):
   {"event":"started","pid","domid","devid","frontend","backend","backendDomid"}
   {"event":"state","state":N,"name":S}            our xenbus state was written
   {"event":"backend-state","state":N,"name":S}    the backend's state as netback_changed saw it
-  {"event":"connected","txRingRef","rxRingRef","txPort","rxPort","split","mac"[,"numQueues"]}
+  {"event":"connected","txRingRef","rxRingRef","txPort","rxPort","split","mac"[,"numQueues"],"queues":[{id,dir,txRingRef,rxRingRef,txPort,rxPort}...]}
   {"event":"rx","len":N,"flags":N,"slots":N,"hex":S[,"gso":{size,type}]}   (not with --quiet-rx)
   {"event":"sent","ok":B,"len":N}                 answer to "send"
-  {"event":"stats",...counters,"state","backendState","rxPosted","txInFlight","txBacklog"}
+  {"event":"stats",...counters,"state","backendState","rxPosted","txInFlight","txBacklog","queues":[{id,counters,rxPosted,txInFlight,txBacklog}...]}
+                                                  (counters and depths summed over queues; "queues" per queue)
   {"event":"gave-up","reason":S} | {"event":"broken","reason":S}
   {"event":"reset-done"} | {"event":"removed"} | {"event":"error","message":S} | {"event":"exit"}
 stdin commands:
-  send <hex> [flags=N] [offset=N]   queue one Ethernet frame for transmission
+  send <hex> [flags=N] [offset=N] [queue=N]
+                                    queue one Ethernet frame for transmission (on queue N, else
+                                    on the queue its flow hashes to)
   reset                             xenbus_reset_frontend walk (5, 6, 1) and reconnect
   stats                             print a stats line
   exit                              stop the driver (xenstore untouched) and exit 0
@@ -30,7 +35,10 @@ script file (--script): the same commands, plus "sleep <ms>" and "wait-connected
   after the first connection; '#' starts a comment.
 `;
 
-const USAGE = "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]";
+const USAGE =
+  "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]" +
+  " [--vcpus N (queues: min(8, N) unless --max-queues)] [--max-queues N (xen_netfront.max_queues)] [--no-split-event-channels]" +
+  " [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]... (queue keys Linux never writes, for backend tests)";
 
 function out(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -40,14 +48,14 @@ function toHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 }
 
-function parseFrameCommand(args: string[]): { frame: Uint8Array; flags?: number; offset?: number } {
+function parseFrameCommand(args: string[]): { frame: Uint8Array; flags?: number; offset?: number; queue?: number } {
   const [hex, ...rest] = args;
   if (!hex || !/^([0-9a-fA-F]{2})*$/.test(hex)) throw new Error("send needs an even-length hex string");
-  const r: { frame: Uint8Array; flags?: number; offset?: number } = { frame: Uint8Array.from(Buffer.from(hex, "hex")) };
+  const r: { frame: Uint8Array; flags?: number; offset?: number; queue?: number } = { frame: Uint8Array.from(Buffer.from(hex, "hex")) };
   for (const kv of rest) {
-    const m = /^(flags|offset)=(\d+)$/.exec(kv);
-    if (!m) throw new Error(`unknown send option ${kv}: use flags=N or offset=N`);
-    r[m[1] as "flags" | "offset"] = Number(m[2]);
+    const m = /^(flags|offset|queue)=(\d+)$/.exec(kv);
+    if (!m) throw new Error(`unknown send option ${kv}: use flags=N, offset=N or queue=N`);
+    r[m[1] as "flags" | "offset" | "queue"] = Number(m[2]);
   }
   return r;
 }
@@ -66,7 +74,7 @@ async function runCommand(nf: Netfront, line: string, quit: () => Promise<void>)
       await nf.reset();
       return;
     case "stats":
-      out({ event: "stats", ...nf.counters, state: nf.state, backendState: nf.backendState, ...nf.queueDepths() });
+      out({ event: "stats", ...nf.counters, state: nf.state, backendState: nf.backendState, ...nf.queueDepths(), queues: nf.queueStats() });
       return;
     case "sleep":
       await Bun.sleep(Number(args[0] ?? 0));
@@ -95,6 +103,12 @@ async function main(): Promise<void> {
       "reset-wait-ms": { type: "string" },
       "probe-wait-ms": { type: "string" },
       "quiet-rx": { type: "boolean", default: false },
+      vcpus: { type: "string" },
+      "max-queues": { type: "string" },
+      "no-split-event-channels": { type: "boolean", default: false },
+      "hostile-queues": { type: "string" },
+      "hostile-num-queues": { type: "string" },
+      "hostile-omit": { type: "string", multiple: true },
       help: { type: "boolean", default: false },
     },
   });
@@ -106,6 +120,11 @@ async function main(): Promise<void> {
     if (v === undefined || !/^\d+$/.test(v)) throw new Error(`--${name} needs a non-negative integer\n${USAGE}`);
     return Number(v);
   };
+  const positive = (v: string, name: string) => {
+    const n = num(v, name);
+    if (n < 1) throw new Error(`--${name} needs an integer of at least 1\n${USAGE}`);
+    return n;
+  };
   if (!values.dir) throw new Error(`--dir is required\n${USAGE}`);
   const nf = await createNetfront({
     dir: values.dir,
@@ -114,6 +133,17 @@ async function main(): Promise<void> {
     ip: values.ip,
     resetWaitMs: values["reset-wait-ms"] === undefined ? undefined : num(values["reset-wait-ms"], "reset-wait-ms"),
     probeWaitMs: values["probe-wait-ms"] === undefined ? undefined : num(values["probe-wait-ms"], "probe-wait-ms"),
+    vcpus: values.vcpus === undefined ? undefined : positive(values.vcpus, "vcpus"),
+    maxQueues: values["max-queues"] === undefined ? undefined : positive(values["max-queues"], "max-queues"),
+    splitEventChannels: !values["no-split-event-channels"],
+    hostile:
+      values["hostile-queues"] !== undefined || values["hostile-num-queues"] !== undefined || values["hostile-omit"] !== undefined
+        ? {
+            queues: values["hostile-queues"] === undefined ? undefined : positive(values["hostile-queues"], "hostile-queues"),
+            numQueuesValue: values["hostile-num-queues"],
+            omitKeys: values["hostile-omit"],
+          }
+        : undefined,
     log: (l) => process.stderr.write(`${l}\n`),
   });
   let exiting = false;

@@ -1,23 +1,26 @@
 // A simulated guest's netfront: the xenbus side of Linux's xen-netfront (probe, netback_changed,
 // xennet_connect/talk_to_netback, xenbus_frontend_closed, xennet_remove) and the reset walk of
-// xenbus_reset_frontend, driving one TxQueue and one RxQueue. It behaves like Linux booted with
-// xen-netfront.max_queues=1, so a backend meets what a real Linux guest writes and does.
+// xenbus_reset_frontend, driving one NetfrontQueue (rings, event channels, TxQueue, RxQueue) per
+// negotiated queue. Queues are negotiated as talk_to_netback does: min(B/multi-queue-max-queues,
+// xennet_max_queues), the latter min(8, vCPUs) unless set (xen_netfront.max_queues); split event
+// channels when the backend offers them. A backend meets what a real Linux guest writes and does.
 //
 //   const nf = await createNetfront({ dir, domid, devid });
 //   nf.onReceive((frame) => ...);
 //   await nf.whenConnected();
 //   nf.send(frame);
 import { XenbusState, xenbusStateName } from "../../xen/xenbus-state.ts";
-import { NETIF_RX_RING_SIZE, NETIF_TX_RING_SIZE } from "../../xen/netif.ts";
 import { XenstoreClient, type XsTrace } from "../../xenstore/index.ts";
 import { openGuestDomain, type GuestDomain } from "../hypervisor/index.ts";
 import { simPaths } from "../paths.ts";
-import { newCounters, type NetfrontCounters } from "./counters.ts";
+import { addCounters, newCounters, totalsView, type NetfrontCounters } from "./counters.ts";
 import { EventWaker } from "./event-waker.ts";
+import { DEFAULT_FLOW_HASH_SEED, selectQueue } from "./flow-hash.ts";
 import { createResponder, parseIPv4, parseMac, formatMac, type Responder } from "./frames.ts";
-import { FrontRing } from "./front-ring.ts";
-import { RxQueue, type RxMeta } from "./rx-queue.ts";
-import { TxQueue, type TxFrameOptions, type TxOffloads } from "./tx-queue.ts";
+import type { FrontRing } from "./front-ring.ts";
+import { NetfrontQueue, type QueueInfo } from "./queue.ts";
+import type { RxMeta } from "./rx-queue.ts";
+import type { TxFrameOptions, TxOffloads } from "./tx-queue.ts";
 import { readState, readUnsigned, waitForState, writeDevError, writeOwnState } from "./xenbus.ts";
 
 /** XENNET_TIMEOUT and xenbus_reset_wait_for_backend's wait: 5 s in Linux. */
@@ -26,6 +29,8 @@ export const LINUX_XENBUS_WAIT_MS = 5000;
 const NAPI_BUDGET = 64;
 /** A Linux netdev's default txqueuelen: how many frames wait while the ring is full. */
 const TX_QUEUE_LEN = 1000;
+/** MAX_QUEUES_DEFAULT: xennet_max_queues is min(8, online CPUs) unless the module parameter is set. */
+export const MAX_QUEUES_DEFAULT = 8;
 
 /**
  * The feature keys the frontend writes. They describe what the frontend can RECEIVE: feature-sg
@@ -60,6 +65,36 @@ export interface NetfrontOptions {
   onTxResponse?: (id: number, status: number) => void;
   /** Sees every xenstore request the driver sends (op, transaction id, arguments): tests. */
   trace?: XsTrace;
+  /** The guest's online vCPUs (num_online_cpus): the default queue limit is min(8, vcpus). Default 1. */
+  vcpus?: number;
+  /** xen_netfront.max_queues: the queue limit instead of min(8, vcpus); 0 or absent means unset. */
+  maxQueues?: number;
+  /** Use split event channels when the backend offers them (default true; false: an old netfront). */
+  splitEventChannels?: boolean;
+  /** Seed of the tx flow hash (Linux: random at boot; here a constant unless given). */
+  flowHashSeed?: number;
+  /** Deliberately wrong queue keys, for a backend's validation tests. Never what Linux writes. */
+  hostile?: HostileQueueKeys;
+}
+
+/**
+ * Ways to write the queue keys that Linux never does, to see a backend refuse them (netback's
+ * connect: "multi-queue-num-queues" of 0, over what it offered or not a number, a queue directory
+ * missing a key). The ring pages and event channels are still set up for the queues created.
+ */
+export interface HostileQueueKeys {
+  /** Create exactly this many queues (>= 1), whatever the backend offered. */
+  queues?: number;
+  /** Write this string as multi-queue-num-queues (even when the backend offered no multi-queue). */
+  numQueuesValue?: string;
+  /** Keys not to write, relative to the frontend directory (e.g. "queue-1/rx-ring-ref"). */
+  omitKeys?: string[];
+}
+
+/** Options of send(): where the frame is laid out, and optionally which queue (else per flow). */
+export interface SendOptions extends TxFrameOptions {
+  /** Send on this queue instead of the one the flow hash picks (tests). */
+  queue?: number;
 }
 
 export type NetfrontEvent =
@@ -73,6 +108,7 @@ export type NetfrontEvent =
 
 /** What this connection wrote to xenstore (and what a backend maps and binds). */
 export interface ConnectionInfo {
+  /** Queue 0's ring refs and ports (the only queue's, when there is one). */
   txRingRef: number;
   rxRingRef: number;
   /** Equal when a single event channel is used. */
@@ -82,6 +118,8 @@ export interface ConnectionInfo {
   mac: string;
   /** multi-queue-num-queues, when the backend offered multi-queue-max-queues. */
   numQueues?: number;
+  /** Every queue, in order: its directory, ring refs and ports. */
+  queues: QueueInfo[];
   /** What the backend offered for our tx (xennet_fix_features): multi-slot packets and TCP GSO. */
   txOffloads: TxOffloads;
 }
@@ -95,12 +133,17 @@ export interface Netfront {
   readonly backendState: number;
   readonly connection: ConnectionInfo | undefined;
   readonly broken: boolean;
+  /** The device's totals: every queue's counts (including torn-down connections') plus its own. */
   readonly counters: NetfrontCounters;
-  /** The shared ring headers, for tests of notification suppression. */
-  ringHeaders(): { tx: ReturnType<FrontRing["header"]>; rx: ReturnType<FrontRing["header"]> } | undefined;
-  /** Posted rx requests not yet answered; tx requests in flight; frames waiting for ring space. */
-  queueDepths(): { rxPosted: number; txInFlight: number; txBacklog: number };
-  send(frame: Uint8Array, opts?: TxFrameOptions): boolean;
+  /** Each queue of the current connection: its own counters (since it was set up) and depths. */
+  queueStats(): QueueStats[];
+  /** The shared ring headers of queue `queue` (default 0), for tests of notification suppression. */
+  ringHeaders(queue?: number): { tx: ReturnType<FrontRing["header"]>; rx: ReturnType<FrontRing["header"]> } | undefined;
+  /** Posted rx requests not yet answered; tx requests in flight; frames waiting for ring space (all queues). */
+  queueDepths(): QueueDepths;
+  /** The queue a frame would leave on (xennet_select_queue), or undefined when not connected. */
+  txQueueFor(frame: Uint8Array): number | undefined;
+  send(frame: Uint8Array, opts?: SendOptions): boolean;
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void;
   onEvent(cb: (e: NetfrontEvent) => void): () => void;
   /** Resolves once we and the backend are both Connected. */
@@ -111,26 +154,38 @@ export interface Netfront {
   close(): Promise<void>;
 }
 
+export interface QueueDepths {
+  rxPosted: number;
+  txInFlight: number;
+  txBacklog: number;
+}
+
+export interface QueueStats extends QueueDepths {
+  id: number;
+  counters: NetfrontCounters;
+}
+
 interface Conn {
   info: ConnectionInfo;
-  txFrame: number;
-  rxFrame: number;
-  txRing: FrontRing;
-  rxRing: FrontRing;
-  tx: TxQueue;
-  rx: RxQueue;
+  queues: NetfrontQueue[];
+  /** Which queue each of our bound ports belongs to. */
+  byPort: Map<number, NetfrontQueue>;
   announced?: boolean;
 }
 
 const ENOENT = 2;
 const EINVAL = 22;
 const EIO = 5;
+const ENOMEM = 12;
 
 class SimNetfront implements Netfront {
   state: number = XenbusState.Initialising;
   backendState: number = XenbusState.Unknown;
   broken = false;
-  readonly counters = newCounters();
+  /** Device-level counts, plus the counts of queues already torn down. */
+  private readonly own = newCounters();
+  readonly counters = totalsView(this.own, () => this.liveQueueCounters);
+  private liveQueueCounters: NetfrontCounters[] = [];
   private conn: Conn | undefined;
   /** netif_carrier_ok: rx buffers are only posted and packets only sent while it is on. */
   private carrier = false;
@@ -138,8 +193,8 @@ class SimNetfront implements Netfront {
   private readonly receivers = new Set<(f: Uint8Array, m: RxMeta) => void>();
   private readonly listeners = new Set<(e: NetfrontEvent) => void>();
   private waker: EventWaker | undefined;
-  private readonly pending = new Uint32Array(8);
-  private pollScheduled = false;
+  /** Up to 8 queues x 2 ports fit in one read; more stay pending for the next. */
+  private readonly pending = new Uint32Array(32);
   private closed = false;
   private removed = false;
   private responder: Responder | undefined;
@@ -275,6 +330,16 @@ class SimNetfront implements Netfront {
     this.emit({ type: "connected", info: c.info });
   }
 
+  /**
+   * talk_to_netback's queue count: min(B/multi-queue-max-queues (1 when absent or not a number),
+   * xennet_max_queues); the latter is the max_queues module parameter, or min(8, online vCPUs).
+   */
+  private queueCount(offered: number): number {
+    const vcpus = Math.max(1, this.opts.vcpus ?? 1);
+    const limit = this.opts.maxQueues || Math.min(MAX_QUEUES_DEFAULT, vcpus);
+    return this.opts.hostile?.queues ?? Math.min(offered, limit);
+  }
+
   /** xennet_connect + talk_to_netback. False when it gave up (the state is then left as it is). */
   private async connect(): Promise<boolean> {
     const B = this.backendPath;
@@ -286,9 +351,8 @@ class SimNetfront implements Netfront {
       this.emit({ type: "gave-up", reason });
       return false;
     }
-    const maxQueues = await readUnsigned(this.xs, `${B}/multi-queue-max-queues`, 1);
-    const numQueues = Math.min(maxQueues, 1); // one queue: Linux with xen-netfront.max_queues=1
-    const split = (await readUnsigned(this.xs, `${B}/feature-split-event-channels`, 0)) !== 0;
+    const numQueues = this.queueCount(await readUnsigned(this.xs, `${B}/multi-queue-max-queues`, 1));
+    const split = (await readUnsigned(this.xs, `${B}/feature-split-event-channels`, 0)) !== 0 && this.opts.splitEventChannels !== false;
     const macStr = await this.xs.tryRead(`${F}/mac`);
     const mac = macStr === undefined ? undefined : parseMac(macStr);
     if (!mac) {
@@ -299,12 +363,13 @@ class SimNetfront implements Netfront {
       // talk_to_netback_xdp(disabled): XDP is off, so the headroom asked for is 0.
       await this.xs.write(`${F}/xdp-headroom`, "0");
     }
+    // A reconnect destroys the previous queues first (talk_to_netback: xennet_destroy_queues).
+    if (this.conn) this.releaseConn();
     if (numQueues === 0) {
+      // xennet_create_queues: "no queues" (a backend offering multi-queue-max-queues = 0).
       await this.devFatal(EINVAL, "creating queues");
       return false;
     }
-    // A reconnect destroys the previous queues first (talk_to_netback: xennet_destroy_queues).
-    if (this.conn) this.releaseConn();
     this.broken = false;
 
     // xennet_fix_features: SG and TSO only where the backend offered them.
@@ -313,83 +378,83 @@ class SimNetfront implements Netfront {
       gsoTcpv4: (await readUnsigned(this.xs, `${B}/feature-gso-tcpv4`, 0)) !== 0,
       gsoTcpv6: (await readUnsigned(this.xs, `${B}/feature-gso-tcpv6`, 0)) !== 0,
     };
-    const conn = this.setupRings(split, formatMac(mac), txOffloads);
-    const mqOffered = (await this.xs.tryRead(`${B}/multi-queue-max-queues`)) !== undefined;
-    if (mqOffered) conn.info.numQueues = numQueues;
+    // setup_netfront for each queue in turn; a failure unwinds the queues already built.
+    const queues: NetfrontQueue[] = [];
     try {
-      // Everything in ONE transaction, in Linux's order; on EAGAIN the client runs it again.
+      for (let i = 0; i < numQueues; i++) queues.push(this.createQueue(i, split, txOffloads));
+    } catch (e) {
+      this.releaseQueues(queues);
+      await this.devFatal(ENOMEM, `setting up queue ${queues.length}: ${(e as Error).message}`);
+      return false;
+    }
+    const hierarchical = numQueues > 1;
+    const mqOffered = (await this.xs.tryRead(`${B}/multi-queue-max-queues`)) !== undefined;
+    const infos = queues.map((q) => q.info(hierarchical));
+    const q0 = infos[0]!;
+    const info: ConnectionInfo = { txRingRef: q0.txRingRef, rxRingRef: q0.rxRingRef, txPort: q0.txPort, rxPort: q0.rxPort, split: queues[0]!.split, mac: formatMac(mac), txOffloads, queues: infos };
+    if (mqOffered) info.numQueues = numQueues;
+    const conn: Conn = { info, queues, byPort: new Map() };
+    for (const q of queues) for (const p of [q.txPort, q.rxPort]) conn.byPort.set(p, q);
+
+    // Everything in ONE transaction, in Linux's order: multi-queue-num-queues (only if the backend
+    // offered multi-queue, even for one queue), each queue's keys (flat for one queue, under
+    // queue-<i> for more), then the device's; on EAGAIN the client runs it again.
+    const hostile = this.opts.hostile;
+    const omit = new Set(hostile?.omitKeys ?? []);
+    const keys: [string, string][] = [];
+    if (hostile?.numQueuesValue !== undefined) keys.push(["multi-queue-num-queues", hostile.numQueuesValue]);
+    else if (mqOffered) keys.push(["multi-queue-num-queues", String(numQueues)]);
+    for (const q of queues) keys.push(...q.keys(hierarchical));
+    keys.push(["request-rx-copy", "1"], ["feature-rx-notify", "1"]);
+    if (this.advertise.sg) keys.push(["feature-sg", "1"]);
+    if (this.advertise.gsoTcpv4) keys.push(["feature-gso-tcpv4", "1"]);
+    if (this.advertise.gsoTcpv6) keys.push(["feature-gso-tcpv6", "1"]);
+    if (this.advertise.ipv6CsumOffload) keys.push(["feature-ipv6-csum-offload", "1"]);
+    try {
       await this.xs.transaction(async (t) => {
-        if (mqOffered) await t.write(`${F}/multi-queue-num-queues`, String(numQueues));
-        await t.write(`${F}/tx-ring-ref`, String(conn.info.txRingRef));
-        await t.write(`${F}/rx-ring-ref`, String(conn.info.rxRingRef));
-        if (!split) await t.write(`${F}/event-channel`, String(conn.info.txPort));
-        else {
-          await t.write(`${F}/event-channel-tx`, String(conn.info.txPort));
-          await t.write(`${F}/event-channel-rx`, String(conn.info.rxPort));
-        }
-        await t.write(`${F}/request-rx-copy`, "1");
-        await t.write(`${F}/feature-rx-notify`, "1");
-        if (this.advertise.sg) await t.write(`${F}/feature-sg`, "1");
-        if (this.advertise.gsoTcpv4) await t.write(`${F}/feature-gso-tcpv4`, "1");
-        if (this.advertise.gsoTcpv6) await t.write(`${F}/feature-gso-tcpv6`, "1");
-        if (this.advertise.ipv6CsumOffload) await t.write(`${F}/feature-ipv6-csum-offload`, "1");
+        for (const [k, v] of keys) if (!omit.has(k)) await t.write(`${F}/${k}`, v);
       });
     } catch (e) {
-      this.conn = conn;
-      this.releaseConn();
+      this.releaseQueues(queues);
       await this.devFatal(EIO, `completing transaction: ${(e as Error).message}`);
       return false;
     }
     this.conn = conn;
+    this.liveQueueCounters = queues.map((q) => q.counters);
     this.responder = this.ip ? createResponder(mac, this.ip) : undefined;
-    this.counters.connects++;
-    // "Give the driver domain a kick": notify, then fill the rx ring (before we say Connected).
+    this.own.connects++;
+    // "Give the driver domain a kick" on every queue: notify, then fill the rx ring (before we
+    // say Connected).
     this.carrier = true;
-    this.guest.evtchn.notify(conn.info.txPort);
-    if (split) this.guest.evtchn.notify(conn.info.rxPort);
-    conn.rx.fill();
-    // xennet_open: ask for an event on the first rx response.
-    conn.rxRing.setRspEvent((conn.rxRing.rspCons + 1) >>> 0);
+    for (const q of queues) {
+      this.guest.evtchn.notify(q.txPort);
+      if (q.split) this.guest.evtchn.notify(q.rxPort);
+      try {
+        q.rx.fill();
+      } catch (e) {
+        // Linux retries on a 100 ms refill timer; the sim's guest RAM does not grow, so say why
+        // this queue's rx ring stays short (each queue posts 256 pages).
+        this.log(`netfront: ${this.nodename}: queue ${q.id}: posting rx buffers failed: ${(e as Error).message}`);
+      }
+      // xennet_open: ask for an event on the first rx response.
+      q.rxRing.setRspEvent((q.rxRing.rspCons + 1) >>> 0);
+    }
     return true;
   }
 
-  /** setup_netfront: two ring pages granted to the backend, one or two unbound event channels. */
-  private setupRings(split: boolean, mac: string, txOffloads: TxOffloads): Conn {
-    const g = this.guest;
-    const bd = this.backendDomid;
-    const txFrame = g.allocPage();
-    const rxFrame = g.allocPage();
-    const txRing = new FrontRing(g.pageView(txFrame), NETIF_TX_RING_SIZE);
-    const rxRing = new FrontRing(g.pageView(rxFrame), NETIF_RX_RING_SIZE);
-    txRing.init();
-    rxRing.init();
-    const txRingRef = g.grantAccess(bd, txFrame, false);
-    const rxRingRef = g.grantAccess(bd, rxFrame, false);
-    const txPort = g.evtchn.bindUnboundPort(bd);
-    const rxPort = split ? g.evtchn.bindUnboundPort(bd) : txPort;
-    const broken = (why: string) => this.markBroken(why);
-    const tx = new TxQueue({
-      guest: g,
-      backendDomid: bd,
-      ring: txRing,
-      counters: this.counters,
-      notify: () => g.evtchn.notify(txPort),
-      broken,
-      onResponse: this.opts.onTxResponse,
+  /** xennet_init_queue + setup_netfront for queue `id`. */
+  private createQueue(id: number, split: boolean, txOffloads: TxOffloads): NetfrontQueue {
+    return new NetfrontQueue(id, {
+      guest: this.guest,
+      backendDomid: this.backendDomid,
+      split,
+      txOffloads,
       maxBacklog: this.opts.txBacklog ?? TX_QUEUE_LEN,
-      offloads: txOffloads,
-    });
-    const rx = new RxQueue({
-      guest: g,
-      backendDomid: bd,
-      ring: rxRing,
-      counters: this.counters,
-      notify: () => g.evtchn.notify(rxPort),
-      broken,
+      onTxResponse: this.opts.onTxResponse,
+      broken: (why) => this.markBroken(why),
       warn: (w) => this.log(`netfront: ${this.nodename}: ${w}`),
       deliver: (f, m) => this.deliver(f, m),
     });
-    return { info: { txRingRef, rxRingRef, txPort, rxPort, split, mac, txOffloads }, txFrame, rxFrame, txRing, rxRing, tx, rx };
   }
 
   private markBroken(why: string): void {
@@ -401,43 +466,44 @@ class SimNetfront implements Netfront {
   }
 
   /**
-   * xennet_disconnect_backend: carrier off, event channels closed (the backend's ends return to
-   * unbound), every grant ended and the pages freed. Grants the backend still maps are counted.
+   * xennet_disconnect_backend: carrier off, every queue's event channels closed (the backend's ends
+   * return to unbound), every grant ended and the pages freed. Grants the backend still maps are
+   * counted. The queues' counts join the device's own so the totals survive the teardown.
    */
   private releaseConn(): void {
     const c = this.conn;
     if (!c) return;
     this.conn = undefined;
     this.carrier = false;
-    const ev = this.guest.evtchn;
-    for (const p of new Set([c.info.txPort, c.info.rxPort])) {
-      try {
-        ev.unbind(p);
-      } catch {}
+    this.releaseQueues(c.queues);
+  }
+
+  private releaseQueues(queues: NetfrontQueue[]): void {
+    let leaked = 0;
+    for (const q of queues) {
+      leaked += q.release();
+      addCounters(this.own, q.counters);
     }
-    let leaked = c.tx.release() + c.rx.release();
-    for (const [ref, frame] of [
-      [c.info.txRingRef, c.txFrame],
-      [c.info.rxRingRef, c.rxFrame],
-    ] as const) {
-      if (this.guest.endAccess(ref)) this.guest.freePage(frame);
-      else leaked++;
-    }
+    this.liveQueueCounters = [];
     if (leaked) this.log(`netfront: ${this.nodename}: ${leaked} grants still in use by the backend domain`);
-    this.counters.leakedGrants += leaked;
+    this.own.leakedGrants += leaked;
   }
 
   private deliver(frame: Uint8Array, meta: RxMeta): void {
     for (const r of this.receivers) r(frame, meta);
     const a = this.responder?.answer(frame);
     if (a) {
-      if (a.kind === "arp") this.counters.arpReplies++;
-      else this.counters.echoReplies++;
+      if (a.kind === "arp") this.own.arpReplies++;
+      else this.own.echoReplies++;
       this.send(a.reply);
     }
   }
 
-  /** The event-channel "interrupt": tx completions now, rx via a NAPI-style poll. */
+  /**
+   * The event-channel "interrupt": per port, its queue's tx completions now (xennet_tx_interrupt)
+   * and its rx via a NAPI-style poll (xennet_rx_interrupt); a single-channel queue's port does
+   * both (xennet_interrupt).
+   */
   private onEvtchn(): void {
     const ev = this.guest.evtchn;
     let n = 0;
@@ -449,45 +515,68 @@ class SimNetfront implements Netfront {
     const c = this.conn;
     for (let i = 0; i < n; i++) {
       const port = this.pending[i]!;
-      if (!c || this.broken) continue;
-      this.counters.events++;
-      if (port === c.info.txPort) c.tx.gc();
-      if (port === c.info.rxPort && c.rx.checkProducer()) this.schedulePoll();
+      const q = c?.byPort.get(port);
+      if (!q || this.broken) continue;
+      q.counters.events++;
+      if (port === q.txPort) q.tx.gc();
+      if (port === q.rxPort && q.rx.checkProducer()) this.schedulePoll(q);
     }
     // Unmask after handling (lateeoi); a notification while masked fires again at once.
     if (n > 0) ev.unmask(this.pending, n);
     this.waker?.rearm();
   }
 
-  private schedulePoll(): void {
-    if (this.pollScheduled) return;
-    this.pollScheduled = true;
+  private schedulePoll(q: NetfrontQueue): void {
+    if (q.pollScheduled) return;
+    q.pollScheduled = true;
     setImmediate(() => {
-      this.pollScheduled = false;
-      const c = this.conn;
-      if (!c || this.broken || !this.carrier) return;
-      if (c.rx.poll(this.opts.rxBudget ?? NAPI_BUDGET)) this.schedulePoll();
+      q.pollScheduled = false;
+      // The queue may belong to a connection torn down meanwhile.
+      if (this.conn?.queues[q.id] !== q || this.broken || !this.carrier) return;
+      if (q.rx.poll(this.opts.rxBudget ?? NAPI_BUDGET)) this.schedulePoll(q);
     });
   }
 
-  ringHeaders() {
-    const c = this.conn;
-    return c ? { tx: c.txRing.header(), rx: c.rxRing.header() } : undefined;
+  ringHeaders(queue = 0) {
+    const q = this.conn?.queues[queue];
+    return q ? { tx: q.txRing.header(), rx: q.rxRing.header() } : undefined;
   }
 
-  queueDepths() {
-    const c = this.conn;
-    return { rxPosted: c?.rx.posted() ?? 0, txInFlight: c?.tx.inFlight() ?? 0, txBacklog: c?.tx.backlogLength ?? 0 };
+  private static depths(q: NetfrontQueue): QueueDepths {
+    return { rxPosted: q.rx.posted(), txInFlight: q.tx.inFlight(), txBacklog: q.tx.backlogLength };
   }
 
-  send(frame: Uint8Array, opts?: TxFrameOptions): boolean {
+  queueDepths(): QueueDepths {
+    const d = { rxPosted: 0, txInFlight: 0, txBacklog: 0 };
+    for (const q of this.conn?.queues ?? []) {
+      const e = SimNetfront.depths(q);
+      d.rxPosted += e.rxPosted;
+      d.txInFlight += e.txInFlight;
+      d.txBacklog += e.txBacklog;
+    }
+    return d;
+  }
+
+  queueStats(): QueueStats[] {
+    return (this.conn?.queues ?? []).map((q) => ({ id: q.id, counters: { ...q.counters }, ...SimNetfront.depths(q) }));
+  }
+
+  txQueueFor(frame: Uint8Array): number | undefined {
+    const c = this.conn;
+    return c ? selectQueue(frame, c.queues.length, this.opts.flowHashSeed ?? DEFAULT_FLOW_HASH_SEED) : undefined;
+  }
+
+  send(frame: Uint8Array, opts?: SendOptions): boolean {
     const c = this.conn;
     // xennet_start_xmit drops when broken or the carrier is off.
     if (!c || this.broken || !this.carrier) {
-      this.counters.txDropped++;
+      this.own.txDropped++;
       return false;
     }
-    return c.tx.send(frame, opts);
+    const qi = opts?.queue ?? selectQueue(frame, c.queues.length, this.opts.flowHashSeed ?? DEFAULT_FLOW_HASH_SEED);
+    const q = c.queues[qi];
+    if (!q) throw new RangeError(`queue ${qi}: this connection has ${c.queues.length} queue(s)`);
+    return q.tx.send(frame, opts);
   }
 
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void {
@@ -583,7 +672,7 @@ class SimNetfront implements Netfront {
 
   reset(): Promise<void> {
     return this.enqueue("reset", async () => {
-      this.counters.resets++;
+      this.own.resets++;
       // The old kernel's data path stops at once; its grants are ended once the backend let go.
       this.carrier = false;
       const be = await readState(this.xs, this.backendPath);

@@ -28,6 +28,10 @@ export interface StartGuestOptions {
   script?: string;
   resetWaitMs?: number;
   quietRx?: boolean;
+  /** The guest's vCPUs: its netfront asks for up to min(8, vcpus) queues. Default 1. */
+  vcpus?: number;
+  /** xen_netfront.max_queues. */
+  maxQueues?: number;
 }
 
 /** Starts the netfront of vif `devid` of `domid` as a detached process; returns its pid. */
@@ -42,6 +46,8 @@ export function startNetfrontGuest(dir: string, domid: number, devid: number, op
   if (opts.script) args.push("--script", opts.script);
   if (opts.resetWaitMs !== undefined) args.push("--reset-wait-ms", String(opts.resetWaitMs));
   if (opts.quietRx ?? true) args.push("--quiet-rx");
+  if (opts.vcpus !== undefined) args.push("--vcpus", String(opts.vcpus));
+  if (opts.maxQueues !== undefined) args.push("--max-queues", String(opts.maxQueues));
   const out = openSync(files.eventsFile, "a");
   const err = openSync(files.logFile, "a");
   const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", out, err] });

@@ -37,6 +37,8 @@ export interface ToolstackOptions {
 export interface CreateOptions {
   vifs?: number;
   memoryMb?: number;
+  /** The domain's vCPUs (xl's vcpus=; default 1): libxl writes cpu/<i>/availability for each. */
+  vcpus?: number;
   /** Per-vif settings for vif i (devid i); missing ones get libxl's defaults. */
   nics?: Partial<NicConfig>[];
   backendKind?: string;
@@ -112,7 +114,7 @@ export class Toolstack {
         name,
         uuid: randomUUID(),
         maxMemKb: (info?.memoryPages ?? memoryPages ?? 0) * 4,
-        vcpus: Math.max(1, info?.vcpus ?? 1),
+        vcpus: Math.max(1, opts.vcpus ?? info?.vcpus ?? 1),
       };
       await makeDomainNodes(this.xs, rec);
       await buildPost(this.xs, rec);
@@ -134,7 +136,7 @@ export class Toolstack {
         }
       }
       // libxl unpauses the guest once its devices are added; its netfront then probes each vif.
-      if (opts.boot) nics.forEach((nic, i) => this.startGuest(domid, nic.devid, i === 0 ? opts.boot!.ip : undefined));
+      if (opts.boot) for (const [i, nic] of nics.entries()) await this.startGuest(domid, nic.devid, i === 0 ? opts.boot.ip : undefined);
       return {
         domid,
         name,
@@ -176,9 +178,15 @@ export class Toolstack {
     if (await this.xs.isDomainIntroduced(domid).catch(() => false)) await this.xs.release(domid);
   }
 
-  private startGuest(domid: number, devid: number, ip: string | undefined): void {
+  private async startGuest(domid: number, devid: number, ip: string | undefined): Promise<void> {
     if (!this.guests) throw new ToolstackError("this toolstack has no guest runner: cannot boot guests");
-    this.guests.start(domid, devid, { ip });
+    this.guests.start(domid, devid, { ip, vcpus: await this.domainVcpus(domid) });
+  }
+
+  /** The domain's vCPUs as its kernel would see them: the cpu/<i> nodes libxl__build_post wrote. */
+  async domainVcpus(domid: number): Promise<number | undefined> {
+    const cpus = await this.xs.directory(`${domainPath(domid)}/cpu`).catch(() => [] as string[]);
+    return cpus.length || undefined;
   }
 
   /** xl network-attach: the next devid (libxl__device_nextid), nodes, wait for InitWait. */
@@ -203,7 +211,7 @@ export class Toolstack {
       }
     }
     // A running guest's netfront probes a hot-plugged vif.
-    if (opts.boot) this.startGuest(domid, devid, opts.boot.ip);
+    if (opts.boot) await this.startGuest(domid, devid, opts.boot.ip);
     return cfg;
   }
 
@@ -231,7 +239,8 @@ export class Toolstack {
     for (const d of (await this.hv.listDomains()).sort((a, b) => a.domid - b.domid)) {
       const name = (await this.xs.tryRead(`${domainPath(d.domid)}/name`)) ?? (d.domid === TOOLSTACK_DOMID ? "Domain-0" : `(null)`);
       // Sim guests are never scheduled, so report them as blocked, as an idle PV guest shows up.
-      out.push({ name, domid: d.domid, memMb: Math.floor((d.memoryPages * 4096) / (1 << 20)), vcpus: d.vcpus, state: d.domid === 0 ? "r-----" : "-b----" });
+      const vcpus = (await this.domainVcpus(d.domid)) ?? d.vcpus;
+      out.push({ name, domid: d.domid, memMb: Math.floor((d.memoryPages * 4096) / (1 << 20)), vcpus, state: d.domid === 0 ? "r-----" : "-b----" });
     }
     return out;
   }

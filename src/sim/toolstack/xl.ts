@@ -22,6 +22,7 @@ const qualifierArg = option({ expected: "a domain name or domid", schema: v.pipe
 const createOpts = {
   vifs: option({ expected: "an integer from 0 to 64", schema: schemas.integer(0, 64) }),
   memory: option({ expected: "a size in MiB from 1 to 1024", schema: schemas.integer(1, 1024) }),
+  vcpus: option({ expected: "an integer from 1 to 64", schema: schemas.integer(1, 64) }),
   "backend-type": option({ expected: "one of vif, qnic", schema: schemas.backendType }),
   // xl's vif `backend=` key: the domain (name or id) that serves the vifs, a driver domain.
   backend: qualifierArg,
@@ -50,15 +51,17 @@ const nicKeys: Record<string, OptionSpec<unknown>> = {
 export const XL_HELP = `usage: sim xl [--dir DIR] COMMAND ...
 
 Commands (as xl, on the simulated host):
-  create NAME [--vifs N] [--memory MiB] [--backend-type vif|qnic] [--backend NAME|DOMID] [--no-wait]
-         [--netfront [--ip A.B.C.D]]
+  create NAME [--vifs N] [--memory MiB] [--vcpus N] [--backend-type vif|qnic] [--backend NAME|DOMID]
+         [--no-wait] [--netfront [--ip A.B.C.D]]
       Create a domain with N vifs (default 0). Like libxl, waits up to 10 s for each vif's backend
       to reach InitWait, and destroys the domain if none answers. --no-wait skips that wait (for use
       before a backend is running). --backend-type qnic names the backend directory like QEMU does.
       --backend (xl's vif backend= key) puts the vifs' backends in that domain, a driver domain,
       with libxl's permissions; the default is dom0.
       --netfront boots the guest: a Linux-like netfront process per vif (the first one answers ARP
-      and ping on --ip); its events and log are in DIR/guests/.
+      and ping on --ip); its events and log are in DIR/guests/. Each netfront asks for
+      min(8, --vcpus) queues (default 1 vCPU), as Linux's xen-netfront does; each queue posts
+      256 pages (1 MiB) of rx buffers, so give a guest of 8 vCPUs --memory 16 or more.
   destroy NAME|DOMID [--no-wait]
       Remove the domain's vifs (online=0, state=5, wait up to 10 s for Closed), its nodes, the domain.
       --no-wait: do not wait on backends that never claimed a vif (still Initialising).
@@ -110,12 +113,13 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
       const name = check("domain name", p.positionals[0]!, nameArg);
       const vifs = get(p, spec, "vifs", 0);
       const memoryMb = get<number | undefined>(p, spec, "memory", undefined);
+      const vcpus = get<number | undefined>(p, spec, "vcpus", undefined);
       const backendKind = get(p, spec, "backend-type", "vif");
       const backend = get<string | undefined>(p, spec, "backend", undefined);
       run = async (ts) => {
         // libxl resolves backend= before it builds anything: a missing domain fails the create.
         const backendDomid = backend === undefined ? 0 : await ts.findDomain(backend);
-        const d = await ts.create(name, { vifs, memoryMb, backendKind, backendDomid, noWait, boot });
+        const d = await ts.create(name, { vifs, memoryMb, vcpus, backendKind, backendDomid, noWait, boot });
         if (noWait && d.nics.length) io.err(`sim: --no-wait: not waiting for a backend; ${d.nics.map((n) => n.backend).join(", ")} left in Initialising`);
       };
       break;

@@ -93,13 +93,14 @@ test("xl create waits for a backend by default, list shows it, network-detach/de
     if (s === "5") await xs.write(path, "6");
   });
   try {
-    const c = await sim(["xl", "--dir", dir, "create", "web", "--vifs", "2", "--memory", "16"]);
+    const c = await sim(["xl", "--dir", dir, "create", "web", "--vifs", "2", "--memory", "16", "--vcpus", "2"]);
     expect(c.err).toBe("");
     expect(c.code).toBe(0);
     expect(await xs.read("/local/domain/0/backend/vif/1/1/hotplug-status")).toBe("connected");
     const list = await sim(["xl", "--dir", dir, "list"]);
     expect(list.out.split("\n")[0]).toBe("Name                                        ID   Mem VCPUs\tState\tTime(s)");
-    expect(list.out).toMatch(/\nweb +1 +16 +1 +-b----/);
+    expect(list.out).toMatch(/\nweb +1 +16 +2 +-b----/);
+    expect(await xs.directory("/local/domain/1/cpu")).toEqual(["0", "1"]);
     expect((await sim(["xl", "--dir", dir, "network-detach", "web", "1"])).code).toBe(0);
     expect(await xs.tryRead("/local/domain/0/backend/vif/1/1")).toBeUndefined();
     const attach = await sim(["xl", "--dir", dir, "network-attach", "web", "mac=00:16:3e:01:02:03", "bridge=br1"]);
@@ -118,6 +119,7 @@ test("bad values are one line naming the option, the value and what is allowed",
   const cases: [string[], string][] = [
     [["xl", "--dir", dir, "create", "g", "--vifs", "abc"], 'sim xl: invalid --vifs "abc": expected an integer from 0 to 64\n'],
     [["xl", "--dir", dir, "create", "g", "--vifs", "65"], 'sim xl: invalid --vifs "65": expected an integer from 0 to 64\n'],
+    [["xl", "--dir", dir, "create", "g", "--vcpus", "0"], 'sim xl: invalid --vcpus "0": expected an integer from 1 to 64\n'],
     [["xl", "--dir", dir, "create", "g", "--backend-type", "tap"], 'sim xl: invalid --backend-type "tap": expected one of vif, qnic\n'],
     [["xl", "--dir", dir, "create", "123"], 'sim xl: invalid domain name "123": expected a domain name (letters, digits, \'_\', \'.\', \'-\'; at most 64; not only digits)\n'],
     [["xl", "--dir", dir, "network-attach", "g", "mac=01:00:5e:00:00:01"], 'sim xl: invalid mac "01:00:5e:00:00:01": expected a unicast MAC like 00:16:3e:12:34:56\n'],

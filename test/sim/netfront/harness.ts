@@ -130,10 +130,14 @@ export class TestBackend {
     return Number((await this.host.xs.tryRead(`${this.F}/state`)) ?? 0);
   }
 
-  /** Maps the rings, binds the event channel(s), says Connected. */
-  async connect(): Promise<void> {
+  /**
+   * Maps the rings, binds the event channel(s), says Connected. `dir` reads one queue's keys from
+   * F/<dir> (queue-<i>); `announce: false` leaves the state alone (another queue's player says it).
+   */
+  async connect(opts: { dir?: string; announce?: boolean } = {}): Promise<void> {
     await until("frontend Connected", async () => (await this.frontendState()) === 4);
-    const r = (k: string) => this.host.xs.tryRead(`${this.F}/${k}`);
+    const base = opts.dir ? `${this.F}/${opts.dir}` : this.F;
+    const r = (k: string) => this.host.xs.tryRead(`${base}/${k}`);
     const txRef = Number(await r("tx-ring-ref"));
     const rxRef = Number(await r("rx-ring-ref"));
     this.txMap = this.gnt.map(this.domid, [txRef], true);
@@ -145,7 +149,7 @@ export class TestBackend {
       this.rxPort = this.ev.bindInterdomain(this.domid, Number(await r("event-channel-rx")));
     }
     this.txReqCons = this.txRspProdPvt = this.rxReqCons = this.rxRspProdPvt = 0;
-    await this.setState(4);
+    if (opts.announce !== false) await this.setState(4);
   }
 
   /** What netback does on frontend Closing/Closed: unmap and unbind. */

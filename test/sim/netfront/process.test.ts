@@ -145,3 +145,60 @@ test("a guest started with stdin closed keeps running, runs its --script once co
   g.proc.kill("SIGTERM");
   expect(await g.proc.exited).toBe(0);
 }, 30_000);
+
+test("the guest process with --vcpus 2 --no-split-event-channels negotiates two queues of one channel each, reports both, and sends on the queue asked for", async () => {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  const domid = await host.guest("g", "00:16:3e:00:00:03");
+  const players = [new TestBackend(host, domid), new TestBackend(host, domid)];
+  for (const p of players) cleanups.push(() => p.close());
+  const g = spawnGuest(["--dir", host.dir, "--domid", String(domid), "--devid", "0", "--vcpus", "2", "--no-split-event-channels"]);
+  cleanups.push(() => {
+    g.proc.kill("SIGKILL");
+  });
+  await g.next((l) => l.event === "started", "started");
+  await players[0]!.offer();
+  await until("frontend Connected", async () => (await players[0]!.frontendState()) === 4);
+  await players[1]!.connect({ dir: "queue-1", announce: false });
+  await players[0]!.connect({ dir: "queue-0" });
+  const conn = await g.next((l) => l.event === "connected", "connected");
+  expect(conn).toMatchObject({ split: false, numQueues: 2 });
+  expect(conn.queues.map((q: { dir: string; txPort: number; rxPort: number }) => [q.dir, q.txPort === q.rxPort])).toEqual([
+    ["queue-0", true],
+    ["queue-1", true],
+  ]);
+  expect(await host.xs.read(`${players[0]!.F}/queue-1/event-channel`)).toBe(String(conn.queues[1].txPort));
+
+  const frame = Buffer.alloc(60, 0xab);
+  g.cmd(`send ${frame.toString("hex")} queue=1`);
+  await g.next((l) => l.event === "sent" && l.ok === true, "sent");
+  await until("the frame on queue 1's ring", () => players[1]!.drainTx().length === 1);
+  expect(players[0]!.drainTx()).toHaveLength(0);
+  g.cmd("stats");
+  const stats = await g.next((l) => l.event === "stats", "stats");
+  expect(stats.queues.map((q: { id: number; counters: { txPackets: number } }) => [q.id, q.counters.txPackets])).toEqual([
+    [0, 0],
+    [1, 1],
+  ]);
+  expect(stats.txPackets).toBe(1);
+  g.cmd("exit");
+  expect(await g.proc.exited).toBe(0);
+});
+
+test("the guest process's --hostile-* flags write the queue keys Linux never does", async () => {
+  const host = await startHost();
+  cleanups.push(() => host.close());
+  const domid = await host.guest("g", "00:16:3e:00:00:04");
+  const be = new TestBackend(host, domid);
+  cleanups.push(() => be.close());
+  const g = spawnGuest(["--dir", host.dir, "--domid", String(domid), "--vcpus", "2", "--hostile-num-queues", "2x", "--hostile-omit", "queue-1/rx-ring-ref", "--hostile-omit", "queue-0/event-channel-rx"]);
+  cleanups.push(() => {
+    g.proc.kill("SIGKILL");
+  });
+  await g.next((l) => l.event === "started", "started");
+  await be.offer();
+  await until("frontend Connected", async () => (await be.frontendState()) === 4);
+  expect(await host.xs.read(`${be.F}/multi-queue-num-queues`)).toBe("2x");
+  expect((await host.xs.directory(`${be.F}/queue-0`)).sort()).toEqual(["event-channel-tx", "rx-ring-ref", "tx-ring-ref"]);
+  expect((await host.xs.directory(`${be.F}/queue-1`)).sort()).toEqual(["event-channel-rx", "event-channel-tx", "tx-ring-ref"]);
+});

@@ -313,6 +313,25 @@ test("a booted guest's drivers start once its vifs reach InitWait, and die befor
   expect(calls.at(-1)).toBe("kill 1 online=1");
 });
 
+test("a guest's vCPUs reach its nodes, xl list and every netfront it boots, which sizes its queues by them", async () => {
+  const starts: { vif: string; vcpus?: number }[] = [];
+  const guests = { start: (domid: number, devid: number, o: { vcpus?: number }) => void starts.push({ vif: `${domid}.${devid}`, vcpus: o.vcpus }), kill: async () => {} };
+  h = await startHarness({ guests });
+  const xs = await h.client();
+  await playBackend(await h.client());
+  const d = await h.ts.create("wide", { vifs: 1, vcpus: 4, boot: {} });
+  expect(await xs.directory(`/local/domain/${d.domid}/cpu`)).toEqual(["0", "1", "2", "3"]);
+  expect(await xs.read(`/local/domain/${d.domid}/cpu/3/availability`)).toBe("online");
+  await h.ts.networkAttach("wide", {}, { boot: {} });
+  const narrow = await h.ts.create("narrow", { vifs: 1, boot: {} });
+  expect(starts).toEqual([
+    { vif: `${d.domid}.0`, vcpus: 4 },
+    { vif: `${d.domid}.1`, vcpus: 4 },
+    { vif: `${narrow.domid}.0`, vcpus: 1 },
+  ]);
+  expect((await h.ts.list()).map((l) => [l.name, l.vcpus])).toEqual([["Domain-0", 2], ["wide", 4], ["narrow", 1]]);
+});
+
 test("booting a guest without a guest runner is one clear error and the domain is not left behind", async () => {
   h = await startHarness();
   await playBackend(await h.client());
