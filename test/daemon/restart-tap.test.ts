@@ -37,7 +37,7 @@ describe.skipIf(!canUseTap())("restart with TAP peers", () => {
   let n = 0;
   const start = () =>
     QnicdProcess.start(
-      ["--platform", "sim", "--sim-dir", dir, "--peer", "tap", "--bridge", BRIDGE, "--vifname-prefix", PREFIX, "--http", `127.0.0.1:${HTTP_PORT}`, "--workers", "1", "--on-exit", "keep"],
+      ["--platform", "sim", "--sim-dir", dir, "--peer", "tap", "--bridge", BRIDGE, "--vifname-prefix", PREFIX, "--http", `127.0.0.1:${HTTP_PORT}`, "--workers", "1", "--max-queues", "2", "--on-exit", "keep"],
       join(tmp, `qnicd-${++n}.log`),
       `127.0.0.1:${HTTP_PORT}`,
     );
@@ -106,5 +106,38 @@ describe.skipIf(!canUseTap())("restart with TAP peers", () => {
     expect(rxPackets(tapA) - before).toBeGreaterThanOrEqual(10);
     expect(readFileSync(qnicd.logFile, "utf8")).toContain(`vif${b.domid}.0: removed while no qnicd ran: its journal and interface ${tapB} removed`);
     expect(existsSync(join(journals, `vif${b.domid}.0.journal`))).toBe(false);
+  }, 90_000);
+
+  test("kill -9 under a 2-queue vif: each queue has its journal, the next qnicd takes both over on the TAP's two queues without a reconnect", async () => {
+    const ts = new Toolstack({ xs, hv: simHypervisor(dir), guests, log: () => {} });
+    const c = await ts.create("carol", { vifs: 1, vcpus: 2, boot: { ip: "10.8.0.3" } });
+    const carol: GuestShell = guests.shell(c.domid);
+    await carol.whenConnected(15_000);
+    const tapC = `${PREFIX}${c.domid}.0`;
+    const F = `/local/domain/${c.domid}/device/vif/0`;
+    expect(await xs.read(`${F}/multi-queue-num-queues`)).toBe("2");
+    const rxQueues = () => readdirSync(`/sys/class/net/${tapC}/queues`).filter((q) => q.startsWith("rx-")).length;
+    expect(rxQueues()).toBe(2);
+    const journals = join(dir, "qnicd", "sim-local-domain-0-backend-vif.vifs");
+    expect(readdirSync(journals).filter((j) => j.startsWith(`vif${c.domid}.`)).sort()).toEqual([`vif${c.domid}.0.journal`, `vif${c.domid}.0.q1.journal`]);
+
+    await qnicd!.kill();
+    qnicd = await start();
+    const deadline = Date.now() + 10_000;
+    while (!readFileSync(qnicd.logFile, "utf8").includes(`vif${c.domid}.0: taken over from an earlier qnicd`) && Date.now() < deadline) await Bun.sleep(50);
+    expect(readFileSync(qnicd.logFile, "utf8")).toMatch(new RegExp(`vif${c.domid}\\.0: taken over from an earlier qnicd without a reconnect.*queues=2`));
+    expect(await xs.read(`/local/domain/0/backend/vif/${c.domid}/0/state`)).toBe("4");
+    expect(await xs.read(`${F}/state`)).toBe("4");
+    expect(rxQueues()).toBe(2);
+    const v = (await (await fetch(`http://127.0.0.1:${HTTP_PORT}/vifs/vif${c.domid}.0`)).json()) as { queues: { counters: { carrier: number } | null }[] };
+    expect(v.queues.map((q) => q.counters?.carrier)).toEqual([1, 1]);
+    // Frames carol sends still reach the TAP (non-IP frames go out on queue 0).
+    const before = rxPackets(tapC);
+    const frame = new Uint8Array(60);
+    frame.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x16, 0x3e, 0, 0, 3, 0x88, 0xb5]);
+    for (let i = 0; i < 10; i++) carol.send(frame);
+    const until = Date.now() + 5000;
+    while (rxPackets(tapC) < before + 10 && Date.now() < until) await Bun.sleep(20);
+    expect(rxPackets(tapC) - before).toBeGreaterThanOrEqual(10);
   }, 90_000);
 });

@@ -153,6 +153,16 @@ describe("real Xen under QEMU", () => {
         console.log(`xen e2e: restart ${line}`);
       }
     });
+    test("qnicd multi-queue: a vcpus=2 guest negotiates two queues with split event channels, both carry packets both ways; a guest with xen-netfront max_queues=1 still works", () => {
+      expectStep("qnicd-queues");
+      const r = needRun();
+      expect(r.results.find((l) => l.startsWith("qnicd_queues_xenstore"))).toMatch(/max=2 num=2 dirs="queue-0 queue-1 "/);
+      const counters = r.results.filter((l) => l.startsWith("qnicd_queues_counters "));
+      expect(counters.length).toBe(2);
+      for (const l of counters) expect(l).toMatch(/tx_packets=[1-9]\d* rx_packets=[1-9]\d*$/);
+      console.log(`xen e2e: per-queue counters ${counters.join(" | ")}`);
+      expect(r.results.filter((l) => /^qnicd_queues_single_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
+    });
     test("qnicd: xl destroy leaves no grant mapping, no bound port and no /vifs entry of the guests", () => expectStep("qnicd-destroy"));
 
     test("qnicd: SIGTERM ends the daemon", () => expectStep("qnicd-exit"));
