@@ -27,6 +27,8 @@ export const PcapQuery = v.strictObject({
   count: v.optional(wholeNumber("count", 1, 1_000_000), "1000"),
   seconds: v.optional(wholeNumber("seconds", 1, 3600), "10"),
   snaplen: v.optional(wholeNumber("snaplen", 14, 65535), "65535"),
+  /** Which of a multi-queue vif's queues (each is served on its own, often by another worker). */
+  queue: v.optional(wholeNumber("queue", 0, 63), "0"),
 });
 
 export function createHttpApp(deps: HttpDeps): Hono {
@@ -81,16 +83,21 @@ export function createHttpApp(deps: HttpDeps): Hono {
     if (!query.success) {
       const issue = query.issues[0];
       const key = issue.path?.map((p) => String(p.key)).join(".") ?? "";
-      const message = issue.type === "strict_object" ? `unknown parameter ${JSON.stringify(key)}: expected count, seconds, snaplen` : issue.message;
+      const message = issue.type === "strict_object" ? `unknown parameter ${JSON.stringify(key)}: expected count, seconds, snaplen, queue` : issue.message;
       return c.json({ error: `${name}: pcap: ${message}` }, 400);
     }
     if (!deps.captures) return c.json({ error: "packet capture is not available in this daemon" }, 503);
     const snap = deps.vifs().find((s) => vifName(s.domid, s.devid) === name);
     if (!snap) return c.json({ error: `no vif named ${name}` }, 404);
     if (snap.slot === null || snap.worker === null) return c.json({ error: `${name} is not connected (its frontend is ${xenbusStateName(snap.frontendState)}): nothing to capture yet` }, 409);
+    const { queue: qi, ...limits } = query.output;
+    const queues = snap.queues ?? [{ worker: snap.worker, slot: snap.slot }];
+    const target = queues[qi];
+    if (!target) return c.json({ error: `${name} has ${queues.length} queue${queues.length === 1 ? "" : "s"}: queue must be 0 to ${queues.length - 1}` }, 400);
     let stream: ReadableStream<Uint8Array>;
     try {
-      stream = deps.captures.start({ name, worker: snap.worker, slot: snap.slot, hostSide: snap.hostSide ? `${snap.hostSide.kind} ${snap.hostSide.name}` : "no host side" }, query.output);
+      const label = queues.length > 1 ? `${name}-q${qi}` : name;
+      stream = deps.captures.start({ name: label, worker: target.worker, slot: target.slot, hostSide: snap.hostSide ? `${snap.hostSide.kind} ${snap.hostSide.name}` : "no host side" }, limits);
     } catch (e) {
       if (e instanceof CaptureError) return c.json({ error: e.message }, e.status);
       throw e;

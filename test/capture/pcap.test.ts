@@ -98,6 +98,8 @@ describe("with the switch peer", () => {
     await bad("?seconds=3601", 400, "seconds must be 1 to 3600");
     await bad("?snaplen=13", 400, "snaplen must be 14 to 65535");
     await bad("?secs=3", 400, 'unknown parameter "secs"');
+    await bad("?queue=1", 400, `${t.alice.vif} has 1 queue: queue must be 0 to 0`);
+    await bad("?queue=64", 400, "queue must be 0 to 63");
     const r = await get("", "vif999.0");
     expect(r.status).toBe(404);
     // A guest with no netfront running: its vif waits in InitWait.
