@@ -17,6 +17,21 @@ static void set_name(struct ifreq *ifr, const char *name) {
     strncpy(ifr->ifr_name, name, IFNAMSIZ - 1);
 }
 
+// A new fd on /dev/net/tun attached to TAP `name` with `flags` (TUNSETIFF), or -errno.
+static int tap_attach(const char *name, short flags) {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    set_name(&ifr, name);
+    ifr.ifr_flags = flags;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 // A TAP for one vif. Non-blocking (the worker polls it) and close-on-exec (hotplug scripts and
 // other children must not keep it alive). persist != 0 makes it outlive this process (TUNSETPERSIST):
 // a restarted daemon re-opens it by name with its bridge port, MTU and firewall rules intact, as a
@@ -33,25 +48,10 @@ static void set_name(struct ifreq *ifr, const char *name) {
 // queue of each frame going to the guest by its flow hash. A persistent TAP an older qnicd made
 // without the flag cannot be attached with it (EINVAL): it is re-opened as it is, single-queue.
 int qnicd_tap_open(const char *name, int vnet, int persist) {
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct ifreq ifr;
-    set_name(&ifr, name);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        if (errno != EINVAL) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-        set_name(&ifr, name);
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
-        if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-    }
+    short base = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+    int fd = tap_attach(name, base | IFF_MULTI_QUEUE);
+    if (fd == -EINVAL) fd = tap_attach(name, base);
+    if (fd < 0) return fd;
     int sz = sizeof(struct virtio_net_hdr);
     // The MAC Linux netback gives every vif (the largest non-broadcast address): a Linux bridge
     // takes the lowest MAC of its ports as its own, so a TAP with a random one would lend the
@@ -76,17 +76,7 @@ int qnicd_tap_open(const char *name, int vnet, int persist) {
 // applies a queue's TUNSETIFF flags to the whole device, so a different IFF_VNET_HDR here would
 // change every queue's framing). Closing the fd detaches the queue; the interface stays.
 int qnicd_tap_queue_open(const char *name, int vnet) {
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    struct ifreq ifr;
-    set_name(&ifr, name);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
+    return tap_attach(name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0));
 }
 
 // Makes the TAP on `fd` go away with its last fd again, then closes `fd` (the vif is gone for good).
