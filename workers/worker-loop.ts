@@ -203,6 +203,7 @@ export class WorkerLoop {
     this.byKey.set(vif.key, vif);
     this.byPort.set(vif.localTxPort, vif);
     this.byPort.set(vif.localRxPort, vif);
+    if (vif.ctrl) this.byPort.set(vif.ctrl.port, vif); // served below on its first wake-up (ctrl.pending)
     this.rebuildPollSet();
     // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
     // requests posted before we bound, are served now, not at the frontend's next notify.
@@ -214,6 +215,7 @@ export class WorkerLoop {
     if (msg.spec.adopt) {
       this.notify(vif, vif.localTxPort);
       if (vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
+      if (vif.ctrl) this.notify(vif, vif.ctrl.port);
     }
     return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort, replayed: vif.replayed };
   }
@@ -224,6 +226,7 @@ export class WorkerLoop {
       this.byKey.delete(key);
       this.byPort.delete(vif.localTxPort);
       this.byPort.delete(vif.localRxPort);
+      if (vif.ctrl) this.byPort.delete(vif.ctrl.port);
       this.ready = this.ready.filter((v) => v !== vif);
       vif.tearDown(this.devices);
       this.rebuildPollSet();
@@ -242,6 +245,7 @@ export class WorkerLoop {
       // A disabled vif's ports stay masked: a hostile frontend cannot keep waking us.
       if (vif.disabled) continue;
       this.unmaskPorts[unmask++] = fired[i];
+      if (vif.ctrl !== null && fired[i] === vif.ctrl.port) vif.ctrl.pending = true;
       const c = vif.counters;
       c.events_received++;
       // Shared costs of this wake-up (poll, read, unmask) are charged to every vif that fired: an
@@ -294,6 +298,16 @@ export class WorkerLoop {
         if (fromPeer) vif.peerReady = true;
       }
       if (rx.carrier) this.carrierChanged(vif, rx.carrier > 0);
+      // The control ring (low rate: a frontend configuring its hash), on its own port.
+      if (vif.ctrl?.pending) {
+        const cp = vif.ctrl.serve(gnt);
+        if (cp.fault) {
+          this.disable(vif, cp.fault);
+          continue;
+        }
+        if (cp.notify) this.notify(vif, vif.ctrl.port);
+        if (cp.more) vif.ctrl.pending = more = true;
+      }
       // One event channel for both rings: one notify covers both.
       if (notifyTx || (notifyRx && vif.localRxPort === vif.localTxPort)) this.notify(vif, vif.localTxPort);
       if (notifyRx && vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
