@@ -31,6 +31,13 @@ const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
   ["feature-ipv6-csum-offload", "1"],
 ];
 
+/**
+ * The control ring (Linux netback_probe writes it always): a frontend may then set up Toeplitz
+ * hashing (workers/ctrl-ring.ts), which the batched data path honours with hash extras on guest rx.
+ * Not on the seed data path (QEMU's qnic has no control ring).
+ */
+const CTRL_RING_FEATURES: readonly FeatureNode[] = [["feature-ctrl-ring", "1"]];
+
 /** The seed's set: what a backend whose peer cannot take GSO frames offers. */
 export const BACKEND_FEATURES: readonly FeatureNode[] = BASE_FEATURES;
 
@@ -41,10 +48,16 @@ export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched
 
 /**
  * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
- * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path.
+ * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path. `ctrlRing`: the
+ * batched data path (offersCtrlRing()).
  */
-export function backendFeatures(txOffloads: boolean): readonly FeatureNode[] {
-  return txOffloads ? [...BASE_FEATURES, ...TX_OFFLOAD_FEATURES] : BASE_FEATURES;
+export function backendFeatures(txOffloads: boolean, ctrlRing = false): readonly FeatureNode[] {
+  return [...BASE_FEATURES, ...(txOffloads ? TX_OFFLOAD_FEATURES : []), ...(ctrlRing ? CTRL_RING_FEATURES : [])];
+}
+
+/** Whether the control ring is offered for this data path. */
+export function offersCtrlRing(datapath: "batched" | "seed" = "batched"): boolean {
+  return datapath === "batched";
 }
 
 /**

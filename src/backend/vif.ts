@@ -280,6 +280,7 @@ export class VifHooks implements DeviceHooks {
         txEvtchn: config.txEvtchn,
         rxEvtchn: config.rxEvtchn,
         mac: config.mac,
+        ...(config.ctrlRingRef !== undefined ? { ctrlRingRef: config.ctrlRingRef, ctrlEvtchn: config.ctrlEvtchn } : {}),
         features: config.features,
         peer: e.peer!,
         journal: j.path,
