@@ -18,6 +18,7 @@ import { createResponder, parseIPv4, parseMac, formatMac, type Responder } from 
 import { FrontRing } from "./front-ring.ts";
 import { RxQueue, type RxMeta } from "./rx-queue.ts";
 import { TxQueue, type TxFrameOptions, type TxOffloads } from "./tx-queue.ts";
+import { CtrlClient, type CtrlHostility, type CtrlResult, type HashSetup } from "./ctrl-client.ts";
 import { readState, readUnsigned, waitForState, writeDevError, writeOwnState } from "./xenbus.ts";
 
 /** XENNET_TIMEOUT and xenbus_reset_wait_for_backend's wait: 5 s in Linux. */
@@ -60,6 +61,11 @@ export interface NetfrontOptions {
   onTxResponse?: (id: number, status: number) => void;
   /** Sees every xenstore request the driver sends (op, transaction id, arguments): tests. */
   trace?: XsTrace;
+  /**
+   * Opt-in: a control ring as the Windows PV drivers set one up (ctrl-client.ts), where the backend
+   * offers feature-ctrl-ring, configuring Toeplitz hashing once connected; `hostile` for tests.
+   */
+  ctrlRing?: { hash?: HashSetup; hostile?: CtrlHostility };
 }
 
 export type NetfrontEvent =
@@ -84,6 +90,8 @@ export interface ConnectionInfo {
   numQueues?: number;
   /** What the backend offered for our tx (xennet_fix_features): multi-slot packets and TCP GSO. */
   txOffloads: TxOffloads;
+  /** The control ring, when asked for (NetfrontOptions.ctrlRing) and offered. */
+  ctrl?: { ref: number; port: number };
 }
 
 export interface Netfront {
@@ -109,6 +117,10 @@ export interface Netfront {
   reset(): Promise<void>;
   /** Stops this guest's driver without touching xenstore (like the guest being destroyed). */
   close(): Promise<void>;
+  /** The control ring's hash configuration of the current connection (each response), once run; undefined without a control ring. */
+  hashConfigured(): Promise<CtrlResult[]> | undefined;
+  /** The current connection's control ring (tests: hostile moves). */
+  readonly ctrl: CtrlClient | undefined;
 }
 
 interface Conn {
@@ -120,6 +132,9 @@ interface Conn {
   tx: TxQueue;
   rx: RxQueue;
   announced?: boolean;
+  ctrl?: CtrlClient;
+  /** configureHash() of this connection, started once both ends are Connected. */
+  hashDone?: Promise<CtrlResult[]>;
 }
 
 const ENOENT = 2;
@@ -272,6 +287,10 @@ class SimNetfront implements Netfront {
     const c = this.conn;
     if (!c || c.announced || this.state !== XenbusState.Connected || this.backendState !== XenbusState.Connected) return;
     c.announced = true;
+    if (c.ctrl && this.opts.ctrlRing) {
+      c.hashDone = c.ctrl.configureHash(this.opts.ctrlRing.hash, this.opts.ctrlRing.hostile);
+      c.hashDone.catch((e) => this.log(`netfront: ${this.nodename}: control ring: ${(e as Error).message}`));
+    }
     this.emit({ type: "connected", info: c.info });
   }
 
@@ -314,6 +333,10 @@ class SimNetfront implements Netfront {
       gsoTcpv6: (await readUnsigned(this.xs, `${B}/feature-gso-tcpv6`, 0)) !== 0,
     };
     const conn = this.setupRings(split, formatMac(mac), txOffloads);
+    if (this.opts.ctrlRing && (await readUnsigned(this.xs, `${B}/feature-ctrl-ring`, 0))) {
+      conn.ctrl = new CtrlClient(this.guest, this.backendDomid);
+      conn.info.ctrl = { ref: conn.ctrl.ref, port: conn.ctrl.port };
+    }
     const mqOffered = (await this.xs.tryRead(`${B}/multi-queue-max-queues`)) !== undefined;
     if (mqOffered) conn.info.numQueues = numQueues;
     try {
@@ -327,6 +350,7 @@ class SimNetfront implements Netfront {
           await t.write(`${F}/event-channel-tx`, String(conn.info.txPort));
           await t.write(`${F}/event-channel-rx`, String(conn.info.rxPort));
         }
+        for (const [k, v] of Object.entries(conn.ctrl?.nodes() ?? {})) await t.write(`${F}/${k}`, v);
         await t.write(`${F}/request-rx-copy`, "1");
         await t.write(`${F}/feature-rx-notify`, "1");
         if (this.advertise.sg) await t.write(`${F}/feature-sg`, "1");
@@ -415,7 +439,7 @@ class SimNetfront implements Netfront {
         ev.unbind(p);
       } catch {}
     }
-    let leaked = c.tx.release() + c.rx.release();
+    let leaked = c.tx.release() + c.rx.release() + (c.ctrl?.release() ?? 0);
     for (const [ref, frame] of [
       [c.info.txRingRef, c.txFrame],
       [c.info.rxRingRef, c.rxFrame],
@@ -468,6 +492,14 @@ class SimNetfront implements Netfront {
       if (!c || this.broken || !this.carrier) return;
       if (c.rx.poll(this.opts.rxBudget ?? NAPI_BUDGET)) this.schedulePoll();
     });
+  }
+
+  hashConfigured(): Promise<CtrlResult[]> | undefined {
+    return this.conn?.hashDone;
+  }
+
+  get ctrl(): CtrlClient | undefined {
+    return this.conn?.ctrl;
   }
 
   ringHeaders() {
