@@ -73,7 +73,7 @@ test("a TCP/IPv4 frame gets a hash extra {type 4, IPV4_TCP, Toeplitz, the vector
   expect(g.slot(4).extra).toMatchObject({ type: XEN_NETIF_EXTRA_TYPE_HASH, htype: C._XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP, value: VECTORS.ipv6Tcp });
   expect(c.rx_packets).toBe(3);
   // The frame's bytes at offset 2 of its own request's page.
-  expect(g.gnt.pages.get(1000)!.slice(2, 2 + tcp.length)).toEqual(tcp);
+  expect(Array.from(g.gnt.pages.get(1000)!.slice(2, 2 + tcp.length))).toEqual(Array.from(tcp));
 });
 
 test("only enabled types: IPv4 address-only flags hash a TCP frame as IPV4", () => {
