@@ -28,9 +28,13 @@ afterEach(async () => {
 
 async function start() {
   host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "switch"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  daemon = await startOn(host);
   return { host, daemon };
+}
+
+async function startOn(h: SimHost): Promise<Daemon> {
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", h.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "switch"], env: {} });
+  return startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
 }
 
 async function guest(h: SimHost, name: string, ctrlRing?: Parameters<typeof createNetfront>[0]["ctrlRing"]) {
@@ -121,3 +125,27 @@ test("hostile: ctrl req_prod far ahead disables that vif alone (error node, Clos
 function patternKey(): Uint8Array {
   return Uint8Array.from({ length: 40 }, (_, i) => (i * 37 + 11) & 0xff);
 }
+
+test("restart: a vif with a control ring is taken over; the ring answers on, the hash starts over at NONE until configured again", async () => {
+  const { host } = await start();
+  const alice = await guest(host, "alice", {});
+  const bob = await guest(host, "bob");
+  expect((await alice.nf.hashConfigured()!).every((r) => r.status === 0)).toBe(true);
+  await daemon!.stop({ keepVifs: true });
+  daemon = await startOn(host);
+  await until("alice taken over", () => daemon!.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
+  // The same ring, attached where it stopped: requests keep being answered, in order.
+  expect(await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE)).toEqual({ type: C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE, status: 0, data: 128 });
+  // The hash did not survive the restart (as netback's does not survive an unbind): no algorithm.
+  expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS)).status).toBe(C.XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
+  expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
+  await until("alice received", () => alice.got.length >= 1, 5000);
+  expect(alice.got[0]!.meta.hash).toBeUndefined();
+  // Configured again: hash extras again.
+  expect((await alice.nf.ctrl!.configureHash()).every((r) => r.status === 0)).toBe(true);
+  expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
+  await until("alice received again", () => alice.got.length >= 2, 5000);
+  expect(alice.got[1]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
+  expect(alice.nf.state).toBe(S.Connected);
+  expect(alice.nf.counters.connects).toBe(1);
+});
