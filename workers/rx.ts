@@ -100,6 +100,7 @@ export class RxPath extends BackloggedRxRing {
     const slotOf = this.slotOf;
     const hashType = this.hashType;
     const hashValue = this.hashValue;
+    const hashing = hash !== null; // else one slot per frame: frame k in request (reqCons + k), as before hashing existed
     let k = 0;
     let used = 0; // requests taken this round: one per frame, two for a frame with a hash extra
     for (; k < q.length && used < avail; k++) {
@@ -107,7 +108,7 @@ export class RxPath extends BackloggedRxRing {
       const a = q.addrOf(k);
       let need = 1;
       hashType[k] = -1;
-      if (hash !== null && hash.hashFrame(q.mem, a - q.base, len)) {
+      if (hashing && hash.hashFrame(q.mem, a - q.base, len)) {
         need = 2;
         hashType[k] = hash.type;
         hashValue[k] = hash.value;
@@ -145,7 +146,7 @@ export class RxPath extends BackloggedRxRing {
           continue;
         }
         let need = 1;
-        if (hash !== null && !queueing) {
+        if (hashing && !queueing) {
           hashType[k] = -1;
           if (hash.hashFrame(batch.bytes, i * stride, len)) {
             need = 2;
@@ -168,8 +169,7 @@ export class RxPath extends BackloggedRxRing {
         }
         // Request (reqCons + used), copied out of the ring once (XSA-155): its id and gref.
         this.takeRequest(cons + used);
-        if (hash === null) hashType[k] = -1;
-        slotOf[k] = used;
+        if (hashing) slotOf[k] = used;
         used += need;
         ids[k] = req.id;
         const gref = req.gref;
@@ -197,19 +197,32 @@ export class RxPath extends BackloggedRxRing {
     c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen
     let bytes = 0;
     let ok = 0;
-    for (let j = 0; j < k; j++) {
-      // The response goes where its request was: slot (rspProdPvt + slotOf[j]) = slot (reqCons + slotOf[j]);
-      // a hash extra in the slot after it (netback's xenvif_rx_extra_slot), whatever the copy did.
-      const at = this.rspProdPvt + slotOf[j];
-      const extra = hashType[j] >= 0;
-      if (segI16[j * 12 + 10] === 0) {
-        this.stageResponse(at, ids[j], RX_OFFSET, extra ? NETRXF_extra_info : 0, lensOut[j]);
-        bytes += lensOut[j];
-        ok++;
-      } else {
-        this.stageResponse(at, ids[j], 0, extra ? NETRXF_extra_info : 0, NETIF_RSP_ERROR);
+    if (!hashing) {
+      for (let j = 0; j < k; j++) {
+        // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
+        if (segI16[j * 12 + 10] === 0) {
+          this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
+          bytes += lensOut[j];
+          ok++;
+        } else {
+          this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
+        }
       }
-      if (extra) stageHashExtra(this.s16, at + 1, hashType[j], hashValue[j]);
+    } else {
+      for (let j = 0; j < k; j++) {
+        // Frame j's data in slot (rspProdPvt + slotOf[j]) = its request's; a hash extra in the slot
+        // after it (netback's xenvif_rx_extra_slot), whatever the copy did.
+        const at = this.rspProdPvt + slotOf[j];
+        const flags = hashType[j] >= 0 ? NETRXF_extra_info : 0;
+        if (segI16[j * 12 + 10] === 0) {
+          this.stageResponse(at, ids[j], RX_OFFSET, flags, lensOut[j]);
+          bytes += lensOut[j];
+          ok++;
+        } else {
+          this.stageResponse(at, ids[j], 0, flags, NETIF_RSP_ERROR);
+        }
+        if (flags !== 0) stageHashExtra(this.s16, at + 1, hashType[j], hashValue[j]);
+      }
     }
     c.rx_packets += ok;
     c.rx_bytes += bytes;
