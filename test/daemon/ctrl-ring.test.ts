@@ -6,6 +6,7 @@
 // (req_prod far ahead) or an INVALID_PARAMETER status (an oversized key, a mapping entry past the
 // queues), never the daemon or the neighbour.
 import { afterEach, expect, test } from "bun:test";
+import { join } from "node:path";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -148,4 +149,36 @@ test("restart: a vif with a control ring is taken over; the ring answers on, the
   expect(alice.got[1]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
   expect(alice.nf.state).toBe(S.Connected);
   expect(alice.nf.counters.connects).toBe(1);
+});
+
+test("the guest process (src/sim/netfront/main.ts --ctrl-ring) reports its control ring's setup and the hash extras it receives", async () => {
+  const { host } = await start();
+  const d = await host.ts.create("alice", { vifs: 1 });
+  const main = join(import.meta.dir, "../../src/sim/netfront/main.ts");
+  const bad = Bun.spawnSync([process.execPath, main, "--dir", host.dir, "--domid", String(d.domid), "--ctrl-hostile", "oversized-key"], { stderr: "pipe" });
+  expect([bad.exitCode, bad.stderr.toString()]).toEqual([1, expect.stringContaining("--ctrl-hostile needs --ctrl-ring")]);
+  const proc = Bun.spawn([process.execPath, main, "--dir", host.dir, "--domid", String(d.domid), "--devid", "0", "--ctrl-ring", "--probe-wait-ms", "2000"], { stdin: "pipe", stdout: "pipe", stderr: "ignore" });
+  const lines: Record<string, unknown>[] = [];
+  void (async () => {
+    let buf = "";
+    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+      buf += new TextDecoder().decode(chunk);
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        lines.push(JSON.parse(buf.slice(0, nl)));
+        buf = buf.slice(nl + 1);
+      }
+    }
+  })();
+  try {
+    const ctrl = (await until("the ctrl line", () => lines.find((l) => l.event === "ctrl"), 10_000)) as { results: { status: number }[] };
+    expect(ctrl.results.map((r) => r.status)).toEqual([0, 0, 0, 0, 0]);
+    const mac = ((await until("connected", () => lines.find((l) => l.event === "connected"))) as { mac: string }).mac;
+    const bob = await guest(host, "bob");
+    expect(bob.nf.send(flowFrame(false, mac, bob.info.mac))).toBe(true);
+    const rx = (await until("an rx line", () => lines.find((l) => l.event === "rx"), 5000)) as { hash?: unknown };
+    expect(rx.hash).toEqual({ type: C._XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP, alg: C.XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, value: VECTORS.ipv4Tcp });
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
 });

@@ -2,6 +2,7 @@
 //
 //   bun src/sim/netfront/main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGUSR1]
 //        [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]
+//        [--ctrl-ring [--ctrl-hostile oversized-key|mapping-beyond-queues|req-prod-far-ahead]]
 //
 // stdout: one JSON object per line, each with an "event" field (see PROTOCOL below).
 // stdin: one command per line. Diagnostics (Linux-style driver messages) go to stderr.
@@ -9,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { xenbusStateName } from "../../xen/xenbus-state.ts";
 import { createNetfront, type Netfront } from "./netfront.ts";
+import type { CtrlHostility } from "./ctrl-client.ts";
 
 export const PROTOCOL = `
 stdout events (JSON lines):
@@ -16,7 +18,8 @@ stdout events (JSON lines):
   {"event":"state","state":N,"name":S}            our xenbus state was written
   {"event":"backend-state","state":N,"name":S}    the backend's state as netback_changed saw it
   {"event":"connected","txRingRef","rxRingRef","txPort","rxPort","split","mac"[,"numQueues"]}
-  {"event":"rx","len":N,"flags":N,"slots":N,"hex":S[,"gso":{size,type}]}   (not with --quiet-rx)
+  {"event":"rx","len":N,"flags":N,"slots":N,"hex":S[,"gso":{size,type}][,"hash":{type,alg,value}]}   (not with --quiet-rx)
+  {"event":"ctrl","results":[{type,status,data}...]}   the control ring's hash setup (--ctrl-ring)
   {"event":"sent","ok":B,"len":N}                 answer to "send"
   {"event":"stats",...counters,"state","backendState","rxPosted","txInFlight","txBacklog"}
   {"event":"gave-up","reason":S} | {"event":"broken","reason":S}
@@ -30,7 +33,8 @@ script file (--script): the same commands, plus "sleep <ms>" and "wait-connected
   after the first connection; '#' starts a comment.
 `;
 
-const USAGE = "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]";
+const USAGE = "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx] [--ctrl-ring [--ctrl-hostile KIND]]";
+const CTRL_HOSTILITIES: readonly CtrlHostility[] = ["oversized-key", "mapping-beyond-queues", "req-prod-far-ahead"];
 
 function out(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -95,6 +99,8 @@ async function main(): Promise<void> {
       "reset-wait-ms": { type: "string" },
       "probe-wait-ms": { type: "string" },
       "quiet-rx": { type: "boolean", default: false },
+      "ctrl-ring": { type: "boolean", default: false },
+      "ctrl-hostile": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -107,6 +113,8 @@ async function main(): Promise<void> {
     return Number(v);
   };
   if (!values.dir) throw new Error(`--dir is required\n${USAGE}`);
+  const hostile = values["ctrl-hostile"] as CtrlHostility | undefined;
+  if (hostile !== undefined && (!values["ctrl-ring"] || !CTRL_HOSTILITIES.includes(hostile))) throw new Error(`--ctrl-hostile needs --ctrl-ring and one of ${CTRL_HOSTILITIES.join(", ")}\n${USAGE}`);
   const nf = await createNetfront({
     dir: values.dir,
     domid: num(values.domid, "domid"),
@@ -115,6 +123,7 @@ async function main(): Promise<void> {
     resetWaitMs: values["reset-wait-ms"] === undefined ? undefined : num(values["reset-wait-ms"], "reset-wait-ms"),
     probeWaitMs: values["probe-wait-ms"] === undefined ? undefined : num(values["probe-wait-ms"], "probe-wait-ms"),
     log: (l) => process.stderr.write(`${l}\n`),
+    ctrlRing: values["ctrl-ring"] ? { hostile } : undefined,
   });
   let exiting = false;
   const quit = async (code = 0) => {
@@ -125,13 +134,19 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   nf.onEvent((e) => {
-    if (e.type === "connected") out({ event: "connected", ...e.info });
+    if (e.type === "connected") {
+      out({ event: "connected", ...e.info });
+      void nf.hashConfigured()?.then(
+        (results) => out({ event: "ctrl", results }),
+        (err) => out({ event: "error", message: `control ring: ${(err as Error).message}` }),
+      );
+    }
     else if (e.type === "state" || e.type === "backend-state") out({ event: e.type, state: e.state, name: xenbusStateName(e.state) });
     else if (e.type === "gave-up" || e.type === "broken") out({ event: e.type, reason: e.reason });
     else out({ event: e.type });
     if (e.type === "removed") void quit(0);
   });
-  if (!values["quiet-rx"]) nf.onReceive((f, m) => out({ event: "rx", len: f.length, flags: m.flags, slots: m.slots, hex: toHex(f), ...(m.gso ? { gso: m.gso } : {}) }));
+  if (!values["quiet-rx"]) nf.onReceive((f, m) => out({ event: "rx", len: f.length, flags: m.flags, slots: m.slots, hex: toHex(f), ...(m.gso ? { gso: m.gso } : {}), ...(m.hash ? { hash: m.hash } : {}) }));
   out({ event: "started", pid: process.pid, domid: num(values.domid, "domid"), devid: num(values.devid, "devid"), frontend: nf.frontendPath, backend: nf.backendPath, backendDomid: nf.backendDomid });
 
   const sig = values["reset-on"];
