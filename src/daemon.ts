@@ -15,7 +15,7 @@ import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
 import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
 import { backendDomid } from "./platform/backend-domid.ts";
-import { peerTakesGso } from "./backend/features.ts";
+import { offersCtrlRing, peerTakesGso } from "./backend/features.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
@@ -210,6 +210,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       vifnamePrefix: config.vifnamePrefix,
       txOffloads,
       maxQueues: config.maxQueues === "auto" ? Math.min(8, config.workers) : config.maxQueues,
+      ctrlRing: offersCtrlRing(config.datapath),
       journalDir,
       stats,
     });

@@ -52,6 +52,7 @@ export class QueueScheduler {
   add(q: ServedQueue, name: string): void {
     this.byPort.set(q.localTxPort, q);
     this.byPort.set(q.localRxPort, q);
+    if (q.ctrl) this.byPort.set(q.ctrl.port, q); // served on its first wake-up (ctrl.pending)
     q.stallTimer = this.timers.create(`${name} rx stall`, () => this.schedule(q, false, true));
     // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
     // requests posted before we bound, are served now, not at the frontend's next notify.
@@ -61,6 +62,7 @@ export class QueueScheduler {
   remove(q: ServedQueue): void {
     this.byPort.delete(q.localTxPort);
     this.byPort.delete(q.localRxPort);
+    if (q.ctrl) this.byPort.delete(q.ctrl.port);
     if (q.stallTimer) this.timers.remove(q.stallTimer);
     q.stallTimer = null;
     this.unschedule(q);
@@ -112,6 +114,7 @@ export class QueueScheduler {
       // upper bound when several queues share one wake-up, exact when they do not.
       c.ffi_calls += 3;
       c.syscalls += 3;
+      if (q.ctrl !== null && port === q.ctrl.port) q.ctrl.pending = true;
       this.schedule(q, port === q.localTxPort, port === q.localRxPort);
     }
   }
@@ -191,10 +194,18 @@ export class QueueScheduler {
       }
       if (rx.carrier) this.report.carrierChanged(q, rx.carrier > 0);
     }
+    // The control ring (low rate: a frontend configuring its hash), on its own port.
+    let moreCtrl = false;
+    if (q.ctrl?.pending) {
+      const cp = q.ctrl.serve(this.gnt);
+      if (cp.fault) return this.report.disable(q, cp.fault);
+      if (cp.notify) this.notify(q, q.ctrl.port);
+      if (cp.more) q.ctrl.pending = moreCtrl = true;
+    }
     // One event channel for both rings: one notify covers both.
     if (notifyTx || (notifyRx && q.localRxPort === q.localTxPort)) this.notify(q, q.localTxPort);
     if (notifyRx && q.localRxPort !== q.localTxPort) this.notify(q, q.localRxPort);
-    if (moreTx || moreRx) this.schedule(q, moreTx, moreRx);
+    if (moreTx || moreRx || moreCtrl) this.schedule(q, moreTx, moreRx);
   }
 
   /** Never throws: a frontend whose domain died has no port to notify, and that is not our fault. */

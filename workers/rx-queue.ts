@@ -23,7 +23,8 @@ export class RxQueue {
   /** Charged bytes of the frames held (the counter `rx_queue_bytes`). */
   bytes = 0;
   private readonly addr: number;
-  private readonly mem: Uint8Array;
+  /** The queue's memory (frames at addrOf(i) - base), read by the rx path to hash a queued frame. */
+  readonly mem: Uint8Array;
   private readonly size: number;
   private readonly entOff: Uint32Array;
   private readonly entLen: Uint32Array;

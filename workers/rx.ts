@@ -15,7 +15,7 @@ import type { Pointer } from "bun:ffi";
 import type { Peer } from "../src/net/index.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE } from "../src/xen/netif.ts";
+import { NETIF_RSP_ERROR, NETIF_RX_RING_SIZE, NETRXF_extra_info } from "../src/xen/netif.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
 import type { RingJournal } from "./back-ring.ts";
@@ -23,6 +23,9 @@ import { BackloggedRxRing, type RxPass } from "./rx-backlog.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
+import type { VifHash } from "./vif-hash.ts";
+import { stageHashExtra } from "./rx-hash-extra.ts";
+import { XEN_NETIF_CTRL_HASH_ALGORITHM_NONE } from "../src/xen/ctrl-netif.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
@@ -36,6 +39,8 @@ export class RxPath extends BackloggedRxRing {
   /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
   captureEntry = -1;
   captureWriter: CaptureWriter | null = null;
+  /** The vif's hash (control ring): a frame with a hash of an enabled type takes a hash extra slot (rx-hash-extra.ts). */
+  hash: VifHash | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
     super(page, queueBytes, stallMs, journal);
@@ -91,12 +96,27 @@ export class RxPath extends BackloggedRxRing {
     const grefs = this.grefs;
     const ids = s.rxReqId;
     const lensOut = s.rxLen;
+    const hash = this.hash !== null && this.hash.alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_NONE ? this.hash : null;
+    const slotOf = this.slotOf;
+    const hashType = this.hashType;
+    const hashValue = this.hashValue;
+    const hashing = hash !== null; // else one slot per frame: frame k in request (reqCons + k), as before hashing existed
     let k = 0;
-    const fromQueue = Math.min(q.length, avail);
-    for (; k < fromQueue; k++) {
+    let used = 0; // requests taken this round: one per frame, two for a frame with a hash extra
+    for (; k < q.length && used < avail; k++) {
       const len = q.lenOf(k);
-      this.take(k, ids);
       const a = q.addrOf(k);
+      let need = 1;
+      hashType[k] = -1;
+      if (hashing && hash.hashFrame(q.mem, a - q.base, len)) {
+        need = 2;
+        hashType[k] = hash.type;
+        hashValue[k] = hash.value;
+      }
+      if (used + need > avail) break;
+      this.take(used, k, ids);
+      slotOf[k] = used;
+      used += need;
       const h = k * 12;
       segU32[k * 6] = a >>> 0;
       segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
@@ -107,7 +127,7 @@ export class RxPath extends BackloggedRxRing {
       segI16[h + 10] = 0;
       lensOut[k] = len;
     }
-    q.take(fromQueue);
+    q.take(k);
     let nq = 0;
     if (batch) {
       const stride = batch.stride;
@@ -125,7 +145,16 @@ export class RxPath extends BackloggedRxRing {
           else c.rx_drops_carrier_off++;
           continue;
         }
-        if (queueing || k >= avail) {
+        let need = 1;
+        if (hashing && !queueing) {
+          hashType[k] = -1;
+          if (hash.hashFrame(batch.bytes, i * stride, len)) {
+            need = 2;
+            hashType[k] = hash.type;
+            hashValue[k] = hash.value;
+          }
+        }
+        if (queueing || used + need > avail) {
           queueing = true;
           const at = q.reserve(len);
           if (at < 0) {
@@ -138,8 +167,10 @@ export class RxPath extends BackloggedRxRing {
           }
           continue;
         }
-        // Request (reqCons + k), copied out of the ring once (XSA-155): its id and gref.
-        this.takeRequest(cons + k);
+        // Request (reqCons + used), copied out of the ring once (XSA-155): its id and gref.
+        this.takeRequest(cons + used);
+        if (hashing) slotOf[k] = used;
+        used += need;
         ids[k] = req.id;
         const gref = req.gref;
         // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
@@ -166,30 +197,51 @@ export class RxPath extends BackloggedRxRing {
     c.syscalls++; // IOCTL_GNTDEV_GRANT_COPY on Xen
     let bytes = 0;
     let ok = 0;
-    for (let j = 0; j < k; j++) {
-      // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
-      if (segI16[j * 12 + 10] === 0) {
-        this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
-        bytes += lensOut[j];
-        ok++;
-      } else {
-        this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
+    if (!hashing) {
+      for (let j = 0; j < k; j++) {
+        // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
+        if (segI16[j * 12 + 10] === 0) {
+          this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
+          bytes += lensOut[j];
+          ok++;
+        } else {
+          this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
+        }
+      }
+    } else {
+      for (let j = 0; j < k; j++) {
+        // Frame j's data in slot (rspProdPvt + slotOf[j]) = its request's; a hash extra in the slot
+        // after it (netback's xenvif_rx_extra_slot), whatever the copy did.
+        const at = this.rspProdPvt + slotOf[j];
+        const flags = hashType[j] >= 0 ? NETRXF_extra_info : 0;
+        if (segI16[j * 12 + 10] === 0) {
+          this.stageResponse(at, ids[j], RX_OFFSET, flags, lensOut[j]);
+          bytes += lensOut[j];
+          ok++;
+        } else {
+          this.stageResponse(at, ids[j], 0, flags, NETIF_RSP_ERROR);
+        }
+        if (flags !== 0) stageHashExtra(this.s16, at + 1, hashType[j], hashValue[j]);
       }
     }
     c.rx_packets += ok;
     c.rx_bytes += bytes;
     c.rx_errors += k - ok;
-    this.reqCons = (this.reqCons + k) >>> 0;
-    this.rspProdPvt = (this.rspProdPvt + k) >>> 0;
+    this.reqCons = (this.reqCons + used) >>> 0;
+    this.rspProdPvt = (this.rspProdPvt + used) >>> 0;
     q.commit();
   }
 
-  /** Gref of request k this round, read in take() (kept beside the id). */
+  /** Gref of frame k's request this round, read in take() (kept beside the id). */
   private readonly grefs = new Uint32Array(SIZE);
+  /** Per frame k of a round: the request (reqCons + slotOf[k]) its data goes to, and its hash extra (type -1: none). */
+  private readonly slotOf = new Uint16Array(SIZE);
+  private readonly hashType = new Int8Array(SIZE);
+  private readonly hashValue = new Uint32Array(SIZE);
 
-  /** Copies request (reqCons + k) out of the ring once: id and gref. */
-  private take(k: number, ids: Uint16Array): void {
-    this.takeRequest(this.reqCons + k);
+  /** Copies request (reqCons + slot) out of the ring once, for frame k: id and gref. */
+  private take(slot: number, k: number, ids: Uint16Array): void {
+    this.takeRequest(this.reqCons + slot);
     ids[k] = this.req.id;
     this.grefs[k] = this.req.gref;
   }

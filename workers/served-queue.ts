@@ -17,6 +17,8 @@ import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
 import type { RingJournal } from "./back-ring.ts";
 import type { Timer } from "./timers.ts";
+import { ServedCtrl } from "./served-ctrl.ts";
+import { VifHash } from "./vif-hash.ts";
 import { J_LIVE, J_RX_COMMITTED, J_RX_PUBLISHED, J_TX_COMMITTED, J_TX_PUBLISHED, MappedJournal } from "../src/state/vif-journal.ts";
 
 export interface QueueDevices {
@@ -68,6 +70,9 @@ export class ServedQueue {
   counters!: VifCounters;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
+  /** The control ring, when the frontend has one; the hash state its requests set (always present: algorithm NONE until set). */
+  ctrl: ServedCtrl | null = null;
+  readonly hash: VifHash;
   /** The vif's journal, kept mapped for as long as the rings stage responses in it. */
   private journal: MappedJournal | null = null;
 
@@ -75,6 +80,12 @@ export class ServedQueue {
     this.key = spec.key;
     this.name = spec.name;
     this.domid = spec.frontendDomid;
+    this.hash = new VifHash(spec.queues ?? 1);
+  }
+
+  /** The guest-rx queue for a frame (vif-hash.ts): netback's xenvif_select_queue. */
+  selectQueue(frame: Uint8Array, off: number, len: number): number {
+    return this.hash.selectQueue(frame, off, len);
   }
 
   setUp(d: QueueDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: QueuePeerOptions): void {
@@ -87,19 +98,21 @@ export class ServedQueue {
       const [jtx, jrx] = this.openJournal();
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
-      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx);
+      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined }, jtx);
       const bad = this.tx.attachError();
       if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
+      if (this.rx instanceof RxPath) this.rx.hash = this.hash;
       this.peer = this.openPeer(po);
       if (this.peer.reclaimAddress) this.peerEntry = this.record(RESOURCE_PEER, this.peer.reclaimAddress, "its peer");
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
       // The seed notifies per response, from inside its paths.
+      if (s.ctrlRingRef !== undefined && s.ctrlEvtchn !== undefined) this.ctrl = new ServedCtrl(d, this.name, this.domid, s.ctrlRingRef, s.ctrlEvtchn, this.hash);
       if (this.tx instanceof SeedTxPath) this.tx.notifyTarget = { ev: d.ev, port: this.localTxPort };
       if (this.rx instanceof SeedRxPath) this.rx.notifyTarget = { ev: d.ev, port: this.localRxPort };
       this.counters = new VifCounters(d.arena, slot);
@@ -117,6 +130,8 @@ export class ServedQueue {
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
   tearDown(d: QueueDevices): void {
     this.closePeer();
+    this.ctrl?.close(d);
+    this.ctrl = null;
     if (this.queueEntry >= 0) d.registry.removeMapping(this.queueEntry); // forget first: a death in between leaks, never double-frees
     this.queueEntry = -1;
     this.rx?.close();

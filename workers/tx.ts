@@ -46,6 +46,12 @@ export interface TxFeatures {
   sg: boolean;
   /** feature-gso-tcpv4 (or -tcpv6): extra-info slots carrying GSO. */
   gso: boolean;
+  /**
+   * The vif has a control ring: its frontend may put a hash extra (XEN_NETIF_EXTRA_TYPE_HASH) after
+   * a packet's first slot, which netback accepts (xenvif_get_extras; it sets the skb's hash) and so
+   * does qnicd (answered NULL; the host side has no use for the value). A GSO extra still needs GSO.
+   */
+  hashExtras?: boolean;
 }
 
 export interface TxPass {
@@ -69,12 +75,15 @@ export class TxPath extends TxRing {
 
   /** Flags of a first slot this vif did not negotiate: the packet is answered with errors. */
   private readonly unsupported: number;
+  /** GSO was negotiated: a GSO extra is honoured (else the packet is answered with errors). */
+  private readonly gso: boolean;
   /** The pass's counters, for the by-reason rows multiSlot() bumps (set once per pass). */
   private c!: VifCounters;
 
   constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null) {
     super(page, journal);
-    this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso ? 0 : NETTXF_extra_info);
+    this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso || features.hashExtras === true ? 0 : NETTXF_extra_info);
+    this.gso = features.gso;
   }
 
   /**
@@ -300,6 +309,10 @@ export class TxPath extends TxRing {
     cur.nresp = nresp;
 
     // Tolerable: the whole packet is answered with errors (already marked so).
+    if (gsoType !== 0 && !this.gso) {
+      this.c.tx_malformed_unnegotiated++; // extras allowed for the hash only
+      return null;
+    }
     const frames = s.txFrames;
     if (size < ETH_HLEN || size > frames.stride) {
       if (size < ETH_HLEN) this.c.tx_malformed_runt++;

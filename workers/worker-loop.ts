@@ -155,6 +155,7 @@ export class WorkerLoop implements QueueReporter {
     if (msg.spec.adopt) {
       this.scheduler.notify(q, q.localTxPort);
       if (q.localRxPort !== q.localTxPort) this.scheduler.notify(q, q.localRxPort);
+      if (q.ctrl) this.scheduler.notify(q, q.ctrl.port);
     }
     return { op: "connected", seq: msg.seq, key: q.key, localTxPort: q.localTxPort, localRxPort: q.localRxPort, replayed: q.replayed };
   }

@@ -34,6 +34,13 @@ const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
   ["feature-ipv6-csum-offload", "1"],
 ];
 
+/**
+ * The control ring (Linux netback_probe writes it always): a frontend may then set up Toeplitz
+ * hashing (workers/ctrl-ring.ts), which the batched data path honours with hash extras on guest rx.
+ * Not on the seed data path (QEMU's qnic has no control ring).
+ */
+const CTRL_RING_FEATURES: readonly FeatureNode[] = [["feature-ctrl-ring", "1"]];
+
 /** The seed's set: what a backend whose peer cannot take GSO frames offers (one queue). */
 export const BACKEND_FEATURES: readonly FeatureNode[] = [...BASE_FEATURES, ["multi-queue-max-queues", "1"]];
 
@@ -46,11 +53,17 @@ export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched
  * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
  * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path. `maxQueues`: what
  * multi-queue-max-queues offers (netback: min(8, online CPUs); qnicd: --max-queues, by default
- * min(8, workers)), each queue a ring pair served on its own.
+ * min(8, workers)), each queue a ring pair served on its own. `ctrlRing`: the batched data path
+ * (offersCtrlRing()).
  */
-export function backendFeatures(txOffloads: boolean, maxQueues = 1): readonly FeatureNode[] {
+export function backendFeatures(txOffloads: boolean, maxQueues = 1, ctrlRing = false): readonly FeatureNode[] {
   if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUES_LIMIT) throw new RangeError(`maxQueues must be 1..${MAX_QUEUES_LIMIT}, got ${maxQueues}`);
-  return [...BASE_FEATURES, ["multi-queue-max-queues", String(maxQueues)], ...(txOffloads ? TX_OFFLOAD_FEATURES : [])];
+  return [...BASE_FEATURES, ["multi-queue-max-queues", String(maxQueues)], ...(txOffloads ? TX_OFFLOAD_FEATURES : []), ...(ctrlRing ? CTRL_RING_FEATURES : [])];
+}
+
+/** Whether the control ring is offered for this data path. */
+export function offersCtrlRing(datapath: "batched" | "seed" = "batched"): boolean {
+  return datapath === "batched";
 }
 
 /** The most queues qnicd offers a vif (netback's default cap is 8; tun allows 256 queues per TAP). */

@@ -22,6 +22,9 @@ export interface FrontendConfig extends QueueConfig {
   /** true when the frontend gave event-channel-tx and event-channel-rx (for every queue). */
   splitEventChannels: boolean;
   mac: string;
+  /** The control ring (ctrl-ring-ref, event-channel-ctrl), when the frontend has one and feature-ctrl-ring was offered. */
+  ctrlRingRef?: number;
+  ctrlEvtchn?: number;
   /** Every FRONTEND_FEATURES key: true only when the frontend asked and (where needed) we offered. */
   features: Record<string, boolean>;
 }
@@ -109,7 +112,8 @@ export async function readFrontendConfig(r: NodeReader, offered: readonly Featur
     features[f.key] = asked && (f.needsOffer === null || backendOffers(f.needsOffer, offered));
   }
 
-  return { ...queues[0], queues, splitEventChannels, mac, features };
+  const ctrl = backendOffers("feature-ctrl-ring", offered) ? await readCtrlRing(r) : {};
+  return { ...queues[0], queues, splitEventChannels, mac, features, ...ctrl };
 }
 
 /** One queue's keys under `dir` ("" or "queue-<n>/"); a missing or malformed one names its full key. */
@@ -125,4 +129,17 @@ async function readQueue(r: NodeReader, dir: string): Promise<{ config: QueueCon
   }
   const port = required(PORT, `${dir}event-channel`, await r.frontend(`${dir}event-channel`), "an event channel port");
   return { config: { txRingRef, rxRingRef, txEvtchn: port, rxEvtchn: port }, split: false };
+}
+
+/**
+ * Linux netback's connect_ctrl_ring: no ctrl-ring-ref, no control ring; a ref without
+ * event-channel-ctrl is fatal. Stricter than Linux on a malformed ref (Linux reads it as absent):
+ * a guest that writes the node means to use the ring, so a bad value is its error, named.
+ */
+async function readCtrlRing(r: NodeReader): Promise<{ ctrlRingRef?: number; ctrlEvtchn?: number }> {
+  const refRaw = await r.frontend("ctrl-ring-ref");
+  if (refRaw === undefined) return {};
+  const ctrlRingRef = required(U32, "ctrl-ring-ref", refRaw, "a grant reference");
+  const ctrlEvtchn = required(PORT, "event-channel-ctrl", await r.frontend("event-channel-ctrl"), "an event channel port");
+  return { ctrlRingRef, ctrlEvtchn };
 }

@@ -26,6 +26,8 @@ export interface BackendOptions {
   txOffloads?: boolean;
   /** multi-queue-max-queues (default 1). */
   maxQueues?: number;
+  /** Offer the control ring: features.ts offersCtrlRing() of the daemon's data path (default false). */
+  ctrlRing?: boolean;
 }
 
 export interface Backend {
@@ -49,7 +51,7 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
     log: opts.log,
     vifnamePrefix: opts.vifnamePrefix,
     connectTimeoutMs: opts.connectTimeoutMs,
-    features: backendFeatures(opts.txOffloads === true, opts.maxQueues ?? 1),
+    features: backendFeatures(opts.txOffloads === true, opts.maxQueues ?? 1, opts.ctrlRing === true),
     journalDir: opts.journalDir,
     stats: opts.stats,
   });
@@ -75,6 +77,6 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
 export { XenBus, type DeviceHooks } from "./xenbus.ts";
 export { XenDevice } from "./device.ts";
 export { VifFatalError } from "./errors.ts";
-export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, peerTakesGso } from "./features.ts";
+export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, offersCtrlRing, peerTakesGso } from "./features.ts";
 export { pathTo, nextStep, type BackendState, type TargetState } from "./backend-state.ts";
 export { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";

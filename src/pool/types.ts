@@ -15,11 +15,19 @@ export interface VifConnectSpec {
   readonly devid: number;
   /** Which of the vif's queues this is (0 for a single-queue vif); each queue is served on its own. */
   readonly queue?: number;
+  /** How many queues the vif has (the control ring's hash maps flows onto that many). */
+  readonly queues?: number;
   readonly txRingRef: number;
   readonly rxRingRef: number;
   /** Frontend ports: equal when the frontend uses one event channel for both rings. */
   readonly txEvtchn: number;
   readonly rxEvtchn: number;
+  /**
+   * The frontend's control ring (ctrl-ring-ref, event-channel-ctrl), when it wrote one and the
+   * backend offered feature-ctrl-ring: served by the same worker as the data rings (workers/served-ctrl.ts).
+   */
+  readonly ctrlRingRef?: number;
+  readonly ctrlEvtchn?: number;
   /** MAC the frontend uses (from B/mac or F/mac), "xx:xx:xx:xx:xx:xx". */
   readonly mac: string;
   /** Features both sides agreed on (feature-sg, feature-rx-notify, ...). */

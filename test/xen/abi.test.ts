@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ensureDebPackages } from "../support/apt.ts";
 import * as ring from "../../src/xen/ring.ts";
 import * as netif from "../../src/xen/netif.ts";
+import * as ctrl from "../../src/xen/ctrl-netif.ts";
 import * as gnt from "../../src/xen/grant-table.ts";
 import * as evtchn from "../../src/xen/evtchn.ts";
 import { XenbusState } from "../../src/xen/xenbus-state.ts";
@@ -101,6 +102,20 @@ const checks: Check[] = [
   ["CTRL_HASH_ALGORITHM_NONE", netif.XEN_NETIF_CTRL_HASH_ALGORITHM_NONE, "XEN_NETIF_CTRL_HASH_ALGORITHM_NONE"],
   ["CTRL_HASH_ALGORITHM_TOEPLITZ", netif.XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, "XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ"],
   ["XEN_NETIF_MAX_TX_SIZE", netif.XEN_NETIF_MAX_TX_SIZE, "XEN_NETIF_MAX_TX_SIZE"],
+  // netif.h control ring
+  ["ctrl request id", ctrl.CtrlRequest.id, "offsetof(struct xen_netif_ctrl_request, id)"],
+  ["ctrl request type", ctrl.CtrlRequest.type, "offsetof(struct xen_netif_ctrl_request, type)"],
+  ["ctrl request data[0]", ctrl.CtrlRequest.data0, "offsetof(struct xen_netif_ctrl_request, data[0])"],
+  ["ctrl request data[1]", ctrl.CtrlRequest.data1, "offsetof(struct xen_netif_ctrl_request, data[1])"],
+  ["ctrl request data[2]", ctrl.CtrlRequest.data2, "offsetof(struct xen_netif_ctrl_request, data[2])"],
+  ["ctrl response id", ctrl.CtrlResponse.id, "offsetof(struct xen_netif_ctrl_response, id)"],
+  ["ctrl response type", ctrl.CtrlResponse.type, "offsetof(struct xen_netif_ctrl_response, type)"],
+  ["ctrl response status", ctrl.CtrlResponse.status, "offsetof(struct xen_netif_ctrl_response, status)"],
+  ["ctrl response data", ctrl.CtrlResponse.data, "offsetof(struct xen_netif_ctrl_response, data)"],
+  ...(["_XEN_NETIF_CTRL_HASH_TYPE_IPV4", "_XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP", "_XEN_NETIF_CTRL_HASH_TYPE_IPV6", "_XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP",
+    "XEN_NETIF_CTRL_HASH_TYPE_IPV4", "XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP", "XEN_NETIF_CTRL_HASH_TYPE_IPV6", "XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP",
+    "XEN_NETIF_CTRL_TYPE_SET_HASH_KEY", "XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED", "NETIF_CTRL_RING_SIZE"] as const)
+    .map((n): Check => [`ctrl-netif ${n}`, (ctrl as Record<string, unknown>)[n] as number, n === "NETIF_CTRL_RING_SIZE" ? "__CONST_RING_SIZE(xen_netif_ctrl, 4096)" : n]),
   // xenbus.h
   ...Object.entries(XenbusState).map(([k, v]): Check => [`XenbusState${k}`, v, `XenbusState${k}`]),
   // xs_wire.h

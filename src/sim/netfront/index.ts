@@ -19,5 +19,6 @@ export { flowHash, selectQueue } from "./flow-hash.ts";
 export type { NetfrontCounters } from "./counters.ts";
 export type { RxMeta } from "./rx-queue.ts";
 export type { TxFrameOptions } from "./tx-queue.ts";
+export { CtrlClient, CTRL_TIMEOUT_MS, DEFAULT_HASH_KEY, type CtrlHostility, type CtrlResult, type HashSetup } from "./ctrl-client.ts";
 export { buildArp, buildIcmpEcho, createResponder, inetChecksum, parseIPv4, parseMac, formatIPv4, formatMac } from "./frames.ts";
 export { startNetfrontGuest, stopNetfrontGuest, stopNetfrontGuests, runningNetfrontGuest, netfrontGuestFiles, type StartGuestOptions } from "./spawn.ts";

@@ -4,6 +4,7 @@
 //        [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]
 //        [--vcpus N] [--max-queues N] [--no-split-event-channels]
 //        [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]...  (see HostileQueueKeys)
+//        [--ctrl-ring [--ctrl-hostile oversized-key|mapping-beyond-queues|req-prod-far-ahead]]
 //
 // stdout: one JSON object per line, each with an "event" field (see PROTOCOL below).
 // stdin: one command per line. Diagnostics (Linux-style driver messages) go to stderr.
@@ -11,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { xenbusStateName } from "../../xen/xenbus-state.ts";
 import { createNetfront, type Netfront } from "./netfront.ts";
+import type { CtrlHostility } from "./ctrl-client.ts";
 
 export const PROTOCOL = `
 stdout events (JSON lines):
@@ -18,7 +20,8 @@ stdout events (JSON lines):
   {"event":"state","state":N,"name":S}            our xenbus state was written
   {"event":"backend-state","state":N,"name":S}    the backend's state as netback_changed saw it
   {"event":"connected","txRingRef","rxRingRef","txPort","rxPort","split","mac"[,"numQueues"],"queues":[{id,dir,txRingRef,rxRingRef,txPort,rxPort}...]}
-  {"event":"rx","len":N,"flags":N,"slots":N,"hex":S[,"gso":{size,type}]}   (not with --quiet-rx)
+  {"event":"rx","len":N,"flags":N,"slots":N,"hex":S[,"gso":{size,type}][,"hash":{type,alg,value}]}   (not with --quiet-rx)
+  {"event":"ctrl","results":[{type,status,data}...]}   the control ring's hash setup (--ctrl-ring)
   {"event":"sent","ok":B,"len":N}                 answer to "send"
   {"event":"stats",...counters,"state","backendState","rxPosted","txInFlight","txBacklog","queues":[{id,counters,rxPosted,txInFlight,txBacklog}...]}
                                                   (counters and depths summed over queues; "queues" per queue)
@@ -38,7 +41,9 @@ script file (--script): the same commands, plus "sleep <ms>" and "wait-connected
 const USAGE =
   "usage: main.ts --dir DIR --domid N --devid D [--ip A.B.C.D] [--reset-on SIGNAL] [--script FILE] [--reset-wait-ms MS] [--probe-wait-ms MS] [--quiet-rx]" +
   " [--vcpus N (queues: min(8, N) unless --max-queues)] [--max-queues N (xen_netfront.max_queues)] [--no-split-event-channels]" +
-  " [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]... (queue keys Linux never writes, for backend tests)";
+  " [--hostile-queues N] [--hostile-num-queues VALUE] [--hostile-omit KEY]... (queue keys Linux never writes, for backend tests)" +
+  " [--ctrl-ring [--ctrl-hostile KIND]]";
+const CTRL_HOSTILITIES: readonly CtrlHostility[] = ["oversized-key", "mapping-beyond-queues", "req-prod-far-ahead"];
 
 function out(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -109,6 +114,8 @@ async function main(): Promise<void> {
       "hostile-queues": { type: "string" },
       "hostile-num-queues": { type: "string" },
       "hostile-omit": { type: "string", multiple: true },
+      "ctrl-ring": { type: "boolean", default: false },
+      "ctrl-hostile": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -126,6 +133,8 @@ async function main(): Promise<void> {
     return n;
   };
   if (!values.dir) throw new Error(`--dir is required\n${USAGE}`);
+  const hostile = values["ctrl-hostile"] as CtrlHostility | undefined;
+  if (hostile !== undefined && (!values["ctrl-ring"] || !CTRL_HOSTILITIES.includes(hostile))) throw new Error(`--ctrl-hostile needs --ctrl-ring and one of ${CTRL_HOSTILITIES.join(", ")}\n${USAGE}`);
   const nf = await createNetfront({
     dir: values.dir,
     domid: num(values.domid, "domid"),
@@ -145,6 +154,7 @@ async function main(): Promise<void> {
           }
         : undefined,
     log: (l) => process.stderr.write(`${l}\n`),
+    ctrlRing: values["ctrl-ring"] ? { hostile } : undefined,
   });
   let exiting = false;
   const quit = async (code = 0) => {
@@ -155,13 +165,19 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   nf.onEvent((e) => {
-    if (e.type === "connected") out({ event: "connected", ...e.info });
+    if (e.type === "connected") {
+      out({ event: "connected", ...e.info });
+      void nf.hashConfigured()?.then(
+        (results) => out({ event: "ctrl", results }),
+        (err) => out({ event: "error", message: `control ring: ${(err as Error).message}` }),
+      );
+    }
     else if (e.type === "state" || e.type === "backend-state") out({ event: e.type, state: e.state, name: xenbusStateName(e.state) });
     else if (e.type === "gave-up" || e.type === "broken") out({ event: e.type, reason: e.reason });
     else out({ event: e.type });
     if (e.type === "removed") void quit(0);
   });
-  if (!values["quiet-rx"]) nf.onReceive((f, m) => out({ event: "rx", len: f.length, flags: m.flags, slots: m.slots, hex: toHex(f), ...(m.gso ? { gso: m.gso } : {}) }));
+  if (!values["quiet-rx"]) nf.onReceive((f, m) => out({ event: "rx", len: f.length, flags: m.flags, slots: m.slots, hex: toHex(f), ...(m.gso ? { gso: m.gso } : {}), ...(m.hash ? { hash: m.hash } : {}) }));
   out({ event: "started", pid: process.pid, domid: num(values.domid, "domid"), devid: num(values.devid, "devid"), frontend: nf.frontendPath, backend: nf.backendPath, backendDomid: nf.backendDomid });
 
   const sig = values["reset-on"];

@@ -19,6 +19,7 @@ import { DEFAULT_FLOW_HASH_SEED, selectQueue } from "./flow-hash.ts";
 import { createResponder, parseIPv4, parseMac, formatMac, type Responder } from "./frames.ts";
 import type { FrontRing } from "./front-ring.ts";
 import { NetfrontQueue, type QueueInfo } from "./queue.ts";
+import { CtrlClient, type CtrlHostility, type CtrlResult, type HashSetup } from "./ctrl-client.ts";
 import type { RxMeta } from "./rx-queue.ts";
 import type { TxFrameOptions, TxOffloads } from "./tx-queue.ts";
 import { readState, readUnsigned, waitForState, writeDevError, writeOwnState } from "./xenbus.ts";
@@ -65,6 +66,11 @@ export interface NetfrontOptions {
   onTxResponse?: (id: number, status: number) => void;
   /** Sees every xenstore request the driver sends (op, transaction id, arguments): tests. */
   trace?: XsTrace;
+  /**
+   * Opt-in: a control ring as the Windows PV drivers set one up (ctrl-client.ts), where the backend
+   * offers feature-ctrl-ring, configuring Toeplitz hashing once connected; `hostile` for tests.
+   */
+  ctrlRing?: { hash?: HashSetup; hostile?: CtrlHostility };
   /** The guest's online vCPUs (num_online_cpus): the default queue limit is min(8, vcpus). Default 1. */
   vcpus?: number;
   /** xen_netfront.max_queues: the queue limit instead of min(8, vcpus); 0 or absent means unset. */
@@ -122,6 +128,8 @@ export interface ConnectionInfo {
   queues: QueueInfo[];
   /** What the backend offered for our tx (xennet_fix_features): multi-slot packets and TCP GSO. */
   txOffloads: TxOffloads;
+  /** The control ring, when asked for (NetfrontOptions.ctrlRing) and offered. */
+  ctrl?: { ref: number; port: number };
 }
 
 export interface Netfront {
@@ -152,6 +160,10 @@ export interface Netfront {
   reset(): Promise<void>;
   /** Stops this guest's driver without touching xenstore (like the guest being destroyed). */
   close(): Promise<void>;
+  /** The control ring's hash configuration of the current connection (each response), once run; undefined without a control ring. */
+  hashConfigured(): Promise<CtrlResult[]> | undefined;
+  /** The current connection's control ring (tests: hostile moves). */
+  readonly ctrl: CtrlClient | undefined;
 }
 
 export interface QueueDepths {
@@ -171,6 +183,9 @@ interface Conn {
   /** Which queue each of our bound ports belongs to. */
   byPort: Map<number, NetfrontQueue>;
   announced?: boolean;
+  ctrl?: CtrlClient;
+  /** configureHash() of this connection, started once both ends are Connected. */
+  hashDone?: Promise<CtrlResult[]>;
 }
 
 const ENOENT = 2;
@@ -327,6 +342,10 @@ class SimNetfront implements Netfront {
     const c = this.conn;
     if (!c || c.announced || this.state !== XenbusState.Connected || this.backendState !== XenbusState.Connected) return;
     c.announced = true;
+    if (c.ctrl && this.opts.ctrlRing) {
+      c.hashDone = c.ctrl.configureHash(this.opts.ctrlRing.hash, this.opts.ctrlRing.hostile);
+      c.hashDone.catch((e) => this.log(`netfront: ${this.nodename}: control ring: ${(e as Error).message}`));
+    }
     this.emit({ type: "connected", info: c.info });
   }
 
@@ -395,6 +414,10 @@ class SimNetfront implements Netfront {
     if (mqOffered) info.numQueues = numQueues;
     const conn: Conn = { info, queues, byPort: new Map() };
     for (const q of queues) for (const p of [q.txPort, q.rxPort]) conn.byPort.set(p, q);
+    if (this.opts.ctrlRing && (await readUnsigned(this.xs, `${B}/feature-ctrl-ring`, 0))) {
+      conn.ctrl = new CtrlClient(this.guest, this.backendDomid);
+      conn.info.ctrl = { ref: conn.ctrl.ref, port: conn.ctrl.port };
+    }
 
     // Everything in ONE transaction, in Linux's order: multi-queue-num-queues (only if the backend
     // offered multi-queue, even for one queue), each queue's keys (flat for one queue, under
@@ -405,6 +428,7 @@ class SimNetfront implements Netfront {
     if (hostile?.numQueuesValue !== undefined) keys.push(["multi-queue-num-queues", hostile.numQueuesValue]);
     else if (mqOffered) keys.push(["multi-queue-num-queues", String(numQueues)]);
     for (const q of queues) keys.push(...q.keys(hierarchical));
+    keys.push(...Object.entries(conn.ctrl?.nodes() ?? {}));
     keys.push(["request-rx-copy", "1"], ["feature-rx-notify", "1"]);
     if (this.advertise.sg) keys.push(["feature-sg", "1"]);
     if (this.advertise.gsoTcpv4) keys.push(["feature-gso-tcpv4", "1"]);
@@ -416,6 +440,7 @@ class SimNetfront implements Netfront {
       });
     } catch (e) {
       this.releaseQueues(queues);
+      this.releaseCtrl(conn);
       await this.devFatal(EIO, `completing transaction: ${(e as Error).message}`);
       return false;
     }
@@ -476,6 +501,13 @@ class SimNetfront implements Netfront {
     this.conn = undefined;
     this.carrier = false;
     this.releaseQueues(c.queues);
+    this.releaseCtrl(c);
+  }
+
+  private releaseCtrl(c: Conn): void {
+    const leaked = c.ctrl?.release() ?? 0;
+    if (leaked) this.log(`netfront: ${this.nodename}: the control ring's grant is still in use by the backend domain`);
+    this.own.leakedGrants += leaked;
   }
 
   private releaseQueues(queues: NetfrontQueue[]): void {
@@ -535,6 +567,14 @@ class SimNetfront implements Netfront {
       if (this.conn?.queues[q.id] !== q || this.broken || !this.carrier) return;
       if (q.rx.poll(this.opts.rxBudget ?? NAPI_BUDGET)) this.schedulePoll(q);
     });
+  }
+
+  hashConfigured(): Promise<CtrlResult[]> | undefined {
+    return this.conn?.hashDone;
+  }
+
+  get ctrl(): CtrlClient | undefined {
+    return this.conn?.ctrl;
   }
 
   ringHeaders(queue = 0) {

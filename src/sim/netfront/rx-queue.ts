@@ -15,6 +15,7 @@ import {
   RxResponse,
   XEN_NETIF_EXTRA_FLAG_MORE,
   XEN_NETIF_EXTRA_TYPE_GSO,
+  XEN_NETIF_EXTRA_TYPE_HASH,
   XEN_NETIF_EXTRA_TYPE_MAX,
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
@@ -35,6 +36,8 @@ export interface RxMeta {
   /** Slots the packet used (data slots, not extras). */
   slots: number;
   gso?: { size: number; type: number };
+  /** A hash extra (XEN_NETIF_EXTRA_TYPE_HASH): the backend's hash of the packet (netfront ignores it; Windows uses it for RSS). */
+  hash?: { type: number; alg: number; value: number };
 }
 
 export interface RxQueueDeps {
@@ -183,6 +186,7 @@ export class RxQueue {
     let buf = this.take(cons);
     let err: string | undefined;
     let gso: RxMeta["gso"];
+    let hash: RxMeta["hash"];
 
     if (first.flags & NETRXF_extra_info) {
       // xennet_get_extras: each extra slot's buffer goes straight back to the ring.
@@ -201,6 +205,7 @@ export class RxQueue {
           err = `Invalid extra type: ${type}`;
           this.d.warn(err);
         } else if (type === XEN_NETIF_EXTRA_TYPE_GSO) gso = { size: this.view.getUint16(o + ExtraInfo.gsoSize, true), type: this.view.getUint8(o + ExtraInfo.gsoType) };
+        else if (type === XEN_NETIF_EXTRA_TYPE_HASH) hash = { type: this.view.getUint8(o + ExtraInfo.hashType), alg: this.view.getUint8(o + ExtraInfo.hashAlg), value: this.view.getUint32(o + ExtraInfo.hashValue, true) };
         const b = this.take(cons);
         if (b.gref >= 0) this.moveSlot(b);
         more = (flags & XEN_NETIF_EXTRA_FLAG_MORE) !== 0;
@@ -262,7 +267,7 @@ export class RxQueue {
     const frame = parts.length === 1 ? parts[0]! : concat(parts, len);
     this.d.counters.rxPackets++;
     this.d.counters.rxBytes += len;
-    this.d.deliver(frame, { flags: first.flags, slots, gso });
+    this.d.deliver(frame, { flags: first.flags, slots, gso, hash });
     return true;
   }
 
