@@ -31,6 +31,7 @@ function fakeQueue(txPort: number, rxPort: number): Fake {
     rxPending: false,
     scheduled: false,
     stallTimer: null,
+    ctrl: null,
     counters,
     tx: {
       service: () => (calls.push("tx"), pass),
