@@ -503,7 +503,7 @@ qnicd_queues() {
     step qnicd-queues fail "xl create guest4: $(tail -3 /tmp/xl-create4.log | tr '\n' ' ')"; return
   fi
   G4=$($XL domid guest4)
-  wait_connected $G4 0 60
+  wait_connected $G4 0 150 # two vCPUs boot slower under TCG
   result "qnicd_queues_states backend=$BS frontend=$FS after_s=$(elapsed "$t0")"
   [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail guest4's vif not Connected (backend state $BS, frontend state $FS);"
   fe=/local/domain/$G4/device/vif/0
@@ -544,7 +544,7 @@ qnicd_queues() {
     fail="$fail xl create guest5: $(tail -3 /tmp/xl-create5.log | tr '\n' ' ');"
   else
     G5=$($XL domid guest5)
-    wait_connected $G5 0 60
+    wait_connected $G5 0 150
     fe=/local/domain/$G5/device/vif/0
     result "qnicd_queues_single states=$BS/$FS num=$(xenstore-read $fe/multi-queue-num-queues 2>/dev/null) top_ring=$(xenstore-read $fe/tx-ring-ref 2>/dev/null) $(guest_line guest5 'GUEST NETFRONT')"
     [ "$BS" = 4 ] && [ "$FS" = 4 ] || fail="$fail guest5's vif not Connected (backend state $BS, frontend state $FS);"
