@@ -4,8 +4,9 @@
 // /vifs shows each queue's counters beside their sum.
 import { afterEach, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
+import { canUseTap } from "../net/tap-helper.ts";
 import { createSocket } from "node:dgram";
-import { accessSync, constants, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -106,16 +107,7 @@ test("a guest limited to one queue (max_queues=1) keeps the single-queue layout 
   expect(v.features["multi-queue-num-queues"]).toBe(1);
 });
 
-function tapAllowed(): boolean {
-  try {
-    accessSync("/dev/net/tun", constants.R_OK | constants.W_OK);
-    return process.getuid?.() === 0 && spawnSync("ip", ["-V"]).status === 0;
-  } catch {
-    return false;
-  }
-}
-
-test.skipIf(!tapAllowed())("--peer tap: one multi-queue TAP with a queue per ring pair; the host's flows reach the guest over both queues", async () => {
+test.skipIf(!canUseTap())("--peer tap: one multi-queue TAP with a queue per ring pair; the host's flows reach the guest over both queues", async () => {
   const prefix = `qm${(process.pid % 1000).toString(36)}x`;
   const { host, daemon } = await start(["--peer", "tap", "--vifname-prefix", prefix]);
   const a = await host.ts.create("alice", { vifs: 1 });
