@@ -12,8 +12,9 @@
 // frame has its own header buffer and a two-entry iovec in this context (allocated once at open),
 // and frames move with READV/WRITEV, so the frame batch's layout is the same for every peer. On
 // writes the header is built from the batch's per-frame meta word (peer.ts FRAME_META_*): checksum
-// offload (NEEDS_CSUM) and TCP GSO; on reads it is dropped (the TAP's offloads are off, so the
-// kernel hands us only whole, checksummed frames).
+// offload (NEEDS_CSUM) and TCP GSO; on reads it becomes the frame's meta word: a TAP whose offloads
+// were turned on for a frontend that takes GSO (pio_offload) hands over checksum-partial frames and
+// TCP frames of up to 64 KiB, and the rx path passes both to the guest as netback does.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,8 @@
 #define META_GSO_SIZE(m) ((m) & 0xffffu)
 #define META_GSO_TYPE(m) (((m) >> 16) & 0xfu) // XEN_NETIF_GSO_TYPE_TCPV4 1, _TCPV6 2
 #define META_CSUM (1u << 24)                  // checksum partial (NETTXF_csum_blank)
+#define META_DATA_VALID (1u << 25)            // checksum verified by the host (NETRXF_data_validated)
+#define META_GSO_BAD 0xfu                     // a GSO type the guest path cannot carry (UDP, ECN): dropped
 // Largest header accepted from TUNGETVNETHDRSZ (10: virtio_net_hdr, 12: with num_buffers).
 #define VNET_MAX 16
 
@@ -407,14 +410,30 @@ static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
     }
 }
 
+// The meta word (peer.ts FRAME_META_*) of a frame read with virtio_net_hdr `h`: the kernel's own
+// header, so it is trusted as far as naming what the frame is; the rx path still bounds the frame.
+static uint32_t vnet_meta(const uint8_t *hdr) {
+    struct virtio_net_hdr h;
+    memcpy(&h, hdr, sizeof(h));
+    uint32_t m = 0;
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) m |= META_CSUM;
+    else if (h.flags & VIRTIO_NET_HDR_F_DATA_VALID) m |= META_DATA_VALID;
+    if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+        unsigned t = h.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ? 1 : h.gso_type == VIRTIO_NET_HDR_GSO_TCPV6 ? 2 : META_GSO_BAD;
+        m |= (t << 16) | h.gso_size;
+    }
+    return m;
+}
+
 /**
- * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length (a vnet
- * TAP's header is read into this context's buffers and dropped). Stops at EAGAIN. Through
+ * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length, and on a
+ * vnet TAP meta[i] (when meta is not NULL) what its virtio_net_hdr said. Stops at EAGAIN. Through
  * io_uring: posts as many reads as the recent arrival rate suggests (doubling while every read
  * returns a frame), all in one io_uring_enter; reads that found nothing complete at once with
  * EAGAIN because the fd is nonblocking. Returns the frame count or -errno.
  */
-int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
+int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta) {
+    if (!c->vnet) meta = NULL;
     uint32_t got = 0;
     if (c->ring_fd < 0) {
         while (got < capacity) {
@@ -436,6 +455,7 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
             if (c->vnet) {
                 if ((size_t)r <= c->vnet) continue; // a header and no frame: nothing to deliver
                 r -= c->vnet;
+                if (meta) meta[got] = vnet_meta(c->hdrs);
             }
             lens[got++] = (uint32_t)r;
         }
@@ -487,6 +507,7 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
             int32_t r = c->res[i];
             if (r <= 0) continue;
             if (i != got) memmove(base + (size_t)got * stride, base + (size_t)i * stride, (size_t)r);
+            if (meta) meta[got] = vnet_meta(c->hdrs + (size_t)(i - start) * VNET_MAX);
             lens[got++] = (uint32_t)r;
             full++;
         }
@@ -498,6 +519,16 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
     }
     c->st[ST_RECV_HINT] = hint;
     return (int)got;
+}
+
+/**
+ * Sets the TAP's offloads (TUNSETOFFLOAD: TUN_F_CSUM 1, TUN_F_TSO4 2, TUN_F_TSO6 4): what the kernel
+ * may hand us on reads. 0 (as the TAP is opened) means whole, checksummed frames of at most the MTU.
+ * Only meaningful on a vnet TAP (the header is what says a frame is partial or GSO). 0 or -errno.
+ */
+int pio_offload(struct pio *c, uint32_t flags) {
+    if (!c->vnet && flags) return -EINVAL;
+    return ioctl(c->fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? -errno : 0;
 }
 
 // --- native memory for frame batches and helpers the TS side needs without a libc binding ---

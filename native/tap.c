@@ -25,8 +25,9 @@ static void set_name(struct ifreq *ifr, const char *name) {
 //
 // vnet != 0: every frame carries a struct virtio_net_hdr (10 bytes: no num_buffers, which only
 // mergeable rx buffers use), so guest GSO packets go to the kernel whole and it segments them
-// (guest tx). Offloads stay off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
-// the MTU with complete checksums, which is all the rx path to a guest can deliver.
+// (guest tx). Offloads start off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
+// the MTU with complete checksums, all a frontend without GSO can take. The worker turns them on
+// (native/peerio.c pio_offload) once it knows the vif's frontend takes checksum-partial and GSO frames.
 int qnicd_tap_open(const char *name, int vnet, int persist) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
