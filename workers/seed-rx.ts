@@ -25,8 +25,8 @@ export class SeedRxPath extends BackloggedRxRing {
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
-    super(page, queueBytes, stallMs, journal);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null, opts: { rxNotify?: boolean } = {}) {
+    super(page, queueBytes, stallMs, journal, { rxNotify: opts.rxNotify });
   }
 
   /**
@@ -122,6 +122,7 @@ export class SeedRxPath extends BackloggedRxRing {
     c.rx_packets++;
     c.rx_bytes += len;
     this.respond(id, RX_OFFSET, len, c);
+    this.lastRxTime = performance.now(); // netback's last_rx_time: a frame was placed
   }
 
   /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */
