@@ -197,6 +197,7 @@ export class RxPath extends BackloggedRxRing {
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
+      let now = 0; // when this round's frames were queued (the drain timeout), read once
       for (let i = 0; i < n; i++) {
         const len = lens[i];
         if (len > RX_MAX_FRAME || !carrier) {
@@ -207,7 +208,8 @@ export class RxPath extends BackloggedRxRing {
         }
         if (queueing || k >= avail) {
           queueing = true;
-          const at = q.reserve(len);
+          if (now === 0) now = performance.now();
+          const at = q.reserve(len, 0, now);
           if (at < 0) {
             c.rx_drops++;
             c.rx_drops_queue_full++;
