@@ -66,7 +66,7 @@ export class RxQueue {
    * Makes room for a `len`-byte frame and records it: returns its offset in the queue's memory,
    * where the caller copies it (natively, batched: see RxPath), or -1 (nothing kept) past the limit.
    */
-  reserve(len: number, meta = 0, now = performance.now()): number {
+  reserve(len: number, meta = 0): number {
     const charge = len < MIN_CHARGE ? MIN_CHARGE : len;
     if (len > this.maxFrame || this.bytes + charge > this.limit || this.count === this.entCap) return -1;
     let at = this.rtail;
@@ -84,7 +84,7 @@ export class RxQueue {
     this.entOff[e] = at;
     this.entLen[e] = len;
     this.entMeta[e] = meta;
-    this.entTime[e] = now;
+    this.entTime[e] = 0; // stamped by stamp() when someone next reads the clock (it costs ~200 ns here)
     this.count++;
     this.rtail = at + len;
     this.bytes += charge;
@@ -130,6 +130,19 @@ export class RxQueue {
       this.commit();
     }
     return n;
+  }
+
+  /**
+   * Gives the frames queued since the last call the time `now` (they were queued at or before it):
+   * the data path never reads the clock per frame or per round, only when frames are left waiting.
+   * A frame's drain timeout may so start up to one pass late.
+   */
+  stamp(now: number): void {
+    for (let i = this.count - 1; i >= 0; i--) {
+      const e = (this.head + i) % this.entCap;
+      if (this.entTime[e] !== 0) return;
+      this.entTime[e] = now;
+    }
   }
 
   /** When the oldest waiting frame was queued (the queue must not be empty). */

@@ -197,7 +197,6 @@ export class RxPath extends BackloggedRxRing {
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
-      let now = 0; // when this round's frames were queued (the drain timeout), read once
       for (let i = 0; i < n; i++) {
         const len = lens[i];
         if (len > RX_MAX_FRAME || !carrier) {
@@ -208,8 +207,7 @@ export class RxPath extends BackloggedRxRing {
         }
         if (queueing || k >= avail) {
           queueing = true;
-          if (now === 0) now = performance.now();
-          const at = q.reserve(len, 0, now);
+          const at = q.reserve(len);
           if (at < 0) {
             c.rx_drops++;
             c.rx_drops_queue_full++;
@@ -263,7 +261,7 @@ export class RxPath extends BackloggedRxRing {
     c.rx_errors += k - ok;
     this.reqCons = (this.reqCons + k) >>> 0;
     this.rspProdPvt = (this.rspProdPvt + k) >>> 0;
-    this.lastRxTime = performance.now();
+    this.rxSeq++;
     q.commit();
   }
 
@@ -299,7 +297,6 @@ export class RxPath extends BackloggedRxRing {
       const readMeta = this.peerMeta;
       const carrier = this.carrier;
       let queueing = q.length > 0;
-      let now = 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
         const meta = readMeta ? metas[i] : 0;
@@ -313,8 +310,7 @@ export class RxPath extends BackloggedRxRing {
         }
         if (queueing || used + need > avail) {
           queueing = true;
-          if (now === 0) now = performance.now();
-          const at = q.reserve(len, meta, now);
+          const at = q.reserve(len, meta);
           if (at < 0) {
             c.rx_drops++;
             c.rx_drops_queue_full++;
@@ -371,7 +367,7 @@ export class RxPath extends BackloggedRxRing {
     c.rx_gso_packets += gso;
     this.reqCons = (this.reqCons + used) >>> 0;
     this.rspProdPvt = (this.rspProdPvt + used) >>> 0;
-    this.lastRxTime = performance.now();
+    this.rxSeq++;
     q.commit();
   }
 

@@ -122,7 +122,7 @@ export class SeedRxPath extends BackloggedRxRing {
     c.rx_packets++;
     c.rx_bytes += len;
     this.respond(id, RX_OFFSET, len, c);
-    this.lastRxTime = performance.now(); // netback's last_rx_time: a frame was placed
+    this.rxSeq++; // netback's last_rx_time: a frame was placed
   }
 
   /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */
