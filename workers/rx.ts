@@ -1,10 +1,12 @@
 // Guest rx (the vif's peer -> the frontend's rx ring). Per round: frames waiting in the vif's queue
-// first, then one peer receive() batch; each takes one posted rx request (copied out of the ring
-// once, XSA-155), and all of them go into the guest's pages in ONE batched grant copy. Responses are
-// written into each request's OWN slot (Linux netfront looks the buffer up by slot, not by id), at
-// offset 2 with flags 0, as the seed does: NET_IP_ALIGN, and the frame's checksums are complete
-// (the backend's TAPs run with their offloads off, so the kernel hands over only whole, checksummed
-// frames of at most the MTU, and the switch carries finished frames), so nothing is claimed.
+// first, then one peer receive() batch; all of them go into the guest's pages in ONE batched grant
+// copy, each request copied out of the ring once (XSA-155). Responses are written into each
+// request's OWN slot (Linux netfront looks the buffer up by slot, not by id).
+//
+// A frontend without feature-sg: one request per frame, at offset 2 with flags 0, as the seed does:
+// NET_IP_ALIGN, and the frame's checksums are complete (its TAP's offloads stay off, so the kernel
+// hands over only whole, checksummed frames of at most the MTU, and the switch carries finished
+// frames), so nothing is claimed.
 // Pushed once and notified at most once per wake-up, by the caller.
 //
 // A frontend that wrote feature-sg (and feature-gso-tcpv4/-tcpv6) gets frames the way Linux netback
