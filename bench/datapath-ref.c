@@ -212,8 +212,8 @@ int ref_bidir(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8_
 }
 
 /* The in-daemon switch (native/l2switch.c), the same functions SwitchPeer.send / receive call. */
-int sw_send(void *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count);
-int sw_recv(void *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity);
+int sw_send(void *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count, const uint32_t *meta);
+int sw_recv(void *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta);
 
 /*
  * Guest to guest through the switch for `ms`: tx pass on vif A's ring, the batch sent from port A,
@@ -229,8 +229,8 @@ int ref_switch(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8
     if ((iter & 63) == 0 && now_ms() >= end) break;
     long a = tx_pass(t);
     if (a < 0) return -1;
-    if (a > 0) sw_send(fabric, port_a, t->frames, t->stride, t->lens, (uint32_t)a);
-    int m = sw_recv(fabric, port_b, x->frames, x->stride, x->lens, x->budget);
+    if (a > 0) sw_send(fabric, port_a, t->frames, t->stride, t->lens, (uint32_t)a, 0);
+    int m = sw_recv(fabric, port_b, x->frames, x->stride, x->lens, x->budget, 0);
     long b = m > 0 ? rx_deliver(x, (uint32_t)m) : 0;
     if (b < 0) return -1;
     if (a == 0 && m <= 0) sched_yield();
