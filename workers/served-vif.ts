@@ -10,6 +10,7 @@ import type { TapIoMode } from "../src/net/tap.ts";
 import { EPROTO, ErrnoError } from "./failure-errno.ts";
 import { RxPath, rxGsoMask, rxOffloadFlags } from "./rx.ts";
 import { TapPeer } from "../src/net/tap.ts";
+import { SwitchPeer } from "../src/net/switch.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
@@ -150,13 +151,19 @@ export class ServedVif {
   }
 
   /**
-   * A TAP hands over GSO and checksum-partial frames only to a vif whose frontend takes them (the
-   * TAP may have served another frontend before: set at every connect, off included).
+   * A TAP (or switch port) hands over GSO and checksum-partial frames only to a vif whose frontend
+   * takes them (the TAP may have served another frontend before: set at every connect, off included).
    */
   private setRxOffloads(seed: boolean): void {
     const p = this.peer;
-    if (!(p instanceof TapPeer) || !p.offloads) return;
     const flags = seed ? 0 : rxOffloadFlags(this.spec.features);
+    if (p instanceof SwitchPeer) {
+      // Its frames always carry meta words; what the guest cannot take is finished in the switch.
+      p.setRxOffloads(flags);
+      if (this.rx instanceof RxPath) this.rx.peerMeta = true;
+      return;
+    }
+    if (!(p instanceof TapPeer) || !p.offloads) return;
     try {
       p.setRxOffloads(flags);
     } catch (e) {
