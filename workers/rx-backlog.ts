@@ -122,17 +122,25 @@ export abstract class BackloggedRxRing extends RxRing {
     return Math.max(0, this.dueAt - now);
   }
 
-  /** Rx buffers the head of the queue needs (1 for an empty queue: the carrier comes back on one). */
+  /**
+   * Rx buffers the head of the queue needs. An empty queue: 1, or with the carrier off what the head
+   * purged at the stall needed (netback keeps that packet queued and comes back only once the
+   * frontend posts enough for it: xenvif_rx_queue_ready).
+   */
   headNeeds(): number {
     const q = this.queue;
-    if (q.length === 0) return 1;
+    if (q.length === 0) return this.carrier ? 1 : this.readyNeeds;
     const n = this.slotsFor(q.lenOf(0), q.metaOf(0));
     return n > 0 ? n : 1;
   }
 
-  /** The frontend posts requests again with the carrier off: "Guest Rx ready". */
-  protected carrierOn(c: VifCounters): void {
-    if (this.carrier) return;
+  /** Buffers the frontend must have posted for the carrier to come back (the stalled head's needs). */
+  private readyNeeds = 1;
+
+  /** The frontend has `avail` requests posted: with the carrier off and enough for the stalled head, "Guest Rx ready". */
+  protected carrierOn(c: VifCounters, avail: number): void {
+    if (this.carrier || avail < this.readyNeeds) return;
+    this.readyNeeds = 1;
     this.carrier = true;
     this.lastRxTime = performance.now(); // xenvif_queue_carrier_on resets stall detection
     this.rxSeen = this.rxSeq;
@@ -191,6 +199,7 @@ export abstract class BackloggedRxRing extends RxRing {
     if (this.carrier && this.stallMs > 0) {
       if (now - this.lastRxTime >= this.stallMs) {
         this.carrier = false;
+        this.readyNeeds = needed;
         const purged = q.purge();
         c.rx_drops += purged;
         c.rx_drops_stall_purge += purged;

@@ -163,7 +163,7 @@ export class RxPath extends BackloggedRxRing {
     if (this.sg) return this.roundSg(batch, n, s, gnt, c);
     const avail = this.available(this.pass);
     if (avail < 0) return;
-    if (avail > 0) this.carrierOn(c);
+    if (!this.carrier) this.carrierOn(c, avail);
     const q = this.queue;
     const segs = s.rxSegs;
     const segU16 = s.rxSegU16;
@@ -275,7 +275,7 @@ export class RxPath extends BackloggedRxRing {
   private roundSg(batch: Batch | null, n: number, s: WorkerScratch, gnt: GrantDevice, c: VifCounters): void {
     const avail = this.available(this.pass);
     if (avail < 0) return;
-    if (avail > 0) this.carrierOn(c);
+    if (!this.carrier) this.carrierOn(c, avail);
     const q = this.queue;
     let used = 0;
     let npkt = 0;

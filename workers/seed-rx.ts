@@ -71,7 +71,7 @@ export class SeedRxPath extends BackloggedRxRing {
     for (;;) {
       const avail = this.available(this.pass);
       if (avail <= 0) return;
-      this.carrierOn(c);
+      this.carrierOn(c, avail);
       if (q.length === 0) return;
       const len = q.lenOf(0);
       const src = new Uint8Array(toArrayBuffer(q.addrOf(0), 0, len));
