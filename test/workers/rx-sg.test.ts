@@ -6,7 +6,7 @@
 // chain intact; frames the frontend cannot take dropped; stalls judged by what the head needs
 // (XSA-392), no stall check without feature-rx-notify, queued frames expiring after the drain timeout.
 import { afterAll, describe, expect, test } from "bun:test";
-import { FRAME_META_CSUM, FRAME_META_DATA_VALID, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
+import { FRAME_META_CSUM, FRAME_META_DATA_VALID, FRAME_META_GSO_BAD, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6 } from "../../src/net/tap.ts";
 import {
   NETIF_RSP_ERROR,
@@ -179,7 +179,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
     g.post(40);
     peer.giveMeta(frame(9000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV6, 1200));
     peer.giveMeta(frame(9000, 2), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 0));
-    peer.giveMeta(frame(9000, 3), gsoMeta(0xf, 1200));
+    peer.giveMeta(frame(9000, 3), gsoMeta(FRAME_META_GSO_BAD, 1200)); // what the TAP read says of UDP or ECN GSO
     peer.giveMeta(frame(65536 + 15, 4), 0);
     const ok = frame(100, 5);
     peer.giveMeta(ok, 0);
