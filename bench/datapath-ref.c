@@ -212,8 +212,8 @@ int ref_bidir(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8_
 }
 
 /* The in-daemon switch (native/l2switch.c), the same functions SwitchPeer.send / receive call. */
-int sw_send(void *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count);
-int sw_recv(void *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity);
+int sw_send(void *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count, const uint32_t *meta);
+int sw_recv(void *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta);
 
 /*
  * Guest to guest through the switch for `ms`: tx pass on vif A's ring, the batch sent from port A,
@@ -229,8 +229,8 @@ int ref_switch(uint8_t *txring, uint8_t *rxring, int gdev, uint32_t domid, uint8
     if ((iter & 63) == 0 && now_ms() >= end) break;
     long a = tx_pass(t);
     if (a < 0) return -1;
-    if (a > 0) sw_send(fabric, port_a, t->frames, t->stride, t->lens, (uint32_t)a);
-    int m = sw_recv(fabric, port_b, x->frames, x->stride, x->lens, x->budget);
+    if (a > 0) sw_send(fabric, port_a, t->frames, t->stride, t->lens, (uint32_t)a, 0);
+    int m = sw_recv(fabric, port_b, x->frames, x->stride, x->lens, x->budget, 0);
     long b = m > 0 ? rx_deliver(x, (uint32_t)m) : 0;
     if (b < 0) return -1;
     if (a == 0 && m <= 0) sched_yield();
@@ -274,6 +274,178 @@ int ref_ack2(uint8_t *ring1, uint8_t *ring2, int ms) {
       __atomic_store_n((volatile uint32_t *)(rings[k] + 8), rsp[k], __ATOMIC_SEQ_CST);
     }
     if (idle) sched_yield();
+  }
+  return (int)total;
+}
+
+/*
+ * The gso scenario's references: 64 KiB TCP frames both ways with feature-sg + feature-gso-tcpv4, laid
+ * out as workers/rx.ts and workers/tx.ts lay them (netback's layouts), one batched copy per pass.
+ */
+#define NETRXF_data_validated 1
+#define NETRXF_csum_blank 2
+#define NETRXF_more_data 4
+#define NETRXF_extra_info 8
+#define NETTXF_more_data 4
+#define NETTXF_extra_info 8
+#define GSO_FRAME_SLOTS 18 /* the most buffers one frame takes: what the TS path reads against */
+
+struct extra { uint8_t type, flags; uint16_t size; uint8_t gso_type, pad; uint16_t features; };
+
+/*
+ * One rx pass: as many template frames received as the posted requests take at GSO_FRAME_SLOTS
+ * apiece (what RxPath reads), each laid over ceil(len/4096) data slots plus the GSO extra in the
+ * second slot. Frames delivered, 0 if no room, -1 on overflow.
+ */
+static long rx_gso_pass(struct path *x, uint32_t mss) {
+  volatile uint32_t *req_prod = (uint32_t *)x->ring, *rsp_prod = (uint32_t *)(x->ring + 8);
+  uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
+  if (prod - x->cons > RING) return -1;
+  uint32_t avail = prod - x->cons;
+  uint32_t k = avail / GSO_FRAME_SLOTS;
+  if (k > x->budget) k = x->budget;
+  if (k == 0) return 0;
+  for (uint32_t i = 0; i < k; i++) { memcpy(x->frames + (size_t)i * x->stride, x->tmpl, x->tlen); x->lens[i] = x->tlen; }
+  uint32_t used = 0, nseg = 0, slot_seg[RING];
+  for (uint32_t i = 0; i < k; i++) {
+    uint32_t len = x->lens[i], need = (len + 4095) / 4096 + 1, off = 0;
+    if (used + need > avail) break;
+    for (uint32_t j = 0; j < need; j++) {
+      uint32_t at = used + j;
+      struct rxreq q;
+      memcpy(&q, x->ring + 64 + ((x->cons + at) & (RING - 1)) * 8, sizeof q);
+      x->ids[at] = q.id;
+      if (j == 1) { slot_seg[at] = UINT32_MAX; x->code[at] = (int32_t)i; continue; }
+      uint32_t chunk = len - off > 4096 ? 4096 : len - off;
+      struct seg *s = &x->segs[nseg];
+      s->source.virt = (uint64_t)(uintptr_t)(x->frames + (size_t)i * x->stride + off);
+      s->dest.foreign.ref = q.gref;
+      s->dest.foreign.offset = 0;
+      s->dest.foreign.domid = (uint16_t)x->domid;
+      s->len = (uint16_t)chunk;
+      s->flags = GNTCOPY_dest_gref;
+      s->status = 0;
+      off += chunk;
+      slot_seg[at] = nseg++;
+      x->code[at] = (j == 0 ? NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info : 0) | (off < len ? NETRXF_more_data : 0);
+    }
+    used += need;
+  }
+  sx_gdev_copy(x->gdev, x->segs, nseg);
+  for (uint32_t at = 0; at < used; at++) {
+    uint8_t *p = x->ring + 64 + ((x->cons + at) & (RING - 1)) * 8;
+    if (slot_seg[at] == UINT32_MAX) {
+      struct extra e = { 1, 0, (uint16_t)mss, 1, 0, 0 };
+      memcpy(p, &e, sizeof e);
+      continue;
+    }
+    struct rxrsp r = { x->ids[at], 0, (uint16_t)x->code[at], x->segs[slot_seg[at]].status == 0 ? (int16_t)x->segs[slot_seg[at]].len : -1 };
+    memcpy(p, &r, sizeof r);
+  }
+  x->cons += used;
+  __atomic_store_n(rsp_prod, x->cons, __ATOMIC_SEQ_CST);
+  return k;
+}
+
+/* Guest rx of 64 KiB GSO frames for `ms` from a generator (one template frame): frames delivered. */
+int ref_rx_gso(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t batch, uint32_t *lens, const uint8_t *tmpl, uint32_t tlen, uint32_t mss, int ms) {
+  struct path *x = &rx_state;
+  path_init(x, ring, gdev, domid, frames, stride, segs, batch, lens);
+  x->tmpl = tmpl; x->tlen = tlen;
+  long total = 0;
+  double end = now_ms() + ms;
+  for (int iter = 0;; iter++) {
+    if ((iter & 63) == 0 && now_ms() >= end) break;
+    long n = rx_gso_pass(x, mss);
+    if (n < 0) return -1;
+    if (n == 0) sched_yield();
+    total += n;
+  }
+  return (int)total;
+}
+
+/*
+ * One tx pass over multi-slot GSO packets (first slot: the packet's size, more_data|extra_info; a
+ * GSO extra; fragments): each packet's slots copied one after another into its frame slot, one
+ * response per slot (the extra's NETIF_RSP_NULL), up to `budget` packets and a ring of slots.
+ * Packets copied, 0 if none waiting, -1 on overflow or a malformed packet (the bench posts none).
+ */
+static long tx_gso_pass(struct path *t) {
+  volatile uint32_t *req_prod = (uint32_t *)t->ring, *rsp_prod = (uint32_t *)(t->ring + 8);
+  uint32_t prod = __atomic_load_n(req_prod, __ATOMIC_SEQ_CST);
+  if (prod - t->rsp > RING) return -1;
+  uint32_t n = 0, r = 0, nseg = 0, cons = t->cons;
+  while (cons != prod && n < t->budget) {
+    struct txreq q;
+    memcpy(&q, t->ring + 64 + (cons & (RING - 1)) * 12, sizeof q);
+    /* The whole packet must be posted: walk its slots first (netback's xenvif_count_requests). */
+    uint32_t c = cons + 1, total = 0, more = q.flags & NETTXF_more_data;
+    if (q.flags & NETTXF_extra_info) {
+      if (c == prod) break;
+      struct extra e;
+      memcpy(&e, t->ring + 64 + (c & (RING - 1)) * 12, sizeof e);
+      if (e.type != 1 || e.size == 0) return -1;
+      c++;
+    }
+    uint32_t frag_from = c;
+    while (more) {
+      if (c == prod) break;
+      struct txreq f;
+      memcpy(&f, t->ring + 64 + (c & (RING - 1)) * 12, sizeof f);
+      if (f.offset + f.size > 4096 || f.size > q.size - total) return -1;
+      total += f.size;
+      more = f.flags & NETTXF_more_data;
+      c++;
+    }
+    if (more) break; /* not all posted yet */
+    if (c - cons > 20 || q.size < 14 || q.size - total > 4096 || q.offset + (q.size - total) > 4096 || q.size > t->stride) return -1;
+    uint8_t *frame = t->frames + (size_t)n * t->stride;
+    uint32_t first = q.size - total, off = 0;
+    for (uint32_t s = cons; s != c; s++) {
+      struct txreq f;
+      memcpy(&f, t->ring + 64 + (s & (RING - 1)) * 12, sizeof f);
+      t->ids[r] = f.id;
+      if (s != cons && s < frag_from) { t->code[r++] = -2; continue; } /* the extra slot */
+      uint32_t len = s == cons ? first : f.size;
+      struct seg *g = &t->segs[nseg++];
+      g->source.foreign.ref = f.gref;
+      g->source.foreign.offset = f.offset;
+      g->source.foreign.domid = (uint16_t)t->domid;
+      g->dest.virt = (uint64_t)(uintptr_t)(frame + off);
+      g->len = (uint16_t)len;
+      g->flags = GNTCOPY_source_gref;
+      g->status = 0;
+      off += len;
+      t->code[r++] = (int32_t)(nseg - 1);
+    }
+    t->lens[n++] = q.size;
+    cons = c;
+  }
+  t->cons = cons;
+  if (r == 0) return 0;
+  sx_gdev_copy(t->gdev, t->segs, nseg);
+  for (uint32_t k = 0; k < r; k++) {
+    struct txrsp *p = (struct txrsp *)(t->ring + 64 + (t->rsp & (RING - 1)) * 12);
+    p->id = t->ids[k];
+    p->status = t->code[k] == -2 ? 1 : t->segs[t->code[k]].status == 0 ? 0 : -1;
+    t->rsp++;
+  }
+  __atomic_store_n(rsp_prod, t->rsp, __ATOMIC_SEQ_CST);
+  return n;
+}
+
+/* Guest tx of multi-slot GSO packets for `ms` into a sink: packets copied out of the guest. */
+int ref_tx_gso(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens, int ms) {
+  struct path *t = &tx_state;
+  path_init(t, ring, gdev, domid, frames, stride, segs, budget, lens);
+  long total = 0;
+  double end = now_ms() + ms;
+  for (int iter = 0;; iter++) {
+    if ((iter & 63) == 0 && now_ms() >= end) break;
+    long n = tx_gso_pass(t);
+    if (n < 0) return -1;
+    if (n == 0) sched_yield();
+    total += n;
   }
   return (int)total;
 }

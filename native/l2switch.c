@@ -9,6 +9,11 @@
 //    never sees a MAC paired with another MAC's port; last-seen times beside it for ageing.
 //  - Wake-ups: a port is `armed` while its consumer sleeps; the first batch that enqueues to it
 //    disarms it and writes its eventfd once (deduplicated per fd per batch). Busy ports get none.
+//  - Offloads: a frame keeps its meta word (src/net/peer.ts FRAME_META_*: TCP GSO, checksum partial)
+//    in its ring record, so a guest's 64 KiB GSO packet crosses whole. Each port says what its
+//    consumer takes (sw_port_accept, TUN_F_* bits as a TAP's TUNSETOFFLOAD): a frame asking more is
+//    finished on the way out of the ring, in sw_recv: segmented to MSS-sized frames, its checksum
+//    completed (segment.h), as the host kernel does for a TAP whose offloads are off.
 // Every entry point returns an i32: a count or -errno. Port field offsets are mirrored in src/net/switch.ts.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "segment.h"
+
 #define SW_MAGIC 0x51535731u /* "QSW1" */
 #define SW_MAX_PORTS 256
 #define SW_NAME_LEN 32
@@ -30,7 +37,11 @@
 #define SW_SLOTS 4
 #define SW_WRAP 0xFFFFFFFFu
 #define SW_MAX_FRAME 65535u
-#define SW_REC_HDR 8u
+#define SW_REC_HDR 8u /* u32 length, u32 meta word */
+// sw_port_accept bits (linux include/uapi/linux/if_tun.h TUN_F_*).
+#define SW_ACCEPT_CSUM 0x01u
+#define SW_ACCEPT_TSO4 0x02u
+#define SW_ACCEPT_TSO6 0x04u
 
 struct sw_hdr {
     uint32_t magic, nports, ring_bytes, buckets;
@@ -45,7 +56,8 @@ struct sw_port {
     uint32_t armed;       // 1: the consumer is (about to be) asleep and wants a wake-up
     uint32_t lock;        // producers' spinlock
     uint32_t own_fd;      // 1: receive() clears wake_fd itself (not shared with other ports)
-    uint32_t pad0[3];
+    uint32_t accept;      // SW_ACCEPT_*: offloads the consumer takes (0 at open: finished frames only)
+    uint32_t pad0[2];
     char name[SW_NAME_LEN];
     // producer side, written under `lock`
     uint64_t prod;
@@ -61,7 +73,8 @@ struct sw_port {
     uint64_t tx_flooded;  // frames this port sent to every other port (broadcast/unknown)
     uint64_t wakes_taken;   // own eventfd: wake-ups producers took (seen when re-arming)
     uint64_t wakes_cleared; // own eventfd: sum of the values read from it
-    uint8_t pad2[72];
+    uint32_t seg_next;    // segments of the head frame already handed out (a GSO frame segmented over several calls)
+    uint8_t pad2[68];
 };
 
 _Static_assert(sizeof(struct sw_hdr) <= SW_HDR_BYTES, "header");
@@ -173,6 +186,13 @@ int sw_port_open(struct sw_hdr *h, const char *name, int32_t wake_fd, int32_t ow
     return free_slot;
 }
 
+/** What port `idx`'s consumer takes (SW_ACCEPT_* bits); frames asking more are finished in sw_recv. */
+int sw_port_accept(struct sw_hdr *h, uint32_t idx, uint32_t flags) {
+    if (idx >= h->nports) return -EINVAL;
+    __atomic_store_n(&port_at(h, idx)->accept, flags & (SW_ACCEPT_CSUM | SW_ACCEPT_TSO4 | SW_ACCEPT_TSO6), __ATOMIC_RELAXED);
+    return 0;
+}
+
 /** Closes a port: no more frames reach it and MACs learned on it are forgotten. */
 int sw_port_close(struct sw_hdr *h, uint32_t idx) {
     if (idx >= h->nports) return -EINVAL;
@@ -234,7 +254,7 @@ static void learn(struct sw_hdr *h, uint64_t mac, uint32_t port, uint32_t now) {
 }
 
 // Copies one frame into port q's ring. 1 if enqueued, 0 if dropped (full or closed).
-static int enqueue(struct sw_hdr *h, uint32_t q, const uint8_t *f, uint32_t len) {
+static int enqueue(struct sw_hdr *h, uint32_t q, const uint8_t *f, uint32_t len, uint32_t meta) {
     struct sw_port *p = port_at(h, q);
     uint32_t R = h->ring_bytes;
     uint32_t need = SW_REC_HDR + ((len + 7) & ~7u);
@@ -257,6 +277,7 @@ static int enqueue(struct sw_hdr *h, uint32_t q, const uint8_t *f, uint32_t len)
         pos = 0;
     }
     *(uint32_t *)(ring + pos) = len;
+    *(uint32_t *)(ring + pos + 4) = meta;
     memcpy(ring + pos + SW_REC_HDR, f, len);
     __atomic_store_n(&p->prod, prod + need, __ATOMIC_RELEASE);
     p->rx_frames++;
@@ -268,9 +289,10 @@ static int enqueue(struct sw_hdr *h, uint32_t q, const uint8_t *f, uint32_t len)
  * Port `src` sends frames 0..count-1: each frame's source MAC is learned on `src`, then it goes to
  * the port its destination MAC was learned on, or to every other open port (broadcast, multicast,
  * unknown or aged-out unicast). Frames to `src`'s own MACs are dropped. After the batch, each
- * destination port that was asleep gets one eventfd write. Returns frames that reached >= 1 port.
+ * destination port that was asleep gets one eventfd write. `meta` (NULL: all 0) rides along with
+ * each frame. Returns frames that reached >= 1 port.
  */
-int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count) {
+int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count, const uint32_t *meta) {
     if (src >= h->nports) return -EINVAL;
     struct sw_port *sp = port_at(h, src);
     uint32_t now = now_ms(h);
@@ -282,19 +304,19 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
     uint32_t sent = 0;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *f = base + (size_t)i * stride;
-        uint32_t len = lens[i];
+        uint32_t len = lens[i], m = meta ? meta[i] : 0;
         if (len < 14 || len > stride || len > SW_MAX_FRAME) { sp->tx_dropped++; continue; }
         if (!(f[6] & 1)) learn(h, mac48(f + 6), src, now); // a multicast source is bogus: never learned
         int q = (f[0] & 1) ? -1 : lookup(h, mac48(f), now);
         int delivered = 0;
         if (q >= 0) {
-            if ((uint32_t)q != src && enqueue(h, (uint32_t)q, f, len)) {
+            if ((uint32_t)q != src && enqueue(h, (uint32_t)q, f, len, m)) {
                 delivered = 1;
                 touched[q >> 6] |= 1ull << (q & 63);
             }
         } else {
             for (uint32_t k = 0; k < nopen; k++)
-                if (enqueue(h, open[k], f, len)) {
+                if (enqueue(h, open[k], f, len, m)) {
                     delivered = 1;
                     touched[open[k] >> 6] |= 1ull << (open[k] & 63);
                 }
@@ -339,29 +361,67 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
  * flight (EAGAIN now) stays owed and is read on the wake-up it causes, so the fd is never left
  * readable with nothing to do (a busy loop), and a read that also swallowed the write for the arm
  * just set makes it re-arm (else that arm is spent and the port would never be woken again).
+ *
+ * meta (NULL: not wanted) gets each frame's meta word. A frame asking what this port does not
+ * accept (sw_port_accept) is finished here: a TCP GSO frame becomes its MSS-sized segments, one
+ * batch slot each (those that do not fit this batch go out on the next call, the frame staying at
+ * the head of the ring meanwhile; one that cannot be segmented is dropped as rx_oversize), a
+ * checksum-partial frame gets its checksum; those carry meta 0.
  */
-int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
+int sw_recv(struct sw_hdr *h, uint32_t dst, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta) {
     if (dst >= h->nports) return -EINVAL;
     struct sw_port *p = port_at(h, dst);
     uint8_t *ring = ring_at(h, dst);
     uint32_t R = h->ring_bytes;
     uint64_t cons = p->cons;
     uint32_t got = 0;
-    int settled = 0;
+    int settled = 0, full = 0;
     for (int rounds = 0; rounds < 64 && !settled; rounds++) {
         uint64_t prod = __atomic_load_n(&p->prod, __ATOMIC_ACQUIRE);
         while (got < capacity && cons != prod) {
             uint32_t pos = (uint32_t)(cons % R);
             uint32_t len = *(uint32_t *)(ring + pos);
             if (len == SW_WRAP) { cons += R - pos; continue; }
-            if (len <= stride) {
-                memcpy(base + (size_t)got * stride, ring + pos + SW_REC_HDR, len);
+            uint32_t m = *(uint32_t *)(ring + pos + 4);
+            const uint8_t *rec = ring + pos + SW_REC_HDR;
+            uint32_t gso = SEG_META_GSO_TYPE(m);
+            if (gso && !(p->accept & (gso == 1 ? SW_ACCEPT_TSO4 : gso == 2 ? SW_ACCEPT_TSO6 : 0))) {
+                uint32_t total = 0;
+                int n = seg_tcp(rec, len, m, p->seg_next, base + (size_t)got * stride, stride, lens + got, capacity - got, &total);
+                if (n < 0) p->rx_oversize++;
+                else {
+                    if (meta) memset(meta + got, 0, (size_t)n * sizeof(uint32_t));
+                    got += (uint32_t)n;
+                    if (p->seg_next + (uint32_t)n < total) {
+                        p->seg_next += (uint32_t)n; // the rest of its segments go out on the next call
+                        full = 1;
+                        break;
+                    }
+                }
+                p->seg_next = 0;
+            } else if (len <= stride) {
+                uint8_t *f = base + (size_t)got * stride;
+                memcpy(f, rec, len);
+                if ((m & SEG_META_CSUM) && !(p->accept & SW_ACCEPT_CSUM)) {
+                    seg_csum_fill(f, len);
+                    m = 0;
+                } else if (gso == 0) m &= SEG_META_CSUM; // nothing else rides without GSO
+                if (meta) meta[got] = m;
                 lens[got++] = len;
             } else p->rx_oversize++;
             cons += SW_REC_HDR + ((len + 7) & ~7u);
         }
         __atomic_store_n(&p->cons, cons, __ATOMIC_RELEASE);
         if (got == capacity) { settled = 1; break; } // more may wait: the caller comes back before sleeping
+        if (full) {
+            // A GSO frame's segments wait for a fresh batch, and the caller (short of capacity) would
+            // sleep: arm, then take our own wake-up and write it, as when producers keep racing below.
+            if (!__atomic_exchange_n(&p->armed, 1, __ATOMIC_SEQ_CST)) p->wakes_taken++;
+            uint64_t one = 1;
+            if (__atomic_exchange_n(&p->armed, 0, __ATOMIC_SEQ_CST) && p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof(one)) < 0) { /* saturated: readable anyway */ }
+            settled = 1;
+            break;
+        }
         if (!__atomic_exchange_n(&p->armed, 1, __ATOMIC_SEQ_CST)) p->wakes_taken++;
         if (p->own_fd && p->wake_fd >= 0 && p->wakes_cleared < p->wakes_taken) {
             uint64_t v;

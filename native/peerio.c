@@ -12,8 +12,9 @@
 // frame has its own header buffer and a two-entry iovec in this context (allocated once at open),
 // and frames move with READV/WRITEV, so the frame batch's layout is the same for every peer. On
 // writes the header is built from the batch's per-frame meta word (peer.ts FRAME_META_*): checksum
-// offload (NEEDS_CSUM) and TCP GSO; on reads it is dropped (the TAP's offloads are off, so the
-// kernel hands us only whole, checksummed frames).
+// offload (NEEDS_CSUM) and TCP GSO; on reads it becomes the frame's meta word: a TAP whose offloads
+// were turned on for a frontend that takes GSO (pio_offload) hands over checksum-partial frames and
+// TCP frames of up to 64 KiB, and the rx path passes both to the guest as netback does.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,8 @@
 #define META_GSO_SIZE(m) ((m) & 0xffffu)
 #define META_GSO_TYPE(m) (((m) >> 16) & 0xfu) // XEN_NETIF_GSO_TYPE_TCPV4 1, _TCPV6 2
 #define META_CSUM (1u << 24)                  // checksum partial (NETTXF_csum_blank)
+#define META_DATA_VALID (1u << 25)            // checksum verified by the host (NETRXF_data_validated)
+#define META_GSO_BAD 0xfu                     // a GSO type the guest path cannot carry (UDP, ECN): dropped
 // Largest header accepted from TUNGETVNETHDRSZ (10: virtio_net_hdr, 12: with num_buffers).
 #define VNET_MAX 16
 
@@ -407,14 +410,30 @@ static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
     }
 }
 
+// The meta word (peer.ts FRAME_META_*) of a frame read with virtio_net_hdr `h`: the kernel's own
+// header, so it is trusted as far as naming what the frame is; the rx path still bounds the frame.
+static uint32_t vnet_meta(const uint8_t *hdr) {
+    struct virtio_net_hdr h;
+    memcpy(&h, hdr, sizeof(h));
+    uint32_t m = 0;
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) m |= META_CSUM;
+    else if (h.flags & VIRTIO_NET_HDR_F_DATA_VALID) m |= META_DATA_VALID;
+    if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+        unsigned t = h.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 ? 1 : h.gso_type == VIRTIO_NET_HDR_GSO_TCPV6 ? 2 : META_GSO_BAD;
+        m |= (t << 16) | h.gso_size;
+    }
+    return m;
+}
+
 /**
- * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length (a vnet
- * TAP's header is read into this context's buffers and dropped). Stops at EAGAIN. Through
+ * Reads up to `capacity` frames (one per read) into the batch; lens[i] gets each length, and on a
+ * vnet TAP meta[i] (when meta is not NULL) what its virtio_net_hdr said. Stops at EAGAIN. Through
  * io_uring: posts as many reads as the recent arrival rate suggests (doubling while every read
  * returns a frame), all in one io_uring_enter; reads that found nothing complete at once with
  * EAGAIN because the fd is nonblocking. Returns the frame count or -errno.
  */
-int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity) {
+int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta) {
+    if (!c->vnet) meta = NULL;
     uint32_t got = 0;
     if (c->ring_fd < 0) {
         while (got < capacity) {
@@ -436,6 +455,7 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
             if (c->vnet) {
                 if ((size_t)r <= c->vnet) continue; // a header and no frame: nothing to deliver
                 r -= c->vnet;
+                if (meta) meta[got] = vnet_meta(c->hdrs);
             }
             lens[got++] = (uint32_t)r;
         }
@@ -487,6 +507,7 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
             int32_t r = c->res[i];
             if (r <= 0) continue;
             if (i != got) memmove(base + (size_t)got * stride, base + (size_t)i * stride, (size_t)r);
+            if (meta) meta[got] = vnet_meta(c->hdrs + (size_t)(i - start) * VNET_MAX);
             lens[got++] = (uint32_t)r;
             full++;
         }
@@ -500,17 +521,55 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
     return (int)got;
 }
 
-// --- native memory for frame batches and helpers the TS side needs without a libc binding ---
-
-/** Zeroed, 64-byte aligned native memory (NULL on failure). */
-void *pio_alloc(uint64_t bytes) {
-    size_t n = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (p) memset(p, 0, n ? n : 64);
-    return p;
+/**
+ * Sets the TAP's offloads (TUNSETOFFLOAD: TUN_F_CSUM 1, TUN_F_TSO4 2, TUN_F_TSO6 4): what the kernel
+ * may hand us on reads. 0 (as the TAP is opened) means whole, checksummed frames of at most the MTU.
+ * Only meaningful on a vnet TAP (the header is what says a frame is partial or GSO). 0 or -errno.
+ */
+int pio_offload(struct pio *c, uint32_t flags) {
+    if (!c->vnet && flags) return -EINVAL;
+    return ioctl(c->fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? -errno : 0;
 }
 
-void pio_free(void *p) { free(p); }
+// --- native memory for frame batches and helpers the TS side needs without a libc binding ---
+
+// Every allocation has a 64-byte header right before it saying how to release it. Large ones (frame
+// batches, a vif's rx queue: 0.5-4 MiB each) are anonymous mappings, zero and faulted in only as
+// they are written: an idle vif's 576 KiB rx queue then costs no resident memory (memset-ing it
+// made 200 idle feature-sg vifs cost 120 MiB RSS), and a 64 KiB frame slot holding a 60-byte frame
+// one page. Small ones come from the C heap, zeroed.
+#define PIO_HDR 64
+#define PIO_LAZY_MIN (128u * 1024)
+#define PIO_HEAP 0x48504f49u /* "IOPH" */
+#define PIO_MMAP 0x4d504f49u /* "IOPM" */
+struct pio_hdr { uint32_t kind, pad; uint64_t map_len; };
+
+/** Zeroed, 64-byte aligned native memory (NULL on failure); release with pio_free. */
+void *pio_alloc(uint64_t bytes) {
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (n == 0) n = 64;
+    if (n >= PIO_LAZY_MIN) {
+        size_t len = n + 4096; // the header's page, then page-aligned memory
+        uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        struct pio_hdr *h = (struct pio_hdr *)(m + 4096 - PIO_HDR);
+        h->kind = PIO_MMAP;
+        h->map_len = len;
+        return m + 4096;
+    }
+    uint8_t *p = aligned_alloc(64, n + PIO_HDR);
+    if (!p) return NULL;
+    memset(p, 0, n + PIO_HDR);
+    ((struct pio_hdr *)p)->kind = PIO_HEAP;
+    return p + PIO_HDR;
+}
+
+void pio_free(void *p) {
+    if (!p) return;
+    struct pio_hdr *h = (struct pio_hdr *)((uint8_t *)p - PIO_HDR);
+    if (h->kind == PIO_MMAP) munmap((uint8_t *)p - 4096, h->map_len);
+    else if (h->kind == PIO_HEAP) free(h);
+}
 
 /** Copies one template frame into slots 0..count-1 and sets their lengths (the source peer). */
 int pio_fill(uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t count, const uint8_t *tmpl, uint32_t len) {

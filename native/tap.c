@@ -40,8 +40,9 @@ static int tap_attach(const char *name, short flags) {
 //
 // vnet != 0: every frame carries a struct virtio_net_hdr (10 bytes: no num_buffers, which only
 // mergeable rx buffers use), so guest GSO packets go to the kernel whole and it segments them
-// (guest tx). Offloads stay off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
-// the MTU with complete checksums, which is all the rx path to a guest can deliver.
+// (guest tx). Offloads start off (TUNSETOFFLOAD 0): the kernel then hands us only frames of at most
+// the MTU with complete checksums, all a frontend without GSO can take. The worker turns them on
+// (native/peerio.c pio_offload) once it knows the vif's frontend takes checksum-partial and GSO frames.
 //
 // Every TAP is created with IFF_MULTI_QUEUE, so a vif whose frontend negotiates several queues gets
 // one fd per queue (qnicd_tap_queue_open) on the same interface; the kernel's tun then picks the

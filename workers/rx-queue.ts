@@ -15,7 +15,7 @@ import { peerio } from "../src/net/peerio-lib.ts";
 export const DEFAULT_RX_QUEUE_BYTES = 128 * 4096;
 /** Smallest charge per frame: a 14-byte frame still costs an entry and a wrap's slack. */
 export const MIN_CHARGE = 64;
-/** Largest frame the queue holds (a page less NET_IP_ALIGN). */
+/** Largest frame the queue holds by default (a page less NET_IP_ALIGN); a GSO vif's queue takes 64 KiB ones. */
 const MAX_FRAME = 4094;
 
 export class RxQueue {
@@ -28,7 +28,11 @@ export class RxQueue {
   private readonly size: number;
   private readonly entOff: Uint32Array;
   private readonly entLen: Uint32Array;
+  private readonly entMeta: Uint32Array;
+  /** performance.now() when each frame was queued (for the drain timeout). */
+  private readonly entTime: Float64Array;
   private readonly entCap: number;
+  readonly maxFrame: number;
   /** Entries: [head, tail) in a ring of entCap; byte ring: data in [rhead, rtail) with wrap. */
   private head = 0;
   /** Entries held in memory, including `inflight` ones taken for a copy not yet committed. */
@@ -37,11 +41,12 @@ export class RxQueue {
   private rtail = 0;
   private freed = false;
 
-  constructor(limit = DEFAULT_RX_QUEUE_BYTES) {
+  constructor(limit = DEFAULT_RX_QUEUE_BYTES, maxFrame = MAX_FRAME) {
     if (!Number.isInteger(limit) || limit < MIN_CHARGE) throw new RangeError(`rx queue: limit must be an integer >= ${MIN_CHARGE} bytes, got ${limit}`);
     this.limit = limit;
+    this.maxFrame = maxFrame;
     // Room for `limit` bytes of frames plus one frame of slack left unused at a wrap.
-    this.size = limit + MAX_FRAME + 64;
+    this.size = limit + maxFrame + 64;
     const a = peerio().pio_alloc(this.size) as number | null;
     if (!a) throw new Error(`rx queue: allocating ${this.size} bytes of native memory failed: lower rxQueueBytes`);
     this.addr = a;
@@ -49,6 +54,8 @@ export class RxQueue {
     this.entCap = Math.floor(limit / MIN_CHARGE) + 1;
     this.entOff = new Uint32Array(this.entCap);
     this.entLen = new Uint32Array(this.entCap);
+    this.entMeta = new Uint32Array(this.entCap);
+    this.entTime = new Float64Array(this.entCap);
   }
 
   /** Frames waiting (not counting those taken for a copy in flight). */
@@ -60,9 +67,9 @@ export class RxQueue {
    * Makes room for a `len`-byte frame and records it: returns its offset in the queue's memory,
    * where the caller copies it (natively, batched: see RxPath), or -1 (nothing kept) past the limit.
    */
-  reserve(len: number): number {
+  reserve(len: number, meta = 0): number {
     const charge = len < MIN_CHARGE ? MIN_CHARGE : len;
-    if (len > MAX_FRAME || this.bytes + charge > this.limit || this.count === this.entCap) return -1;
+    if (len > this.maxFrame || this.bytes + charge > this.limit || this.count === this.entCap) return -1;
     let at = this.rtail;
     if (this.count > 0) {
       const h = this.entOff[this.head];
@@ -77,6 +84,8 @@ export class RxQueue {
     const e = (this.head + this.count) % this.entCap;
     this.entOff[e] = at;
     this.entLen[e] = len;
+    this.entMeta[e] = meta;
+    this.entTime[e] = 0; // stamped by stamp() when someone next reads the clock (it costs ~200 ns here)
     this.count++;
     this.rtail = at + len;
     this.bytes += charge;
@@ -103,6 +112,43 @@ export class RxQueue {
 
   lenOf(i: number): number {
     return this.entLen[(this.head + this.inflight + i) % this.entCap];
+  }
+
+  metaOf(i: number): number {
+    return this.entMeta[(this.head + this.inflight + i) % this.entCap];
+  }
+
+  /**
+   * Drops the waiting frames queued at or before `deadline` (oldest first: they were queued in
+   * order), as netback's xenvif_rx_queue_drop_expired; returns how many. Only with no copy in flight.
+   */
+  expireBefore(deadline: number): number {
+    if (this.inflight !== 0) return 0;
+    let n = 0;
+    while (n < this.count && this.entTime[(this.head + n) % this.entCap] <= deadline) n++;
+    if (n > 0) {
+      this.take(n);
+      this.commit();
+    }
+    return n;
+  }
+
+  /**
+   * Gives the frames queued since the last call the time `now` (they were queued at or before it):
+   * the data path never reads the clock per frame or per round, only when frames are left waiting.
+   * A frame's drain timeout may so start up to one pass late.
+   */
+  stamp(now: number): void {
+    for (let i = this.count - 1; i >= 0; i--) {
+      const e = (this.head + i) % this.entCap;
+      if (this.entTime[e] !== 0) return;
+      this.entTime[e] = now;
+    }
+  }
+
+  /** When the oldest waiting frame was queued (the queue must not be empty). */
+  oldestTime(): number {
+    return this.entTime[(this.head + this.inflight) % this.entCap];
   }
 
   /** The `n` oldest waiting frames go to a copy: no longer waiting or charged; memory kept until commit(). */

@@ -2,7 +2,7 @@
 // copied out of its slot, a response staged in its slot, both through the offsets src/xen/netif.ts
 // declares and test/xen/abi.test.ts checks against Xen's header. The batched path (rx.ts) and the
 // seed baseline (seed-rx.ts) are two algorithms over this one ring.
-import { NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE, RxRequest, RxResponse } from "../src/xen/netif.ts";
+import { ExtraInfo, NETIF_RX_RESPONSE_SIZE, NETIF_RX_RING_SIZE, NETIF_RX_SLOT_SIZE, RxRequest, RxResponse, XEN_NETIF_EXTRA_TYPE_GSO } from "../src/xen/netif.ts";
 import { RING_HEADER_SIZE } from "../src/xen/ring.ts";
 import { BackRing, type RingJournal } from "./back-ring.ts";
 
@@ -15,6 +15,12 @@ const RSP_ID16 = RxResponse.id >> 1;
 const RSP_OFFSET16 = RxResponse.offset >> 1;
 const RSP_FLAGS16 = RxResponse.flags >> 1;
 const RSP_STATUS16 = RxResponse.status >> 1;
+// A netif_extra_info written over a response slot: type and flags share a 16-bit word, so do the GSO
+// type and its pad; the whole 8 bytes are written (nothing of the request's id is left behind).
+const EXTRA_TYPE16 = ExtraInfo.type >> 1;
+const EXTRA_GSO_SIZE16 = ExtraInfo.gsoSize >> 1;
+const EXTRA_GSO_TYPE16 = ExtraInfo.gsoType >> 1;
+const EXTRA_GSO_FEATURES16 = ExtraInfo.gsoFeatures >> 1;
 
 /** Byte offset of slot `idx` in the page (RING_GET_REQUEST / RING_GET_RESPONSE): a multiple of 8, so every field is aligned. */
 function slot(idx: number): number {
@@ -50,5 +56,18 @@ export abstract class RxRing extends BackRing {
     this.s16[h + RSP_OFFSET16] = offset;
     this.s16[h + RSP_FLAGS16] = flags;
     this.sI16[h + RSP_STATUS16] = status;
+  }
+
+  /**
+   * Stages a GSO extra at ring index `idx` in place of a response (netback's xenvif_rx_extra_slot):
+   * type XEN_NETIF_EXTRA_TYPE_GSO, flags 0 (no further extra), size = MSS, type TCPV4/TCPV6, pad 0,
+   * features 0. Little-endian, as the ring is.
+   */
+  protected stageGsoExtra(idx: number, gsoSize: number, gsoType: number): void {
+    const h = slot(idx) >> 1;
+    this.s16[h + EXTRA_TYPE16] = XEN_NETIF_EXTRA_TYPE_GSO; // flags byte 0
+    this.s16[h + EXTRA_GSO_SIZE16] = gsoSize;
+    this.s16[h + EXTRA_GSO_TYPE16] = gsoType; // pad byte 0
+    this.s16[h + EXTRA_GSO_FEATURES16] = 0;
   }
 }

@@ -22,6 +22,12 @@ export const TX_SG_BYTES = 4 << 20;
  * so an oversize frame shows as len > 4094 (a TAP read truncates at the stride) and is dropped.
  */
 export const RX_STRIDE = 4096 + 64;
+/**
+ * Rx frame slots on a worker whose vifs may negotiate feature-sg: a TAP with rx offloads on hands over
+ * TCP frames of up to 64 KiB (plus the Ethernet header), so a slot takes the largest frame stride
+ * (one more than MAX_SG_FRAME: a read that fills the slot reads as cut short and is dropped).
+ */
+export const RX_SG_STRIDE = 65536 + 64;
 /** Frames per peer receive() call. */
 export const RX_BATCH = 64;
 
@@ -93,7 +99,7 @@ export class WorkerScratch {
     this.txSegU16 = new Uint16Array(this.txSegs.buffer);
     this.txSegU32 = new Uint32Array(this.txSegs.buffer);
     this.txSegI16 = new Int16Array(this.txSegs.buffer);
-    this.rxFrames = createFrameBatch(RX_BATCH, RX_STRIDE);
+    this.rxFrames = createFrameBatch(RX_BATCH, sg ? RX_SG_STRIDE : RX_STRIDE);
     // Queued frames and one receive() batch can be delivered in one round: at most a ring's worth.
     this.rxSegs = new GrantCopyBatch(NETIF_RX_RING_SIZE);
     for (let k = 0; k < NETIF_RX_RING_SIZE; k++) this.rxSegs.setLocalToGrant(k, 0, 0, 0, 0, 0);

@@ -25,8 +25,8 @@ export class SeedRxPath extends BackloggedRxRing {
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
-    super(page, queueBytes, stallMs, journal);
+  constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null, opts: { rxNotify?: boolean } = {}) {
+    super(page, queueBytes, stallMs, journal, { rxNotify: opts.rxNotify });
   }
 
   /**
@@ -71,7 +71,7 @@ export class SeedRxPath extends BackloggedRxRing {
     for (;;) {
       const avail = this.available(this.pass);
       if (avail <= 0) return;
-      this.carrierOn(c);
+      this.carrierOn(c, avail);
       if (q.length === 0) return;
       const len = q.lenOf(0);
       const src = new Uint8Array(toArrayBuffer(q.addrOf(0), 0, len));
@@ -122,6 +122,7 @@ export class SeedRxPath extends BackloggedRxRing {
     c.rx_packets++;
     c.rx_bytes += len;
     this.respond(id, RX_OFFSET, len, c);
+    this.rxSeq++; // netback's last_rx_time: a frame was placed
   }
 
   /** net_rx_response: written in the request's slot, pushed, rsp_event checked, notified if asked. */

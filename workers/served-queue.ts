@@ -11,7 +11,9 @@ import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats
 import { openPeer, type Peer } from "../src/net/index.ts";
 import type { TapIoMode } from "../src/net/tap.ts";
 import { EPROTO, ErrnoError } from "./failure-errno.ts";
-import { RxPath } from "./rx.ts";
+import { RxPath, rxGsoMask, rxOffloadFlags } from "./rx.ts";
+import { TapPeer } from "../src/net/tap.ts";
+import { SwitchPeer } from "../src/net/switch.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
@@ -101,12 +103,15 @@ export class ServedQueue {
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined }, jtx);
       const bad = this.tx.attachError();
       if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
-      this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
+      // Guest rx as the frontend asked (feature-sg, -gso-*, -rx-notify); the seed keeps one slot per frame.
+      const rxOpts = { sg: f["feature-sg"] === true, gsoMask: rxGsoMask(f), rxNotify: f["feature-rx-notify"] === true };
+      this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx, { rxNotify: rxOpts.rxNotify }) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx, rxOpts);
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
       if (this.rx instanceof RxPath) this.rx.hash = this.hash;
       this.peer = this.openPeer(po);
+      this.setRxOffloads(seed);
       if (this.peer.reclaimAddress) this.peerEntry = this.record(RESOURCE_PEER, this.peer.reclaimAddress, "its peer");
       this.localTxPort = this.bind(d, s.txEvtchn);
       // One event channel for both rings (no feature-split-event-channels): bind it once.
@@ -170,6 +175,28 @@ export class ServedQueue {
     this.peer?.close();
     this.peer = this.peer ? new GonePeer(this.spec.peer.name) : null;
     this.peerReady = false;
+  }
+
+  /**
+   * A TAP (or switch port) hands over GSO and checksum-partial frames only to a vif whose frontend
+   * takes them (the TAP may have served another frontend before: set at every connect, off included).
+   */
+  private setRxOffloads(seed: boolean): void {
+    const p = this.peer;
+    const flags = seed ? 0 : rxOffloadFlags(this.spec.features);
+    if (p instanceof SwitchPeer) {
+      // Its frames always carry meta words; what the guest cannot take is finished in the switch.
+      p.setRxOffloads(flags);
+      if (this.rx instanceof RxPath) this.rx.peerMeta = true;
+      return;
+    }
+    if (!(p instanceof TapPeer) || !p.offloads) return;
+    try {
+      p.setRxOffloads(flags);
+    } catch (e) {
+      throw new Error(`${this.name}: ${reason(e)}`, { cause: e });
+    }
+    if (this.rx instanceof RxPath) this.rx.peerMeta = flags !== 0;
   }
 
   /** The rings' journals, or none (responses then staged in private memory: nothing to take over from). */

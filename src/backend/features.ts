@@ -5,9 +5,10 @@
 // scatter-gather, TCP GSO over IPv4 and IPv6 and IPv6 checksum offload (feature-sg,
 // feature-gso-tcpv4, feature-gso-tcpv6, feature-ipv6-csum-offload) only where the whole path takes
 // 64 KiB GSO frames: the batched data path (workers/tx.ts) feeding a TAP opened with IFF_VNET_HDR
-// (the kernel segments and completes checksums) or the null peer (drops). Not the switch peer: it
-// feeds other vifs' rx paths, which deliver neither frames over a page nor GSO to a frontend. Not
-// the seed data path: it is the per-packet baseline and answers multi-slot packets with errors.
+// (the kernel segments and completes checksums), the switch peer (GSO frames cross whole; a port
+// whose guest did not negotiate rx GSO gets them segmented with complete checksums, native/segment.h)
+// or the null peer (drops). Not the seed data path: it is the per-packet baseline and answers
+// multi-slot packets with errors. The same frontend keys turn rx GSO on (workers/rx.ts).
 
 /** A key and the value written under B. */
 export type FeatureNode = readonly [key: string, value: string];
@@ -46,7 +47,7 @@ export const BACKEND_FEATURES: readonly FeatureNode[] = [...BASE_FEATURES, ["mul
 
 /** Whether guest-tx SG/GSO can be offered for this peer kind and data path. */
 export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched" | "seed" = "batched"): boolean {
-  return datapath === "batched" && (peer === "tap" || peer === "null");
+  return datapath === "batched";
 }
 
 /**

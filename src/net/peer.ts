@@ -28,8 +28,12 @@ export interface FrameBatch {
 export const FRAME_META_GSO_SIZE_MASK = 0xffff;
 /** XEN_NETIF_GSO_TYPE_TCPV4 (1) or _TCPV6 (2), shifted. */
 export const FRAME_META_GSO_TYPE_SHIFT = 16;
-/** The L4 checksum is partial (NETTXF_csum_blank): the host side completes it. */
+/** The L4 checksum is partial (NETTXF_csum_blank / NETRXF_csum_blank): the receiving side completes it. */
 export const FRAME_META_CSUM = 1 << 24;
+/** Guest rx only: the host verified the checksums (virtio DATA_VALID -> NETRXF_data_validated). */
+export const FRAME_META_DATA_VALID = 1 << 25;
+/** Guest rx only: a GSO type no frontend takes (UDP, ECN: never asked for with TUNSETOFFLOAD); dropped. */
+export const FRAME_META_GSO_BAD = 0xf;
 
 /** The host side of a vif, created by the main thread when the vif is realized; it
  * crosses to the worker in the connect message, which opens the Peer for it (openPeer). */
@@ -71,8 +75,13 @@ export interface Peer {
   readonly reclaimAddress: number;
   /** Hands frames 0..batch.count-1 to the host in one native call; returns how many were taken. */
   send(batch: FrameBatch): number;
-  /** Fills `batch` with up to batch.capacity waiting frames in one native call; returns the count. */
-  receive(batch: FrameBatch): number;
+  /**
+   * Fills `batch` with up to batch.capacity (or `max`, when smaller) waiting frames in one native
+   * call; returns the count. A peer that hands over GSO or checksum-partial frames (a TAP with rx
+   * offloads on) describes each in batch.meta; the others leave meta alone, so a reader must know
+   * which peer filled the batch.
+   */
+  receive(batch: FrameBatch, max?: number): number;
   /** Frames the peer itself dropped (queue full, interface down), for the vif's counters. */
   readonly drops: number;
   close(): void;

@@ -17,6 +17,10 @@ export interface SourceOptions {
   dstPort?: number;
   /** Stop after this many frames (default: never). */
   limit?: number;
+  /** Hand out this frame instead of the UDP one built from the fields above (its length wins over `size`). */
+  frame?: Uint8Array;
+  /** Meta word every frame carries (FRAME_META_*: a TAP with rx offloads describing a GSO frame); default 0. */
+  meta?: number;
 }
 
 export class SourcePeer implements Peer {
@@ -33,9 +37,11 @@ export class SourcePeer implements Peer {
   /** The frame every receive() hands out; kept referenced: native code copies from it (pitfall 2). */
   readonly template: Uint8Array;
   private readonly limit: number;
+  private readonly meta: number;
 
   constructor(readonly name: string, opts: SourceOptions) {
-    this.template = buildUdpFrame({
+    this.meta = opts.meta ?? 0;
+    this.template = opts.frame ?? buildUdpFrame({
       size: opts.size,
       dstMac: parseMac(opts.dstMac ?? "00:16:3e:00:00:01"),
       srcMac: parseMac(opts.srcMac ?? "02:00:00:00:00:fe"),
@@ -51,12 +57,13 @@ export class SourcePeer implements Peer {
     return batch.count;
   }
 
-  receive(batch: FrameBatch): number {
-    const n = Math.min(batch.capacity, this.limit - this.generated);
+  receive(batch: FrameBatch, max?: number): number {
+    const n = Math.min(max !== undefined && max < batch.capacity ? max : batch.capacity, this.limit - this.generated);
     if (this.template.length > batch.stride) throw new RangeError(`source ${this.name}: ${this.template.length} B frames do not fit a ${batch.stride} B batch stride: use a larger stride`);
     if (n <= 0) return (batch.count = 0);
     this.ffiCalls++;
     peerio().pio_fill(batch.base, batch.stride, batch.lensAddr, n, this.template, this.template.length);
+    if (this.meta !== 0) batch.meta.fill(this.meta, 0, n);
     this.generated += n;
     batch.count = n;
     return n;

@@ -1,7 +1,10 @@
 // The in-daemon learning switch (native/l2switch.c): vifs on any worker thread exchange frames
 // through one shared mapping the main thread creates. The main thread holds a SwitchFabric and hands
 // its `address` to workers; a worker opens a SwitchPeer on it per vif (PeerHandle kind "switch").
-// Per batch: one native call to send (learn, look up, enqueue, wake) and one to receive.
+// Per batch: one native call to send (learn, look up, enqueue, wake) and one to receive. Frames keep
+// their meta word across (a guest's 64 KiB GSO packet and partial checksums cross whole); a port
+// whose guest cannot take them gets them finished on receive (segmented, checksums completed: see
+// setRxOffloads), as a TAP whose offloads are off gets them from the kernel.
 import { dlopen, FFIType, toArrayBuffer, type Pointer } from "bun:ffi";
 import { nativeLibraryPath } from "../native/lib.ts";
 import { errnoName } from "./errno.ts";
@@ -15,8 +18,9 @@ function open() {
     sw_port_open: { args: [FFIType.ptr, FFIType.cstring, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     sw_port_close: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     sw_port_find: { args: [FFIType.ptr, FFIType.cstring], returns: FFIType.i32 },
-    sw_send: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    sw_recv: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    sw_send: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
+    sw_recv: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
+    sw_port_accept: { args: [FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
     sw_lookup: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     sw_eventfd: { args: [], returns: FFIType.i32 },
     sw_close_fd: { args: [FFIType.i32], returns: FFIType.i32 },
@@ -95,6 +99,10 @@ export interface SwitchPortOptions {
 /** One vif's port on the switch; opened in the worker that serves the vif. */
 export class SwitchPeer implements Peer {
   readonly kind = "switch" as const;
+  /** Takes checksum-partial and GSO frames (their meta words cross the switch; receivers finish what they cannot take). */
+  readonly offloads = true;
+  /** What this port's guest takes (TAP_OFFLOAD_* bits); 0 until setRxOffloads. */
+  rxOffloadFlags = 0;
   readonly pollFd: number;
   readonly wake: "fd" | "shared";
   ffiCalls = 0;
@@ -149,16 +157,32 @@ export class SwitchPeer implements Peer {
     if (batch.count === 0 || this.closed) return 0; // closed: the slot may belong to another vif now
     if (batch.count > batch.capacity) throw new RangeError(`switch port ${this.name}: batch.count ${batch.count} is over its capacity ${batch.capacity}`);
     this.ffiCalls++;
-    const rc = sw().sw_send(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.count);
+    const rc = sw().sw_send(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.count, batch.metaAddr);
     return rc > 0 ? rc : 0;
   }
 
-  receive(batch: FrameBatch): number {
+  /**
+   * Fills the batch, meta words included. A GSO frame takes one slot per MSS-sized segment when this
+   * port does not accept its type, so fewer frames than slots may come back while more wait.
+   */
+  receive(batch: FrameBatch, max?: number): number {
     if (this.closed) return (batch.count = 0);
     this.ffiCalls++;
-    const rc = sw().sw_recv(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, batch.capacity);
+    const cap = max !== undefined && max < batch.capacity ? max : batch.capacity;
+    const rc = sw().sw_recv(this.fabric, this.index, batch.base, batch.stride, batch.lensAddr, cap, batch.metaAddr);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;
+  }
+
+  /**
+   * What this port's guest takes, as a TAP's TUNSETOFFLOAD (TAP_OFFLOAD_CSUM / _TSO4 / _TSO6): frames
+   * asking more are segmented and their checksums completed in receive(). 0 (as opened): finished
+   * frames of at most the sender's MTU only.
+   */
+  setRxOffloads(flags: number): void {
+    if (this.closed) return;
+    this.rxOffloadFlags = flags;
+    sw().sw_port_accept(this.fabric as Pointer, this.index, flags);
   }
 
   /** The port a MAC ("xx:.." bytes) was learned on, or -1. */

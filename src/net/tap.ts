@@ -20,6 +20,11 @@ export interface TapPeerOptions {
 const ST_SYSCALLS = 0, ST_SEND_FAILS = 1, ST_RECV_FAILS = 2, ST_LAST_ERRNO = 3, ST_URING = 4, ST_VNET = 6;
 const MODE = { auto: 0, plain: 1, uring: 2 } as const;
 
+/** TUNSETOFFLOAD bits (linux include/uapi/linux/if_tun.h). */
+export const TAP_OFFLOAD_CSUM = 0x01;
+export const TAP_OFFLOAD_TSO4 = 0x02;
+export const TAP_OFFLOAD_TSO6 = 0x04;
+
 export class TapPeer implements Peer {
   readonly kind = "tap" as const;
   readonly pollFd: number;
@@ -93,13 +98,32 @@ export class TapPeer implements Peer {
     return rc;
   }
 
-  receive(batch: FrameBatch): number {
+  receive(batch: FrameBatch, max?: number): number {
     if (!this.ctx) return (batch.count = 0); // closed: the native context is gone
     this.ffiCalls++;
-    const rc = peerio().pio_recv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.capacity);
+    const cap = max !== undefined && max < batch.capacity ? max : batch.capacity;
+    const rc = peerio().pio_recv(this.ctx, batch.base, batch.stride, batch.lensAddr, cap, batch.metaAddr);
     batch.count = rc > 0 ? rc : 0;
     return batch.count;
   }
+
+  /**
+   * What the kernel may hand us on reads (TUNSETOFFLOAD, TAP_OFFLOAD_* bits): checksum-partial frames
+   * and TCP GSO frames of up to 64 KiB, each described by its meta word. Set per vif from what its
+   * frontend can take (workers/rx.ts rxOffloadFlags); 0 gives whole frames of at most the MTU. The
+   * TAP may outlive a frontend (a persistent TAP, a reconnect), so it is set at every connect.
+   * Throws one line naming the TAP when the kernel refuses.
+   */
+  setRxOffloads(flags: number): void {
+    if (!this.ctx) return;
+    if (flags !== 0 && !this.offloads) throw new Error(`TAP ${this.name}: rx offloads need a virtio_net_hdr (IFF_VNET_HDR) on the fd`);
+    this.ffiCalls++;
+    this.rxOffloadFlags = flags;
+    const rc = peerio().pio_offload(this.ctx, flags);
+    if (rc < 0) throw new Error(`TAP ${this.name}: TUNSETOFFLOAD 0x${flags.toString(16)} failed: ${errnoName(-rc)}`);
+  }
+  /** The offloads setRxOffloads() last set (0: none). */
+  rxOffloadFlags = 0;
 
   /** Releases the ring; the TAP fd stays open (its owner, the backend, closes it). */
   close(): void {

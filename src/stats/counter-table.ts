@@ -45,6 +45,7 @@ export const VIF_COUNTERS = [
   // xenvif_stats[]). Rows sharing a `family` are one Prometheus family told apart by `labels`.
   { name: "tx_csum_fixups", kind: "counter", help: "guest frames sent with NETTXF_csum_blank whose checksum the backend completed (in software, or by the TAP's kernel from virtio_net_hdr): netback's rx_gso_checksum_fixup" },
   { name: "tx_gso_packets", kind: "counter", help: "guest frames that carried a GSO extra (TCP up to 64 KiB, segmented on the host side)" },
+  { name: "rx_gso_packets", kind: "counter", help: "frames delivered to the guest with a GSO extra (TCP up to 64 KiB over several rx buffers, feature-gso-tcpv4/-tcpv6)" },
   ...malformed("tx", [
     ["runt", "size below an Ethernet header (14 bytes): answered with an error"],
     ["oversize", "a packet larger than a frame slot: answered with an error"],
@@ -64,10 +65,11 @@ export const VIF_COUNTERS = [
   ...copyFailures("rx"),
   { name: "rx_stalls", kind: "counter", help: "times the guest left frames waiting with no rx buffer posted for the stall timeout (carrier off, queue dropped): netback's \"Guest Rx stalled\"" },
   ...rxDrops([
-    ["oversize", "a frame larger than one rx buffer (the guest was not offered rx GSO)"],
+    ["oversize", "a frame larger than the guest takes: over one rx buffer without feature-sg, over 64 KiB, or GSO of a type it did not ask for"],
     ["carrier_off", "a frame arriving while the carrier is off after a stall"],
     ["queue_full", "no rx buffer posted and the vif's queue at its byte limit (XSA-392)"],
     ["stall_purge", "frames waiting in the queue when the carrier went off"],
+    ["expired", "frames that waited in the queue past the drain timeout (netback's rx_drain_timeout: 10 s, 30 ms without feature-rx-notify)"],
   ]),
 ] as const satisfies readonly CounterRow[];
 

@@ -1,14 +1,14 @@
 // What qnicd offers per peer kind and data path, and what a frontend's requests then count for:
-// SG, TCP GSO and IPv6 checksum offload only where the whole path takes GSO frames (batched data
-// path, TAP or null peer).
+// SG, TCP GSO and IPv6 checksum offload only where the whole path takes GSO frames (the batched data
+// path, with any peer: a TAP's kernel, the switch and the null peer all take them).
 import { describe, expect, test } from "bun:test";
 import { BACKEND_FEATURES, backendFeatures, backendOffers, offersCtrlRing, peerTakesGso } from "../../src/backend/features.ts";
 import { readFrontendConfig } from "../../src/backend/frontend-nodes.ts";
 
-test("SG/GSO go with the TAP and null peers on the batched data path; never with the switch peer or the seed path", () => {
+test("SG/GSO go with the TAP, switch and null peers on the batched data path; never with the seed path", () => {
   expect(peerTakesGso("tap")).toBe(true);
   expect(peerTakesGso("null")).toBe(true);
-  expect(peerTakesGso("switch")).toBe(false);
+  expect(peerTakesGso("switch")).toBe(true);
   for (const peer of ["tap", "null", "switch"] as const) expect(peerTakesGso(peer, "seed")).toBe(false);
 });
 

@@ -1,13 +1,17 @@
 // The daemon writes feature-sg / feature-gso-tcpv4 per its peer and data path, and a Linux-faithful
 // netfront negotiates accordingly: with the null peer it may send multi-slot GSO packets (answered
-// OKAY, slot by slot); with the switch peer or the seed data path it is never offered them. A
-// protocol violation in a multi-slot packet disables that vif alone.
+// OKAY, slot by slot); with the seed data path it is never offered them. Through the switch peer a
+// GSO packet reaches a guest that negotiated rx GSO whole, and one that did not as MSS-sized
+// segments with complete checksums. A protocol violation in a multi-slot packet disables that vif alone.
 import { afterEach, expect, test } from "bun:test";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
 import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
-import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4 } from "../../src/xen/netif.ts";
+import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETRXF_csum_blank, NETRXF_data_validated, NETRXF_extra_info, NETRXF_more_data, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from "../../src/xen/netif.ts";
+import { parseMac } from "../../src/sim/netfront/index.ts";
+import type { RxMeta } from "../../src/sim/netfront/rx-queue.ts";
+import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "../net/tcp-frames.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
 import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
 import type { FakeFrontend } from "../pool/fake-frontend.ts";
@@ -53,9 +57,65 @@ test("--peer null: SG, TCP GSO and IPv6 checksum offload offered and negotiated;
   expect(nf.broken).toBe(false);
 });
 
+test("--peer switch: a 64 KiB TCP GSO packet reaches a guest that negotiated rx GSO as one packet (16 buffers, the GSO extra, csum_blank) and one that did not as MSS-sized segments with complete checksums; TCPv6 too", async () => {
+  host = await startSimHost();
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--peer", "switch"], env: {} });
+  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  type G = { nf: Netfront; domid: number; mac: Uint8Array; got: { f: Uint8Array; m: RxMeta }[] };
+  const guests: G[] = [];
+  for (const name of ["alice", "bob", "carol"]) {
+    const d = await host.ts.create(name, { vifs: 1 });
+    const advertise = name === "carol" ? { gsoTcpv4: false, gsoTcpv6: false } : undefined;
+    const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, advertise });
+    fronts.push(nf);
+    const info = await nf.whenConnected(5000);
+    expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: true });
+    const g: G = { nf, domid: d.domid, mac: parseMac(info.mac)!, got: [] };
+    // The switch floods frames to MACs it has not learned: keep only our own.
+    nf.onReceive((f, m) => g.mac.every((b, i) => f[i] === b) && g.got.push({ f: f.slice(), m }));
+    guests.push(g);
+  }
+  const [alice, bob, carol] = guests as [G, G, G];
+  const payload = streamBytes(65535 - 54, 11);
+  const v6Payload = streamBytes(20_000, 12);
+  const v4 = (to: G) => tcpFrame({ srcMac: alice.mac, dstMac: to.mac, srcIp: [10, 5, 0, 1], dstIp: [10, 5, 0, 2], srcPort: 7000, dstPort: 80, seq: 1000, payload });
+  const v6 = (to: G) => tcp6Frame({ srcMac: alice.mac, dstMac: to.mac, srcIp: new Uint8Array(16).fill(1), dstIp: new Uint8Array(16).fill(2), srcPort: 7001, dstPort: 80, seq: 5, payload: v6Payload });
+  for (const to of [bob, carol]) {
+    expect(alice.nf.send(v4(to), { gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 } })).toBe(true);
+    expect(alice.nf.send(v6(to), { gso: { size: 1200, type: XEN_NETIF_GSO_TYPE_TCPV6 } })).toBe(true);
+  }
+  const want4 = Math.ceil(payload.length / 1448), want6 = Math.ceil(v6Payload.length / 1200);
+  await until("bob's two packets", () => bob.got.length >= 2, 10_000);
+  await until("carol's segments", () => carol.got.length >= want4 + want6, 10_000);
+
+  // Bob: each packet whole, laid out as netback does, its checksum left partial for his stack.
+  const b4 = bob.got.find((g) => parseTcpSegment(g.f, 7000, 80))!;
+  expect(b4.f.length).toBe(65535);
+  expect(b4.m).toEqual({ flags: NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info | NETRXF_more_data, slots: 16, gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 } });
+  expect(parseTcpSegment(b4.f, 7000, 80)!.payload).toEqual(payload);
+  const b6 = bob.got.find((g) => parseTcp6Segment(g.f, 7001, 80))!;
+  expect(b6.m.gso).toEqual({ size: 1200, type: XEN_NETIF_GSO_TYPE_TCPV6 });
+  expect(parseTcp6Segment(b6.f, 7001, 80)!.payload).toEqual(v6Payload);
+
+  // Carol: MSS-sized segments, one buffer each, complete checksums, the stream intact.
+  const c4 = carol.got.map((g) => ({ g, s: parseTcpSegment(g.f, 7000, 80) })).filter((x) => x.s !== null);
+  expect(c4.length).toBe(want4);
+  expect(c4.every(({ g, s }) => g.f.length <= 1514 && g.m.gso === undefined && g.m.slots === 1 && s!.checksumsOk)).toBe(true);
+  expect(c4.map(({ s }) => s!.seq)).toEqual(Array.from({ length: want4 }, (_, k) => 1000 + k * 1448));
+  expect(Buffer.concat(c4.map(({ s }) => s!.payload))).toEqual(Buffer.from(payload));
+  const c6 = carol.got.map((g) => parseTcp6Segment(g.f, 7001, 80)).filter((s) => s !== null);
+  expect(c6.length).toBe(want6);
+  expect(c6.every((s) => s.checksumsOk)).toBe(true);
+  expect(Buffer.concat(c6.map((s) => s.payload))).toEqual(Buffer.from(v6Payload));
+
+  const counters = async (g: G) => ((await (await fetch(`${daemon!.http.url}/vifs/vif${g.domid}.0`)).json()) as { counters: Record<string, number> }).counters;
+  const cb = await counters(bob), cc = await counters(carol);
+  expect(cb.rx_gso_packets).toBeGreaterThanOrEqual(2);
+  expect([cc.rx_gso_packets, cc.rx_drops, cb.rx_drops]).toEqual([0, 0, 0]);
+});
+
 for (const [what, extra, base] of [
   // The control ring goes with the batched data path whatever the peer, not with the seed's.
-  ["--peer switch", ["--peer", "switch"], ["feature-ctrl-ring", "feature-rx-copy", "feature-rx-flip", "feature-split-event-channels"]],
   ["--datapath seed", ["--peer", "null", "--datapath", "seed"], ["feature-rx-copy", "feature-rx-flip", "feature-split-event-channels"]],
 ] as const) {
   test(`${what}: neither SG nor GSO is offered, and the netfront sends one slot per frame`, async () => {

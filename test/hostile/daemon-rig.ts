@@ -129,7 +129,8 @@ export async function startHostileRig(o: HostileRigOptions = {}): Promise<Hostil
           stats: c.stats,
           log: c.log,
           datapath,
-          scatterGather: peer === "null" && datapath === "batched",
+          // As the daemon's own pool: SG/GSO is offered with every peer on the batched path.
+          scatterGather: datapath === "batched",
           rxStallMs: o.rxStallMs,
           rxQueueBytes: o.rxQueueBytes,
         }),

@@ -2,20 +2,34 @@
 // io_uring and through the plain read()/write() fallback. A GSO frame written with its header is
 // segmented by the kernel: across a bridge to a plain TAP (no offloads) it arrives as MSS-sized
 // segments with complete checksums (TCP over IPv4 and IPv6); a checksum-partial frame arrives completed; what the kernel
-// sends to the vnet TAP is read back without the header. Root only.
+// sends to the vnet TAP is read back without the header. With rx offloads turned on for a guest that
+// takes GSO (TUNSETOFFLOAD), the kernel hands a vnet TAP a TCP GSO frame whole, described by its header
+// (the frame's meta word); with them off, as MSS-sized segments. Root only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { buildUdpFrame } from "../../src/net/frames.ts";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/index.ts";
-import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
+import { FRAME_META_CSUM, FRAME_META_GSO_SIZE_MASK, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
-import { TapPeer, type TapIoMode } from "../../src/net/tap.ts";
+import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6, TapPeer, type TapIoMode } from "../../src/net/tap.ts";
 import type { PeerHandle } from "../../src/net/peer.ts";
 import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "./tcp-frames.ts";
 
 const A_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x01]);
 const B_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x02]);
+const C_MAC = Uint8Array.from([0x00, 0x16, 0x3e, 0x5a, 0x00, 0x03]);
+
+/** A checksum-partial TCPv4 frame's checksum field holds the folded pseudo-header sum (CHECKSUM_PARTIAL). */
+function partialTcp4Ok(f: Uint8Array): boolean {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  const ihl = (f[14] & 0x0f) * 4;
+  const l4len = dv.getUint16(16) - ihl;
+  let sum = 6 + l4len;
+  for (let o = 26; o < 34; o += 2) sum += dv.getUint16(o);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return dv.getUint16(14 + ihl + 16) === sum;
+}
 const TCPV4 = 1;
 const TCPV6 = 2;
 
@@ -24,8 +38,11 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
   let prov: TapProvisioner;
   let vnet: PeerHandle;
   let plain: TestTap;
+  /** A second vnet TAP on the bridge: the one a GSO guest's vif would have. */
+  let gsoTap: PeerHandle;
   const batch = createFrameBatch(8, 65536);
   const rxBatch = createFrameBatch(64, 2048);
+  const bigRx = createFrameBatch(16, 65536 + 64);
 
   beforeAll(() => {
     bridge = uniqueIfName("vb");
@@ -35,6 +52,8 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
     prov = new TapProvisioner({ bridge });
     vnet = prov.create(uniqueIfName("va"));
     writeFileSync(`/proc/sys/net/ipv6/conf/${vnet.name}/disable_ipv6`, "1");
+    gsoTap = prov.create(uniqueIfName("vg"));
+    writeFileSync(`/proc/sys/net/ipv6/conf/${gsoTap.name}/disable_ipv6`, "1");
     plain = createTestTap(uniqueIfName("vp"));
     ip("link", "set", "dev", plain.name, "master", bridge);
   });
@@ -44,6 +63,7 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
     if (bridge && linkExists(bridge)) ip("link", "del", bridge);
     freeFrameBatch(batch);
     freeFrameBatch(rxBatch);
+    freeFrameBatch(bigRx);
   });
 
   /** Frames the plain TAP's reader gets within a second, until `want` of them match. */
@@ -156,6 +176,60 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
         expect(writer.lastError).toBe("EINVAL");
         expect(await collect(reader, (f) => f.length === 100 && f[23] === 17, 1)).toEqual([ok]);
       } finally {
+        writer.close();
+        reader.close();
+      }
+    });
+
+    test(`${io}: with rx offloads on, a TCP GSO frame reaches a vnet TAP whole (meta: GSO type and size, checksum partial); with them off, as MSS segments`, async () => {
+      const writer = new TapPeer(vnet.name, vnet.fd, { io });
+      const reader = new TapPeer(gsoTap.name, gsoTap.fd, { io });
+      try {
+        const sport = io === "uring" ? 42001 : 42002;
+        const payload = streamBytes(60_000, sport);
+        const gso = tcpFrame({ srcMac: A_MAC, dstMac: C_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 3], srcPort: sport, dstPort: 5004, seq: 77, payload });
+        const drain = async (want: number) => {
+          const out: { f: Uint8Array; meta: number }[] = [];
+          const deadline = Date.now() + 2000;
+          while (out.length < want && Date.now() < deadline) {
+            const n = reader.receive(bigRx);
+            for (let i = 0; i < n; i++) {
+              const f = bigRx.bytes.slice(i * bigRx.stride, i * bigRx.stride + bigRx.lens[i]);
+              if (parseTcpSegment(f, sport, 5004) !== null) out.push({ f, meta: bigRx.meta[i] });
+            }
+            if (n === 0) await Bun.sleep(2);
+          }
+          return out;
+        };
+        reader.setRxOffloads(TAP_OFFLOAD_CSUM | TAP_OFFLOAD_TSO4 | TAP_OFFLOAD_TSO6);
+        await Bun.sleep(20); // the bridge takes the port's new features
+        reader.receive(bigRx); // whatever the bridge sent before
+        put(0, gso, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1448);
+        batch.count = 1;
+        expect(writer.send(batch)).toBe(1);
+        const whole = await drain(1);
+        expect(whole.length).toBe(1);
+        expect(whole[0]!.f.length).toBe(gso.length);
+        expect(whole[0]!.meta & FRAME_META_GSO_SIZE_MASK).toBe(1448);
+        expect((whole[0]!.meta >>> FRAME_META_GSO_TYPE_SHIFT) & 0xf).toBe(TCPV4);
+        expect(whole[0]!.meta & FRAME_META_CSUM).toBe(FRAME_META_CSUM);
+        expect(partialTcp4Ok(whole[0]!.f)).toBe(true);
+        expect(parseTcpSegment(whole[0]!.f, sport, 5004)!.payload).toEqual(payload);
+
+        reader.setRxOffloads(0);
+        await Bun.sleep(20);
+        reader.receive(bigRx);
+        put(0, gso, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1448);
+        batch.count = 1;
+        expect(writer.send(batch)).toBe(1);
+        const want = Math.ceil(payload.length / 1448);
+        const segs = await drain(want);
+        expect(segs.length).toBe(want);
+        expect(segs.every((s) => (s.meta & ~(1 << 25)) === 0 && s.f.length <= 1514)).toBe(true); // at most DATA_VALID
+        expect(segs.every((s) => parseTcpSegment(s.f, sport, 5004)!.checksumsOk)).toBe(true);
+        expect(Buffer.concat(segs.map((s) => parseTcpSegment(s.f, sport, 5004)!.payload))).toEqual(Buffer.from(payload));
+      } finally {
+        reader.setRxOffloads(0);
         writer.close();
         reader.close();
       }

@@ -7,7 +7,7 @@ import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
 import { buildUdpFrame } from "../../src/net/frames.ts";
 import { buildArp, createNetfront, parseIPv4, parseMac, type Netfront, type RxMeta } from "../../src/sim/netfront/index.ts";
-import { NETTXF_csum_blank } from "../../src/xen/netif.ts";
+import { NETRXF_csum_blank, NETRXF_data_validated, NETTXF_csum_blank } from "../../src/xen/netif.ts";
 import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
 
 let host: SimHost | undefined;
@@ -23,14 +23,15 @@ afterEach(async () => {
   logs.length = 0;
 });
 
-async function twoGuests() {
+/** `bobAdvertise`: what bob's netfront writes beyond the defaults (all of Linux's offloads). */
+async function twoGuests(bobAdvertise?: { gsoTcpv4?: boolean; gsoTcpv6?: boolean }) {
   host = await startSimHost();
   const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "switch", "--http", "127.0.0.1:0", "--workers", "2"], env: {} });
   daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
   const guests = [];
   for (const [name, ip] of [["alice", "10.9.0.1"], ["bob", "10.9.0.2"]] as const) {
     const d = await host.ts.create(name, { vifs: 1 });
-    const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, ip, resetWaitMs: 2000, probeWaitMs: 2000 });
+    const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, ip, resetWaitMs: 2000, probeWaitMs: 2000, advertise: name === "bob" ? bobAdvertise : undefined });
     fronts.push(nf);
     const info = await nf.whenConnected(5000);
     const rx: { frame: Uint8Array; meta: RxMeta }[] = [];
@@ -79,14 +80,23 @@ test("guest to guest through the switch on two workers: ARP answered; frames of 
   expect(new Set(Object.values(daemon!.pool.snapshot().vifs))).toEqual(new Set([0, 1])); // one vif per worker
 });
 
-test("csum_blank UDP frames from a guest arrive at the other with a correct checksum", async () => {
-  const { a, b } = await twoGuests();
-  const good = buildUdpFrame({ size: 300, srcMac: a.mac, dstMac: b.mac, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 1000, dstPort: 2000 });
-  const blank = good.slice();
-  blank[40] = 0;
-  blank[41] = 0;
-  const before = b.rx.length;
-  a.nf.send(blank, { flags: NETTXF_csum_blank });
-  await until("frame at bob", () => b.rx.length > before);
-  expect(b.rx[before]!.frame).toEqual(good);
+test("csum_blank UDP frames from a guest arrive at a guest without rx offloads with a correct checksum, and at one with them still partial (csum_blank)", async () => {
+  for (const offloads of [false, true]) {
+    const { a, b } = await twoGuests(offloads ? undefined : { gsoTcpv4: false, gsoTcpv6: false });
+    const good = buildUdpFrame({ size: 300, srcMac: a.mac, dstMac: b.mac, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: 1000, dstPort: 2000 });
+    const blank = good.slice();
+    blank[40] = 0;
+    blank[41] = 0;
+    const before = b.rx.length;
+    a.nf.send(blank, { flags: NETTXF_csum_blank });
+    await until("frame at bob", () => b.rx.length > before);
+    // With offloads the checksum is bob's stack's to complete, as netback leaves a CHECKSUM_PARTIAL frame.
+    expect(b.rx[before]!.frame).toEqual(offloads ? blank : good);
+    expect(b.rx[before]!.meta.flags).toBe(offloads ? NETRXF_csum_blank | NETRXF_data_validated : 0);
+    for (const f of fronts.splice(0)) await f.close();
+    await daemon?.stop();
+    daemon = undefined;
+    await host?.close();
+    host = undefined;
+  }
 });

@@ -86,12 +86,21 @@ export class RecordingPeer implements Peer {
   readonly sent: Uint8Array[] = [];
   sends = 0;
   private readonly inbox: Uint8Array[] = [];
+  private readonly inboxMeta: number[] = [];
+  /** The `max` of every receive() call (undefined: the batch's capacity). */
+  readonly receiveMax: (number | undefined)[] = [];
   constructor(kind: Peer["kind"] = "switch", readonly name = "rec") {
     this.kind = kind;
     this.native = kind === "null" ? 0 : 1;
   }
   give(...frames: Uint8Array[]): void {
     this.inbox.push(...frames);
+    for (const _ of frames) this.inboxMeta.push(0);
+  }
+  /** Queues a frame with its meta word (FRAME_META_*), as a TAP with rx offloads hands it over. */
+  giveMeta(frame: Uint8Array, meta: number): void {
+    this.inbox.push(frame);
+    this.inboxMeta.push(meta);
   }
   get waiting(): number {
     return this.inbox.length;
@@ -102,11 +111,14 @@ export class RecordingPeer implements Peer {
     for (let i = 0; i < batch.count; i++) this.sent.push(new Uint8Array(toArrayBuffer(batch.base + i * batch.stride, 0, batch.lens[i])).slice());
     return batch.count;
   }
-  receive(batch: FrameBatch): number {
+  receive(batch: FrameBatch, max?: number): number {
     this.ffiCalls += this.native;
+    this.receiveMax.push(max);
+    const cap = max !== undefined && max < batch.capacity ? max : batch.capacity;
     let n = 0;
-    while (n < batch.capacity && this.inbox.length) {
+    while (n < cap && this.inbox.length) {
       const f = this.inbox.shift()!;
+      batch.meta[n] = this.inboxMeta.shift()!;
       const len = Math.min(f.length, batch.stride);
       new Uint8Array(toArrayBuffer(batch.base + n * batch.stride, 0, len)).set(f.subarray(0, len));
       batch.lens[n++] = f.length > batch.stride ? batch.stride : f.length;

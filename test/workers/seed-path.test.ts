@@ -108,7 +108,7 @@ describe("seed path, unit", () => {
 
   test("rx: a guest that leaves frames waiting past the stall timeout loses its carrier, counted as on the batched path", async () => {
     const r = ringPage();
-    const rx = new SeedRxPath(r.buf, DOM, 64 * 1024, 20);
+    const rx = new SeedRxPath(r.buf, DOM, 64 * 1024, 250);
     const peer = new RecordingPeer();
     peer.give(frame(60, 1), frame(60, 2));
     const c = counters();
@@ -116,7 +116,7 @@ describe("seed path, unit", () => {
     expect(rx.queue.length).toBe(2); // no buffer posted
     expect(rx.stalled).toBe(true);
     expect(Atomics.load(r.w, 1)).toBe(1); // req_event: woken by the first request posted
-    await Bun.sleep(30);
+    await Bun.sleep(260);
     const pass = rx.service(null, 4, scratch, new MappingGrants(DOM), c);
     expect(pass.carrier).toBe(-1);
     expect([c.rx_stalls, c.rx_drops_stall_purge, c.rx_drops, c.carrier, rx.queue.length]).toEqual([1, 2, 2, 0, 0]);
