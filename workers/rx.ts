@@ -23,6 +23,7 @@ import { BackloggedRxRing, type RxPass } from "./rx-backlog.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_RX } from "../src/capture/capture-ring.ts";
+import type { McastFilter } from "./mcast-filter.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
@@ -36,6 +37,8 @@ export class RxPath extends BackloggedRxRing {
   /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
   captureEntry = -1;
   captureWriter: CaptureWriter | null = null;
+  /** The vif's multicast control: frames from the peer to groups the guest did not add are dropped at intake. */
+  mcast: McastFilter | null = null;
 
   constructor(page: ArrayBuffer, private readonly domid: number, queueBytes: number, stallMs: number, journal?: RingJournal | null) {
     super(page, queueBytes, stallMs, journal);
@@ -117,8 +120,14 @@ export class RxPath extends BackloggedRxRing {
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
+      const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
+        if (mf !== null && !mf.passes(batch.bytes, i * stride)) {
+          c.rx_drops++;
+          c.rx_drops_mcast_filtered++;
+          continue;
+        }
         if (len > RX_MAX_FRAME || !carrier) {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
           if (len > RX_MAX_FRAME) c.rx_drops_oversize++;
