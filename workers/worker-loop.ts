@@ -19,6 +19,7 @@ import { violationCounter } from "./fault-reasons.ts";
 import { CaptureWriter } from "./capture-writer.ts";
 import { DIR_GUEST_TX } from "../src/capture/capture-ring.ts";
 import { RxPath } from "./rx.ts";
+import { TxPath } from "./tx.ts";
 import { EEXIST, EPROTO, errnoOf } from "./failure-errno.ts";
 
 const PORT_BATCH = 256;
@@ -151,25 +152,33 @@ export class WorkerLoop {
     if (!this.ready.includes(vif)) this.ready.push(vif);
   }
 
-  /** Poll timeout: until the nearest rx-stall deadline, or forever. */
+  /** Poll timeout: until the nearest rx-stall deadline or rate-limit credit timer, or forever. */
   private stallTimeout(): number {
     let due = -1;
     const now = performance.now();
     for (const vif of this.byKey.values()) {
-      if (vif.disabled || !vif.rx.stalled) continue;
-      const t = Math.ceil(vif.rx.stallDueIn(now));
-      if (due < 0 || t < due) due = t;
+      if (vif.disabled) continue;
+      if (vif.rx.stalled) {
+        const t = Math.ceil(vif.rx.stallDueIn(now));
+        if (due < 0 || t < due) due = t;
+      }
+      // A throttled tx ring sleeps until its credit window opens (no busy waiting: tx-credit.ts).
+      const c = vif.tx instanceof TxPath ? vif.tx.credit.timerDueIn(now) : -1;
+      if (c >= 0 && (due < 0 || Math.ceil(c) < due)) due = Math.ceil(c);
     }
     return due;
   }
 
-  /** Vifs whose rx stall deadline passed are served (their carrier goes off). A few property reads per vif. */
+  /** Vifs whose rx stall deadline or tx credit timer passed are served. A few property reads per vif. */
   private dueStalls(): void {
     let now = -1;
     for (const vif of this.byKey.values()) {
-      if (vif.disabled || !vif.rx.stalled) continue;
+      if (vif.disabled) continue;
+      const throttled = vif.tx instanceof TxPath && vif.tx.credit.throttled;
+      if (!vif.rx.stalled && !throttled) continue;
       if (now < 0) now = performance.now();
-      if (vif.rx.stallDueIn(now) === 0 && !this.ready.includes(vif)) this.ready.push(vif);
+      const due = (vif.rx.stalled && vif.rx.stallDueIn(now) === 0) || (throttled && (vif.tx as TxPath).credit.due(now));
+      if (due && !this.ready.includes(vif)) this.ready.push(vif);
     }
   }
 
@@ -180,7 +189,8 @@ export class WorkerLoop {
         this.reply({ op: "exiting", seq: msg.seq });
         return false;
       }
-      this.reply(msg.op === "connect" ? this.connect(msg) : this.disconnect(msg.seq, msg.key));
+      if (msg.op === "settings") this.reply(this.settings(msg));
+      else this.reply(msg.op === "connect" ? this.connect(msg) : this.disconnect(msg.seq, msg.key));
     }
     return true;
   }
@@ -216,6 +226,13 @@ export class WorkerLoop {
       if (vif.localRxPort !== vif.localTxPort) this.notify(vif, vif.localRxPort);
     }
     return { op: "connected", seq: msg.seq, key: vif.key, localTxPort: vif.localTxPort, localRxPort: vif.localRxPort, replayed: vif.replayed };
+  }
+
+  /** New B/rate or request-multicast-control for a vif (the backend watches both). */
+  private settings(msg: Extract<ToWorker, { op: "settings" }>): ToMain {
+    const vif = this.byKey.get(msg.key);
+    if (vif && vif.applySettings(msg.settings) && !vif.disabled && !this.ready.includes(vif)) this.ready.push(vif);
+    return { op: "updated", seq: msg.seq, key: msg.key };
   }
 
   private disconnect(seq: number, key: string): ToMain {
