@@ -2,7 +2,7 @@
 // nothing: a failing step releases what the earlier steps took and throws one line naming the vif
 // and the step ("vif3.0: failed to map tx-ring-ref 9: bad_gntref"), like vhost-user's set_vring_*.
 import { RESOURCE_MEMORY, RESOURCE_PEER, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
-import type { VifConnectSpec } from "../src/pool/types.ts";
+import type { VifConnectSpec, VifSettings } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
 import { openPeer, type Peer } from "../src/net/index.ts";
@@ -12,6 +12,7 @@ import { RxPath } from "./rx.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
+import { McastFilter } from "./mcast-filter.ts";
 import type { RingJournal } from "./back-ring.ts";
 import { J_LIVE, J_RX_COMMITTED, J_RX_PUBLISHED, J_TX_COMMITTED, J_TX_PUBLISHED, MappedJournal } from "../src/state/vif-journal.ts";
 
@@ -54,6 +55,8 @@ export class ServedVif {
   /** The peer has frames for us (its fd was readable, or the last pass stopped at its round limit). */
   peerReady = false;
   counters!: VifCounters;
+  /** The groups the guest added (MCAST_ADD/DEL on tx) and whether frames to it are filtered by them. */
+  mcast!: McastFilter;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
   /** The vif's journal, kept mapped for as long as the rings stage responses in it. */
@@ -75,10 +78,16 @@ export class ServedVif {
       const [jtx, jrx] = this.openJournal();
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
-      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx);
+      // A taken-over vif's multicast list died with its earlier owner: never filtered (mcast-filter.ts).
+      this.mcast = new McastFilter(s.adopt !== true);
+      this.mcast.requested = s.settings?.multicastControl === true;
+      this.tx = seed
+        ? new SeedTxPath(this.txMap.buffer, this.domid, jtx)
+        : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true }, jtx, { rate: s.settings?.rate ?? null, mcast: this.mcast });
       const bad = this.tx.attachError();
       if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx);
+      if (this.rx instanceof RxPath) this.rx.mcast = this.mcast;
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
@@ -100,6 +109,18 @@ export class ServedVif {
     this.counters.carrier = 1;
     this.counters.flush();
     this.markJournalLive();
+  }
+
+  /**
+   * New B/rate or request-multicast-control from the backend. Returns true when the tx ring should
+   * be served now (a held-back packet may go: the rate changed while throttled).
+   */
+  applySettings(settings: VifSettings): boolean {
+    if (this.mcast) this.mcast.requested = settings.multicastControl;
+    if (!(this.tx instanceof TxPath)) return false;
+    const wasThrottled = this.tx.credit.throttled;
+    this.tx.credit.set(settings.rate);
+    return wasThrottled;
   }
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */
