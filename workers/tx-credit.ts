@@ -44,7 +44,7 @@ export class TxCredit {
   rate: TxRate | null = null;
   /** When the pending timer was armed (the packet was held back). */
   private heldSince = 0;
-  /** Microseconds spent held back, not yet added to the vif's tx_throttled_us (the tx path moves them). */
+  /** Microseconds spent held back, not yet added to the vif's tx_throttled_usecs (the tx path moves them). */
   heldUs = 0;
   /** Times a packet was held back, not yet added to the vif's tx_throttles. */
   holds = 0;

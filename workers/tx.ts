@@ -114,7 +114,7 @@ export class TxPath extends TxRing {
     const credit = this.credit;
     if (credit.holds !== 0 || credit.heldUs !== 0) {
       c.tx_throttles += credit.holds;
-      c.tx_throttled_us += credit.heldUs;
+      c.tx_throttled_usecs += credit.heldUs;
       credit.holds = credit.heldUs = 0;
     }
     // One read of req_prod per pass.

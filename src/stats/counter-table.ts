@@ -63,7 +63,7 @@ export const VIF_COUNTERS = [
   ...copyFailures("tx"),
   ...copyFailures("rx"),
   { name: "tx_throttles", kind: "counter", help: "times the vif's rate limit (B/rate) held a guest packet back until the next credit window: netback's tx_credit_exceeded" },
-  { name: "tx_throttled_us", kind: "counter", help: "microseconds guest tx spent held back by the vif's rate limit" },
+  { name: "tx_throttled_usecs", kind: "counter", help: "microseconds guest tx spent held back by the vif's rate limit" },
   { name: "tx_mcast_requests", kind: "counter", help: "multicast-control requests (MCAST_ADD / MCAST_DEL extras) the guest sent on its tx ring" },
   { name: "tx_mcast_refused", kind: "counter", help: "MCAST_ADD requests refused because the vif's list already held 64 groups (answered with an error)" },
   { name: "rx_stalls", kind: "counter", help: "times the guest left frames waiting with no rx buffer posted for the stall timeout (carrier off, queue dropped): netback's \"Guest Rx stalled\"" },

@@ -192,7 +192,7 @@ describe("tx path with a rate limit", () => {
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push(r.dv.getInt16(slot(i) + 2, true));
     expect(statuses).toEqual([NETIF_RSP_OKAY, NETIF_RSP_OKAY, NETIF_RSP_OKAY, NETIF_RSP_OKAY, NETIF_RSP_OKAY]);
-    expect([c.tx_throttles, c.tx_throttled_us]).toEqual([1, 18000]);
+    expect([c.tx_throttles, c.tx_throttled_usecs]).toEqual([1, 18000]);
     expect(tx.finalCheck()).toBe(false); // nothing left to do, events back on
   });
 });
