@@ -16,6 +16,8 @@ import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
 import { journalPath, listJournals, MappedJournal, readJournalIdentity, removeJournal, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
+import { describeRate, VifSettingsWatch } from "./vif-settings.ts";
+import type { VifSettings } from "../pool/types.ts";
 
 const S = XenbusState;
 
@@ -33,6 +35,8 @@ export interface VifInfo {
   journal: MappedJournal | null;
   /** How this connection began: by the guest's handshake, or taken over from an earlier qnicd. */
   origin: "connected" | "adopted" | null;
+  /** B/rate and F/request-multicast-control, watched while connected (vif-settings.ts). */
+  settings: VifSettingsWatch | null;
 }
 
 export interface VifHooksOptions {
@@ -94,7 +98,7 @@ export class VifHooks implements DeviceHooks {
 
   private entry(dev: XenDevice): VifInfo {
     let e = this.info.get(dev);
-    if (!e) this.info.set(dev, (e = { peer: null, config: null, connection: null, journal: null, origin: null }));
+    if (!e) this.info.set(dev, (e = { peer: null, config: null, connection: null, journal: null, origin: null, settings: null }));
     return e;
   }
 
@@ -180,8 +184,24 @@ export class VifHooks implements DeviceHooks {
         throw new VifFatalError(Errno.EIO, `writing its journal ${journal}: ${oneLine((err as Error).message)}`, "check that qnicd's runtime directory is writable (--runtime-dir)");
       }
     }
-    await this.handOver(dev, e, config, { path: journal, mapped: null, adopt: false }, undefined);
+    const settings = this.settingsWatch(dev, e);
+    const initial = await settings.read();
+    await this.handOver(dev, e, config, { path: journal, mapped: null, adopt: false }, undefined, initial);
     e.origin = "connected";
+    await this.watchSettings(e, settings, initial);
+  }
+
+  /** The watch on B/rate and F/request-multicast-control for this connection (netback's credit and mcast-ctrl watches). */
+  private settingsWatch(dev: XenDevice, e: VifInfo): VifSettingsWatch {
+    return new VifSettingsWatch(this.opts.xs, dev.name, dev.backendPath, dev.frontendPath!, this.opts.log, async (s) => {
+      if (e.connection) await this.opts.pool.update(e.connection.key, s);
+    });
+  }
+
+  private async watchSettings(e: VifInfo, w: VifSettingsWatch, initial: VifSettings): Promise<void> {
+    await e.settings?.stop();
+    e.settings = w;
+    await w.start(initial);
   }
 
   /**
@@ -215,13 +235,16 @@ export class VifHooks implements DeviceHooks {
     } catch {
       // unreadable counters only cost the totals; the rings' state is checked by the worker
     }
+    const settings = this.settingsWatch(dev, e);
+    const initial = await settings.read();
     try {
-      await this.handOver(dev, e, config, { path, mapped: journal, adopt: true }, carry);
+      await this.handOver(dev, e, config, { path, mapped: journal, adopt: true }, carry, initial);
     } catch (err) {
       const f = err as VifFatalError;
       throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message} (needs xl network-detach and network-attach)`, readoptHint(dev), { cause: err });
     }
     e.origin = "adopted";
+    await this.watchSettings(e, settings, initial);
     const r = e.connection?.replayed;
     this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${r && (r.tx || r.rx) ? ` (published ${r.tx} tx and ${r.rx} rx responses it had journaled)` : ""}`, { counters: carry ? "carried on" : "restarted" });
   }
@@ -254,12 +277,12 @@ export class VifHooks implements DeviceHooks {
 
   /** Hands the validated vif to the pool, bounded in time; on success e.connection and e.config are set. */
   /** `j.mapped`: the journal at `j.path` if the caller has it mapped already (mapped here otherwise). */
-  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { path: string | undefined; mapped: MappedJournal | null; adopt: boolean }, carry: Partial<VifStats> | undefined): Promise<void> {
+  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, j: { path: string | undefined; mapped: MappedJournal | null; adopt: boolean }, carry: Partial<VifStats> | undefined, settings: VifSettings): Promise<void> {
     const key = `${dev.name}#${++this.serial}`;
     const evtchn = config.splitEventChannels ? `${config.txEvtchn}/${config.rxEvtchn}` : config.txEvtchn;
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
     // visible as a "connecting" without its "connected".
-    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer?.name });
+    this.opts.log.info(`${dev.name}: connecting`, { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn, mac: config.mac, peer: e.peer?.name, rate: describeRate(settings.rate) });
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -284,6 +307,7 @@ export class VifHooks implements DeviceHooks {
         peer: e.peer!,
         journal: j.path,
         adopt: j.adopt,
+        settings,
       }, carry);
       e.connection = await Promise.race([connecting, timedOut]);
     } catch (err) {
@@ -351,6 +375,8 @@ export class VifHooks implements DeviceHooks {
     if (this.opts.journalDir !== undefined) removeJournal(journalPath(this.opts.journalDir, dev.domid, dev.devid));
     const c = e?.connection;
     if (!e || !c) return;
+    await e.settings?.stop();
+    e.settings = null;
     e.connection = null;
     e.journal = null;
     e.origin = null;
@@ -369,6 +395,7 @@ export class VifHooks implements DeviceHooks {
   async unrealize(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
     this.info.delete(dev);
+    await e?.settings?.stop();
     if (e?.connection) await this.opts.pool.disconnect(e.connection.key);
     if (e?.peer) this.opts.peers.destroy(e.peer);
   }
