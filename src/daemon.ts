@@ -15,7 +15,7 @@ import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
 import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
 import { backendDomid } from "./platform/backend-domid.ts";
-import { peerTakesGso } from "./backend/features.ts";
+import { multicastControlOffered, peerTakesGso } from "./backend/features.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
@@ -171,6 +171,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       features: vif?.connection && vif.config ? { ...vif.config.features, "multi-queue-num-queues": 1, "feature-split-event-channels": vif.config.splitEventChannels } : {},
       slot: vif?.connection?.statsSlot ?? null,
       hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
+      settings: vif?.connection ? (vif.settings?.current ?? null) : null,
     }));
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
   undo.push(() => captures.close());
@@ -208,6 +209,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       type: config.backendType,
       vifnamePrefix: config.vifnamePrefix,
       txOffloads,
+      multicastControl: multicastControlOffered(config.datapath),
       journalDir,
       stats,
     });

@@ -31,6 +31,17 @@ const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
   ["feature-ipv6-csum-offload", "1"],
 ];
 
+/**
+ * Multicast control (netif.h; netback_probe writes both): the frontend may send MCAST_ADD/DEL
+ * extras on its tx ring and, with request-multicast-control (watched from connect: "dynamic"), have
+ * frames to groups it did not add dropped. The batched data path only (workers/mcast-filter.ts);
+ * the seed answers extras with errors.
+ */
+const MULTICAST_FEATURES: readonly FeatureNode[] = [
+  ["feature-multicast-control", "1"],
+  ["feature-dynamic-multicast-control", "1"],
+];
+
 /** The seed's set: what a backend whose peer cannot take GSO frames offers. */
 export const BACKEND_FEATURES: readonly FeatureNode[] = BASE_FEATURES;
 
@@ -41,10 +52,17 @@ export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched
 
 /**
  * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
- * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path.
+ * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path; `multicastControl`:
+ * multicastControlOffered() of its data path.
  */
-export function backendFeatures(txOffloads: boolean): readonly FeatureNode[] {
-  return txOffloads ? [...BASE_FEATURES, ...TX_OFFLOAD_FEATURES] : BASE_FEATURES;
+export function backendFeatures(txOffloads: boolean, multicastControl = false): readonly FeatureNode[] {
+  if (!txOffloads && !multicastControl) return BASE_FEATURES;
+  return [...BASE_FEATURES, ...(txOffloads ? TX_OFFLOAD_FEATURES : []), ...(multicastControl ? MULTICAST_FEATURES : [])];
+}
+
+/** Whether multicast control can be offered: on the batched data path, whatever the peer. */
+export function multicastControlOffered(datapath: "batched" | "seed" = "batched"): boolean {
+  return datapath === "batched";
 }
 
 /**

@@ -24,6 +24,8 @@ export interface BackendOptions {
   stats?: StatsArena;
   /** Offer guest-tx SG/GSO: features.ts peerTakesGso() of the daemon's peer and data path (default false). */
   txOffloads?: boolean;
+  /** Offer multicast control: features.ts multicastControlOffered() of the daemon's data path (default false). */
+  multicastControl?: boolean;
 }
 
 export interface Backend {
@@ -47,7 +49,7 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
     log: opts.log,
     vifnamePrefix: opts.vifnamePrefix,
     connectTimeoutMs: opts.connectTimeoutMs,
-    features: backendFeatures(opts.txOffloads === true),
+    features: backendFeatures(opts.txOffloads === true, opts.multicastControl === true),
     journalDir: opts.journalDir,
     stats: opts.stats,
   });
@@ -73,6 +75,6 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
 export { XenBus, type DeviceHooks } from "./xenbus.ts";
 export { XenDevice } from "./device.ts";
 export { VifFatalError } from "./errors.ts";
-export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, peerTakesGso } from "./features.ts";
+export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, multicastControlOffered, peerTakesGso } from "./features.ts";
 export { pathTo, nextStep, type BackendState, type TargetState } from "./backend-state.ts";
 export { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
