@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import type { BuildInfo } from "../build-info.ts";
 import type { CaptureService } from "../capture/capture-service.ts";
 import type { RateHistory } from "./rate-history.ts";
+import type { VifSettings } from "../pool/types.ts";
 
 export type XenstoreHealth = "connected" | "reconnecting" | "down";
 
@@ -30,6 +31,17 @@ export interface VifSnapshot {
   slot: SlotRef | null;
   /** The host side of the vif: its TAP interface, switch port or null sink (null before realize). */
   hostSide?: HostSide | null;
+  /** B/rate and F/request-multicast-control as the backend last read them (null while not connected). */
+  settings?: VifSettings | null;
+}
+
+/** The vif's `rate` limit on guest tx as /vifs shows it (B/rate, "bytes,usecs"). */
+export interface RateView {
+  bytesPerInterval: number;
+  intervalUsecs: number;
+  bytesPerSecond: number;
+  /** "20000 bytes per 20000 us (1 MB/s)". */
+  text: string;
 }
 
 export interface HostSide {
@@ -67,6 +79,10 @@ export interface VifView {
   mac: string | null;
   features: Record<string, boolean | number>;
   hostSide: HostSide | null;
+  /** Guest tx rate limit: null when unlimited (time held back by it: counters.tx_throttled_usecs). */
+  rate: RateView | null;
+  /** The guest asked for multicast filtering (request-multicast-control). */
+  multicastControl: boolean;
   /** null while no worker publishes counters for the vif. */
   counters: VifStats | null;
   derived: DerivedFigures | null;
