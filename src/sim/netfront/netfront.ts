@@ -60,6 +60,12 @@ export interface NetfrontOptions {
   onTxResponse?: (id: number, status: number) => void;
   /** Sees every xenstore request the driver sends (op, transaction id, arguments): tests. */
   trace?: XsTrace;
+  /**
+   * Behave like the Windows PV drivers' multicast control (Linux netfront has none): where the
+   * backend offers feature-multicast-control, write request-multicast-control = 1 with the rings.
+   * Groups are then added and removed with multicast().
+   */
+  multicastControl?: boolean;
 }
 
 export type NetfrontEvent =
@@ -101,6 +107,14 @@ export interface Netfront {
   /** Posted rx requests not yet answered; tx requests in flight; frames waiting for ring space. */
   queueDepths(): { rxPosted: number; txInFlight: number; txBacklog: number };
   send(frame: Uint8Array, opts?: TxFrameOptions): boolean;
+  /**
+   * An MCAST_ADD / MCAST_DEL request for `mac` ("01:00:5e:..") on the tx ring (tx-queue.ts says how
+   * the Windows drivers build one). Returns the request's id (its status comes to onTxResponse), or
+   * -1 when not connected or the ring has no room.
+   */
+  multicast(op: "add" | "del", mac: string): number;
+  /** Writes request-multicast-control (the Windows drivers' dynamic multicast control). */
+  requestMulticastControl(on: boolean): Promise<void>;
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void;
   onEvent(cb: (e: NetfrontEvent) => void): () => void;
   /** Resolves once we and the backend are both Connected. */
@@ -315,6 +329,7 @@ class SimNetfront implements Netfront {
     };
     const conn = this.setupRings(split, formatMac(mac), txOffloads);
     const mqOffered = (await this.xs.tryRead(`${B}/multi-queue-max-queues`)) !== undefined;
+    const mcastOffered = this.opts.multicastControl === true && (await readUnsigned(this.xs, `${B}/feature-multicast-control`, 0)) !== 0;
     if (mqOffered) conn.info.numQueues = numQueues;
     try {
       // Everything in ONE transaction, in Linux's order; on EAGAIN the client runs it again.
@@ -333,6 +348,7 @@ class SimNetfront implements Netfront {
         if (this.advertise.gsoTcpv4) await t.write(`${F}/feature-gso-tcpv4`, "1");
         if (this.advertise.gsoTcpv6) await t.write(`${F}/feature-gso-tcpv6`, "1");
         if (this.advertise.ipv6CsumOffload) await t.write(`${F}/feature-ipv6-csum-offload`, "1");
+        if (mcastOffered) await t.write(`${F}/request-multicast-control`, "1");
       });
     } catch (e) {
       this.conn = conn;
@@ -488,6 +504,18 @@ class SimNetfront implements Netfront {
       return false;
     }
     return c.tx.send(frame, opts);
+  }
+
+  multicast(op: "add" | "del", mac: string): number {
+    const c = this.conn;
+    if (!c || this.broken) return -1;
+    const bytes = Uint8Array.from(mac.split(":").map((h) => Number.parseInt(h, 16)));
+    if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new RangeError(`multicast group ${JSON.stringify(mac)} is not a MAC`);
+    return c.tx.multicastRequest(op, bytes);
+  }
+
+  async requestMulticastControl(on: boolean): Promise<void> {
+    await this.xs.write(`/local/domain/${this.opts.domid}/${this.nodename}/request-multicast-control`, on ? "1" : "0");
   }
 
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void {
