@@ -2,7 +2,7 @@
 // SG, TCP GSO and IPv6 checksum offload only where the whole path takes GSO frames (batched data
 // path, TAP or null peer).
 import { expect, test } from "bun:test";
-import { BACKEND_FEATURES, backendFeatures, backendOffers, peerTakesGso } from "../../src/backend/features.ts";
+import { BACKEND_FEATURES, backendFeatures, backendOffers, multicastControlOffered, peerTakesGso } from "../../src/backend/features.ts";
 import { readFrontendConfig } from "../../src/backend/frontend-nodes.ts";
 
 test("SG/GSO go with the TAP and null peers on the batched data path; never with the switch peer or the seed path", () => {
@@ -20,6 +20,15 @@ test("offered: rx-copy always; SG, TCP GSO over IPv4 and IPv6 and IPv6 checksum 
   expect(backendOffers("feature-sg", backendFeatures(false))).toBe(false);
   expect(backendOffers("feature-gso-tcpv6", backendFeatures(true))).toBe(true);
   expect(backendOffers("feature-gso-tcpv6", backendFeatures(false))).toBe(false);
+});
+
+test("multicast control: both keys on the batched data path only, whatever the peer", () => {
+  expect(multicastControlOffered("batched")).toBe(true);
+  expect(multicastControlOffered("seed")).toBe(false);
+  expect(backendFeatures(false, true).map(([k, v]) => `${k}=${v}`)).toEqual(["feature-rx-copy=1", "feature-rx-flip=0", "feature-multicast-control=1", "feature-dynamic-multicast-control=1"]);
+  expect(backendFeatures(true, true).map(([k]) => k)).toContain("feature-sg");
+  expect(backendOffers("feature-multicast-control", backendFeatures(false, true))).toBe(true);
+  expect(backendOffers("feature-multicast-control", backendFeatures(true))).toBe(false);
 });
 
 test("a frontend asking for everything Linux asks for gets SG, GSO and IPv6 checksum offload only where they were offered", async () => {
