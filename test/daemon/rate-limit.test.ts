@@ -24,7 +24,7 @@ afterEach(async () => {
 });
 
 interface VifBody {
-  rate: { bytesPerInterval: number; intervalUsecs: number; bytesPerSecond: number } | null;
+  rate: { bytesPerInterval: number; intervalUsecs: number; bytesPerSecond: number; text: string } | null;
   counters: Record<string, number>;
 }
 
