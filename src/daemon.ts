@@ -15,7 +15,7 @@ import { createPeerProvisioner } from "./net/peer-provisioners.ts";
 import type { PeerProvisioner } from "./net/peer-provisioner.ts";
 import { openPlatform, PlatformError, type Platform, type PlatformConfig } from "./platform/index.ts";
 import { backendDomid } from "./platform/backend-domid.ts";
-import { offersCtrlRing, peerTakesGso } from "./backend/features.ts";
+import { multicastControlOffered, offersCtrlRing, peerTakesGso } from "./backend/features.ts";
 import { createWorkerPool } from "./pool/index.ts";
 import type { WorkerPool } from "./pool/types.ts";
 import { StatsArena } from "./stats/index.ts";
@@ -172,6 +172,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       slot: vif?.queues[0]?.connection.statsSlot ?? null,
       queues: vif?.queues.map((q) => ({ worker: q.connection.worker, slot: q.connection.statsSlot })),
       hostSide: vif?.peer ? { kind: vif.peer.kind, name: vif.peer.name } : null,
+      settings: vif?.queues.length ? (vif.settings?.current ?? null) : null,
     }));
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
   undo.push(() => captures.close());
@@ -211,6 +212,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       txOffloads,
       maxQueues: config.maxQueues === "auto" ? Math.min(8, config.workers) : config.maxQueues,
       ctrlRing: offersCtrlRing(config.datapath),
+      multicastControl: multicastControlOffered(config.datapath),
       journalDir,
       stats,
     });

@@ -54,6 +54,10 @@ export class QueueScheduler {
     this.byPort.set(q.localRxPort, q);
     if (q.ctrl) this.byPort.set(q.ctrl.port, q); // served on its first wake-up (ctrl.pending)
     q.stallTimer = this.timers.create(`${name} rx stall`, () => this.schedule(q, false, true));
+    // A throttled tx ring sleeps until its credit window opens (no busy waiting: tx-credit.ts).
+    q.creditTimer = this.timers.create(`${name} tx credit`, (now) => {
+      if (q.creditDue(now)) this.schedule(q, true, false);
+    });
     // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
     // requests posted before we bound, are served now, not at the frontend's next notify.
     this.schedule(q, true, true);
@@ -64,7 +68,8 @@ export class QueueScheduler {
     this.byPort.delete(q.localRxPort);
     if (q.ctrl) this.byPort.delete(q.ctrl.port);
     if (q.stallTimer) this.timers.remove(q.stallTimer);
-    q.stallTimer = null;
+    if (q.creditTimer) this.timers.remove(q.creditTimer);
+    q.stallTimer = q.creditTimer = null;
     this.unschedule(q);
   }
 
@@ -145,6 +150,12 @@ export class QueueScheduler {
       if (t) {
         if (q.rx.stalled) this.timers.arm(t, now + q.rx.stallDueIn(now));
         else if (t.armed) this.timers.disarm(t);
+      }
+      const ct = q.creditTimer;
+      if (ct) {
+        const due = q.creditDueIn(now);
+        if (due >= 0) this.timers.arm(ct, now + due);
+        else if (ct.armed) this.timers.disarm(ct);
       }
       q.counters.flush();
     }

@@ -4,6 +4,8 @@
 /** Response codes for tx slots that carry no grant-copy segment. */
 export const R_ERROR = -1;
 export const R_NULL = -2;
+/** A slot answered OKAY without a frame of its own (a multicast-control request that succeeded). */
+export const R_OKAY = -3;
 
 export function hex(n: number): string {
   return (n >>> 0).toString(16);

@@ -54,6 +54,7 @@ import { stageHashExtra } from "./rx-hash-extra.ts";
 import { XEN_NETIF_CTRL_HASH_ALGORITHM_NONE } from "../src/xen/ctrl-netif.ts";
 import { NETIF_RX_SLOT_SIZE, XEN_NETIF_EXTRA_FLAG_MORE } from "../src/xen/netif.ts";
 import { RING_HEADER_SIZE } from "../src/xen/ring.ts";
+import type { McastFilter } from "./mcast-filter.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
 /** NET_IP_ALIGN: the seed writes frames at offset 2 so the IP header lands 4-byte aligned. */
@@ -109,6 +110,8 @@ export class RxPath extends BackloggedRxRing {
   captureWriter: CaptureWriter | null = null;
   /** The vif's hash (control ring): a frame with a hash of an enabled type takes a hash extra slot (rx-hash-extra.ts). */
   hash: VifHash | null = null;
+  /** The vif's multicast control: frames from the peer to groups the guest did not add are dropped at intake. */
+  mcast: McastFilter | null = null;
 
   protected override hashSlots(): number {
     return this.hash !== null && this.hash.alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_NONE ? 1 : 0;
@@ -237,8 +240,14 @@ export class RxPath extends BackloggedRxRing {
       const cons = this.reqCons;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
+      const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
+        if (mf !== null && !mf.passes(batch.bytes, i * stride)) {
+          c.rx_drops++;
+          c.rx_drops_mcast_filtered++;
+          continue;
+        }
         if (len > RX_MAX_FRAME || !carrier) {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
           if (len > RX_MAX_FRAME) c.rx_drops_oversize++;
@@ -366,8 +375,14 @@ export class RxPath extends BackloggedRxRing {
       const readMeta = this.peerMeta;
       const carrier = this.carrier;
       let queueing = q.length > 0;
+      const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
+        if (mf !== null && !mf.passes(batch.bytes, i * stride)) {
+          c.rx_drops++;
+          c.rx_drops_mcast_filtered++;
+          continue;
+        }
         const meta = readMeta ? metas[i] : 0;
         // A read that filled its frame slot may have been cut short: never deliver it.
         const base = len >= stride ? -1 : this.slotsFor(len, meta);

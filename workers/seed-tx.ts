@@ -58,7 +58,7 @@ export function seedNotify(t: SeedNotifyTarget | null, c: VifCounters): void {
 export class SeedTxPath extends TxRing {
   /** Set by the served vif once its event channel is bound. */
   notifyTarget: SeedNotifyTarget | null = null;
-  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
+  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null, throttled: false };
   private one: FrameBatch | null = null;
   private oneBytes: Uint8Array | null = null;
   private readonly csum = new Uint8Array(1);

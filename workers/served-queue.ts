@@ -5,7 +5,7 @@
 // throws one line naming the queue and the step ("vif3.0: failed to map tx-ring-ref 9:
 // bad_gntref"), like vhost-user's set_vring_*.
 import { RESOURCE_MEMORY, RESOURCE_PEER, type DeviceRegistryWriter } from "../src/pool/device-registry.ts";
-import type { VifConnectSpec } from "../src/pool/types.ts";
+import type { VifConnectSpec, VifSettings } from "../src/pool/types.ts";
 import { PlatformError, type EventChannelDevice, type GrantDevice, type GrantMapping } from "../src/platform/types.ts";
 import { VIF_COUNTERS, VifCounters, type SlotRef, type StatsArena, type VifStats } from "../src/stats/index.ts";
 import { openPeer, type Peer } from "../src/net/index.ts";
@@ -17,6 +17,7 @@ import { SwitchPeer } from "../src/net/switch.ts";
 import { SeedRxPath } from "./seed-rx.ts";
 import { SeedTxPath } from "./seed-tx.ts";
 import { TxPath } from "./tx.ts";
+import { McastFilter } from "./mcast-filter.ts";
 import type { RingJournal } from "./back-ring.ts";
 import type { Timer } from "./timers.ts";
 import { ServedCtrl } from "./served-ctrl.ts";
@@ -69,7 +70,11 @@ export class ServedQueue {
   scheduled = false;
   /** The rx-stall deadline's timer (workers/timers.ts), while the queue is served. */
   stallTimer: Timer | null = null;
+  /** The rate limiter's next credit window (workers/tx-credit.ts), while the tx ring is held back. */
+  creditTimer: Timer | null = null;
   counters!: VifCounters;
+  /** The groups the guest added (MCAST_ADD/DEL on tx) and whether frames to it are filtered by them. */
+  mcast!: McastFilter;
   /** Set on a protocol violation: the vif is no longer served and its ports stay masked. */
   disabled = false;
   /** The control ring, when the frontend has one; the hash state its requests set (always present: algorithm NONE until set). */
@@ -100,12 +105,17 @@ export class ServedQueue {
       const [jtx, jrx] = this.openJournal();
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
-      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined }, jtx);
+      // A taken-over vif's multicast list died with its earlier owner: never filtered (mcast-filter.ts).
+      this.mcast = new McastFilter(s.adopt !== true);
+      this.mcast.requested = s.settings?.multicastControl === true;
+      const txFeatures = { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined };
+      this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, txFeatures, jtx, { rate: s.settings?.rate ?? null, mcast: this.mcast });
       const bad = this.tx.attachError();
       if (bad) throw new ErrnoError(`${this.name}: ${bad}`, EPROTO);
       // Guest rx as the frontend asked (feature-sg, -gso-*, -rx-notify); the seed keeps one slot per frame.
       const rxOpts = { sg: f["feature-sg"] === true, gsoMask: rxGsoMask(f), rxNotify: f["feature-rx-notify"] === true };
       this.rx = seed ? new SeedRxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx, { rxNotify: rxOpts.rxNotify }) : new RxPath(this.rxMap.buffer, this.domid, po.rxQueueBytes, po.rxStallMs, jrx, rxOpts);
+      if (this.rx instanceof RxPath) this.rx.mcast = this.mcast;
       this.queueEntry = this.record(RESOURCE_MEMORY, this.rx.queue.base, "its rx queue");
       const badRx = this.rx.attachError();
       if (badRx) throw new ErrnoError(`${this.name}: ${badRx}`, EPROTO);
@@ -130,6 +140,28 @@ export class ServedQueue {
     this.counters.carrier = 1;
     this.counters.flush();
     this.markJournalLive();
+  }
+
+  /**
+   * New B/rate or request-multicast-control from the backend. Returns true when the tx ring should
+   * be served now (a held-back packet may go: the rate changed while throttled).
+   */
+  /** Ms until a throttled tx ring's credit window opens, or -1 when it is not held back (the seed has no limiter). */
+  creditDueIn(now: number): number {
+    return this.tx instanceof TxPath ? this.tx.credit.timerDueIn(now) : -1;
+  }
+
+  /** The credit window opened at `now`: fresh credit added, the ring may be served again. */
+  creditDue(now: number): boolean {
+    return this.tx instanceof TxPath && this.tx.credit.due(now);
+  }
+
+  applySettings(settings: VifSettings): boolean {
+    if (this.mcast) this.mcast.requested = settings.multicastControl;
+    if (!(this.tx instanceof TxPath)) return false;
+    const wasThrottled = this.tx.credit.throttled;
+    this.tx.credit.set(settings.rate);
+    return wasThrottled;
   }
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */

@@ -16,6 +16,8 @@ import {
   XEN_NETIF_EXTRA_FLAG_MORE,
   XEN_NETIF_EXTRA_TYPE_GSO,
   XEN_NETIF_EXTRA_TYPE_MAX,
+  XEN_NETIF_EXTRA_TYPE_MCAST_ADD,
+  XEN_NETIF_EXTRA_TYPE_MCAST_DEL,
   XEN_NETIF_EXTRA_TYPE_NONE,
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
@@ -38,6 +40,10 @@ const EXTRA_TYPE = ExtraInfo.type;
 const EXTRA_FLAGS = ExtraInfo.flags;
 const EXTRA_GSO_SIZE16 = ExtraInfo.gsoSize >> 1;
 const EXTRA_GSO_TYPE = ExtraInfo.gsoType;
+const EXTRA_MCAST_ADDR = ExtraInfo.mcastAddr;
+/** walked.mcast bits: the packet carried an MCAST_ADD / MCAST_DEL extra (its address in TxRing.mcastAddr). */
+export const WALK_MCAST_ADD = 1;
+export const WALK_MCAST_DEL = 2;
 
 /**
  * A packet spanning more slots than this (its first slot and its fragments; extra-info slots do not
@@ -84,6 +90,8 @@ export interface TxWalk {
   head: number;
   gsoSize: number;
   gsoType: number;
+  /** WALK_MCAST_ADD | WALK_MCAST_DEL: multicast-control extras the packet carried (copied out into mcastAddr). */
+  mcast: number;
 }
 
 /** Where walk() writes a packet's fragments and responses (the worker's scratch arrays). */
@@ -99,7 +107,9 @@ export abstract class TxRing extends BackRing {
   /** The request takeRequest() copied out last. */
   protected readonly req: TxRequestCopy = { gref: 0, offset: 0, flags: 0, id: 0, size: 0 };
   /** The packet walk() walked last. */
-  protected readonly walked: TxWalk = { cons: 0, nresp: 0, nfrag: 0, head: 0, gsoSize: 0, gsoType: 0 };
+  protected readonly walked: TxWalk = { cons: 0, nresp: 0, nfrag: 0, head: 0, gsoSize: 0, gsoType: 0, mcast: 0 };
+  /** The last walk's MCAST_ADD address (bytes 0-5) and MCAST_DEL address (6-11), copied out of their slots. */
+  protected readonly mcastAddr = new Uint8Array(12);
 
   constructor(page: ArrayBuffer, journal?: RingJournal | null) {
     super(page, "tx", NETIF_TX_RING_SIZE, NETIF_TX_SLOT_SIZE, NETIF_TX_RESPONSE_SIZE, journal);
@@ -150,6 +160,7 @@ export abstract class TxRing extends BackRing {
     let cons = (first + 1) >>> 0;
     let gsoSize = 0;
     let gsoType = 0;
+    let mcast = 0;
     if (flags & NETTXF_extra_info) {
       for (let more = true; more; ) {
         if (cons === prod) return `tx packet at 0x${hex(first)} continues past req_prod 0x${hex(prod)}`;
@@ -164,6 +175,12 @@ export abstract class TxRing extends BackRing {
           if (gt !== XEN_NETIF_GSO_TYPE_TCPV4 && gt !== XEN_NETIF_GSO_TYPE_TCPV6) return `tx packet at 0x${hex(first)}: GSO type ${gt} is unknown`;
           gsoSize = gs;
           gsoType = gt;
+        } else if (type === XEN_NETIF_EXTRA_TYPE_MCAST_ADD || type === XEN_NETIF_EXTRA_TYPE_MCAST_DEL) {
+          // As netback's extras[type - 1]: the last extra of each type is the one that counts.
+          const del = type === XEN_NETIF_EXTRA_TYPE_MCAST_DEL;
+          const to = del ? 6 : 0;
+          for (let k = 0; k < 6; k++) this.mcastAddr[to + k] = u8[b + EXTRA_MCAST_ADDR + k];
+          mcast |= del ? WALK_MCAST_DEL : WALK_MCAST_ADD;
         }
         respId[n] = 0;
         respSeg[n++] = R_NULL;
@@ -200,6 +217,7 @@ export abstract class TxRing extends BackRing {
     w.head = left;
     w.gsoSize = gsoSize;
     w.gsoType = gsoType;
+    w.mcast = mcast;
     return null;
   }
 }

@@ -29,9 +29,11 @@ import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data } from "../src/xen/netif.ts";
 import { PAGE_SIZE } from "../src/xen/ring.ts";
-import { crossPageMessage, R_ERROR, R_NULL } from "./ring-checks.ts";
+import { crossPageMessage, R_ERROR, R_NULL, R_OKAY } from "./ring-checks.ts";
 import type { RingJournal } from "./back-ring.ts";
-import { REQ_FLAGS16, REQ_GREF32, REQ_ID16, REQ_OFFSET16, REQ_SIZE16, requestIndex16, TxRing } from "./tx-ring.ts";
+import { REQ_FLAGS16, REQ_GREF32, REQ_ID16, REQ_OFFSET16, REQ_SIZE16, requestIndex16, TxRing, WALK_MCAST_ADD } from "./tx-ring.ts";
+import { TxCredit, type Clock, type TxRate } from "./tx-credit.ts";
+import type { McastFilter } from "./mcast-filter.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
 import type { WorkerScratch } from "./scratch.ts";
 
@@ -65,11 +67,22 @@ export interface TxPass {
   more: boolean;
   /** Set when the frontend broke the protocol: the vif must be disabled with EPROTO. */
   fault: string | null;
+  /** The rate limit holds the next packet back: the ring is not looked at again until credit.timerDueIn() passes. */
+  throttled: boolean;
+}
+
+/** What a TxPath is given besides its ring: the `rate` limit and the vif's multicast list. */
+export interface TxOptions {
+  /** B/rate at connect (null or absent: unlimited). */
+  rate?: TxRate | null;
+  /** The vif's multicast list: MCAST_ADD / MCAST_DEL extras change it. Absent: such packets are not special. */
+  mcast?: McastFilter | null;
+  clock?: Clock;
 }
 
 export class TxPath extends TxRing {
   /** Reused for every pass: the data path allocates nothing. */
-  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null };
+  private readonly pass: TxPass = { packets: 0, slots: 0, notify: false, more: false, fault: null, throttled: false };
   /** A pass's cursor while multiSlot() takes a packet (the common single-slot case keeps it in locals). */
   private readonly cur = { cons: 0, nresp: 0, nseg: 0, nframe: 0, anyCsum: 0 };
 
@@ -79,11 +92,22 @@ export class TxPath extends TxRing {
   private readonly gso: boolean;
   /** The pass's counters, for the by-reason rows multiSlot() bumps (set once per pass). */
   private c!: VifCounters;
+  /** The `rate` limit (unlimited unless B/rate says otherwise): this ring's credit. */
+  readonly credit: TxCredit;
+  private readonly mcast: McastFilter | null;
 
-  constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null) {
+  constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null, opts: TxOptions = {}) {
     super(page, journal);
     this.unsupported = (features.sg ? 0 : NETTXF_more_data) | (features.gso || features.hashExtras === true ? 0 : NETTXF_extra_info);
     this.gso = features.gso;
+    this.credit = new TxCredit(opts.clock);
+    this.credit.set(opts.rate ?? null, true);
+    this.mcast = opts.mcast ?? null;
+  }
+
+  /** No final check while the rate limit holds the ring back (netback's NAPI leaves events off while rate_limited). */
+  override finalCheck(): boolean {
+    return this.credit.throttled ? false : super.finalCheck();
   }
 
   /**
@@ -93,9 +117,15 @@ export class TxPath extends TxRing {
   service(budget: number, s: WorkerScratch, gnt: GrantDevice, peer: Peer, c: VifCounters): TxPass {
     const pass = this.pass;
     pass.packets = pass.slots = 0;
-    pass.notify = pass.more = false;
+    pass.notify = pass.more = pass.throttled = false;
     pass.fault = null;
     this.c = c;
+    const credit = this.credit;
+    if (credit.holds !== 0 || credit.heldUs !== 0) {
+      c.tx_throttles += credit.holds;
+      c.tx_throttled_usecs += credit.heldUs;
+      credit.holds = credit.heldUs = 0;
+    }
     // One read of req_prod per pass.
     const prod = this.checkedReqProd(pass);
     if (prod < 0) return pass;
@@ -135,6 +165,13 @@ export class TxPath extends TxRing {
       const id = u16[q + REQ_ID16];
       const size = u16[q + REQ_SIZE16];
       const first = cons;
+      // The rate limit (netback's credit-based scheduling): a packet larger than the credit left
+      // waits, unconsumed, for the next window. Unlimited, `remaining` is Infinity.
+      if (size > credit.remaining && credit.exceeded(size)) {
+        pass.throttled = true;
+        break;
+      }
+      credit.remaining -= size;
       cons = (cons + 1) >>> 0;
       if (flags & unsupported) {
         // Not negotiated: answer the whole packet with errors, as netback's xenvif_tx_err does,
@@ -148,8 +185,13 @@ export class TxPath extends TxRing {
           break;
         }
         respId[nresp] = id;
-        respSeg[nresp] = R_ERROR;
-        c.tx_malformed_unnegotiated++;
+        // A multicast-control request needs no feature but the one we offered: only extra_info
+        // was "unnegotiated" (no GSO), and the packet's other slots are answered as they are.
+        if (this.walked.mcast !== 0 && this.mcast !== null && (flags & unsupported) === NETTXF_extra_info) respSeg[nresp] = this.mcastRequest();
+        else {
+          respSeg[nresp] = R_ERROR;
+          c.tx_malformed_unnegotiated++;
+        }
         cons = this.walked.cons;
         nresp = this.walked.nresp;
         continue;
@@ -216,7 +258,7 @@ export class TxPath extends TxRing {
     }
     this.reqCons = cons;
     pass.slots = nresp;
-    pass.more = pass.fault === null && cons !== prod;
+    pass.more = pass.fault === null && !pass.throttled && cons !== prod;
 
     let good = nframe;
     const ok = s.txFrameOk;
@@ -262,7 +304,7 @@ export class TxPath extends TxRing {
       for (let r = 0; r < nresp; r++, rsp = (rsp + 1) >>> 0) {
         const fr = respSeg[r];
         if (fr === R_NULL) this.stageResponse(rsp, 0, NETIF_RSP_NULL);
-        else if (fr >= 0 && ok[fr] === 1) this.stageResponse(rsp, respId[r], NETIF_RSP_OKAY);
+        else if ((fr >= 0 && ok[fr] === 1) || fr === R_OKAY) this.stageResponse(rsp, respId[r], NETIF_RSP_OKAY);
         else {
           this.stageResponse(rsp, respId[r], NETIF_RSP_ERROR);
           errors++;
@@ -294,6 +336,14 @@ export class TxPath extends TxRing {
     let fault = this.walk(first, flags, size, prod, true, s, r0);
     const walked = this.walked;
     const head = walked.head; // the first slot's own bytes
+    // A multicast-control request: its first slot carries nothing to send, so netback checks neither
+    // its size nor its offset (xenvif_tx_build_gops answers it before xenvif_count_requests).
+    if (fault === null && walked.mcast !== 0 && this.mcast !== null) {
+      cur.cons = walked.cons;
+      cur.nresp = walked.nresp;
+      respSeg[r0] = this.mcastRequest();
+      return null;
+    }
     // In netback's order: a packet too small is an error, then a crossing first slot is fatal.
     if (fault === null && size >= ETH_HLEN && offset + head > PAGE) fault = crossPageMessage(first, offset, head);
     if (fault !== null) {
@@ -358,6 +408,23 @@ export class TxPath extends TxRing {
     }
     cur.nframe = nframe + 1;
     return null;
+  }
+
+  /**
+   * The multicast-control request the last walk found, done as netback's xenvif_tx_build_gops does
+   * it: an MCAST_ADD (it wins when both are present) is refused once the list is full, an
+   * MCAST_DEL always succeeds. Nothing is forwarded. Returns the first slot's response code.
+   */
+  private mcastRequest(): number {
+    const c = this.c;
+    c.tx_mcast_requests++;
+    if (this.walked.mcast & WALK_MCAST_ADD) {
+      if (this.mcast!.add(this.mcastAddr, 0)) return R_OKAY;
+      c.tx_mcast_refused++;
+      return R_ERROR;
+    }
+    this.mcast!.del(this.mcastAddr, 6);
+    return R_OKAY;
   }
 
   /** Segment k: `len` bytes from the guest's (ref, offset, domid) to `at` bytes into the frame slot at (hi:lo). */

@@ -126,7 +126,8 @@ export class WorkerLoop implements QueueReporter {
         this.exiting = true;
         return;
       }
-      this.reply(msg.op === "connect" ? this.connect(msg) : this.disconnect(msg.seq, msg.key));
+      if (msg.op === "settings") this.reply(this.settings(msg));
+      else this.reply(msg.op === "connect" ? this.connect(msg) : this.disconnect(msg.seq, msg.key));
     }
   }
 
@@ -158,6 +159,14 @@ export class WorkerLoop implements QueueReporter {
       if (q.ctrl) this.scheduler.notify(q, q.ctrl.port);
     }
     return { op: "connected", seq: msg.seq, key: q.key, localTxPort: q.localTxPort, localRxPort: q.localRxPort, replayed: q.replayed };
+  }
+
+  /** New B/rate or request-multicast-control for a vif's queue (the backend watches both). */
+  private settings(msg: Extract<ToWorker, { op: "settings" }>): ToMain {
+    const q = this.byKey.get(msg.key);
+    // A ring the old rate held back is looked at again under the new one at once.
+    if (q && q.applySettings(msg.settings) && !q.disabled) this.scheduler.schedule(q, true, false);
+    return { op: "updated", seq: msg.seq, key: msg.key };
   }
 
   private disconnect(seq: number, key: string): ToMain {

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Scenario } from "../lib/scenario.ts";
 
-export const SCENARIO_NAMES = ["tx", "rx", "bidir", "gso", "switch", "tap", "latency", "seed", "vifs", "workers"] as const;
+export const SCENARIO_NAMES = ["tx", "rx", "bidir", "gso", "switch", "tap", "latency", "seed", "vifs", "workers", "rate"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 export function isScenarioName(name: string): name is ScenarioName {

@@ -42,6 +42,17 @@ const TX_OFFLOAD_FEATURES: readonly FeatureNode[] = [
  */
 const CTRL_RING_FEATURES: readonly FeatureNode[] = [["feature-ctrl-ring", "1"]];
 
+/**
+ * Multicast control (netif.h; netback_probe writes both): the frontend may send MCAST_ADD/DEL
+ * extras on its tx ring and, with request-multicast-control (watched from connect: "dynamic"), have
+ * frames to groups it did not add dropped. The batched data path only (workers/mcast-filter.ts);
+ * the seed answers extras with errors.
+ */
+const MULTICAST_FEATURES: readonly FeatureNode[] = [
+  ["feature-multicast-control", "1"],
+  ["feature-dynamic-multicast-control", "1"],
+];
+
 /** The seed's set: what a backend whose peer cannot take GSO frames offers (one queue). */
 export const BACKEND_FEATURES: readonly FeatureNode[] = [...BASE_FEATURES, ["multi-queue-max-queues", "1"]];
 
@@ -54,16 +65,28 @@ export function peerTakesGso(peer: "tap" | "switch" | "null", datapath: "batched
  * The nodes written to B in ONE transaction when the device is realized (Linux netback_probe does
  * the same). `txOffloads`: peerTakesGso() of the daemon's peer and data path. `maxQueues`: what
  * multi-queue-max-queues offers (netback: min(8, online CPUs); qnicd: --max-queues, by default
- * min(8, workers)), each queue a ring pair served on its own. `ctrlRing`: the batched data path
- * (offersCtrlRing()).
+ * min(8, workers)), each queue a ring pair served on its own. `ctrlRing`: offersCtrlRing() and
+ * `multicastControl`: multicastControlOffered() of the daemon's data path.
  */
-export function backendFeatures(txOffloads: boolean, maxQueues = 1, ctrlRing = false): readonly FeatureNode[] {
+export function backendFeatures(txOffloads: boolean, more: { maxQueues?: number; ctrlRing?: boolean; multicastControl?: boolean } = {}): readonly FeatureNode[] {
+  const maxQueues = more.maxQueues ?? 1;
   if (!Number.isInteger(maxQueues) || maxQueues < 1 || maxQueues > MAX_QUEUES_LIMIT) throw new RangeError(`maxQueues must be 1..${MAX_QUEUES_LIMIT}, got ${maxQueues}`);
-  return [...BASE_FEATURES, ["multi-queue-max-queues", String(maxQueues)], ...(txOffloads ? TX_OFFLOAD_FEATURES : []), ...(ctrlRing ? CTRL_RING_FEATURES : [])];
+  return [
+    ...BASE_FEATURES,
+    ["multi-queue-max-queues", String(maxQueues)],
+    ...(txOffloads ? TX_OFFLOAD_FEATURES : []),
+    ...(more.ctrlRing ? CTRL_RING_FEATURES : []),
+    ...(more.multicastControl ? MULTICAST_FEATURES : []),
+  ];
 }
 
 /** Whether the control ring is offered for this data path. */
 export function offersCtrlRing(datapath: "batched" | "seed" = "batched"): boolean {
+  return datapath === "batched";
+}
+
+/** Whether multicast control can be offered: on the batched data path, whatever the peer. */
+export function multicastControlOffered(datapath: "batched" | "seed" = "batched"): boolean {
   return datapath === "batched";
 }
 

@@ -28,6 +28,8 @@ export interface BackendOptions {
   maxQueues?: number;
   /** Offer the control ring: features.ts offersCtrlRing() of the daemon's data path (default false). */
   ctrlRing?: boolean;
+  /** Offer multicast control: features.ts multicastControlOffered() of the daemon's data path (default false). */
+  multicastControl?: boolean;
 }
 
 export interface Backend {
@@ -51,7 +53,7 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
     log: opts.log,
     vifnamePrefix: opts.vifnamePrefix,
     connectTimeoutMs: opts.connectTimeoutMs,
-    features: backendFeatures(opts.txOffloads === true, opts.maxQueues ?? 1, opts.ctrlRing === true),
+    features: backendFeatures(opts.txOffloads === true, { maxQueues: opts.maxQueues ?? 1, ctrlRing: opts.ctrlRing === true, multicastControl: opts.multicastControl === true }),
     journalDir: opts.journalDir,
     stats: opts.stats,
   });
@@ -77,6 +79,6 @@ export async function startBackend(opts: BackendOptions): Promise<Backend> {
 export { XenBus, type DeviceHooks } from "./xenbus.ts";
 export { XenDevice } from "./device.ts";
 export { VifFatalError } from "./errors.ts";
-export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, offersCtrlRing, peerTakesGso } from "./features.ts";
+export { BACKEND_FEATURES, backendFeatures, FRONTEND_FEATURES, multicastControlOffered, offersCtrlRing, peerTakesGso } from "./features.ts";
 export { pathTo, nextStep, type BackendState, type TargetState } from "./backend-state.ts";
 export { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";

@@ -16,6 +16,8 @@ import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
 import { journalPath, listJournals, MappedJournal, queueJournalPath, readJournalIdentity, removeVifJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
+import { describeRate, VifSettingsWatch } from "./vif-settings.ts";
+import type { VifSettings } from "../pool/types.ts";
 
 const S = XenbusState;
 
@@ -41,6 +43,8 @@ export interface VifInfo {
   queues: QueueLink[];
   /** How this connection began: by the guest's handshake, or taken over from an earlier qnicd. */
   origin: "connected" | "adopted" | null;
+  /** B/rate and F/request-multicast-control, watched while connected (vif-settings.ts). */
+  settings: VifSettingsWatch | null;
 }
 
 export interface VifHooksOptions {
@@ -108,7 +112,7 @@ export class VifHooks implements DeviceHooks {
 
   private entry(dev: XenDevice): VifInfo {
     let e = this.info.get(dev);
-    if (!e) this.info.set(dev, (e = { peer: null, config: null, queues: [], origin: null }));
+    if (!e) this.info.set(dev, (e = { peer: null, config: null, queues: [], origin: null, settings: null }));
     return e;
   }
 
@@ -200,8 +204,27 @@ export class VifHooks implements DeviceHooks {
       }
       journals.push({ path, mapped: null, carry: undefined });
     }
-    await this.handOver(dev, e, config, journals, false);
+    const settings = this.settingsWatch(dev, e);
+    const initial = await settings.read();
+    await this.handOver(dev, e, config, journals, false, initial);
     e.origin = "connected";
+    await this.watchSettings(e, settings, initial);
+  }
+
+  /**
+   * The watch on B/rate and F/request-multicast-control for this connection (netback's credit and
+   * mcast-ctrl watches): a change goes to every queue (netback's credit is per queue too).
+   */
+  private settingsWatch(dev: XenDevice, e: VifInfo): VifSettingsWatch {
+    return new VifSettingsWatch(this.opts.xs, dev.name, dev.backendPath, dev.frontendPath!, this.opts.log, async (s) => {
+      await Promise.all(e.queues.map((q) => this.opts.pool.update(q.connection.key, s)));
+    });
+  }
+
+  private async watchSettings(e: VifInfo, w: VifSettingsWatch, initial: VifSettings): Promise<void> {
+    await e.settings?.stop();
+    e.settings = w;
+    await w.start(initial);
   }
 
   /**
@@ -242,13 +265,16 @@ export class VifHooks implements DeviceHooks {
       }
       journals.push({ path: qpath, mapped, carry });
     }
+    const settings = this.settingsWatch(dev, e);
+    const initial = await settings.read();
     try {
-      await this.handOver(dev, e, config, journals, true);
+      await this.handOver(dev, e, config, journals, true, initial);
     } catch (err) {
       const f = err as VifFatalError;
       throw new VifFatalError(f.errno ?? Errno.EIO, `taking over from an earlier qnicd: ${f.message} (needs xl network-detach and network-attach)`, readoptHint(dev), { cause: err });
     }
     e.origin = "adopted";
+    await this.watchSettings(e, settings, initial);
     let tx = 0, rx = 0;
     for (const q of e.queues) {
       tx += q.connection.replayed?.tx ?? 0;
@@ -290,15 +316,15 @@ export class VifHooks implements DeviceHooks {
    * queues are), bounded in time; all or nothing: on a failure the queues already connected are
    * given back. On success e.queues and e.config are set.
    */
-  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, journals: readonly JournalSource[], adopt: boolean): Promise<void> {
+  private async handOver(dev: XenDevice, e: VifInfo, config: FrontendConfig, journals: readonly JournalSource[], adopt: boolean, settings: VifSettings): Promise<void> {
     const serial = ++this.serial;
     const n = config.queues.length;
     const evtchn = (q: (typeof config.queues)[number]) => (q.txEvtchn !== q.rxEvtchn ? `${q.txEvtchn}/${q.rxEvtchn}` : q.txEvtchn);
     // Logged before the hand-over so a worker that never answers (or takes the process down) is
     // visible as a "connecting" without its "connected".
     this.opts.log.info(`${dev.name}: connecting`, n === 1
-      ? { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn: evtchn(config), mac: config.mac, peer: e.peer?.name }
-      : { queues: n, rings: config.queues.map((q) => `${q.txRingRef}/${q.rxRingRef}`).join(" "), evtchns: config.queues.map(evtchn).join(" "), mac: config.mac, peer: e.peer?.name });
+      ? { tx_ring_ref: config.txRingRef, rx_ring_ref: config.rxRingRef, evtchn: evtchn(config), mac: config.mac, peer: e.peer?.name, rate: describeRate(settings.rate) }
+      : { queues: n, rings: config.queues.map((q) => `${q.txRingRef}/${q.rxRingRef}`).join(" "), evtchns: config.queues.map(evtchn).join(" "), mac: config.mac, peer: e.peer?.name, rate: describeRate(settings.rate) });
     const links: (QueueLink | undefined)[] = [];
     const peers: PeerHandle[] = [];
     const keys: string[] = [];
@@ -335,6 +361,7 @@ export class VifHooks implements DeviceHooks {
           peer: peers[q],
           journal: journals[q]?.path,
           adopt,
+          settings,
         }, journals[q]?.carry).then((connection) => {
           links[q] = { connection, peer: peers[q], journal: null };
         });
@@ -410,6 +437,8 @@ export class VifHooks implements DeviceHooks {
     // The rings are given back: nothing is left for a successor to take over.
     if (this.opts.journalDir !== undefined) removeVifJournals(this.opts.journalDir, dev.domid, dev.devid);
     if (!e || e.queues.length === 0) return;
+    await e.settings?.stop();
+    e.settings = null;
     const queues = e.queues;
     e.queues = [];
     e.origin = null;
@@ -430,6 +459,7 @@ export class VifHooks implements DeviceHooks {
   async unrealize(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
     this.info.delete(dev);
+    await e?.settings?.stop();
     if (e) {
       await Promise.all(e.queues.map((q) => this.opts.pool.disconnect(q.connection.key)));
       for (const q of e.queues) if (q.peer !== e.peer) this.opts.peers.closeQueue(q.peer);

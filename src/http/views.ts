@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import type { BuildInfo } from "../build-info.ts";
 import type { CaptureService } from "../capture/capture-service.ts";
 import type { RateHistory } from "./rate-history.ts";
+import type { VifSettings } from "../pool/types.ts";
 
 export type XenstoreHealth = "connected" | "reconnecting" | "down";
 
@@ -32,6 +33,17 @@ export interface VifSnapshot {
   queues?: { worker: number; slot: SlotRef }[];
   /** The host side of the vif: its TAP interface, switch port or null sink (null before realize). */
   hostSide?: HostSide | null;
+  /** B/rate and F/request-multicast-control as the backend last read them (null while not connected). */
+  settings?: VifSettings | null;
+}
+
+/** The vif's `rate` limit on guest tx as /vifs shows it (B/rate, "bytes,usecs"). */
+export interface RateView {
+  bytesPerInterval: number;
+  intervalUsecs: number;
+  bytesPerSecond: number;
+  /** "20000 bytes per 20000 us (1 MB/s)". */
+  text: string;
 }
 
 export interface HostSide {
@@ -69,6 +81,10 @@ export interface VifView {
   mac: string | null;
   features: Record<string, boolean | number>;
   hostSide: HostSide | null;
+  /** Guest tx rate limit: null when unlimited (time held back by it: counters.tx_throttled_usecs). */
+  rate: RateView | null;
+  /** The guest asked for multicast filtering (request-multicast-control). */
+  multicastControl: boolean;
   /**
    * The sum over its queues, null while no worker publishes counters for the vif. `carrier` is 1
    * only while every queue has its carrier (one stalled queue takes the vif's off, as in netback).

@@ -2,7 +2,8 @@
 // serves. Pure apart from reading the arena.
 import { xenbusStateName } from "../xen/xenbus-state.ts";
 import { COUNTER_DIRECTION, derivedFigures, readVifStats, sumVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
-import type { QueueView, StateView, VifSnapshot, VifView, VifsView } from "./views.ts";
+import type { QueueView, RateView, StateView, VifSnapshot, VifView, VifsView } from "./views.ts";
+import { describeRate } from "../backend/vif-settings.ts";
 
 export function vifName(domid: number, devid: number): string {
   return `vif${domid}.${devid}`;
@@ -10,6 +11,12 @@ export function vifName(domid: number, devid: number): string {
 
 function state(n: number): StateView {
   return { name: xenbusStateName(n), number: n };
+}
+
+function rateView(s: VifSnapshot): RateView | null {
+  const r = s.settings?.rate;
+  if (!r) return null;
+  return { bytesPerInterval: r.bytes, intervalUsecs: r.usecs, bytesPerSecond: Math.round((r.bytes * 1e6) / r.usecs), text: describeRate(r) };
 }
 
 export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
@@ -26,6 +33,8 @@ export function toVifView(s: VifSnapshot, arena: StatsArena): VifView {
     mac: s.mac,
     features: s.features,
     hostSide: s.hostSide ?? null,
+    rate: rateView(s),
+    multicastControl: s.settings?.multicastControl === true,
     counters,
     derived: counters ? derivedFigures(counters) : null,
     queues,

@@ -1,6 +1,6 @@
 // The control messages between the pool and its workers (vhost-user's set: connect, disconnect,
 // exit), plus what workers report back. Plain data: they cross the mailbox as JSON.
-import type { VifConnectSpec } from "./types.ts";
+import type { VifConnectSpec, VifSettings } from "./types.ts";
 import type { PlatformConfig } from "../platform/types.ts";
 import type { SlotRef } from "../stats/index.ts";
 import type { VifStats } from "../stats/index.ts";
@@ -17,6 +17,8 @@ export type ToWorker =
       switchAddress?: number;
     }
   | { op: "disconnect"; seq: number; key: string }
+  /** B/rate or F/request-multicast-control changed (the backend watches both). */
+  | { op: "settings"; seq: number; key: string; settings: VifSettings }
   | { op: "exit"; seq: number };
 
 export type ToMain =
@@ -24,6 +26,7 @@ export type ToMain =
   /** `replayed`: responses an earlier owner had journaled but not published, published at attach. */
   | { op: "connected"; seq: number; key: string; localTxPort: number; localRxPort: number; replayed?: { tx: number; rx: number } }
   | { op: "disconnected"; seq: number; key: string }
+  | { op: "updated"; seq: number; key: string }
   /** `errno`: positive, what the vif's error node reports (ENOENT for a ring that would not map, ...). */
   | { op: "failed"; seq: number; errno: number; error: string }
   | { op: "fault"; key: string; errno: number; message: string }

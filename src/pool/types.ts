@@ -5,6 +5,21 @@
 
 import type { VifStats } from "../stats/index.ts";
 import type { PeerHandle } from "../net/peer.ts";
+/** B/rate as netback reads it: `bytes` of guest tx per `usecs` microseconds (xen_net_read_rate). */
+export interface VifRate {
+  /** Up to 2^53 - 1 (netback's is a u64; anything that large is as unlimited). */
+  readonly bytes: number;
+  readonly usecs: number;
+}
+
+/** Settings the backend watches and hands to the worker while the vif runs (and at connect). */
+export interface VifSettings {
+  /** B/rate; null: unlimited (no node, or a malformed one). */
+  readonly rate: VifRate | null;
+  /** F/request-multicast-control: filter multicast frames to the groups the guest added. */
+  readonly multicastControl: boolean;
+}
+
 /** What the backend read and validated from the frontend's xenstore nodes. */
 export interface VifConnectSpec {
   /** Stable key for this connection of this vif: a reconnect gets a new one. */
@@ -44,6 +59,8 @@ export interface VifConnectSpec {
    * journal says; false or absent: a fresh connect, attached at the ring's rsp_prod.
    */
   readonly adopt?: boolean;
+  /** B/rate and F/request-multicast-control as last read (absent: unlimited, not requested). */
+  readonly settings?: VifSettings;
 }
 
 export interface ConnectedVif {
@@ -76,6 +93,11 @@ export interface WorkerPool {
    * anything it set up.
    */
   connect(spec: VifConnectSpec, carry?: Partial<VifStats>): Promise<ConnectedVif>;
+  /**
+   * Hands a connected vif new settings (B/rate or F/request-multicast-control changed); they also
+   * travel with the vif if it moves to another worker. Unknown keys are ignored.
+   */
+  update(key: string, settings: VifSettings): Promise<void>;
   /** Stops serving the vif: rings unmapped, ports unbound, slot released. Idempotent. */
   disconnect(key: string): Promise<void>;
   /** A worker disabled a vif (hostile or broken frontend). */

@@ -8,7 +8,7 @@ import type { TapIoMode } from "../net/tap.ts";
 import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
 import { createCaptureRing } from "../capture/capture-ring.ts";
-import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "./types.ts";
+import type { ConnectedVif, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "./types.ts";
 import { WorkerFailure } from "./messages.ts";
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
@@ -180,6 +180,21 @@ export class Pool implements WorkerPool {
       if (!best || w.load < best.load) best = w;
     }
     return best;
+  }
+
+  async update(key: string, settings: VifSettings): Promise<void> {
+    const entry = this.vifs.get(key);
+    if (!entry) return;
+    // Kept in the spec too: a vif moved off a dead worker starts with what it last had.
+    entry.spec = { ...entry.spec, settings };
+    await entry.settled;
+    if (this.vifs.get(key) !== entry || !entry.connected) return;
+    try {
+      await entry.worker!.request({ op: "settings", key, settings });
+    } catch (e) {
+      if (!(e instanceof WorkerLostError)) throw e;
+      // the worker died: the vif moves with the new spec
+    }
   }
 
   async disconnect(key: string): Promise<void> {

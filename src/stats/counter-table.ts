@@ -63,6 +63,10 @@ export const VIF_COUNTERS = [
   ...malformed("rx", [["ring_overflow", "req_prod more than a ring ahead of the responses: the vif is disabled"]]),
   ...copyFailures("tx"),
   ...copyFailures("rx"),
+  { name: "tx_throttles", kind: "counter", help: "times the vif's rate limit (B/rate) held a guest packet back until the next credit window: netback's tx_credit_exceeded" },
+  { name: "tx_throttled_usecs", kind: "counter", help: "microseconds guest tx spent held back by the vif's rate limit" },
+  { name: "tx_mcast_requests", kind: "counter", help: "multicast-control requests (MCAST_ADD / MCAST_DEL extras) the guest sent on its tx ring" },
+  { name: "tx_mcast_refused", kind: "counter", help: "MCAST_ADD requests refused because the vif's list already held 64 groups (answered with an error)" },
   { name: "rx_stalls", kind: "counter", help: "times the guest left frames waiting with no rx buffer posted for the stall timeout (carrier off, queue dropped): netback's \"Guest Rx stalled\"" },
   ...rxDrops([
     ["oversize", "a frame larger than the guest takes: over one rx buffer without feature-sg, over 64 KiB, or GSO of a type it did not ask for"],
@@ -70,6 +74,7 @@ export const VIF_COUNTERS = [
     ["queue_full", "no rx buffer posted and the vif's queue at its byte limit (XSA-392)"],
     ["stall_purge", "frames waiting in the queue when the carrier went off"],
     ["expired", "frames that waited in the queue past the drain timeout (netback's rx_drain_timeout: 10 s, 30 ms without feature-rx-notify)"],
+    ["mcast_filtered", "a multicast frame to a group the guest did not add, while it asked for multicast control"],
   ]),
 ] as const satisfies readonly CounterRow[];
 

@@ -1,6 +1,6 @@
 // A WorkerPool double: records connect/disconnect, can refuse or delay a connect, and can report a
 // fault the way a worker would. Stands in for src/pool until the real one is wired.
-import type { ConnectedVif, VifConnectSpec, VifFault, WorkerPool } from "../../src/pool/types.ts";
+import type { ConnectedVif, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "../../src/pool/types.ts";
 
 export class FakePool implements WorkerPool {
   readonly size = 2;
@@ -27,6 +27,13 @@ export class FakePool implements WorkerPool {
     }
     this.live.set(spec.key, spec);
     return { key: spec.key, worker: this.live.size % this.size, localTxPort: 10, localRxPort: 10, statsSlot: { index: 0, generation: 1 } };
+  }
+
+  /** Settings handed over after connect, per key, in order. */
+  readonly updates: { key: string; settings: VifSettings }[] = [];
+
+  async update(key: string, settings: VifSettings): Promise<void> {
+    if (this.live.has(key)) this.updates.push({ key, settings });
   }
 
   /** Each disconnect waits for this first (a stuck worker). */

@@ -112,7 +112,7 @@ function queued(n: number, split = false): Record<string, string | undefined> {
 }
 
 function readOffering(maxQueues: number, front: Record<string, string | undefined>) {
-  return readFrontendConfig({ frontend: async (k) => front[k], backend: async (k) => backendMac[k as "mac"] }, backendFeatures(false, maxQueues));
+  return readFrontendConfig({ frontend: async (k) => front[k], backend: async (k) => backendMac[k as "mac"] }, backendFeatures(false, { maxQueues }));
 }
 
 test("each of up to multi-queue-max-queues queues is read from its queue-<n> directory", async () => {

@@ -45,7 +45,7 @@ async function guestOn(extra: string[], onTxResponse?: (id: number, status: numb
 test("--peer null: SG, TCP GSO and IPv6 checksum offload offered and negotiated; a multi-slot GSO packet is answered OKAY per data slot and NULL for its extra", async () => {
   const statuses: number[] = [];
   const { nf, info, offered, features } = await guestOn(["--peer", "null"], (_id, s) => statuses.push(s));
-  expect(offered).toEqual(["feature-ctrl-ring", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload", "feature-rx-copy", "feature-rx-flip", "feature-sg", "feature-split-event-channels"]);
+  expect(offered).toEqual(["feature-ctrl-ring", "feature-dynamic-multicast-control", "feature-gso-tcpv4", "feature-gso-tcpv6", "feature-ipv6-csum-offload", "feature-multicast-control", "feature-rx-copy", "feature-rx-flip", "feature-sg", "feature-split-event-channels"]);
   expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: true });
   expect(features).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": true, "feature-ipv6-csum-offload": true });
   const f = new Uint8Array(10_000);

@@ -110,6 +110,12 @@ interface Packet {
   copied: boolean;
   /** A protocol violation: the vif must be disabled with this message, this packet unanswered. */
   violation?: { kind: string; message: RegExp };
+  /**
+   * The packet carried an MCAST_ADD / MCAST_DEL extra on a vif that negotiated extras: netback
+   * answers it as a multicast-control request (first slot: the list's verdict; fragments ERROR;
+   * nothing copied). Decided when it is posted, against the vif's list as the backend keeps it.
+   */
+  mcast?: { op: "add" | "del"; addr: string };
 }
 
 /** What the fuzzer expects of one posted tx slot until its response is read. */
@@ -148,6 +154,8 @@ class FuzzVif {
   rxSeen = 0;
   rxCopied = 0;
   readonly rxPosted: { id: number; gref: number; good: boolean }[] = Array.from({ length: 256 }, () => ({ id: 0, gref: 0, good: false }));
+  /** The multicast list as the backend keeps it (workers/mcast-filter.ts: 64 at most, duplicates kept). */
+  readonly mcast: string[] = [];
   /** A violation posted this step: the fault to expect and where answering must stop. */
   violation: { kind: string; message: RegExp; at: number } | null = null;
   // Grant pools (rotating: a gref is reused only long after its slot was answered).
@@ -181,6 +189,7 @@ class FuzzVif {
     this.txIdx = this.txSeen = this.rxIdx = this.rxSeen = this.rxCopied = 0;
     this.copySlots.clear();
     this.answered.length = 0;
+    this.mcast.length = 0;
     this.violation = null;
     this.generation++;
     this.key = `${this.name}#${this.generation}`;
@@ -297,6 +306,14 @@ class Generator {
     }
     const bad = badAt >= 0 && own[badAt]! > 0;
     if (!v.sg) return { slots, status: NETIF_RSP_ERROR, copied: false }; // not negotiated: answered ERROR whole
+    // The last extra of each type counts (netback's extras[type - 1]); an ADD wins over a DEL.
+    const mc = (type: number) => extras.filter((e) => (e.gref & 0xff) === type).at(-1);
+    const m = mc(2) ?? mc(3);
+    if (m) {
+      // The extra's addr[6] sits at bytes 2..7 of its slot: gso.size's two bytes, the offset field, zeros.
+      const b = [(m.gref >>> 16) & 0xff, (m.gref >>> 24) & 0xff, m.offset & 0xff, (m.offset >>> 8) & 0xff, 0, 0];
+      return { slots, status: NETIF_RSP_OKAY, copied: false, mcast: { op: (m.gref & 0xff) === 2 ? "add" : "del", addr: b.join(":") } };
+    }
     if (runt) return { slots, status: NETIF_RSP_ERROR, copied: false };
     return { slots, status: bad ? NETIF_RSP_ERROR : NETIF_RSP_OKAY, copied: true };
   }
@@ -428,12 +445,22 @@ export async function runRingFuzz(o: FuzzOptions): Promise<FuzzReport> {
         const raw: { gref: number; offset: number; flags: number; id: number; size: number }[] = [];
         let idx = v.txIdx;
         for (const pk of packets) {
+          let first = true;
+          if (pk.mcast && !pk.violation) {
+            const list = v.mcast;
+            if (pk.mcast.op === "del") {
+              const at = list.indexOf(pk.mcast.addr);
+              if (at >= 0) list.splice(at, 1);
+            } else if (list.length < 64) list.push(pk.mcast.addr);
+            else pk.status = NETIF_RSP_ERROR;
+          }
           for (const s of pk.slots) {
             if (!pk.violation) {
               const e = v.txExpect[idx & 255]!;
               e.id = s.id;
               e.extra = s.extra;
-              e.status = s.extra ? NETIF_RSP_NULL : pk.status;
+              e.status = s.extra ? NETIF_RSP_NULL : pk.mcast && !first ? NETIF_RSP_ERROR : pk.status;
+              if (!s.extra) first = false;
               if (!s.extra) v.copySlots.set(s.gref, { idx, offset: s.offset, own: s.own, mustCopy: pk.copied && s.own > 0, copied: false });
             }
             raw.push({ gref: s.gref, offset: s.offset, flags: s.flags, id: s.id, size: s.size });

@@ -30,6 +30,7 @@ beforeAll(async () => {
     {
       domid: 3, devid: 0, backendState: XenbusState.Connected, frontendState: XenbusState.Connected, worker: 1,
       mac: "00:16:3e:00:00:03", features: { "feature-sg": true, "multi-queue-num-queues": 1 }, slot: slot3,
+      settings: { rate: { bytes: 20000, usecs: 20000 }, multicastControl: true },
     },
     {
       domid: 4, devid: 0, backendState: XenbusState.InitWait, frontendState: XenbusState.Initialising, worker: null,
@@ -68,6 +69,8 @@ describe("GET /vifs/:name", () => {
       mac: "00:16:3e:00:00:03",
       features: { "feature-sg": true, "multi-queue-num-queues": 1 },
       hostSide: null,
+      rate: { bytesPerInterval: 20000, intervalUsecs: 20000, bytesPerSecond: 1_000_000, text: "20000 bytes per 20000 us (1 MB/s)" },
+      multicastControl: true,
       counters: { ...zeroVifStats(), ...published },
       derived: {
         ffi_calls_per_packet: 40 / 1600,

@@ -31,6 +31,9 @@ function fakeQueue(txPort: number, rxPort: number): Fake {
     rxPending: false,
     scheduled: false,
     stallTimer: null,
+    creditTimer: null,
+    creditDueIn: () => -1,
+    creditDue: () => false,
     ctrl: null,
     counters,
     tx: {

@@ -8,7 +8,8 @@
 //   3. qnicd as the backend: both sides Connected, /vifs shows the vif, and the same pings, TCP
 //      transfers and throughput transfers as the baseline (with /vifs' syscalls, FFI calls,
 //      notifications and wake-ups), so the qnicd / netback ratios come from one boot; then xl
-//      network-detach / network-attach while the guest runs, a second guest on another worker,
+//      network-detach / network-attach while the guest runs (attached with rate=: a guest transfer
+//      within the limit), a second guest on another worker,
 //      xl destroy leaving qnicd no mapping or port of them, and SIGTERM ending qnicd.
 // The throughput figures are printed and written to bench/results/xen-throughput.json (shown by
 // `bun run bench`); the tests require every transfer to complete intact, never a speed.
@@ -132,6 +133,15 @@ describe("real Xen under QEMU", () => {
       expectStep("qnicd-reattach");
       const r = needRun();
       expect(r.results.filter((l) => /^qnicd_reattach_(dom0|guest)_ping .*recv=5$/.test(l)).length).toBe(6);
+    });
+
+    test("qnicd: rate=2MB/s@20ms in the vif config (xl network-attach): libxl's B/rate read, a 4 MB guest transfer within the limit, hold-backs counted", () => {
+      expectStep("qnicd-rate");
+      const r = needRun();
+      const limited = r.results.find((l) => l.startsWith("qnicd_rate limited ")) ?? "";
+      expect(limited).toMatch(/ throttles=[1-9]\d* sha=ok$/);
+      console.log(`xen e2e: ${limited}`);
+      console.log(`xen e2e: ${r.results.find((l) => l.startsWith("qnicd_rate unlimited ")) ?? "qnicd_rate unlimited: no result"}`);
     });
 
     test("qnicd: a second guest at once is served by another worker, pings both ways while the first is pinged", () => {

@@ -71,6 +71,12 @@ export interface NetfrontOptions {
    * offers feature-ctrl-ring, configuring Toeplitz hashing once connected; `hostile` for tests.
    */
   ctrlRing?: { hash?: HashSetup; hostile?: CtrlHostility };
+  /**
+   * Behave like the Windows PV drivers' multicast control (Linux netfront has none): where the
+   * backend offers feature-multicast-control, write request-multicast-control = 1 with the rings.
+   * Groups are then added and removed with multicast().
+   */
+  multicastControl?: boolean;
   /** The guest's online vCPUs (num_online_cpus): the default queue limit is min(8, vcpus). Default 1. */
   vcpus?: number;
   /** xen_netfront.max_queues: the queue limit instead of min(8, vcpus); 0 or absent means unset. */
@@ -152,6 +158,14 @@ export interface Netfront {
   /** The queue a frame would leave on (xennet_select_queue), or undefined when not connected. */
   txQueueFor(frame: Uint8Array): number | undefined;
   send(frame: Uint8Array, opts?: SendOptions): boolean;
+  /**
+   * An MCAST_ADD / MCAST_DEL request for `mac` ("01:00:5e:..") on queue 0's tx ring (tx-queue.ts
+   * says how the Windows drivers build one). Returns the request's id (its status comes to
+   * onTxResponse), or -1 when not connected or the ring has no room.
+   */
+  multicast(op: "add" | "del", mac: string): number;
+  /** Writes request-multicast-control (the Windows drivers' dynamic multicast control). */
+  requestMulticastControl(on: boolean): Promise<void>;
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void;
   onEvent(cb: (e: NetfrontEvent) => void): () => void;
   /** Resolves once we and the backend are both Connected. */
@@ -434,6 +448,7 @@ class SimNetfront implements Netfront {
     if (this.advertise.gsoTcpv4) keys.push(["feature-gso-tcpv4", "1"]);
     if (this.advertise.gsoTcpv6) keys.push(["feature-gso-tcpv6", "1"]);
     if (this.advertise.ipv6CsumOffload) keys.push(["feature-ipv6-csum-offload", "1"]);
+    if (this.opts.multicastControl === true && (await readUnsigned(this.xs, `${B}/feature-multicast-control`, 0)) !== 0) keys.push(["request-multicast-control", "1"]);
     try {
       await this.xs.transaction(async (t) => {
         for (const [k, v] of keys) if (!omit.has(k)) await t.write(`${F}/${k}`, v);
@@ -604,6 +619,18 @@ class SimNetfront implements Netfront {
   txQueueFor(frame: Uint8Array): number | undefined {
     const c = this.conn;
     return c ? selectQueue(frame, c.queues.length, this.opts.flowHashSeed ?? DEFAULT_FLOW_HASH_SEED) : undefined;
+  }
+
+  multicast(op: "add" | "del", mac: string): number {
+    const c = this.conn;
+    if (!c || this.broken) return -1;
+    const bytes = Uint8Array.from(mac.split(":").map((h) => Number.parseInt(h, 16)));
+    if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new RangeError(`multicast group ${JSON.stringify(mac)} is not a MAC`);
+    return c.queues[0]!.tx.multicastRequest(op, bytes);
+  }
+
+  async requestMulticastControl(on: boolean): Promise<void> {
+    await this.xs.write(`/local/domain/${this.opts.domid}/${this.nodename}/request-multicast-control`, on ? "1" : "0");
   }
 
   send(frame: Uint8Array, opts?: SendOptions): boolean {

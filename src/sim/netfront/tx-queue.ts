@@ -21,6 +21,8 @@ import {
   TxRequest,
   TxResponse,
   XEN_NETIF_EXTRA_TYPE_GSO,
+  XEN_NETIF_EXTRA_TYPE_MCAST_ADD,
+  XEN_NETIF_EXTRA_TYPE_MCAST_DEL,
   XEN_NETIF_GSO_TYPE_TCPV4,
   XEN_NETIF_GSO_TYPE_TCPV6,
   XEN_NETIF_MAX_TX_SIZE,
@@ -28,6 +30,9 @@ import {
 } from "../../xen/netif.ts";
 import type { NetfrontCounters } from "./counters.ts";
 import type { FrontRing } from "./front-ring.ts";
+
+/** grefs[id] of a multicast-control request: it granted nothing. */
+const NO_GRANT = -2;
 
 /** Linux's TX_LINK_NONE / TX_PENDING markers in tx_link[]. */
 const LINK_NONE = 0xffff;
@@ -72,7 +77,7 @@ export interface TxQueueDeps {
 export class TxQueue {
   private readonly link = new Uint16Array(NETIF_TX_RING_SIZE);
   private freeHead = 0;
-  /** gref of the request using each id, -1 when free. */
+  /** gref of the request using each id, -1 when free, NO_GRANT for a multicast-control request. */
   private readonly grefs = new Int32Array(NETIF_TX_RING_SIZE).fill(-1);
   /** A page of guest RAM per id, allocated on first use and kept (our stand-in for skb pages). */
   private readonly pages = new Int32Array(NETIF_TX_RING_SIZE).fill(-1);
@@ -147,6 +152,36 @@ export class TxQueue {
     // Linux reaps completions right after queueing (xennet_tx_buf_gc in start_xmit).
     this.gc();
     return true;
+  }
+
+  /**
+   * A multicast-control request the way the Windows PV drivers send one (win-xenvif transmitter.c):
+   * a first slot with no data (gref 0, offset 0, size 0, NETTXF_extra_info) and one MCAST_ADD or
+   * MCAST_DEL extra carrying the group's MAC. Linux netfront never sends these. Returns the
+   * request's id (its response comes through onResponse), or -1 when the ring has no room now.
+   */
+  multicastRequest(op: "add" | "del", mac: Uint8Array): number {
+    if (mac.byteLength !== 6) throw new RangeError(`multicast group: ${mac.byteLength} bytes, not a MAC`);
+    if (this.dead || this.backlog.length > 0 || !this.slotAvailable()) return -1;
+    const id = this.freeHead;
+    this.freeHead = this.link[id]!;
+    this.link[id] = LINK_PENDING;
+    this.grefs[id] = NO_GRANT;
+    let o = this.d.ring.slot(this.d.ring.reqProdPvt, NETIF_TX_SLOT_SIZE);
+    this.view.setUint32(o + TxRequest.gref, 0, true);
+    this.view.setUint16(o + TxRequest.offset, 0, true);
+    this.view.setUint16(o + TxRequest.flags, NETTXF_extra_info, true);
+    this.view.setUint16(o + TxRequest.id, id, true);
+    this.view.setUint16(o + TxRequest.size, 0, true);
+    this.d.ring.reqProdPvt = (this.d.ring.reqProdPvt + 1) >>> 0;
+    o = this.d.ring.slot(this.d.ring.reqProdPvt, NETIF_TX_SLOT_SIZE);
+    new Uint8Array(this.view.buffer, this.view.byteOffset + o, NETIF_TX_SLOT_SIZE).fill(0);
+    this.view.setUint8(o, op === "add" ? XEN_NETIF_EXTRA_TYPE_MCAST_ADD : XEN_NETIF_EXTRA_TYPE_MCAST_DEL);
+    for (let k = 0; k < 6; k++) this.view.setUint8(o + 2 + k, mac[k]!);
+    this.d.ring.reqProdPvt = (this.d.ring.reqProdPvt + 1) >>> 0;
+    this.push();
+    this.gc();
+    return id;
   }
 
   /** Writes one packet's requests (not yet pushed): first slot, GSO extra, fragment slots. */
@@ -247,7 +282,7 @@ export class TxQueue {
           this.d.broken("Response for inactive request");
           return work;
         }
-        if (!this.d.guest.endAccess(this.grefs[id]!)) {
+        if (this.grefs[id] !== NO_GRANT && !this.d.guest.endAccess(this.grefs[id]!)) {
           this.d.broken("Grant still in use by backend domain");
           return work;
         }
@@ -271,7 +306,7 @@ export class TxQueue {
   /** Requests in flight (granted, not yet answered). */
   inFlight(): number {
     let n = 0;
-    for (let i = 0; i < NETIF_TX_RING_SIZE; i++) if (this.grefs[i]! >= 0) n++;
+    for (let i = 0; i < NETIF_TX_RING_SIZE; i++) if (this.grefs[i]! !== -1) n++;
     return n;
   }
 

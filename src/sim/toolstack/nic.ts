@@ -37,8 +37,8 @@ export interface NicConfig {
   mtu: number;
   /** B/vifname: the backend interface's name, when the user chose one. */
   vifname?: string;
-  /** B/rate: "bytes,usecs" (bytes allowed per interval), when rate-limited. */
-  rate?: { bytesPerInterval: number; intervalUsecs: number };
+  /** B/rate: "bytes,usecs" (bytes allowed per interval), when rate-limited (vif-rate.ts parses xl's rate=). */
+  rate?: { bytesPerInterval: number | bigint; intervalUsecs: number };
   trusted: boolean;
   backendDomid: number;
   backendKind: string;

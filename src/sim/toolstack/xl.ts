@@ -9,6 +9,7 @@ import { netfrontGuests } from "./guests.ts";
 import { simHypervisor } from "./hypervisor.ts";
 import { libxlLogTo } from "./libxl-log.ts";
 import type { NicConfig } from "./nic.ts";
+import { parseVifRate, VifRateError } from "./vif-rate.ts";
 import { formatXlList, Toolstack, ToolstackError } from "./toolstack.ts";
 
 export interface Io {
@@ -67,10 +68,11 @@ Commands (as xl, on the simulated host):
       --no-wait: do not wait on backends that never claimed a vif (still Initialising).
   list
       Name, ID, Mem, VCPUs, State, like xl list.
-  network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [backend=NAME|DOMID]
+  network-attach NAME|DOMID [mac=MAC] [bridge=BR] [mtu=N] [vifname=IF] [script=PATH] [rate=RATE[@INTERVAL]] [backend=NAME|DOMID]
                  [--backend-type vif|qnic] [--no-wait] [--netfront [--ip A.B.C.D]]
       Add a vif with the next free devid; waits for its backend like create. --netfront: the
-      running guest's netfront probes the new vif.
+      running guest's netfront probes the new vif. rate= limits the guest's tx as libxl parses it
+      (10Mb/s, 1MB/s@20ms, ...; interval 50ms unless given) and writes B/rate = "bytes,usecs".
   network-detach NAME|DOMID DEVID|MAC
       Remove a vif as libxl does: online=0 + state=5, wait up to 10 s for Closed (then once more,
       forced), then delete its nodes.
@@ -142,8 +144,18 @@ export async function xlMain(dir: string, argv: string[], io: Io): Promise<numbe
       for (const kv of p.positionals.slice(1)) {
         const eq = kv.indexOf("=");
         const key = eq > 0 ? kv.slice(0, eq) : "";
+        if (key === "rate") {
+          // libxl's own parser and words (vif-rate.ts), not a schema's.
+          try {
+            nic.rate = parseVifRate(kv.slice(eq + 1));
+          } catch (e) {
+            if (e instanceof VifRateError) throw new UsageError(e.message);
+            throw e;
+          }
+          continue;
+        }
         const keySpec = nicKeys[key];
-        if (!keySpec) throw new UsageError(`${cmd}: unknown vif setting ${JSON.stringify(kv)}: expected key=value with key one of ${Object.keys(nicKeys).join(", ")}`);
+        if (!keySpec) throw new UsageError(`${cmd}: unknown vif setting ${JSON.stringify(kv)}: expected key=value with key one of ${[...Object.keys(nicKeys), "rate"].join(", ")}`);
         const val = check(key, kv.slice(eq + 1), keySpec);
         if (key === "backend") backend = val as string;
         else (nic as Record<string, unknown>)[key] = val;

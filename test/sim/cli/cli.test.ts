@@ -103,9 +103,10 @@ test("xl create waits for a backend by default, list shows it, network-detach/de
     expect(await xs.directory("/local/domain/1/cpu")).toEqual(["0", "1"]);
     expect((await sim(["xl", "--dir", dir, "network-detach", "web", "1"])).code).toBe(0);
     expect(await xs.tryRead("/local/domain/0/backend/vif/1/1")).toBeUndefined();
-    const attach = await sim(["xl", "--dir", dir, "network-attach", "web", "mac=00:16:3e:01:02:03", "bridge=br1"]);
+    const attach = await sim(["xl", "--dir", dir, "network-attach", "web", "mac=00:16:3e:01:02:03", "bridge=br1", "rate=1MB/s@20ms"]);
     expect(attach.err).toBe("");
     expect(await xs.read("/local/domain/0/backend/vif/1/1/bridge")).toBe("br1");
+    expect(await xs.read("/local/domain/0/backend/vif/1/1/rate")).toBe("20000,20000");
     expect((await sim(["xl", "--dir", dir, "destroy", "web"])).code).toBe(0);
     expect(await xs.tryRead("/local/domain/1")).toBeUndefined();
     expect((await sim(["xl", "--dir", dir, "list"])).out).not.toContain("web");
@@ -123,7 +124,8 @@ test("bad values are one line naming the option, the value and what is allowed",
     [["xl", "--dir", dir, "create", "g", "--backend-type", "tap"], 'sim xl: invalid --backend-type "tap": expected one of vif, qnic\n'],
     [["xl", "--dir", dir, "create", "123"], 'sim xl: invalid domain name "123": expected a domain name (letters, digits, \'_\', \'.\', \'-\'; at most 64; not only digits)\n'],
     [["xl", "--dir", dir, "network-attach", "g", "mac=01:00:5e:00:00:01"], 'sim xl: invalid mac "01:00:5e:00:00:01": expected a unicast MAC like 00:16:3e:12:34:56\n'],
-    [["xl", "--dir", dir, "network-attach", "g", "colour=red"], 'sim xl: network-attach: unknown vif setting "colour=red": expected key=value with key one of mac, bridge, mtu, vifname, script, backend\n'],
+    [["xl", "--dir", dir, "network-attach", "g", "colour=red"], 'sim xl: network-attach: unknown vif setting "colour=red": expected key=value with key one of mac, bridge, mtu, vifname, script, backend, rate\n'],
+    [["xl", "--dir", dir, "network-attach", "g", "rate=10MB"], "sim xl: config parsing error in vif: invalid rate in `10MB'\n"],
     [["xl", "--dir", dir, "create", "g", "--bogus"], "sim xl: unknown option --bogus (see --help)\n"],
     [["xl", "--dir", dir, "frobnicate"], 'sim xl: unknown xl command "frobnicate": expected one of create, destroy, list, network-attach, network-detach\n'],
     [["up", "--dir", ""], 'sim up: invalid --dir "": expected a directory path\n'],

@@ -395,7 +395,8 @@ qnicd_reattach() {
   say "[qnicd-diag] xenbr0 after detach: $(cat /sys/class/net/xenbr0/address)"
 
   d0=$(now)
-  if ! $XL network-attach guest2 mac=00:16:3e:00:00:02 bridge=xenbr0 >/tmp/xl-attach.log 2>&1; then
+  # rate= in the vif config: libxl writes B/rate, which step qnicd-rate then checks on this vif.
+  if ! $XL network-attach guest2 mac=00:16:3e:00:00:02 bridge=xenbr0 rate=$RATE_XL >/tmp/xl-attach.log 2>&1; then
     step qnicd-reattach fail "$fail xl network-attach: $(tail -2 /tmp/xl-attach.log | tr '\n' ' ')"; return
   fi
   say "[qnicd-diag] xenbr0 after attach: $(cat /sys/class/net/xenbr0/address)"
@@ -421,6 +422,42 @@ qnicd_reattach() {
   } > /tmp/qnicd-diag2.log
   while IFS= read -r l; do say "[qnicd-diag] $l"; done < /tmp/qnicd-diag2.log
   if [ -z "$fail" ]; then step qnicd-reattach ok "xl network-detach released the vif's ports and mappings; after xl network-attach pings 56..1472 both ways"; else step qnicd-reattach fail "$fail"; fi
+}
+
+# The vif's rate= (xl network-attach ... rate=2MB/s@20ms in step qnicd-reattach): libxl's B/rate
+# node as qnicd reads it, then a ${QNICD_RATE_MB:-4} MB transfer from the guest (its tx: what the
+# limit holds back) through Linux netfront may move no more than the limit allows in the time it
+# took, plus netback's 128 KiB burst and one interval; the hold-backs show in /vifs. Then B/rate is
+# removed at runtime (the watch) and the same transfer runs unlimited, for comparison (printed).
+RATE_XL=2MB/s@20ms
+RATE_NODE=40000,20000
+RATE_BPS=2000000
+qnicd_rate() {
+  if ! qalive || [ -z "$G2" ] || [ -z "$G2DEV" ]; then step qnicd-rate fail "needs qnicd and guest2's re-attached vif from step qnicd-reattach"; return; fi
+  local fail="" be=/local/domain/0/backend/vif/$G2/$G2DEV vif=vif$G2.$G2DEV ip=10.0.0.2 mb=${QNICD_RATE_MB:-4} node out got secs sha upsha allowed thr
+  local bytes=$(( mb * 1048576 ))
+  node=$(xenstore-read $be/rate 2>/dev/null)
+  result "qnicd_rate node=${node:-none} vifs_rate=\"$(http_get /vifs/$vif | grep -o '"rate":[^}]*}' | head -c 200)\""
+  [ "$node" = $RATE_NODE ] || fail="$fail B/rate is \"${node:-absent}\", not $RATE_NODE (libxl's value for rate=$RATE_XL);"
+  upsha=$(timeout 120 $R/xfer prep $ip $TPUT_PORT $bytes 2>&1)
+  if [ ${#upsha} != 64 ]; then step qnicd-rate fail "$fail the guest's xfer did not prepare ${mb} MB: $upsha"; return; fi
+  thr=$(http_get /vifs/$vif | sed -n 's/.*"tx_throttles":\([0-9]*\).*/\1/p')
+  out=$(XFER_MARK="qnicd rate limited" timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/rate-up.bin 2>&1)
+  got=$(echo "$out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p'); secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+  sha=$(sha256sum /tmp/rate-up.bin | cut -c1-64)
+  allowed=$(awk -v s=${secs:-0} -v r=$RATE_BPS 'BEGIN{printf "%d", r*s + 131072 + 40000}')
+  thr=$(( $(http_get /vifs/$vif | sed -n 's/.*"tx_throttles":\([0-9]*\).*/\1/p') - ${thr:-0} ))
+  result "qnicd_rate limited bytes=${got:-0} secs=${secs:-nan} MBps=$(awk -v b=${got:-0} -v s=${secs:-0} 'BEGIN{if(s>0)printf "%.3f", b/1e6/s; else print "nan"}') allowed_bytes=$allowed throttles=$thr sha=$([ "$sha" = "$upsha" ] && echo ok || echo bad)"
+  [ "$got" = $bytes ] && [ "$sha" = "$upsha" ] || fail="$fail the limited transfer did not complete intact ($out);"
+  [ "${got:-0}" -le "$allowed" ] || fail="$fail $got bytes in $secs s is more than rate=$RATE_XL allows ($allowed with 128 KiB + one interval);"
+  [ "$thr" -gt 0 ] || fail="$fail /vifs counted no tx_throttles: the limit never held the guest back;"
+  xenstore-rm $be/rate
+  sleep 1
+  out=$(XFER_MARK="qnicd rate unlimited" timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/rate-up.bin 2>&1)
+  got=$(echo "$out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p'); secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+  result "qnicd_rate unlimited bytes=${got:-0} secs=${secs:-nan} MBps=$(awk -v b=${got:-0} -v s=${secs:-0} 'BEGIN{if(s>0)printf "%.3f", b/1e6/s; else print "nan"}') vifs_rate=\"$(http_get /vifs/$vif | grep -o '"rate":null' | head -c 50)\""
+  rm -f /tmp/rate-up.bin
+  if [ -z "$fail" ]; then step qnicd-rate ok "rate=$RATE_XL from the vif config: B/rate $RATE_NODE, a ${mb} MB guest transfer within the limit, hold-backs counted; B/rate removed at runtime"; else step qnicd-rate fail "$fail"; fi
 }
 
 # A second guest while the first runs: both Connected, on different workers, both carrying pings.
@@ -651,7 +688,7 @@ for s in $QNICD_STEPS; do
     qnicd)
       qnicd_check
       has_step throughput && tput_step qnicd-throughput qnicd guest2 10.0.0.2 "$G2" 0
-      qnicd_reattach; qnicd_two_guests; qnicd_restart; qnicd_queues; qnicd_destroy; qnicd_stop ;;
+      qnicd_reattach; qnicd_rate; qnicd_two_guests; qnicd_restart; qnicd_queues; qnicd_destroy; qnicd_stop ;;
     throughput) ;; # runs inside baseline and qnicd (above)
   esac
 done

@@ -1,0 +1,94 @@
+// Multicast control end to end: a guest whose netfront acts as the Windows PV drivers do (writes
+// request-multicast-control, adds groups with MCAST_ADD extras) gets only the multicast frames of
+// the groups it added, broadcast and unicast always; flipping its request at runtime takes effect;
+// a DEL takes a group away. Frames come from a second guest through the in-daemon switch.
+import { afterEach, expect, test } from "bun:test";
+import { loadConfig } from "../../src/config/index.ts";
+import { startDaemon, type Daemon } from "../../src/daemon.ts";
+import { createLogger } from "../../src/log.ts";
+import { createNetfront, parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
+import { NETIF_RSP_OKAY } from "../../src/xen/netif.ts";
+import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+
+let host: SimHost | undefined;
+let daemon: Daemon | undefined;
+const fronts: Netfront[] = [];
+afterEach(async () => {
+  for (const f of fronts.splice(0)) await f.close();
+  await daemon?.stop();
+  daemon = undefined;
+  await host?.close();
+  host = undefined;
+});
+
+const GROUP_FB = "01:00:5e:00:00:fb";
+const GROUP_FC = "01:00:5e:00:00:fc";
+
+async function vif(name: string) {
+  return (await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as { features: Record<string, boolean>; multicastControl: boolean; counters: Record<string, number> };
+}
+
+/** A frame from `src` to `dst` whose last byte says which one it is. */
+function frameTo(dst: string, src: string, tag: number): Uint8Array {
+  const f = new Uint8Array(60);
+  f.set(parseMac(dst)!, 0);
+  f.set(parseMac(src)!, 6);
+  f.set([0x88, 0xb5], 12); // local experimental ethertype: nobody answers it
+  f[59] = tag;
+  return f;
+}
+
+test("a guest asking for multicast control receives only the groups it added; runtime flips and DEL take effect", async () => {
+  host = await startSimHost();
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "switch"], env: {} });
+  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  const a = await host.ts.create("win", { vifs: 1 });
+  const b = await host.ts.create("sender", { vifs: 1 });
+  const statuses = new Map<number, number>();
+  const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+  fronts.push(rx);
+  const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000 });
+  fronts.push(tx);
+  await rx.whenConnected(5000);
+  const txInfo = await tx.whenConnected(5000);
+  const got: number[] = [];
+  rx.onReceive((f) => {
+    if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
+  });
+  const name = `vif${a.domid}.0`;
+  expect((await host.xs.read(`/local/domain/0/backend/vif/${a.domid}/0/feature-multicast-control`))).toBe("1");
+  expect((await host.xs.read(`/local/domain/0/backend/vif/${a.domid}/0/feature-dynamic-multicast-control`))).toBe("1");
+  expect(await host.xs.read(`/local/domain/${a.domid}/device/vif/0/request-multicast-control`)).toBe("1");
+  await until("request seen", async () => (await vif(name)).multicastControl, 5000);
+
+  const add = rx.multicast("add", GROUP_FB);
+  await until("ADD answered", () => statuses.has(add), 5000);
+  expect(statuses.get(add)).toBe(NETIF_RSP_OKAY);
+
+  const round = async (tags: number[], expectGot: number[]) => {
+    got.length = 0;
+    for (const t of tags) expect(tx.send(frameTo(t === 1 ? GROUP_FB : t === 2 ? GROUP_FC : t === 3 ? "ff:ff:ff:ff:ff:ff" : rx.connection!.mac, txInfo.mac, t))).toBe(true);
+    await until(`frames ${expectGot.join(",")}`, () => got.length >= expectGot.length && got, 5000);
+    await Bun.sleep(100); // anything that should have been dropped would be here by now
+    expect([...got].sort()).toEqual(expectGot);
+  };
+  // 1 = the added group, 2 = another group, 3 = broadcast, 4 = unicast to the guest.
+  await round([1, 2, 3, 4], [1, 3, 4]);
+  expect((await vif(name)).counters.rx_drops_mcast_filtered).toBe(1);
+
+  // The guest stops asking: every group is delivered (the list stays).
+  await rx.requestMulticastControl(false);
+  await until("request dropped", async () => !(await vif(name)).multicastControl, 5000);
+  await round([1, 2], [1, 2]);
+
+  // Asking again, after a DEL of its group: both groups are filtered.
+  const del = rx.multicast("del", GROUP_FB);
+  await until("DEL answered", () => statuses.has(del), 5000);
+  expect(statuses.get(del)).toBe(NETIF_RSP_OKAY);
+  await rx.requestMulticastControl(true);
+  await until("request back", async () => (await vif(name)).multicastControl, 5000);
+  await round([1, 2, 3], [3]);
+  const c = (await vif(name)).counters;
+  expect([c.rx_drops_mcast_filtered, c.tx_mcast_requests, c.tx_mcast_refused]).toEqual([3, 2, 0]);
+  expect(rx.broken).toBe(false);
+});

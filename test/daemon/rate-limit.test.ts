@@ -1,0 +1,110 @@
+// The vif's `rate` (xl's rate=, B/rate) against a sim guest flooding its tx ring through the daemon:
+// what gets through stays within the limit (upper bound only: a loaded machine sends less, never
+// more), the hold-backs are counted and /vifs shows the rate; a runtime write of B/rate applies at
+// once; a malformed one is unlimited with one warning.
+import { afterEach, expect, test } from "bun:test";
+import { loadConfig } from "../../src/config/index.ts";
+import { startDaemon, type Daemon } from "../../src/daemon.ts";
+import { createLogger } from "../../src/log.ts";
+import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
+import { parseVifRate } from "../../src/sim/toolstack/vif-rate.ts";
+import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+
+let host: SimHost | undefined;
+let daemon: Daemon | undefined;
+const fronts: Netfront[] = [];
+const logs: string[] = [];
+afterEach(async () => {
+  for (const f of fronts.splice(0)) await f.close();
+  await daemon?.stop();
+  daemon = undefined;
+  await host?.close();
+  host = undefined;
+  logs.length = 0;
+});
+
+interface VifBody {
+  rate: { bytesPerInterval: number; intervalUsecs: number; bytesPerSecond: number; text: string } | null;
+  counters: Record<string, number>;
+}
+
+async function guestWithRate(rate: string | null) {
+  host = await startSimHost();
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "null"], env: {} });
+  daemon = await startDaemon(config, { log: createLogger({ level: "info", format: "text", write: (l) => logs.push(l) }) });
+  const nic = rate === null ? {} : { rate: parseVifRate(rate) };
+  const d = await host.ts.create("limited", { vifs: 1, nics: [nic] });
+  const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, txBacklog: 4000 });
+  fronts.push(nf);
+  const info = await nf.whenConnected(5000);
+  const name = `vif${d.domid}.0`;
+  const vif = async () => (await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as VifBody;
+  const frame = new Uint8Array(1500);
+  frame.fill(0xff, 0, 6);
+  // Keeps the tx ring and backlog full until stopped.
+  let flooding = true;
+  const flood = (async () => {
+    while (flooding) {
+      while (flooding && nf.queueDepths().txBacklog < 2000) nf.send(frame);
+      await Bun.sleep(2);
+    }
+  })();
+  const stop = async () => {
+    flooding = false;
+    await flood;
+  };
+  return { d, nf, info, name, vif, stop, B: `/local/domain/0/backend/vif/${d.domid}/0` };
+}
+
+/** tx bytes through the vif over `ms`, and the time it really took. */
+async function measure(vif: () => Promise<VifBody>, ms: number) {
+  const t0 = performance.now();
+  const b0 = (await vif()).counters.tx_bytes;
+  await Bun.sleep(ms);
+  const b1 = (await vif()).counters.tx_bytes;
+  return { bytes: b1 - b0, seconds: (performance.now() - t0) / 1000 };
+}
+
+test("rate=1MB/s@20ms: a flooding guest gets at most 1 MB/s through (+ 128 KiB + one interval), held back and counted, /vifs shows it", async () => {
+  const g = await guestWithRate("1MB/s@20ms");
+  try {
+    await until("traffic", async () => (await g.vif()).counters.tx_packets > 0, 5000);
+    const m = await measure(g.vif, 2000);
+    if (process.env.QNICD_TEST_VERBOSE) console.log(`rate 1MB/s@20ms: ${m.bytes} bytes in ${m.seconds.toFixed(3)} s = ${(m.bytes / m.seconds / 1e6).toFixed(3)} MB/s`);
+    expect(m.bytes).toBeLessThanOrEqual(1_000_000 * m.seconds + 131072 + 20000);
+    // The limit, not the sender, set the pace: packets were held back, time spent so was counted.
+    const v = await g.vif();
+    expect(v.counters.tx_throttles).toBeGreaterThan(10);
+    expect(v.counters.tx_throttled_usecs).toBeGreaterThan(100_000);
+    expect(v.rate).toEqual({ bytesPerInterval: 20000, intervalUsecs: 20000, bytesPerSecond: 1_000_000, text: "20000 bytes per 20000 us (1 MB/s)" });
+  } finally {
+    await g.stop();
+  }
+});
+
+test("a runtime write of B/rate applies at once (within an interval); a malformed value is unlimited with one warning", async () => {
+  const g = await guestWithRate("1MB/s@20ms");
+  try {
+    await until("traffic", async () => (await g.vif()).counters.tx_packets > 0, 5000);
+    // 50 MB/s: the guest's own pace now, far above 1 MB/s.
+    await host!.xs.write(`${g.B}/rate`, "1000000,20000");
+    await until("new rate shown", async () => (await g.vif()).rate?.bytesPerInterval === 1000000, 5000);
+    const fast = await measure(g.vif, 1000);
+    expect(fast.bytes).toBeGreaterThan(2 * (1_000_000 * fast.seconds + 131072 + 20000));
+    // Back down: the limit holds again.
+    await host!.xs.write(`${g.B}/rate`, "20000,20000");
+    await until("old rate shown", async () => (await g.vif()).rate?.bytesPerInterval === 20000, 5000);
+    await Bun.sleep(100);
+    const slow = await measure(g.vif, 1000);
+    expect(slow.bytes).toBeLessThanOrEqual(1_000_000 * slow.seconds + 131072 + 20000);
+    // Malformed: unlimited, one warning however often the node is rewritten.
+    await host!.xs.write(`${g.B}/rate`, "abc");
+    await until("unlimited", async () => (await g.vif()).rate === null, 5000);
+    await host!.xs.write(`${g.B}/rate`, "abc");
+    const free = await measure(g.vif, 1000);
+    expect(free.bytes).toBeGreaterThan(2 * (1_000_000 * free.seconds + 131072 + 20000));
+    expect(logs.filter((l) => l.includes("failed to parse its rate limit")).length).toBe(1);
+  } finally {
+    await g.stop();
+  }
+});
