@@ -36,7 +36,7 @@ describe("bun run bench", () => {
   test("an unknown scenario is one line listing the valid ones, exit 2", () => {
     const r = bench(["nosuch"]);
     expect({ code: r.code, lines: r.stderr.trim().split("\n").length }).toEqual({ code: 2, lines: 1 });
-    expect(r.stderr).toContain("tx, rx, bidir, switch, tap, latency, seed, vifs, workers, rate");
+    expect(r.stderr).toContain("tx, rx, bidir, gso, switch, tap, latency, seed, vifs, workers, rate");
   });
 
   test("tx and latency --quick: the table, bench.json and bench.svg", () => {
