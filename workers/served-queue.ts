@@ -106,7 +106,9 @@ export class ServedQueue {
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
       // A taken-over vif's multicast list died with its earlier owner: never filtered (mcast-filter.ts).
-      this.mcast = new McastFilter(s.adopt !== true);
+      // Nor is a multi-queue vif's: its list would be this queue's alone (netback keeps one per vif),
+      // and a group added on one queue's tx ring would be dropped on another queue's rx.
+      this.mcast = new McastFilter(s.adopt !== true && (s.queues ?? 1) === 1);
       this.mcast.requested = s.settings?.multicastControl === true;
       const txFeatures = { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined };
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, txFeatures, jtx, { rate: s.settings?.rate ?? null, mcast: this.mcast });
