@@ -502,15 +502,29 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
 
 // --- native memory for frame batches and helpers the TS side needs without a libc binding ---
 
-/** Zeroed, 64-byte aligned native memory (NULL on failure). */
+/*
+ * Zeroed, 64-byte aligned native memory (NULL on failure), mapped fresh from the kernel rather than
+ * malloc'd and cleared: a page costs RSS only once written. Per-vif rx queues are sized for the
+ * worst backlog (512 KiB each by default) and most never hold a frame, so memset()ing them made
+ * 1000 idle vifs cost ~500 MiB. The mapping's length sits in a 64-byte header before the block,
+ * so pio_free() needs only the address (the pool frees a dead worker's blocks by address).
+ */
+#define PIO_ALLOC_HEADER 64
 void *pio_alloc(uint64_t bytes) {
-    size_t n = (bytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (p) memset(p, 0, n ? n : 64);
-    return p;
+    size_t n = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
+    size_t len = n + PIO_ALLOC_HEADER;
+    if (len < n) return NULL;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    *(size_t *)m = len;
+    return (uint8_t *)m + PIO_ALLOC_HEADER;
 }
 
-void pio_free(void *p) { free(p); }
+void pio_free(void *p) {
+    if (!p) return;
+    uint8_t *m = (uint8_t *)p - PIO_ALLOC_HEADER;
+    munmap(m, *(size_t *)m);
+}
 
 /** Copies one template frame into slots 0..count-1 and sets their lengths (the source peer). */
 int pio_fill(uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t count, const uint8_t *tmpl, uint32_t len) {

@@ -41,13 +41,20 @@ export class RxQueue {
     this.limit = limit;
     // Room for `limit` bytes of frames plus one frame of slack left unused at a wrap.
     this.size = limit + MAX_FRAME + 64;
-    const a = peerio().pio_alloc(this.size) as number | null;
-    if (!a) throw new Error(`rx queue: allocating ${this.size} bytes of native memory failed: lower rxQueueBytes`);
-    this.addr = a;
-    this.mem = new Uint8Array(toArrayBuffer(a, 0, this.size));
     this.entCap = Math.floor(limit / MIN_CHARGE) + 1;
-    this.entOff = new Uint32Array(this.entCap);
-    this.entLen = new Uint32Array(this.entCap);
+    // One native block: the frames, then the entry table. pio_alloc's pages cost memory only once
+    // written, and the queue fills both from their start after every time it drains, so a vif pays
+    // for its deepest backlog, and an idle one (most of them) for nothing: not limit bytes up front.
+    const framesBytes = Math.ceil(this.size / 64) * 64;
+    const entBytes = Math.ceil((this.entCap * 4) / 64) * 64;
+    const total = framesBytes + 2 * entBytes;
+    const a = peerio().pio_alloc(total) as number | null;
+    if (!a) throw new Error(`rx queue: allocating ${total} bytes of native memory failed: lower rxQueueBytes`);
+    this.addr = a;
+    const all = toArrayBuffer(a, 0, total);
+    this.mem = new Uint8Array(all, 0, this.size);
+    this.entOff = new Uint32Array(all, framesBytes, this.entCap);
+    this.entLen = new Uint32Array(all, framesBytes + entBytes, this.entCap);
   }
 
   /** Frames waiting (not counting those taken for a copy in flight). */
@@ -82,7 +89,7 @@ export class RxQueue {
     return at;
   }
 
-  /** Native address of the queue's memory (reserve() offsets are relative to it). */
+  /** Native address of the queue's memory (reserve() offsets are relative to it; what pio_free releases). */
   get base(): number {
     return this.addr;
   }
