@@ -1,4 +1,4 @@
-// Usage: bun bench/vif-cost.ts [--vifs N (1000)] [--workers N (the vifs scenario's choice)] [--idle S (10)] [--prof DIR] [--arg DAEMON-OPTION ...]
+// Usage: bun bench/vif-cost.ts [--vifs N (1000)] [--workers N (the vifs scenario's choice)] [--idle S (10)] [--settle S (1)] [--prof DIR] [--arg DAEMON-OPTION ...]
 //
 // Where a many-vif daemon's memory and CPU go: N vifs connected to the daemon as its own process
 // (the vifs scenario's rig and light netfront, no traffic), then
@@ -18,10 +18,12 @@ import { runningXenstored } from "../src/sim/toolstack/host.ts";
 const CLK_TCK = 100;
 const VIFS_PER_DOMAIN = 25;
 
-const { values } = parseArgs({ options: { vifs: { type: "string" }, workers: { type: "string" }, idle: { type: "string" }, prof: { type: "string" }, arg: { type: "string", multiple: true } } });
+const { values } = parseArgs({ options: { vifs: { type: "string" }, workers: { type: "string" }, idle: { type: "string" }, settle: { type: "string" }, prof: { type: "string" }, arg: { type: "string", multiple: true } } });
 const n = Number(values.vifs ?? 1000);
 const workers = Number(values.workers ?? Math.max(2, Math.ceil(n / 64)));
 const idleS = Number(values.idle ?? 10);
+/** Seconds between the last connect and the idle window (the connect's own garbage collection and log lines). */
+const settleS = Number(values.settle ?? 1);
 
 function procTicks(pid: number): number {
   const s = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -99,7 +101,7 @@ try {
   const spent = (pid: number, was: number) => `${((procTicks(pid) - was) / CLK_TCK).toFixed(1)} s`;
   console.log(`${n} vifs, ${workers} workers, ${doms.length} domains: all connected in ${connectS.toFixed(2)} s`);
   console.log(`  CPU while connecting: daemon ${spent(rig.pid, before.daemon)}, xenstored ${spent(xsd, before.xenstored)}, toolstack and guests (this process) ${spent(process.pid, before.bench)}`);
-  await Bun.sleep(1000);
+  await Bun.sleep(settleS * 1000);
   for (const l of memory(rig.pid)) console.log(l);
   const a = threadTicks(rig.pid);
   const i0 = performance.now();

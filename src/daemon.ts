@@ -22,7 +22,7 @@ import { StatsArena } from "./stats/index.ts";
 import { XenstoreClient } from "./xenstore/index.ts";
 import { CaptureService } from "./capture/capture-service.ts";
 import { RateHistory } from "./http/rate-history.ts";
-import { toVifsView } from "./http/vif-view.ts";
+import { vifName } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
 
 /** How many vifs one worker can serve: the stats arena is sized for it up front. */
@@ -175,7 +175,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
   undo.push(() => captures.close());
   const rates = new RateHistory();
-  rates.start(() => toVifsView(vifs(), stats).vifs);
+  rates.start({
+    arena: stats,
+    names: () => {
+      const held = new Map<number, { generation: number; name: string }>();
+      for (const { dev, vif } of serving?.devices() ?? []) {
+        const slot = vif?.connection?.statsSlot;
+        if (slot) held.set(slot.index, { generation: slot.generation, name: vifName(dev.domid, dev.devid) });
+      }
+      return held;
+    },
+  });
   undo.push(() => rates.stop());
   let http: HttpServer;
   try {

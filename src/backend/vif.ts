@@ -64,6 +64,8 @@ const readoptHint = (dev: XenDevice) => `its guest cannot reconnect by itself: r
 
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
+  /** Each journal's slot version when its counters were last saved (saveCounters skips vifs that did not move). */
+  private readonly savedVersion = new WeakMap<MappedJournal, number>();
   private serial = 0;
   private bus: XenBus | undefined;
   private readonly features: readonly FeatureNode[];
@@ -313,9 +315,13 @@ export class VifHooks implements DeviceHooks {
     if (!stats) return;
     for (const e of this.info.values()) {
       if (!e.connection || !e.journal) continue;
+      // An idle vif's slot version stays put: its journal already holds these counters.
+      const version = stats.version(e.connection.statsSlot.index);
+      if (this.savedVersion.get(e.journal) === version) continue;
       try {
         const s = readVifStats(stats, e.connection.statsSlot);
         if (s) e.journal.saveCounters(s);
+        this.savedVersion.set(e.journal, version);
       } catch {
         // a slot mid-move reads as nothing this time; the next save catches up
       }
