@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { udpFrame } from "./lib/datapath-rig.ts";
 import { LightDomain, type LightVif } from "./lib/light-netfront.ts";
 import { startRig } from "./lib/sim-daemon.ts";
+import { VIFS_PER_WORKER } from "../src/daemon.ts";
 import { runningXenstored } from "../src/sim/toolstack/host.ts";
 
 const CLK_TCK = 100;
@@ -20,7 +21,7 @@ const VIFS_PER_DOMAIN = 25;
 
 const { values } = parseArgs({ options: { vifs: { type: "string" }, workers: { type: "string" }, idle: { type: "string" }, settle: { type: "string" }, prof: { type: "string" }, arg: { type: "string", multiple: true } } });
 const n = Number(values.vifs ?? 1000);
-const workers = Number(values.workers ?? Math.max(2, Math.ceil(n / 64)));
+const workers = Number(values.workers ?? Math.max(2, Math.ceil(n / VIFS_PER_WORKER)));
 const idleS = Number(values.idle ?? 10);
 /** Seconds between the last connect and the idle window (the connect's own garbage collection and log lines). */
 const settleS = Number(values.settle ?? 1);
@@ -84,6 +85,7 @@ try {
   const frame = udpFrame(64);
   const xsd = runningXenstored(rig.dir)!;
   const before = { daemon: procTicks(rig.pid), xenstored: procTicks(xsd), bench: procTicks(process.pid) };
+  const threadsBefore = threadTicks(rig.pid);
   const t0 = performance.now();
   for (let made = 0, i = 0; made < n; i++) {
     const k = Math.min(VIFS_PER_DOMAIN, n - made);
@@ -101,6 +103,8 @@ try {
   const spent = (pid: number, was: number) => `${((procTicks(pid) - was) / CLK_TCK).toFixed(1)} s`;
   console.log(`${n} vifs, ${workers} workers, ${doms.length} domains: all connected in ${connectS.toFixed(2)} s`);
   console.log(`  CPU while connecting: daemon ${spent(rig.pid, before.daemon)}, xenstored ${spent(xsd, before.xenstored)}, toolstack and guests (this process) ${spent(process.pid, before.bench)}`);
+  const byThread = [...threadTicks(rig.pid)].map(([k, v]) => [k, v - (threadsBefore.get(k) ?? 0)] as const).filter(([, d]) => d > 0);
+  console.log(`  daemon threads: ${byThread.sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, d]) => `${k.replace(/#\d+$/, "")} ${(d / CLK_TCK).toFixed(1)} s`).join(", ")}`);
   await Bun.sleep(settleS * 1000);
   for (const l of memory(rig.pid)) console.log(l);
   const a = threadTicks(rig.pid);

@@ -25,8 +25,13 @@ import { RateHistory } from "./http/rate-history.ts";
 import { vifName } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
 
-/** How many vifs one worker can serve: the stats arena is sized for it up front. */
-export const VIFS_PER_WORKER = 64;
+/**
+ * How many vifs one worker can serve: the stats arena is sized for it up front (448 bytes a slot,
+ * resident only once used), and the worker's poll set holds a peer fd for each (POLL_MAX_FDS). At 64
+ * a default daemon (one worker per CPU) on a 2-CPU host could serve only 128 vifs, and 1000 vifs
+ * needed 16 workers, each a JavaScript VM of its own (~14 MiB) with nothing more to do than two.
+ */
+export const VIFS_PER_WORKER = 1024;
 
 export interface PoolContext {
   platform: Platform;
