@@ -51,7 +51,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
     daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
     const guests: { nf: Netfront; domid: number; mac: Uint8Array; rx: Uint8Array[]; rx6: Uint8Array[] }[] = [];
     for (const name of ["alice", "bob"]) {
-      const d = await host.ts.create(name, { vifs: 1 });
+      const d = await host.ts.create(name, { nics: [{ bridge: bridge! }] });
       const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000 });
       fronts.push(nf);
       const info = await nf.whenConnected(5000);
