@@ -19,7 +19,7 @@ import { runningXenstored } from "../src/sim/toolstack/host.ts";
 const CLK_TCK = 100;
 const VIFS_PER_DOMAIN = 25;
 
-const { values } = parseArgs({ options: { vifs: { type: "string" }, workers: { type: "string" }, idle: { type: "string" }, settle: { type: "string" }, prof: { type: "string" }, arg: { type: "string", multiple: true } } });
+const { values } = parseArgs({ options: { vifs: { type: "string" }, workers: { type: "string" }, idle: { type: "string" }, settle: { type: "string" }, strace: { type: "boolean" }, prof: { type: "string" }, arg: { type: "string", multiple: true } } });
 const n = Number(values.vifs ?? 1000);
 const workers = Number(values.workers ?? Math.max(2, Math.ceil(n / VIFS_PER_WORKER)));
 const idleS = Number(values.idle ?? 10);
@@ -107,9 +107,13 @@ try {
   console.log(`  daemon threads: ${byThread.sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, d]) => `${k.replace(/#\d+$/, "")} ${(d / CLK_TCK).toFixed(1)} s`).join(", ")}`);
   await Bun.sleep(settleS * 1000);
   for (const l of memory(rig.pid)) console.log(l);
+  // --strace: which system calls the idle daemon makes, per thread (strace -c; it slows each call).
+  const tracer = values.strace ? Bun.spawn(["strace", "-f", "-c", "-p", String(rig.pid)], { stdout: "inherit", stderr: "inherit" }) : null;
   const a = threadTicks(rig.pid);
   const i0 = performance.now();
   await Bun.sleep(idleS * 1000);
+  tracer?.kill("SIGINT");
+  await tracer?.exited;
   const secs = (performance.now() - i0) / 1000;
   const b = threadTicks(rig.pid);
   let total = 0;
