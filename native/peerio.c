@@ -506,24 +506,63 @@ int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint
  * Zeroed, 64-byte aligned native memory (NULL on failure), mapped fresh from the kernel rather than
  * malloc'd and cleared: a page costs RSS only once written. Per-vif rx queues are sized for the
  * worst backlog (512 KiB each by default) and most never hold a frame, so memset()ing them made
- * 1000 idle vifs cost ~500 MiB. The mapping's length sits in a 64-byte header before the block,
- * so pio_free() needs only the address (the pool frees a dead worker's blocks by address).
+ * 1000 idle vifs cost ~500 MiB. The pool frees a dead worker's blocks by address alone, and some
+ * of those came from libc (GrantCopyBatch), so each mapping's length is kept here, not in the
+ * block (writing a header would also make its first page resident): pio_free() unmaps what
+ * pio_alloc() mapped and hands anything else to free(). Allocations are per vif or per worker,
+ * never per packet, so a short list under a spin lock is enough.
  */
-#define PIO_ALLOC_HEADER 64
+struct pio_block {
+    void *p;
+    size_t len;
+};
+static struct pio_block *pio_blocks;
+static size_t pio_nblocks, pio_capblocks;
+static int pio_lock_word;
+
+static void pio_lock(void) {
+    while (__atomic_exchange_n(&pio_lock_word, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&pio_lock_word, __ATOMIC_RELAXED)) {
+        }
+    }
+}
+static void pio_unlock(void) { __atomic_store_n(&pio_lock_word, 0, __ATOMIC_RELEASE); }
+
 void *pio_alloc(uint64_t bytes) {
-    size_t n = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
-    size_t len = n + PIO_ALLOC_HEADER;
-    if (len < n) return NULL;
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return NULL;
-    *(size_t *)m = len;
-    return (uint8_t *)m + PIO_ALLOC_HEADER;
+    size_t len = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
+    if (len < bytes) return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    pio_lock();
+    if (pio_nblocks == pio_capblocks) {
+        size_t cap = pio_capblocks ? pio_capblocks * 2 : 64;
+        struct pio_block *b = realloc(pio_blocks, cap * sizeof *b);
+        if (!b) {
+            pio_unlock();
+            munmap(p, len);
+            return NULL;
+        }
+        pio_blocks = b;
+        pio_capblocks = cap;
+    }
+    pio_blocks[pio_nblocks++] = (struct pio_block){p, len};
+    pio_unlock();
+    return p;
 }
 
 void pio_free(void *p) {
     if (!p) return;
-    uint8_t *m = (uint8_t *)p - PIO_ALLOC_HEADER;
-    munmap(m, *(size_t *)m);
+    size_t len = 0;
+    pio_lock();
+    for (size_t i = 0; i < pio_nblocks; i++) {
+        if (pio_blocks[i].p != p) continue;
+        len = pio_blocks[i].len;
+        pio_blocks[i] = pio_blocks[--pio_nblocks];
+        break;
+    }
+    pio_unlock();
+    if (len) munmap(p, len);
+    else free(p);
 }
 
 /** Copies one template frame into slots 0..count-1 and sets their lengths (the source peer). */

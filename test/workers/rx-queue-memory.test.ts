@@ -2,7 +2,9 @@
 // (512 KiB by default, Linux's) but most vifs never queue a frame, so its pages must not be resident
 // until written (1000 idle vifs used to hold ~500 MiB this way), and it grows with its deepest backlog.
 import { expect, test } from "bun:test";
-import { closeSync, openSync, readSync } from "node:fs";
+import type { Pointer } from "bun:ffi";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { peerio } from "../../src/net/peerio-lib.ts";
 import { DEFAULT_RX_QUEUE_BYTES, RxQueue } from "../../workers/rx-queue.ts";
 
 /** Resident KiB of [addr, addr + len) in this process, page by page (/proc/self/pagemap bit 63: present). */
@@ -34,4 +36,23 @@ test("an rx queue nothing was queued on holds at most one page of memory; a back
   } finally {
     q.free();
   }
+});
+
+test("pio_free unmaps what pio_alloc mapped and hands other blocks to free() (a dead worker's buffers are freed by address, some from libc)", () => {
+  const { dlopen, FFIType } = require("bun:ffi") as typeof import("bun:ffi");
+  const libc = dlopen(process.platform === "linux" ? "libc.so.6" : "libc.dylib", { aligned_alloc: { args: [FFIType.u64, FFIType.u64], returns: FFIType.ptr } }).symbols;
+  const mapped = peerio().pio_alloc(1 << 20) as number;
+  expect(residentKiB(mapped, 1 << 20)).toBe(0);
+  const inMaps = (a: number) => readFileSync("/proc/self/maps", "utf8").split("\n").some((l) => {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(l);
+    return m !== null && parseInt(m[1]!, 16) <= a && parseInt(m[2]!, 16) > a; // a neighbour may have merged into it
+  });
+  expect(inMaps(mapped)).toBe(true);
+  peerio().pio_free(mapped as Pointer);
+  expect(inMaps(mapped)).toBe(false);
+  const fromLibc = libc.aligned_alloc(64, 6144) as number;
+  peerio().pio_free(fromLibc as Pointer); // free(): no crash, no unmapping of a neighbour
+  const again = peerio().pio_alloc(100) as number;
+  expect(again).not.toBe(0);
+  peerio().pio_free(again as Pointer);
 });
