@@ -533,42 +533,67 @@ int pio_offload(struct pio *c, uint32_t flags) {
 
 // --- native memory for frame batches and helpers the TS side needs without a libc binding ---
 
-// Every allocation has a 64-byte header right before it saying how to release it. Large ones (frame
-// batches, a vif's rx queue: 0.5-4 MiB each) are anonymous mappings, zero and faulted in only as
-// they are written: an idle vif's 576 KiB rx queue then costs no resident memory (memset-ing it
-// made 200 idle feature-sg vifs cost 120 MiB RSS), and a 64 KiB frame slot holding a 60-byte frame
-// one page. Small ones come from the C heap, zeroed.
-#define PIO_HDR 64
-#define PIO_LAZY_MIN (128u * 1024)
-#define PIO_HEAP 0x48504f49u /* "IOPH" */
-#define PIO_MMAP 0x4d504f49u /* "IOPM" */
-struct pio_hdr { uint32_t kind, pad; uint64_t map_len; };
+/*
+ * Zeroed, 64-byte aligned native memory (NULL on failure), mapped fresh from the kernel rather than
+ * malloc'd and cleared: a page costs RSS only once written. Per-vif rx queues are sized for the
+ * worst backlog (512 KiB each by default) and most never hold a frame, so memset()ing them made
+ * 1000 idle vifs cost ~500 MiB. The pool frees a dead worker's blocks by address alone, and some
+ * of those came from libc (GrantCopyBatch), so each mapping's length is kept here, not in the
+ * block (writing a header would also make its first page resident): pio_free() unmaps what
+ * pio_alloc() mapped and hands anything else to free(). Allocations are per vif or per worker,
+ * never per packet, so a short list under a spin lock is enough.
+ */
+struct pio_block {
+    void *p;
+    size_t len;
+};
+static struct pio_block *pio_blocks;
+static size_t pio_nblocks, pio_capblocks;
+static int pio_lock_word;
 
-/** Zeroed, 64-byte aligned native memory (NULL on failure); release with pio_free. */
-void *pio_alloc(uint64_t bytes) {
-    size_t n = (bytes + 63) & ~(size_t)63;
-    if (n == 0) n = 64;
-    if (n >= PIO_LAZY_MIN) {
-        size_t len = n + 4096; // the header's page, then page-aligned memory
-        uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) return NULL;
-        struct pio_hdr *h = (struct pio_hdr *)(m + 4096 - PIO_HDR);
-        h->kind = PIO_MMAP;
-        h->map_len = len;
-        return m + 4096;
+static void pio_lock(void) {
+    while (__atomic_exchange_n(&pio_lock_word, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&pio_lock_word, __ATOMIC_RELAXED)) {
+        }
     }
-    uint8_t *p = aligned_alloc(64, n + PIO_HDR);
-    if (!p) return NULL;
-    memset(p, 0, n + PIO_HDR);
-    ((struct pio_hdr *)p)->kind = PIO_HEAP;
-    return p + PIO_HDR;
+}
+static void pio_unlock(void) { __atomic_store_n(&pio_lock_word, 0, __ATOMIC_RELEASE); }
+
+void *pio_alloc(uint64_t bytes) {
+    size_t len = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
+    if (len < bytes) return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    pio_lock();
+    if (pio_nblocks == pio_capblocks) {
+        size_t cap = pio_capblocks ? pio_capblocks * 2 : 64;
+        struct pio_block *b = realloc(pio_blocks, cap * sizeof *b);
+        if (!b) {
+            pio_unlock();
+            munmap(p, len);
+            return NULL;
+        }
+        pio_blocks = b;
+        pio_capblocks = cap;
+    }
+    pio_blocks[pio_nblocks++] = (struct pio_block){p, len};
+    pio_unlock();
+    return p;
 }
 
 void pio_free(void *p) {
     if (!p) return;
-    struct pio_hdr *h = (struct pio_hdr *)((uint8_t *)p - PIO_HDR);
-    if (h->kind == PIO_MMAP) munmap((uint8_t *)p - 4096, h->map_len);
-    else if (h->kind == PIO_HEAP) free(h);
+    size_t len = 0;
+    pio_lock();
+    for (size_t i = 0; i < pio_nblocks; i++) {
+        if (pio_blocks[i].p != p) continue;
+        len = pio_blocks[i].len;
+        pio_blocks[i] = pio_blocks[--pio_nblocks];
+        break;
+    }
+    pio_unlock();
+    if (len) munmap(p, len);
+    else free(p);
 }
 
 /** Copies one template frame into slots 0..count-1 and sets their lengths (the source peer). */

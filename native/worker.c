@@ -11,7 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define QW_MAX_FDS 256
+/* A worker's vifs (src/daemon.ts VIFS_PER_WORKER) each with a peer fd, plus its 3 fixed fds. */
+#define QW_MAX_FDS 1027
 
 /* A nonblocking, close-on-exec eventfd: the main thread writes it to wake a worker. */
 int qw_eventfd(void) {

@@ -22,11 +22,16 @@ import { StatsArena } from "./stats/index.ts";
 import { XenstoreClient } from "./xenstore/index.ts";
 import { CaptureService } from "./capture/capture-service.ts";
 import { RateHistory } from "./http/rate-history.ts";
-import { toVifsView } from "./http/vif-view.ts";
+import { vifName } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
 
-/** How many vifs one worker can serve: the stats arena is sized for it up front. */
-export const VIFS_PER_WORKER = 64;
+/**
+ * How many vifs one worker can serve: the stats arena is sized for it up front (448 bytes a slot,
+ * resident only once used), and the worker's poll set holds a peer fd for each (POLL_MAX_FDS). At 64
+ * a default daemon (one worker per CPU) on a 2-CPU host could serve only 128 vifs, and 1000 vifs
+ * needed 16 workers, each a JavaScript VM of its own (~14 MiB) with nothing more to do than two.
+ */
+export const VIFS_PER_WORKER = 1024;
 
 export interface PoolContext {
   platform: Platform;
@@ -177,7 +182,20 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const captures = new CaptureService({ ring: (w) => pool.captureRing?.(w), userAppl: versionLine(), log: log.child("capture") });
   undo.push(() => captures.close());
   const rates = new RateHistory();
-  rates.start(() => toVifsView(vifs(), stats).vifs);
+  rates.start({
+    arena: stats,
+    names: () => {
+      const held = new Map<number, { generation: number; name: string }>();
+      for (const { dev, vif } of serving?.devices() ?? []) {
+        // A multi-queue vif's queues each have a slot: queue 0 by the vif's name, the others as netback names their threads.
+        vif?.queues.forEach((q, i) => {
+          const slot = q.connection.statsSlot;
+          held.set(slot.index, { generation: slot.generation, name: i === 0 ? vifName(dev.domid, dev.devid) : `${vifName(dev.domid, dev.devid)}-q${i}` });
+        });
+      }
+      return held;
+    },
+  });
   undo.push(() => rates.stop());
   let http: HttpServer;
   try {

@@ -47,15 +47,23 @@ export class RxQueue {
     this.maxFrame = maxFrame;
     // Room for `limit` bytes of frames plus one frame of slack left unused at a wrap.
     this.size = limit + maxFrame + 64;
-    const a = peerio().pio_alloc(this.size) as number | null;
-    if (!a) throw new Error(`rx queue: allocating ${this.size} bytes of native memory failed: lower rxQueueBytes`);
-    this.addr = a;
-    this.mem = new Uint8Array(toArrayBuffer(a, 0, this.size));
     this.entCap = Math.floor(limit / MIN_CHARGE) + 1;
-    this.entOff = new Uint32Array(this.entCap);
-    this.entLen = new Uint32Array(this.entCap);
-    this.entMeta = new Uint32Array(this.entCap);
-    this.entTime = new Float64Array(this.entCap);
+    // One native block: the frames, the entry tables, then the enqueue times (every part 64-byte
+    // aligned). pio_alloc's pages cost memory only once written, and the queue fills each from its
+    // start after every time it drains, so a vif pays for its deepest backlog, and an idle one (most
+    // of them) for nothing: not limit bytes up front. Its start is `base`, what pio_free releases.
+    const framesBytes = Math.ceil(this.size / 64) * 64;
+    const entBytes = Math.ceil((this.entCap * 4) / 64) * 64;
+    const total = framesBytes + 3 * entBytes + this.entCap * 8;
+    const a = peerio().pio_alloc(total) as number | null;
+    if (!a) throw new Error(`rx queue: allocating ${total} bytes of native memory failed: lower rxQueueBytes`);
+    this.addr = a;
+    const all = toArrayBuffer(a, 0, total);
+    this.mem = new Uint8Array(all, 0, this.size);
+    this.entOff = new Uint32Array(all, framesBytes, this.entCap);
+    this.entLen = new Uint32Array(all, framesBytes + entBytes, this.entCap);
+    this.entMeta = new Uint32Array(all, framesBytes + 2 * entBytes, this.entCap);
+    this.entTime = new Float64Array(all, framesBytes + 3 * entBytes, this.entCap);
   }
 
   /** Frames waiting (not counting those taken for a copy in flight). */
@@ -92,7 +100,7 @@ export class RxQueue {
     return at;
   }
 
-  /** Native address of the queue's memory (reserve() offsets are relative to it). */
+  /** Native address of the queue's memory (reserve() offsets are relative to it; what pio_free releases). */
   get base(): number {
     return this.addr;
   }

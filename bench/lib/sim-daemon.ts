@@ -27,6 +27,8 @@ export interface RigOptions {
   workers?: number;
   /** Extra daemon options (after the rig's own). */
   daemonArgs?: string[];
+  /** Options for Bun itself, before the daemon's script (e.g. --cpu-prof-md, --cpu-prof-dir DIR). */
+  runtimeArgs?: string[];
 }
 
 export interface Rig {
@@ -68,7 +70,7 @@ export async function startRig(opts: RigOptions = {}): Promise<Rig> {
   const ts = new Toolstack({ xs, hv: simHypervisor(dir), log: libxlLogTo((l) => libxlLog.push(l)) });
 
   const args = ["--platform", "sim", "--sim-dir", dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", String(opts.workers ?? 2), "--on-exit", "close", ...(opts.daemonArgs ?? [])];
-  const proc: Subprocess<"ignore", "ignore", "pipe"> = spawn([process.execPath, MAIN, ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "" } });
+  const proc: Subprocess<"ignore", "ignore", "pipe"> = spawn([process.execPath, ...(opts.runtimeArgs ?? []), MAIN, ...args], { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "" } });
   const daemonLog: string[] = [];
   // The port is only known once the daemon has bound it: its "serving" line names the URL.
   const url = await new Promise<string>((res, rej) => {

@@ -2,6 +2,7 @@
 // realize: features + host interface; frontendChanged: the Linux netback state mapping; connect:
 // validated frontend nodes handed to the worker pool; disconnect/unrealize: given back; adopt: a
 // vif an earlier qnicd left Connected, taken over through its journal without touching a state node.
+import * as v from "valibot";
 import type { Logger } from "../log.ts";
 import type { PeerProvisioner, PeerSettings } from "../net/peer-provisioner.ts";
 import type { ConnectedVif, VifFault, WorkerPool } from "../pool/types.ts";
@@ -24,6 +25,21 @@ const S = XenbusState;
 /** Linux's dev_valid_name(): shorter than IFNAMSIZ (16), not "." or "..", no '/', ':' or whitespace. */
 export function validInterfaceName(s: string): boolean {
   return /^[^/:\s]{1,15}$/.test(s) && s !== "." && s !== "..";
+}
+
+/**
+ * B/bridge as the toolstack wrote it: an interface name, at most 15 BYTES (IFNAMSIZ less its NUL:
+ * a name of 15 multi-byte characters does not fit), checked before the name reaches sysfs paths
+ * or an ioctl. Undefined: not a valid name.
+ */
+const BRIDGE_NODE = v.pipe(
+  v.string(),
+  v.check(validInterfaceName),
+  v.check((s) => Buffer.byteLength(s) <= 15),
+);
+export function parseBridgeNode(raw: string): string | undefined {
+  const r = v.safeParse(BRIDGE_NODE, raw);
+  return r.success ? r.output : undefined;
 }
 
 /** One queue the pool serves for a connected vif. */
@@ -83,6 +99,8 @@ interface JournalSource {
 
 export class VifHooks implements DeviceHooks {
   private readonly info = new Map<XenDevice, VifInfo>();
+  /** Each journal's slot version when its counters were last saved (saveCounters skips vifs that did not move). */
+  private readonly savedVersion = new WeakMap<MappedJournal, number>();
   private serial = 0;
   private bus: XenBus | undefined;
   private readonly features: readonly FeatureNode[];
@@ -139,9 +157,20 @@ export class VifHooks implements DeviceHooks {
     }
     const name = vifname || `${this.opts.vifnamePrefix}${dev.domid}.${dev.devid}`;
     // libxl's mtu= key (B/mtu, written only when not 1500). Toolstack-written, validated all the
-    // same. (B/bridge is left to the hotplug script: libxl writes "xenbr0" when the config names
-    // no bridge, so it cannot tell an operator's --bridge apart from a vif that asked for none.)
+    // same.
     const settings: PeerSettings = {};
+    // libxl's bridge= key (B/bridge, "xenbr0" when the config names none): the bridge the TAP
+    // joins when qnicd puts TAPs on bridges itself (--bridge); otherwise the hotplug script reads it.
+    if (this.opts.peers.joinsBridges) {
+      const bridge = await this.opts.xs.tryRead(`${B}/bridge`);
+      if (bridge !== undefined) {
+        const ok = parseBridgeNode(bridge);
+        if (ok === undefined) {
+          throw new VifFatalError(Errno.EINVAL, `reading bridge: ${quoteGuest(bridge)} is not a bridge name`, "give the vif a bridge= of 1 to 15 bytes without '/', ':' or spaces");
+        }
+        settings.bridge = ok;
+      }
+    }
     const mtu = await this.opts.xs.tryRead(`${B}/mtu`);
     if (mtu !== undefined) {
       if (!/^\d{2,5}$/.test(mtu) || Number(mtu) < 68 || Number(mtu) > 65535) {
@@ -153,7 +182,9 @@ export class VifHooks implements DeviceHooks {
       e.peer = this.opts.peers.create(name, settings);
     } catch (err) {
       const errno = typeof (err as { errno?: unknown }).errno === "number" ? (err as { errno: number }).errno : Errno.EIO;
-      throw new VifFatalError(errno, `creating interface: ${oneLine((err as Error).message)}`, "check that no other interface has that name and that qnicd may create TAPs (or run with --peer switch)");
+      // ENODEV: the bridge it should join is missing; the message says which and how to fix it.
+      const hint = errno === Errno.ENODEV ? "once the bridge exists, re-attach the vif (xl network-detach, then network-attach)" : "check that no other interface has that name and that qnicd may create TAPs (or run with --peer switch)";
+      throw new VifFatalError(errno, `creating interface: ${oneLine((err as Error).message)}`, hint);
     }
   }
 
@@ -399,9 +430,13 @@ export class VifHooks implements DeviceHooks {
     for (const e of this.info.values()) {
       for (const q of e.queues) {
         if (!q.journal) continue;
+        // An idle queue's slot version stays put: its journal already holds these counters.
+        const version = stats.version(q.connection.statsSlot.index);
+        if (this.savedVersion.get(q.journal) === version) continue;
         try {
           const s = readVifStats(stats, q.connection.statsSlot);
           if (s) q.journal.saveCounters(s);
+          this.savedVersion.set(q.journal, version);
         } catch {
           // a slot mid-move reads as nothing this time; the next save catches up
         }

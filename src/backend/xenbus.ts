@@ -38,6 +38,8 @@ export class XenBus {
   private readonly devices = new Map<string, XenDevice>();
   private rootWatch: Watch | undefined;
   private scanDirty = false;
+  /** Domains whose directory alone needs listing (a node of a device not known yet changed). */
+  private readonly domainsDirty = new Set<number>();
   private scanning: Promise<void> | null = null;
   private stopping = false;
   private readonly onReconnected = () => this.resync();
@@ -156,9 +158,10 @@ export class XenBus {
     if (t.kind === "scan") this.requestScan();
     else if (t.kind === "device") {
       const dev = this.devices.get(`${t.domid}/${t.devid}`);
-      // A node of a device we do not know yet: it was just created, so look for it.
+      // A node of a device we do not know yet: it was just created, so look for it in its
+      // domain's directory (listing every domain here made connecting N vifs cost O(N^2) reads).
       if (dev) this.kick(dev);
-      else this.requestScan();
+      else this.requestScan(t.domid);
     }
   }
 
@@ -170,14 +173,23 @@ export class XenBus {
     for (const dev of this.devices.values()) this.kick(dev);
   }
 
-  private requestScan(): void {
-    this.scanDirty = true;
+  /** Lists the whole root, or with `domid` only that domain's directory, coalescing requests. */
+  private requestScan(domid?: number): void {
+    if (domid === undefined) this.scanDirty = true;
+    else this.domainsDirty.add(domid);
     if (this.scanning || this.stopping) return;
     this.scanning = (async () => {
       try {
-        while (this.scanDirty && !this.stopping) {
-          this.scanDirty = false;
-          await this.scan();
+        while ((this.scanDirty || this.domainsDirty.size > 0) && !this.stopping) {
+          if (this.scanDirty) {
+            this.scanDirty = false;
+            this.domainsDirty.clear();
+            await this.scan();
+          } else {
+            const [d] = this.domainsDirty;
+            this.domainsDirty.delete(d!);
+            await this.scanDomain(d!);
+          }
         }
       } catch (e) {
         // Lost xenstore: the reconnect handler scans again.
@@ -192,29 +204,39 @@ export class XenBus {
     const seen = new Set<string>();
     for (const d of await this.listDir(this.root)) {
       const domid = parseIdComponent(d, DOMID_MAX);
-      if (domid === undefined) continue;
-      for (const dv of await this.listDir(`${this.root}/${d}`)) {
-        const devid = parseIdComponent(dv);
-        if (devid === undefined) continue;
-        const key = `${domid}/${devid}`;
-        seen.add(key);
-        let dev = this.devices.get(key);
-        if (!dev) {
-          dev = new XenDevice(
-            domid,
-            devid,
-            vifName(domid, devid, this.opts.namePrefix),
-            deviceBackendPath(this.root, domid, devid),
-            deviceErrorDir(this.opts.backendDomid, this.opts.type, domid, devid),
-          );
-          this.devices.set(key, dev);
-          this.log.debug(`${dev.name}: found ${dev.backendPath}`);
-        }
-        this.kick(dev);
-      }
+      if (domid !== undefined) await this.scanDevices(domid, seen);
     }
     // Devices whose directory vanished find out in their own run (and are forgotten there).
     for (const [key, dev] of this.devices) if (!seen.has(key)) this.kick(dev);
+  }
+
+  private async scanDomain(domid: number): Promise<void> {
+    const seen = new Set<string>();
+    await this.scanDevices(domid, seen);
+    for (const [key, dev] of this.devices) if (dev.domid === domid && !seen.has(key)) this.kick(dev);
+  }
+
+  /** Adds the devices of `domid` not known yet, each kicked once; records every key it lists in `seen`. */
+  private async scanDevices(domid: number, seen: Set<string>): Promise<void> {
+    for (const dv of await this.listDir(`${this.root}/${domid}`)) {
+      const devid = parseIdComponent(dv);
+      if (devid === undefined) continue;
+      const key = `${domid}/${devid}`;
+      seen.add(key);
+      if (this.devices.has(key)) continue;
+      // Only new devices run here: a known one is kicked by the watch events of its own nodes
+      // (kicking every device on every scan made connecting N vifs cost O(N^2) re-evaluations).
+      const dev = new XenDevice(
+        domid,
+        devid,
+        vifName(domid, devid, this.opts.namePrefix),
+        deviceBackendPath(this.root, domid, devid),
+        deviceErrorDir(this.opts.backendDomid, this.opts.type, domid, devid),
+      );
+      this.devices.set(key, dev);
+      this.log.debug(`${dev.name}: found ${dev.backendPath}`);
+      this.kick(dev);
+    }
   }
 
   private async listDir(path: string): Promise<string[]> {

@@ -136,7 +136,9 @@ export const SETTINGS = {
   }),
   bridge: setting<string | null>({
     metavar: "NAME",
-    help: "Linux bridge each tap device joins (none: taps are left unattached)",
+    // libxl writes B/bridge for every vif (xenbr0 when its config names none), so under --bridge a
+    // libxl vif joins its own bridge, as vif-bridge would put it there under Linux netback.
+    help: "qnicd puts each tap device on a Linux bridge itself: the one its vif's config names (bridge=, B/bridge), else this one (none: taps are left to the hotplug script)",
     expected: "a Linux interface name: 1 to 15 characters, no '/', ':' or whitespace",
     schema: ifname,
     default: () => null,

@@ -34,7 +34,12 @@ const errnoName = (n: number) => errnoNames[n] ?? `errno ${n}`;
 const cstr = (s: string) => Buffer.from(`${s}\0`);
 
 export interface TapOptions {
-  /** Linux bridge each TAP joins (--bridge); null leaves that to the hotplug script. */
+  /**
+   * --bridge: qnicd puts each TAP on a bridge itself, the one its vif's config names (B/bridge:
+   * libxl's bridge=, which libxl writes as xenbr0 when the config names none), else this one (a
+   * toolstack that writes no B/bridge). null leaves bridges to the hotplug script (libxl's
+   * vif-bridge, which reads the same B/bridge).
+   */
   bridge: string | null;
   /** The clone device (tests point it elsewhere); /dev/net/tun. */
   device?: string;
@@ -73,11 +78,23 @@ export class TapProvisioner implements PeerProvisioner {
     }
   }
 
+  get joinsBridges(): boolean {
+    return this.opts.bridge !== null;
+  }
+
   create(name: string, settings: PeerSettings = {}): PeerHandle {
+    // The vif's own bridge= wins over --bridge, as vif-bridge would honour it under netback.
     // Checked before the TAP exists (the bridge may have gone since the start), so a missing one
-    // leaves nothing behind.
-    const bridge = this.opts.bridge;
-    if (bridge !== null && bridgeMissing(bridge)) throw new PeerError(`joining bridge ${bridge}: no such bridge: create it again, or restart qnicd without --bridge`, os.errno.ENODEV);
+    // leaves nothing behind and the vif does not connect.
+    const bridge = this.opts.bridge === null ? null : (settings.bridge ?? this.opts.bridge);
+    if (bridge !== null && bridgeMissing(bridge)) {
+      throw new PeerError(
+        settings.bridge !== undefined
+          ? `joining bridge ${bridge}, which the vif's config names (bridge=, B/bridge): no such bridge: create it (ip link add ${bridge} type bridge), or give the vif an existing bridge= (libxl writes xenbr0 when its config names none)`
+          : `joining bridge ${bridge}: no such bridge: create it again, or restart qnicd without --bridge`,
+        os.errno.ENODEV,
+      );
+    }
     if (this.held.has(name)) throw new PeerError(`${name}: this daemon already has a TAP by that name`, os.errno.EEXIST);
     const fd = this.lib.qnicd_tap_open(cstr(name), this.opts.vnetHdr === false ? 0 : 1, this.opts.persistent === false ? 0 : 1);
     if (fd < 0) {

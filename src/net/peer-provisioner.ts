@@ -3,14 +3,18 @@
 // interface) and gives it back when the device goes away. Chosen by --peer.
 import type { PeerHandle } from "./peer.ts";
 
-/** What the toolstack asked for a vif's host side (libxl's vif keys: B/mtu), validated. */
+/** What the toolstack asked for a vif's host side (libxl's vif keys: B/mtu, B/bridge), validated. */
 export interface PeerSettings {
   /** The interface's MTU; absent: its bridge's (as vif-bridge does), else the kernel's default. */
   mtu?: number;
+  /** The bridge the vif's config names (B/bridge), for a provisioner that joinsBridges. */
+  bridge?: string;
 }
 
 export interface PeerProvisioner {
   readonly kind: PeerHandle["kind"];
+  /** Whether create() puts each interface on a bridge itself (then PeerSettings.bridge is honoured). */
+  readonly joinsBridges: boolean;
   /** Creates the peer named `name` (already validated as an interface name). Throws PeerError. */
   create(name: string, settings?: PeerSettings): PeerHandle;
   /**
@@ -53,6 +57,7 @@ export class PeerError extends Error {
  */
 export class PlaceholderProvisioner implements PeerProvisioner {
   private readonly held = new Set<string>();
+  readonly joinsBridges = false;
   constructor(readonly kind: "switch" | "null") {}
 
   create(name: string): PeerHandle {

@@ -24,7 +24,7 @@ export function workerNative(): Lib {
 }
 
 /** Largest fd set one poll() takes (native/worker.c QW_MAX_FDS). */
-export const POLL_MAX_FDS = 256;
+export const POLL_MAX_FDS = 1027;
 export const POLLIN = 0x1;
 export const POLLERR = 0x8;
 export const POLLHUP = 0x10;

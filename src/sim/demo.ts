@@ -131,7 +131,8 @@ async function bootGuests(ts: Toolstack, n: NetworkChoice): Promise<[Guest, Gues
     checkpoint();
     const ip = n.guestIps[i]!;
     // libxl's create: nodes, wait for qnicd to reach InitWait, then the guest boots its netfront.
-    const d = await ts.create(name, { vifs: 1, boot: { ip } });
+    // Its vif names the demo's bridge (bridge=), which qnicd's TAP joins under --bridge.
+    const d = await ts.create(name, { vifs: 1, ...(n.mode === "tap" ? { nics: [{ bridge: n.bridge }] } : {}), boot: { ip } });
     const shell = guests.shell(d.domid);
     const { mac } = await shell.whenConnected(15_000);
     const where = n.mode === "tap" ? `TAP ${n.prefix}${d.domid}.0 on ${n.bridge}` : "a port of qnicd's switch";

@@ -18,7 +18,7 @@ import {
   S_IN_USE,
   S_SEQ,
 } from "./arena-layout.ts";
-import { lockSlot, storeCounter, unlockSlot } from "./slot-seqlock.ts";
+import { lockSlot, readSlot, storeCounter, unlockSlot, type SlotSnapshot } from "./slot-seqlock.ts";
 
 /**
  * Names one vif's slot for one tenancy. Plain data, so it crosses postMessage. A reused slot gets a
@@ -161,6 +161,21 @@ export class StatsArena {
       }
     }
     return refs;
+  }
+
+  /**
+   * Slot `index`'s write version: it moves with every flush, allocation and release and with
+   * nothing else, so a reader that saw the same version before knows the counters did not change
+   * and need not read them (an idle vif costs one load). Odd while a writer is mid-update.
+   */
+  version(index: number): number {
+    return Atomics.load(this.words, this.slotBase(index) + S_SEQ);
+  }
+
+  /** A consistent copy of slot `index`'s counters into `out` (one number per counter, table order). */
+  readInto(index: number, out: number[]): SlotSnapshot {
+    this.checkIndex(index);
+    return readSlot(this.words, this.slotBase(index), out);
   }
 
   checkIndex(index: number): void {

@@ -31,14 +31,36 @@ export function unixSocketTransport(path: string): TransportFactory {
         closed = true;
         if (opened) handlers.closed(err);
       };
+      // Messages written in one turn of the event loop leave in one socket write. A write per
+      // message cost a system call and a wake-up of xenstored each: with 1000 vifs connecting
+      // (~57 requests apiece) that was over 40 % of the daemon's main thread.
+      let queued: Uint8Array[] = [];
+      const flush = () => {
+        const parts = queued;
+        queued = [];
+        if (closed || parts.length === 0) return;
+        if (parts.length === 1) return void sock.write(parts[0]!);
+        let n = 0;
+        for (const p of parts) n += p.length;
+        const all = new Uint8Array(n);
+        n = 0;
+        for (const p of parts) {
+          all.set(p, n);
+          n += p.length;
+        }
+        sock.write(all);
+      };
       sock.once("connect", () => {
         opened = true;
         resolve({
           endpoint: path,
           write: (bytes) => {
-            if (!closed) sock.write(bytes);
+            if (closed) return;
+            if (queued.length === 0) setImmediate(flush);
+            queued.push(bytes);
           },
           close: () => {
+            flush();
             sock.destroy();
             finish();
           },

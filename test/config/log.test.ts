@@ -72,11 +72,11 @@ function limited(limit = { burst: 3, windowMs: 10_000 }) {
   return { log, lines, advance, text, timers };
 }
 
-test("lines about one vif: a burst is written, the rest counted and summarised when the window closes", () => {
+test("lines about one vif: a burst is written, the rest counted and summarised when the window closes (within a tenth of a window, so windows ending together close in one wake-up)", () => {
   const { log, text, advance } = limited();
   for (let i = 0; i < 3915; i++) log.info(`vif5.0: backend Closed -> InitWait`);
   expect(text()).toEqual(["info  vif5.0: backend Closed -> InitWait", "info  vif5.0: backend Closed -> InitWait", "info  vif5.0: backend Closed -> InitWait"]);
-  advance(9_999);
+  advance(10_999);
   expect(text()).toHaveLength(3);
   advance(1);
   expect(text().slice(3)).toEqual(["warn  vif5.0: 3,912 similar lines suppressed in the last 10 s"]);
@@ -101,7 +101,7 @@ test("one noisy vif silences neither another vif nor the daemon's own lines", ()
     "warn  pool: vif fault: tx packet at 0x10 continues past req_prod 0x11 key=vif6.0#1 errno=71",
     "info  vif7.0: connected key=vif7.0#3",
   ]);
-  advance(10_000);
+  advance(11_000);
   expect(text().slice(8)).toEqual(["warn  vif5.0: 97 similar lines suppressed in the last 10 s"]);
 });
 
@@ -110,7 +110,7 @@ test("a pool line about a vif (its connection key) and a logger named after a vi
   log.child("pool").warn("vif fault: bad", { key: "vif5.0#2" });
   log.child("vif5.0").info("frontend connected");
   log.info("vif5.0: connected");
-  advance(1000);
+  advance(1100);
   expect(text()).toEqual(["warn  pool: vif fault: bad key=vif5.0#2", "warn  vif5.0: 2 similar lines suppressed in the last 1 s"]);
 });
 
@@ -201,4 +201,30 @@ test("stderr is the journal only when $JOURNAL_STREAM names stderr's own device 
     closeSync(other);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("windows that end close together (within a tenth of a window) are closed in one wake-up, not one each", () => {
+  let t = 0;
+  const due: { fn: () => void; at: number }[] = [];
+  let armed = 0;
+  const lines: string[] = [];
+  const log = createLogger({
+    level: "info",
+    format: "text",
+    write: (l) => lines.push(l),
+    now: () => new Date(t),
+    vifLimit: { burst: 1, windowMs: 10_000 },
+    setTimer: (fn, ms) => {
+      armed++;
+      due.push({ fn, at: t + ms });
+    },
+  });
+  // 50 vifs each over their burst, 10 ms apart (a mass connect).
+  for (let i = 0; i < 50; i++, t += 10) {
+    log.info(`vif${i}.0: connected`);
+    log.info(`vif${i}.0: again`);
+  }
+  for (t = 10_000; t <= 12_000; t += 10) for (let i = due.findIndex((x) => x.at <= t); i >= 0; i = due.findIndex((x) => x.at <= t)) due.splice(i, 1)[0]!.fn();
+  expect(lines.filter((l) => l.includes("suppressed")).length).toBe(50);
+  expect(armed).toBeLessThanOrEqual(2);
 });

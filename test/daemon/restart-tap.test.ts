@@ -71,8 +71,8 @@ describe.skipIf(!canUseTap())("restart with TAP peers", () => {
 
   test("kill -9: the TAP stays on its bridge, the next qnicd carries the guest's frames on it; a vif removed meanwhile loses its TAP and journal at the next start", async () => {
     const ts = new Toolstack({ xs, hv: simHypervisor(dir), guests, log: () => {} });
-    const a = await ts.create("alice", { vifs: 1, boot: { ip: "10.8.0.1" } });
-    const b = await ts.create("bob", { vifs: 1, boot: { ip: "10.8.0.2" } });
+    const a = await ts.create("alice", { nics: [{ bridge: BRIDGE }], boot: { ip: "10.8.0.1" } });
+    const b = await ts.create("bob", { nics: [{ bridge: BRIDGE }], boot: { ip: "10.8.0.2" } });
     const alice: GuestShell = guests.shell(a.domid);
     await alice.whenConnected(15_000);
     await guests.shell(b.domid).whenConnected(15_000);

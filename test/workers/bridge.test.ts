@@ -57,7 +57,7 @@ describe.skipIf(!canBridge())("guest to guest through a Linux bridge", () => {
     daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
     const guests: Guest[] = [];
     for (const name of ["alice", "bob"]) {
-      const d = await host.ts.create(name, { vifs: 1 });
+      const d = await host.ts.create(name, { nics: [{ bridge: bridge! }] });
       const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000 });
       fronts.push(nf);
       const info = await nf.whenConnected(5000);

@@ -75,7 +75,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
     daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
     const guests: { nf: Netfront; domid: number; mac: Uint8Array; rx: Uint8Array[]; rx6: Uint8Array[]; meta: Map<Uint8Array, RxMeta> }[] = [];
     for (const name of ["alice", "bob", "carol"]) {
-      const d = await host.ts.create(name, { vifs: 1 });
+      const d = await host.ts.create(name, { nics: [{ bridge: bridge! }] });
       // Carol's netfront takes neither rx GSO (nor, thus, tx GSO: the keys describe both directions).
       const advertise = name === "carol" ? { gsoTcpv4: false, gsoTcpv6: false } : undefined;
       const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, advertise });
