@@ -110,7 +110,7 @@ describe.skipIf(!canUseTap())("restart with TAP peers", () => {
 
   test("kill -9 under a 2-queue vif: each queue has its journal, the next qnicd takes both over on the TAP's two queues without a reconnect", async () => {
     const ts = new Toolstack({ xs, hv: simHypervisor(dir), guests, log: () => {} });
-    const c = await ts.create("carol", { vifs: 1, vcpus: 2, boot: { ip: "10.8.0.3" } });
+    const c = await ts.create("carol", { nics: [{ bridge: BRIDGE }], vcpus: 2, boot: { ip: "10.8.0.3" } });
     const carol: GuestShell = guests.shell(c.domid);
     await carol.whenConnected(15_000);
     const tapC = `${PREFIX}${c.domid}.0`;
