@@ -104,6 +104,14 @@ const pktSlots = new Uint8Array(NETIF_RX_RING_SIZE);
 const pktLen = new Uint32Array(NETIF_RX_RING_SIZE);
 const pktGso = new Uint8Array(NETIF_RX_RING_SIZE);
 
+/** A frame to a group the guest did not add, once it asked for multicast control: dropped at intake and counted. */
+function dropsMulticast(mf: McastFilter, batch: Batch, i: number, c: VifCounters): boolean {
+  if (mf.passes(batch.bytes, i * batch.stride)) return false;
+  c.rx_drops++;
+  c.rx_drops_mcast_filtered++;
+  return true;
+}
+
 export class RxPath extends BackloggedRxRing {
   /** Set by the worker while this vif is captured: frames from the host side are recorded per receive batch. */
   captureEntry = -1;
@@ -243,11 +251,7 @@ export class RxPath extends BackloggedRxRing {
       const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
-        if (mf !== null && !mf.passes(batch.bytes, i * stride)) {
-          c.rx_drops++;
-          c.rx_drops_mcast_filtered++;
-          continue;
-        }
+        if (mf !== null && dropsMulticast(mf, batch, i, c)) continue;
         if (len > RX_MAX_FRAME || !carrier) {
           c.rx_drops++; // too big for one buffer (the seed drops these too), or the carrier is off
           if (len > RX_MAX_FRAME) c.rx_drops_oversize++;
@@ -378,11 +382,7 @@ export class RxPath extends BackloggedRxRing {
       const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
-        if (mf !== null && !mf.passes(batch.bytes, i * stride)) {
-          c.rx_drops++;
-          c.rx_drops_mcast_filtered++;
-          continue;
-        }
+        if (mf !== null && dropsMulticast(mf, batch, i, c)) continue;
         const meta = readMeta ? metas[i] : 0;
         // A read that filled its frame slot may have been cut short: never deliver it.
         const base = len >= stride ? -1 : this.slotsFor(len, meta);
