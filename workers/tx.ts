@@ -156,6 +156,10 @@ export class TxPath extends TxRing {
     let anyCsum = 0;
     let ncsum = 0; // frames with csum_blank (NETTXF_csum_blank is bit 0: the flag itself counts)
     let cons = this.reqCons;
+    // The credit left, in a local for the loop, and looked at only when a rate is set: the per-packet
+    // check on an unlimited (Infinity) credit cost the 64 B tx bench ~7 % (0.83 -> 0.77 of C).
+    const limited = credit.rate !== null;
+    let remaining = limited ? credit.remaining : 0;
     while (cons !== prod && nframe < max) {
       // Copy the slot out once; only these locals are used from here on (XSA-155).
       const q = requestIndex16(cons);
@@ -167,11 +171,17 @@ export class TxPath extends TxRing {
       const first = cons;
       // The rate limit (netback's credit-based scheduling): a packet larger than the credit left
       // waits, unconsumed, for the next window. Unlimited, `remaining` is Infinity.
-      if (size > credit.remaining && credit.exceeded(size)) {
-        pass.throttled = true;
-        break;
+      if (limited) {
+        if (size > remaining) {
+          credit.remaining = remaining;
+          if (credit.exceeded(size)) {
+            pass.throttled = true;
+            break;
+          }
+          remaining = credit.remaining;
+        }
+        remaining -= size;
       }
-      credit.remaining -= size;
       cons = (cons + 1) >>> 0;
       if (flags & unsupported) {
         // Not negotiated: answer the whole packet with errors, as netback's xenvif_tx_err does,
@@ -256,6 +266,7 @@ export class TxPath extends TxRing {
         break;
       }
     }
+    if (limited) credit.remaining = remaining;
     this.reqCons = cons;
     pass.slots = nresp;
     pass.more = pass.fault === null && !pass.throttled && cons !== prod;
