@@ -22,6 +22,8 @@ export interface QueueReporter {
   /** A guest broke the protocol: stop serving this queue only. */
   disable(q: ServedQueue, why: string): void;
   carrierChanged(q: ServedQueue, on: boolean): void;
+  /** The control ring changed the vif's hash configuration. */
+  hashChanged(q: ServedQueue): void;
 }
 
 export class QueueScheduler {
@@ -208,7 +210,9 @@ export class QueueScheduler {
     // The control ring (low rate: a frontend configuring its hash), on its own port.
     let moreCtrl = false;
     if (q.ctrl?.pending) {
+      const v0 = q.hash.version;
       const cp = q.ctrl.serve(this.gnt);
+      if (q.hash.version !== v0) this.report.hashChanged(q);
       if (cp.fault) return this.report.disable(q, cp.fault);
       if (cp.notify) this.notify(q, q.ctrl.port);
       if (cp.more) q.ctrl.pending = moreCtrl = true;

@@ -160,9 +160,14 @@ export class ServedQueue {
 
   applySettings(settings: VifSettings): boolean {
     if (this.mcast) this.mcast.requested = settings.multicastControl;
+    if (settings.hash) this.hash.apply(settings.hash);
     if (!(this.tx instanceof TxPath)) return false;
-    const wasThrottled = this.tx.credit.throttled;
-    this.tx.credit.set(settings.rate);
+    const credit = this.tx.credit;
+    // The same rate again (the message carried another setting): the credit window runs on untouched.
+    const was = credit.rate, now = settings.rate;
+    if (was === now || (was !== null && now !== null && was.bytes === now.bytes && was.usecs === now.usecs)) return false;
+    const wasThrottled = credit.throttled;
+    credit.set(now);
     return wasThrottled;
   }
 

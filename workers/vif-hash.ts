@@ -14,6 +14,7 @@
 // journal it (README "Restarts"). A frontend that configured hashing gets no hash extras after a
 // restart until it configures hashing again; queue selection falls back as for algorithm NONE.
 import { FlowHasher } from "../src/net/toeplitz.ts";
+import type { HashConfig } from "../src/pool/types.ts";
 import {
   XEN_NETBK_MAX_HASH_KEY_SIZE,
   XEN_NETBK_MAX_HASH_MAPPING_COPY,
@@ -43,6 +44,8 @@ export function mappingBoundsOk(size: number, len: number, off: number): boolean
 }
 
 export class VifHash {
+  /** Bumped by every change a control-ring request makes (the worker then shares the new configuration). */
+  version = 0;
   alg: number = XEN_NETIF_CTRL_HASH_ALGORITHM_NONE;
   flags = 0;
   readonly key = new Uint8Array(XEN_NETBK_MAX_HASH_KEY_SIZE);
@@ -67,6 +70,7 @@ export class VifHash {
   setAlgorithm(alg: number): number {
     if (alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_NONE && alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ) return INVALID;
     this.alg = alg;
+    this.version++;
     return SUCCESS;
   }
 
@@ -80,6 +84,7 @@ export class VifHash {
     if ((flags >>> 0) & ~XEN_NETIF_CTRL_HASH_TYPES_ALL) return INVALID;
     if (this.alg === XEN_NETIF_CTRL_HASH_ALGORITHM_NONE) return INVALID;
     this.flags = flags >>> 0;
+    this.version++;
     return SUCCESS;
   }
 
@@ -93,6 +98,7 @@ export class VifHash {
     if (len !== 0 && copied === null) return INVALID;
     if (len !== 0) this.key.set(copied!.subarray(0, len));
     this.key.fill(0, len);
+    this.version++;
     return SUCCESS;
   }
 
@@ -101,6 +107,7 @@ export class VifHash {
     if (size >>> 0 > XEN_NETBK_MAX_HASH_MAPPING_SIZE) return INVALID;
     this.size = size;
     this.tables[this.sel].fill(0, 0, size);
+    this.version++;
     return SUCCESS;
   }
 
@@ -119,7 +126,30 @@ export class VifHash {
     }
     for (let i = off; i < off + len; i++) if (next[i] >= this.queues) return INVALID;
     this.sel ^= 1;
+    this.version++;
     return SUCCESS;
+  }
+
+  /** The configuration as plain data (to share with the vif's other queues). */
+  snapshot(): HashConfig {
+    return { alg: this.alg, flags: this.flags, key: Array.from(this.key), size: this.size, mapping: Array.from(this.mapping.subarray(0, this.size)) };
+  }
+
+  /**
+   * Takes on the configuration another queue's control ring set. It was validated there; it is
+   * bounded again here all the same (it crossed two threads as JSON), and dropped if out of bounds.
+   */
+  apply(c: HashConfig): void {
+    if (c.key.length > XEN_NETBK_MAX_HASH_KEY_SIZE || c.size > XEN_NETBK_MAX_HASH_MAPPING_SIZE || c.mapping.length > c.size) return;
+    if (c.mapping.some((q) => !(q >= 0 && q < this.queues))) return;
+    if (c.alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_NONE && c.alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ) return;
+    this.alg = c.alg;
+    this.flags = (c.flags >>> 0) & XEN_NETIF_CTRL_HASH_TYPES_ALL;
+    this.key.fill(0).set(c.key);
+    this.size = c.size;
+    const next = this.tables[this.sel ^ 1];
+    next.fill(0, 0, c.size).set(c.mapping);
+    this.sel ^= 1;
   }
 
   /**

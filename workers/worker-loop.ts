@@ -188,6 +188,10 @@ export class WorkerLoop implements QueueReporter {
     );
   }
 
+  hashChanged(q: ServedQueue): void {
+    this.reply({ op: "hash", key: q.key, config: q.hash.snapshot() });
+  }
+
   private event(q: ServedQueue, on: boolean, message: string): void {
     this.reply({ op: "carrier", key: q.key, on, message });
   }

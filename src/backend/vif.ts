@@ -18,7 +18,7 @@ import { journalPath, listJournals, MappedJournal, queueJournalPath, readJournal
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 import { describeRate, VifSettingsWatch } from "./vif-settings.ts";
-import type { VifSettings } from "../pool/types.ts";
+import type { HashConfig, VifSettings } from "../pool/types.ts";
 
 const S = XenbusState;
 
@@ -111,6 +111,7 @@ export class VifHooks implements DeviceHooks {
     this.features = opts.features ?? BACKEND_FEATURES;
     if (opts.journalDir !== undefined) this.adopt = (dev) => this.takeOver(dev, opts.journalDir!);
     opts.pool.onFault((f) => this.onFault(f));
+    opts.pool.onHash?.((key, config) => this.onHash(key, config));
     opts.pool.onWorkerLost((worker, moved) => {
       for (const c of moved) {
         for (const i of this.info.values()) for (const q of i.queues) if (q.connection.key === c.key) q.connection = c;
@@ -500,6 +501,19 @@ export class VifHooks implements DeviceHooks {
       for (const q of e.queues) if (q.peer !== e.peer) this.opts.peers.closeQueue(q.peer);
     }
     if (e?.peer) this.opts.peers.destroy(e.peer);
+  }
+
+  /**
+   * Queue 0's control ring changed the vif's hash configuration: the vif's other queues (each
+   * maybe on another worker) take it on, so hash extras reach the guest on every queue's rx.
+   */
+  private onHash(key: string, config: HashConfig): void {
+    for (const e of this.info.values()) {
+      if (e.queues[0]?.connection.key !== key) continue;
+      const settings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), hash: config };
+      for (const q of e.queues.slice(1)) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
+      return;
+    }
   }
 
   private onFault(f: VifFault): void {

@@ -1,6 +1,6 @@
 // The control messages between the pool and its workers (vhost-user's set: connect, disconnect,
 // exit), plus what workers report back. Plain data: they cross the mailbox as JSON.
-import type { VifConnectSpec, VifSettings } from "./types.ts";
+import type { HashConfig, VifConnectSpec, VifSettings } from "./types.ts";
 import type { PlatformConfig } from "../platform/types.ts";
 import type { SlotRef } from "../stats/index.ts";
 import type { VifStats } from "../stats/index.ts";
@@ -32,6 +32,8 @@ export type ToMain =
   | { op: "fault"; key: string; errno: number; message: string }
   /** The vif's carrier changed (rx stalled for rxStallMs, or the frontend posts rx buffers again). */
   | { op: "carrier"; key: string; on: boolean; message: string }
+  /** The vif's control ring changed its hash configuration (the backend hands it to the vif's other queues). */
+  | { op: "hash"; key: string; config: HashConfig }
   /** Startup failed (the platform would not open): the worker exits after sending this. */
   | { op: "fatal"; errno: number; error: string }
   | { op: "exiting"; seq: number };

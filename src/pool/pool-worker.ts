@@ -28,6 +28,7 @@ export class WorkerLostError extends Error {
 export interface PoolWorkerEvents {
   fault(msg: Extract<ToMain, { op: "fault" }>): void;
   carrier(msg: Extract<ToMain, { op: "carrier" }>): void;
+  hash?(msg: Extract<ToMain, { op: "hash" }>): void;
   /** The thread stopped without being asked to. */
   died(w: PoolWorker, error: string | undefined): void;
 }
@@ -171,6 +172,9 @@ export class PoolWorker {
         return;
       case "carrier":
         this.events.carrier(m);
+        return;
+      case "hash":
+        this.events.hash?.(m);
         return;
       default: {
         const p = this.pending.get(m.seq);

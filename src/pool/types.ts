@@ -13,11 +13,26 @@ export interface VifRate {
 }
 
 /** Settings the backend watches and hands to the worker while the vif runs (and at connect). */
+/**
+ * A vif's hash configuration as plain data: what the worker serving its control ring (beside queue
+ * 0) hands, through the main thread, to the workers serving its other queues, so every queue's rx
+ * carries the same hash extras (netback has one configuration per vif, read by all its queues).
+ */
+export interface HashConfig {
+  alg: number;
+  flags: number;
+  key: number[];
+  size: number;
+  mapping: number[];
+}
+
 export interface VifSettings {
   /** B/rate; null: unlimited (no node, or a malformed one). */
   readonly rate: VifRate | null;
   /** F/request-multicast-control: filter multicast frames to the groups the guest added. */
   readonly multicastControl: boolean;
+  /** The vif's hash configuration, set over its control ring (served beside queue 0), for its other queues. */
+  readonly hash?: HashConfig;
 }
 
 /** What the backend read and validated from the frontend's xenstore nodes. */
@@ -102,6 +117,8 @@ export interface WorkerPool {
   disconnect(key: string): Promise<void>;
   /** A worker disabled a vif (hostile or broken frontend). */
   onFault(listener: (fault: VifFault) => void): void;
+  /** A vif's control ring (served beside its queue 0) changed its hash configuration: `key` is that queue's. */
+  onHash?(listener: (key: string, config: HashConfig) => void): void;
   /**
    * A worker died: the pool has already released its resources and reconnected its vifs on other
    * workers (each gets a new ConnectedVif); the listener is for logging and /vifs.

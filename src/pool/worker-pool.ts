@@ -8,7 +8,7 @@ import type { TapIoMode } from "../net/tap.ts";
 import { readVifStats, type SlotRef, type StatsArena, type VifStats } from "../stats/index.ts";
 import { PoolWorker, WorkerLostError } from "./pool-worker.ts";
 import { createCaptureRing } from "../capture/capture-ring.ts";
-import type { ConnectedVif, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "./types.ts";
+import type { ConnectedVif, HashConfig, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "./types.ts";
 import { WorkerFailure } from "./messages.ts";
 
 /** EIO: a vif the pool could not keep serving (its worker died and no other could take it). */
@@ -64,6 +64,7 @@ export class Pool implements WorkerPool {
   private readonly faultListeners: ((f: VifFault) => void)[] = [];
   private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
   private readonly carrierListeners: ((e: VifCarrierEvent) => void)[] = [];
+  private readonly hashListeners: ((key: string, config: HashConfig) => void)[] = [];
   private fabric: SwitchFabric | null = null;
   /**
    * Each vif's totals when it was last disconnected, by vif name: a frontend that reconnects (a
@@ -103,6 +104,9 @@ export class Pool implements WorkerPool {
         new PoolWorker(i, opts.platform, opts.stats.buffer, { ...shared, capture }, {
           fault: (m) => pool.workerFault({ key: m.key, errno: m.errno, message: m.message }),
           carrier: (m) => pool.workerCarrier({ key: m.key, on: m.on, message: m.message }),
+          hash: (m) => {
+            for (const l of pool.hashListeners) l(m.key, m.config);
+          },
           died: (w, error) => void pool.workerDied(w, error),
         }),
       );
@@ -236,6 +240,10 @@ export class Pool implements WorkerPool {
 
   onFault(listener: (fault: VifFault) => void): void {
     this.faultListeners.push(listener);
+  }
+
+  onHash(listener: (key: string, config: HashConfig) => void): void {
+    this.hashListeners.push(listener);
   }
 
   /** Carrier changes (rx stalled / ready again): not part of WorkerPool yet; the backend may write B/carrier from it. */

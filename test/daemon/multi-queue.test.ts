@@ -138,3 +138,35 @@ test.skipIf(!canUseTap())("--peer tap: one multi-queue TAP with a queue per ring
   const v = await vif(daemon, `vif${a.domid}.0`);
   expect(v.queues.every((q) => (q.counters?.rx_packets ?? 0) > 0)).toBe(true);
 });
+
+test("a 2-queue guest with a control ring: the hash it configures reaches its other queue's worker, so frames on either queue carry hash extras", async () => {
+  const { host } = await start(["--peer", "switch"]);
+  const a = await host.ts.create("alice", { vifs: 1 });
+  const b = await host.ts.create("bob", { vifs: 1 });
+  const alice = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 2, ctrlRing: {} });
+  const bob = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0 });
+  fronts.push(alice, bob);
+  const ai = await alice.whenConnected(5000);
+  const bi = await bob.whenConnected(5000);
+  expect(ai.queues.length).toBe(2);
+  expect((await alice.hashConfigured()!).every((r) => r.status === 0)).toBe(true);
+  const hashes: (number | undefined)[] = [];
+  alice.onReceive((f, m) => {
+    if (f.length === 200) hashes.push(m.hash?.value);
+  });
+  const toAlice = (port: number) => buildUdpFrame({ srcMac: parseMac(bi.mac), dstMac: parseMac(ai.mac), srcIp: ip("10.0.0.3"), dstIp: ip("10.0.0.2"), srcPort: port, dstPort: 9, size: 200 });
+  const fromAlice = () => buildUdpFrame({ srcMac: parseMac(ai.mac), dstMac: parseMac(bi.mac), srcIp: ip("10.0.0.2"), dstIp: ip("10.0.0.3"), srcPort: 5, dstPort: 9, size: 100 });
+  // The switch sends a guest's frames to the queue it last sent from: each queue in turn.
+  for (const queue of [0, 1]) {
+    const before = alice.queueStats()[queue]!.counters.rxPackets;
+    expect(alice.send(fromAlice(), { queue })).toBe(true);
+    await until(`alice's MAC learned on queue ${queue}`, async () => {
+      bob.send(toAlice(6000 + queue));
+      await Bun.sleep(20);
+      return alice.queueStats()[queue]!.counters.rxPackets > before;
+    });
+  }
+  // Every UDP/IPv4 frame is of a type the configured flags hash (IPv4 at least): each has a hash extra.
+  expect(hashes.length).toBeGreaterThanOrEqual(2);
+  expect(hashes.every((h) => h !== undefined)).toBe(true);
+});
