@@ -57,7 +57,8 @@ struct sw_port {
     uint32_t lock;        // producers' spinlock
     uint32_t own_fd;      // 1: receive() clears wake_fd itself (not shared with other ports)
     uint32_t accept;      // SW_ACCEPT_*: offloads the consumer takes (0 at open: finished frames only)
-    uint32_t pad0[2];
+    uint32_t base_len;    // length of the vif's name: the port name without a ":q<N>" queue suffix
+    uint32_t noflood;     // 1: a vif's queue 1.. (its queue 0's port takes the vif's floods)
     char name[SW_NAME_LEN];
     // producer side, written under `lock`
     uint64_t prod;
@@ -162,6 +163,24 @@ int sw_check(struct sw_hdr *h) {
     return __atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == SW_MAGIC ? 0 : -EINVAL;
 }
 
+/*
+ * A multi-queue vif has a port per queue, named "<vif>" (queue 0) and "<vif>:q<N>" (':' is in no
+ * interface name, so no single-queue vif's port looks like a queue's). Broadcast,
+ * multicast and unknown-unicast frames go to one port per vif (queue 0's), never back to another
+ * queue of the sending vif: the guest must see each flooded frame once and never its own. Unicast
+ * goes to the port its destination MAC was learned on, whichever queue that is.
+ */
+static size_t queue_base_len(const char *name, size_t nl) {
+    size_t i = nl;
+    while (i > 0 && name[i - 1] >= '0' && name[i - 1] <= '9') i--;
+    if (i == nl || i < 3 || name[i - 1] != 'q' || name[i - 2] != ':') return nl;
+    return i - 2;
+}
+
+static int same_vif(const struct sw_port *a, const struct sw_port *b) {
+    return a->base_len == b->base_len && memcmp(a->name, b->name, a->base_len) == 0;
+}
+
 /** Opens the port named `name` (a free slot); its wake-ups go to `wake_fd`. Index or -errno. */
 int sw_port_open(struct sw_hdr *h, const char *name, int32_t wake_fd, int32_t own_fd) {
     size_t nl = strnlen(name, SW_NAME_LEN);
@@ -178,6 +197,8 @@ int sw_port_open(struct sw_hdr *h, const char *name, int32_t wake_fd, int32_t ow
     spin_lock(&p->lock);
     memset(p, 0, SW_PORT_BYTES); // also releases p->lock; producers check state before using the ring
     memcpy(p->name, name, nl);
+    p->base_len = (uint32_t)queue_base_len(name, nl);
+    p->noflood = p->base_len < nl;
     p->wake_fd = wake_fd;
     p->own_fd = own_fd ? 1 : 0;
     p->armed = 1; // a fresh consumer is idle: the first frame wakes it
@@ -299,8 +320,10 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
     uint64_t touched[SW_MAX_PORTS / 64] = { 0 };
     uint16_t open[SW_MAX_PORTS];
     uint32_t nopen = 0;
-    for (uint32_t q = 0; q < h->nports; q++)
-        if (q != src && __atomic_load_n(&port_at(h, q)->state, __ATOMIC_ACQUIRE)) open[nopen++] = (uint16_t)q;
+    for (uint32_t q = 0; q < h->nports; q++) {
+        struct sw_port *p = port_at(h, q);
+        if (q != src && __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) && !p->noflood && !same_vif(p, sp)) open[nopen++] = (uint16_t)q;
+    }
     uint32_t sent = 0;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *f = base + (size_t)i * stride;

@@ -92,7 +92,10 @@ export class PlaceholderProvisioner implements PeerProvisioner {
   }
 }
 
-/** The name a vif's queue `queue` goes by on the host side and in logs: Linux netback's "vif1.0-q1". */
+/**
+ * The switch port of a vif's queue `queue`: "<vif>:q<N>" (':' is in no interface name, so the
+ * switch can tell a vif's queues from single-queue vifs: native/l2switch.c floods each vif once).
+ */
 export function queueName(name: string, queue: number): string {
-  return queue === 0 ? name : `${name}-q${queue}`;
+  return queue === 0 ? name : `${name}:q${queue}`;
 }

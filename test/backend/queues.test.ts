@@ -45,8 +45,8 @@ test("three queues: each is handed to the pool with its own rings, ports, host s
   const specs = [...h.pool.specs].sort((a, b) => (a.queue ?? 0) - (b.queue ?? 0));
   expect(specs.map((s) => [s.queue, s.name, s.txRingRef, s.rxRingRef, s.txEvtchn, s.rxEvtchn, s.peer.name])).toEqual([
     [0, `vif${domid}.0-q0`, 200, 201, 30, 31, `vif${domid}.0`],
-    [1, `vif${domid}.0-q1`, 202, 203, 32, 33, `vif${domid}.0-q1`],
-    [2, `vif${domid}.0-q2`, 204, 205, 34, 35, `vif${domid}.0-q2`],
+    [1, `vif${domid}.0-q1`, 202, 203, 32, 33, `vif${domid}.0:q1`],
+    [2, `vif${domid}.0-q2`, 204, 205, 34, 35, `vif${domid}.0:q2`],
   ]);
   expect(new Set(specs.map((s) => s.key)).size).toBe(3);
   const vif = h.backend.devices().find((d) => d.dev.domid === domid)!.vif!;

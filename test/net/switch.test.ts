@@ -336,3 +336,30 @@ describe("learning switch across two worker threads", () => {
     expect(per[3] ?? 0).toBe(sc.sent as number);
   });
 });
+
+describe("a multi-queue vif's ports (<vif> and <vif>:q<N>)", () => {
+  test("a flooded frame reaches each vif once, on its queue 0's port, and never another queue of the sender; unicast follows learning to any queue", () => {
+    const f = fabric();
+    const a0 = port(f, "vif1.0");
+    const a1 = port(f, "vif1.0:q1");
+    const b = port(f, "vif2.0");
+    const [A, B] = [mac(1), mac(2)];
+    expect(send(b, BCAST, B, [1])).toBe(1);
+    expect([recvSeqs(a0), recvSeqs(a1)]).toEqual([[1], []]);
+    // From queue 1 of vif1.0: b gets it, vif1.0's own queue 0 does not.
+    expect(send(a1, BCAST, A, [2])).toBe(1);
+    expect([recvSeqs(b), recvSeqs(a0)]).toEqual([[2], []]);
+    // A was learned on vif1.0:q1: unicast to A goes there.
+    expect(send(b, A, B, [3])).toBe(1);
+    expect([recvSeqs(a1), recvSeqs(a0)]).toEqual([[3], []]);
+  });
+
+  test("a port whose name only looks like a queue's is not one (an interface named like Linux's vif1.0-q1, or \":q\" without digits)", () => {
+    const f = fabric();
+    const x = port(f, "vif3.0-q1");
+    const y = port(f, "vif4.0:q");
+    const b = port(f, "vif2.0");
+    expect(send(b, BCAST, mac(2), [9])).toBe(1);
+    expect([recvSeqs(x), recvSeqs(y)]).toEqual([[9], [9]]);
+  });
+});
