@@ -19,6 +19,11 @@ export class McastFilter {
   requested = false;
   private readonly addrs = new Uint8Array(MCAST_MAX * ETH_ALEN);
   private n = 0;
+  /**
+   * A multi-queue vif's adds and removes since the worker last reported them: the backend keeps the
+   * vif's one list (netback's is per vif) and hands it to every queue (setList). Null: one queue.
+   */
+  changes: { add: boolean; group: string }[] | null = null;
 
   /**
    * `listKnown`: false for a vif taken over from an earlier owner (a restart, a dead worker): the
@@ -42,11 +47,13 @@ export class McastFilter {
     if (this.n === MCAST_MAX) return false;
     this.addrs.set(src.subarray(at, at + ETH_ALEN), this.n * ETH_ALEN);
     this.n++;
+    this.changes?.push({ add: true, group: macString(src, at) });
     return true;
   }
 
   /** MCAST_DEL of the 6 bytes at `src[at]`: the first match goes (none: nothing happens). */
   del(src: Uint8Array, at: number): void {
+    this.changes?.push({ add: false, group: macString(src, at) });
     const i = this.find(src, at);
     if (i < 0) return;
     // Order kept, as netback's list: later adds of the same group stay behind the removed one.
@@ -64,8 +71,19 @@ export class McastFilter {
   /** The list as "xx:xx:..." strings (tests, diagnostics). */
   list(): string[] {
     const out: string[] = [];
-    for (let i = 0; i < this.n; i++) out.push([...this.addrs.subarray(i * ETH_ALEN, (i + 1) * ETH_ALEN)].map((b) => b.toString(16).padStart(2, "0")).join(":"));
+    for (let i = 0; i < this.n; i++) out.push(macString(this.addrs, i * ETH_ALEN));
     return out;
+  }
+
+  /** The vif's list as the backend keeps it (a multi-queue vif's adds on any queue); bad entries are skipped. */
+  setList(groups: readonly string[]): void {
+    this.n = 0;
+    for (const g of groups) {
+      if (this.n === MCAST_MAX || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(g)) continue;
+      const o = this.n * ETH_ALEN;
+      g.split(":").forEach((h, k) => (this.addrs[o + k] = Number.parseInt(h, 16)));
+      this.n++;
+    }
   }
 
   private find(src: Uint8Array, at: number): number {
@@ -75,4 +93,10 @@ export class McastFilter {
     }
     return -1;
   }
+}
+
+function macString(src: Uint8Array, at: number): string {
+  let s = "";
+  for (let k = 0; k < ETH_ALEN; k++) s += (k ? ":" : "") + src[at + k].toString(16).padStart(2, "0");
+  return s;
 }

@@ -24,6 +24,8 @@ export interface QueueReporter {
   carrierChanged(q: ServedQueue, on: boolean): void;
   /** The control ring changed the vif's hash configuration. */
   hashChanged(q: ServedQueue): void;
+  /** A multi-queue vif's queue changed its multicast list. */
+  mcastChanged(q: ServedQueue): void;
 }
 
 export class QueueScheduler {
@@ -188,6 +190,7 @@ export class QueueScheduler {
         if (ce >= 0 && tx.packets > 0) cw!.write(ce, DIR_GUEST_TX, s.txFrames.base, s.txFrames.stride, s.txFrames.lens, tx.packets);
         notifyTx = tx.notify;
         moreTx = tx.more;
+        if (q.mcast?.changes?.length) this.report.mcastChanged(q);
       }
     }
     if (q.rxPending) {

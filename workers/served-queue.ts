@@ -106,9 +106,10 @@ export class ServedQueue {
       // The seed never negotiates SG/GSO (features.ts) and answers such packets with errors regardless.
       const f = s.features;
       // A taken-over vif's multicast list died with its earlier owner: never filtered (mcast-filter.ts).
-      // Nor is a multi-queue vif's: its list would be this queue's alone (netback keeps one per vif),
-      // and a group added on one queue's tx ring would be dropped on another queue's rx.
-      this.mcast = new McastFilter(s.adopt !== true && (s.queues ?? 1) === 1);
+      this.mcast = new McastFilter(s.adopt !== true);
+      // A multi-queue vif's list is one for the vif (netback's): each queue reports its changes and
+      // the backend hands every queue the vif's list (applySettings).
+      if ((s.queues ?? 1) > 1) this.mcast.changes = [];
       this.mcast.requested = s.settings?.multicastControl === true;
       const txFeatures = { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined };
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, txFeatures, jtx, { rate: s.settings?.rate ?? null, mcast: this.mcast });
@@ -161,6 +162,7 @@ export class ServedQueue {
   applySettings(settings: VifSettings): boolean {
     if (this.mcast) this.mcast.requested = settings.multicastControl;
     if (settings.hash) this.hash.apply(settings.hash);
+    if (settings.mcastGroups && this.mcast) this.mcast.setList(settings.mcastGroups);
     if (!(this.tx instanceof TxPath)) return false;
     const credit = this.tx.credit;
     // The same rate again (the message carried another setting): the credit window runs on untouched.

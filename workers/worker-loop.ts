@@ -188,6 +188,11 @@ export class WorkerLoop implements QueueReporter {
     );
   }
 
+  mcastChanged(q: ServedQueue): void {
+    const changes = q.mcast?.changes;
+    if (changes?.length) this.reply({ op: "mcast", key: q.key, changes: changes.splice(0) });
+  }
+
   hashChanged(q: ServedQueue): void {
     this.reply({ op: "hash", key: q.key, config: q.hash.snapshot() });
   }

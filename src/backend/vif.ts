@@ -61,6 +61,8 @@ export interface VifInfo {
   origin: "connected" | "adopted" | null;
   /** B/rate and F/request-multicast-control, watched while connected (vif-settings.ts). */
   settings: VifSettingsWatch | null;
+  /** A multi-queue vif's multicast list, from every queue's MCAST extras (one list per vif, as netback's). */
+  mcastGroups: string[];
 }
 
 export interface VifHooksOptions {
@@ -112,6 +114,7 @@ export class VifHooks implements DeviceHooks {
     if (opts.journalDir !== undefined) this.adopt = (dev) => this.takeOver(dev, opts.journalDir!);
     opts.pool.onFault((f) => this.onFault(f));
     opts.pool.onHash?.((key, config) => this.onHash(key, config));
+    opts.pool.onMcast?.((key, changes) => this.onMcast(key, changes));
     opts.pool.onWorkerLost((worker, moved) => {
       for (const c of moved) {
         for (const i of this.info.values()) for (const q of i.queues) if (q.connection.key === c.key) q.connection = c;
@@ -131,7 +134,7 @@ export class VifHooks implements DeviceHooks {
 
   private entry(dev: XenDevice): VifInfo {
     let e = this.info.get(dev);
-    if (!e) this.info.set(dev, (e = { peer: null, config: null, queues: [], origin: null, settings: null }));
+    if (!e) this.info.set(dev, (e = { peer: null, config: null, queues: [], origin: null, settings: null, mcastGroups: [] }));
     return e;
   }
 
@@ -409,6 +412,7 @@ export class VifHooks implements DeviceHooks {
     }
     e.config = config;
     e.queues = links as QueueLink[];
+    e.mcastGroups = [];
     for (let q = 0; q < n; q++) {
       const j = journals[q];
       if (j?.path === undefined) continue;
@@ -512,6 +516,27 @@ export class VifHooks implements DeviceHooks {
       if (e.queues[0]?.connection.key !== key) continue;
       const settings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), hash: config };
       for (const q of e.queues.slice(1)) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
+      return;
+    }
+  }
+
+  /**
+   * A multi-queue vif's queue took MCAST_ADD / MCAST_DEL extras: the vif's one list (netback's
+   * fe_mcast_addr, at most 64, a del removing the first match) is updated and handed to every queue.
+   */
+  private onMcast(key: string, changes: { add: boolean; group: string }[]): void {
+    for (const e of this.info.values()) {
+      if (!e.queues.some((q) => q.connection.key === key)) continue;
+      for (const c of changes) {
+        if (c.add) {
+          if (e.mcastGroups.length < 64) e.mcastGroups.push(c.group);
+        } else {
+          const i = e.mcastGroups.indexOf(c.group);
+          if (i >= 0) e.mcastGroups.splice(i, 1);
+        }
+      }
+      const settings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), mcastGroups: [...e.mcastGroups] };
+      for (const q of e.queues) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
       return;
     }
   }

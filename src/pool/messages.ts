@@ -34,6 +34,8 @@ export type ToMain =
   | { op: "carrier"; key: string; on: boolean; message: string }
   /** The vif's control ring changed its hash configuration (the backend hands it to the vif's other queues). */
   | { op: "hash"; key: string; config: HashConfig }
+  /** A multi-queue vif's queue took MCAST_ADD / MCAST_DEL extras (the backend keeps the vif's one list). */
+  | { op: "mcast"; key: string; changes: { add: boolean; group: string }[] }
   /** Startup failed (the platform would not open): the worker exits after sending this. */
   | { op: "fatal"; errno: number; error: string }
   | { op: "exiting"; seq: number };

@@ -29,6 +29,7 @@ export interface PoolWorkerEvents {
   fault(msg: Extract<ToMain, { op: "fault" }>): void;
   carrier(msg: Extract<ToMain, { op: "carrier" }>): void;
   hash?(msg: Extract<ToMain, { op: "hash" }>): void;
+  mcast?(msg: Extract<ToMain, { op: "mcast" }>): void;
   /** The thread stopped without being asked to. */
   died(w: PoolWorker, error: string | undefined): void;
 }
@@ -175,6 +176,9 @@ export class PoolWorker {
         return;
       case "hash":
         this.events.hash?.(m);
+        return;
+      case "mcast":
+        this.events.mcast?.(m);
         return;
       default: {
         const p = this.pending.get(m.seq);

@@ -33,6 +33,8 @@ export interface VifSettings {
   readonly multicastControl: boolean;
   /** The vif's hash configuration, set over its control ring (served beside queue 0), for its other queues. */
   readonly hash?: HashConfig;
+  /** A multi-queue vif's multicast list ("xx:xx:xx:xx:xx:xx"), kept by the backend from every queue's MCAST extras. */
+  readonly mcastGroups?: readonly string[];
 }
 
 /** What the backend read and validated from the frontend's xenstore nodes. */
@@ -119,6 +121,8 @@ export interface WorkerPool {
   onFault(listener: (fault: VifFault) => void): void;
   /** A vif's control ring (served beside its queue 0) changed its hash configuration: `key` is that queue's. */
   onHash?(listener: (key: string, config: HashConfig) => void): void;
+  /** A multi-queue vif's queue `key` took MCAST_ADD / MCAST_DEL extras. */
+  onMcast?(listener: (key: string, changes: { add: boolean; group: string }[]) => void): void;
   /**
    * A worker died: the pool has already released its resources and reconnected its vifs on other
    * workers (each gets a new ConnectedVif); the listener is for logging and /vifs.

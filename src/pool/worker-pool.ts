@@ -65,6 +65,7 @@ export class Pool implements WorkerPool {
   private readonly lostListeners: ((worker: number, moved: ConnectedVif[]) => void)[] = [];
   private readonly carrierListeners: ((e: VifCarrierEvent) => void)[] = [];
   private readonly hashListeners: ((key: string, config: HashConfig) => void)[] = [];
+  private readonly mcastListeners: ((key: string, changes: { add: boolean; group: string }[]) => void)[] = [];
   private fabric: SwitchFabric | null = null;
   /**
    * Each vif's totals when it was last disconnected, by vif name: a frontend that reconnects (a
@@ -106,6 +107,9 @@ export class Pool implements WorkerPool {
           carrier: (m) => pool.workerCarrier({ key: m.key, on: m.on, message: m.message }),
           hash: (m) => {
             for (const l of pool.hashListeners) l(m.key, m.config);
+          },
+          mcast: (m) => {
+            for (const l of pool.mcastListeners) l(m.key, m.changes);
           },
           died: (w, error) => void pool.workerDied(w, error),
         }),
@@ -244,6 +248,10 @@ export class Pool implements WorkerPool {
 
   onHash(listener: (key: string, config: HashConfig) => void): void {
     this.hashListeners.push(listener);
+  }
+
+  onMcast(listener: (key: string, changes: { add: boolean; group: string }[]) => void): void {
+    this.mcastListeners.push(listener);
   }
 
   /** Carrier changes (rx stalled / ready again): not part of WorkerPool yet; the backend may write B/carrier from it. */

@@ -92,3 +92,35 @@ test("a guest asking for multicast control receives only the groups it added; ru
   expect([c.rx_drops_mcast_filtered, c.tx_mcast_requests, c.tx_mcast_refused]).toEqual([3, 2, 0]);
   expect(rx.broken).toBe(false);
 });
+
+test("a 2-queue guest: a group added on queue 1's tx ring lets that group's frames in on queue 0 (one list per vif, as netback's)", async () => {
+  host = await startSimHost();
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--max-queues", "2", "--peer", "switch"], env: {} });
+  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  const a = await host.ts.create("win", { vifs: 1 });
+  const b = await host.ts.create("sender", { vifs: 1 });
+  const statuses = new Map<number, number>();
+  const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 2, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+  const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0 });
+  fronts.push(rx, tx);
+  expect((await rx.whenConnected(5000)).queues.length).toBe(2);
+  const txInfo = await tx.whenConnected(5000);
+  const got: number[] = [];
+  rx.onReceive((f) => {
+    if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
+  });
+  await until("request seen", async () => (await vif(`vif${a.domid}.0`)).multicastControl, 5000);
+  // Flooded (multicast) frames reach a multi-queue vif on its queue 0; the ADD goes on queue 1.
+  const add = rx.multicast("add", GROUP_FB, 1);
+  await until("ADD answered", () => statuses.has(add), 5000);
+  expect(statuses.get(add)).toBe(NETIF_RSP_OKAY);
+  await until("the added group's frames arrive", async () => {
+    got.length = 0;
+    expect(tx.send(frameTo(GROUP_FB, txInfo.mac, 1))).toBe(true);
+    expect(tx.send(frameTo(GROUP_FC, txInfo.mac, 2))).toBe(true);
+    await Bun.sleep(50);
+    return got.includes(1);
+  }, 5000);
+  expect(got).not.toContain(2);
+  expect(rx.queueStats()[0]!.counters.rxPackets).toBeGreaterThan(0);
+});

@@ -219,3 +219,15 @@ describe("rx: the filter at intake", () => {
     expect([c.rx_packets, c.rx_drops_mcast_filtered]).toEqual([2, 0]);
   });
 });
+
+test("a multi-queue vif's filter reports its adds and removes, and takes the vif's list whole", () => {
+  const f = new McastFilter();
+  f.changes = [];
+  const g = Uint8Array.from([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]);
+  expect(f.add(g, 0)).toBe(true);
+  f.del(g, 0);
+  expect(f.changes).toEqual([{ add: true, group: "01:00:5e:00:00:fb" }, { add: false, group: "01:00:5e:00:00:fb" }]);
+  f.setList(["01:00:5e:00:00:fc", "not a mac", ...Array.from({ length: 70 }, (_, i) => `01:00:5e:00:01:${(i & 0xff).toString(16).padStart(2, "0")}`)]);
+  expect(f.count).toBe(64);
+  expect(f.list()[0]).toBe("01:00:5e:00:00:fc");
+});

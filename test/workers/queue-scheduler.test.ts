@@ -62,7 +62,7 @@ function rig() {
     unmask: (ports: Uint32Array, n: number) => unmasked.push([...ports.subarray(0, n)]),
     notify: () => {},
   };
-  const report: QueueReporter = { disable: () => {}, carrierChanged: () => {}, hashChanged: () => {} };
+  const report: QueueReporter = { disable: () => {}, carrierChanged: () => {}, hashChanged: () => {}, mcastChanged: () => {} };
   const s = new QueueScheduler(ev as never, {} as never, {} as never, 64, new Timers(), null, report);
   return { s, fire: (...ports: number[]) => (pending = ports), unmasked };
 }

@@ -159,11 +159,11 @@ export interface Netfront {
   txQueueFor(frame: Uint8Array): number | undefined;
   send(frame: Uint8Array, opts?: SendOptions): boolean;
   /**
-   * An MCAST_ADD / MCAST_DEL request for `mac` ("01:00:5e:..") on queue 0's tx ring (tx-queue.ts
+   * An MCAST_ADD / MCAST_DEL request for `mac` ("01:00:5e:..") on queue `queue`'s (default 0) tx ring (tx-queue.ts
    * says how the Windows drivers build one). Returns the request's id (its status comes to
    * onTxResponse), or -1 when not connected or the ring has no room.
    */
-  multicast(op: "add" | "del", mac: string): number;
+  multicast(op: "add" | "del", mac: string, queue?: number): number;
   /** Writes request-multicast-control (the Windows drivers' dynamic multicast control). */
   requestMulticastControl(on: boolean): Promise<void>;
   onReceive(cb: (frame: Uint8Array, meta: RxMeta) => void): () => void;
@@ -621,12 +621,12 @@ class SimNetfront implements Netfront {
     return c ? selectQueue(frame, c.queues.length, this.opts.flowHashSeed ?? DEFAULT_FLOW_HASH_SEED) : undefined;
   }
 
-  multicast(op: "add" | "del", mac: string): number {
+  multicast(op: "add" | "del", mac: string, queue = 0): number {
     const c = this.conn;
-    if (!c || this.broken) return -1;
+    if (!c || this.broken || !c.queues[queue]) return -1;
     const bytes = Uint8Array.from(mac.split(":").map((h) => Number.parseInt(h, 16)));
     if (bytes.length !== 6 || bytes.some((b) => !(b >= 0 && b <= 255))) throw new RangeError(`multicast group ${JSON.stringify(mac)} is not a MAC`);
-    return c.queues[0]!.tx.multicastRequest(op, bytes);
+    return c.queues[queue]!.tx.multicastRequest(op, bytes);
   }
 
   async requestMulticastControl(on: boolean): Promise<void> {
