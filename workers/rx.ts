@@ -44,6 +44,7 @@ import { FRAME_META_CSUM, FRAME_META_DATA_VALID } from "../src/net/peer.ts";
 import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6 } from "../src/net/tap.ts";
 import { workerNative } from "../src/pool/worker-native.ts";
 import type { Batch, WorkerScratch } from "./scratch.ts";
+import type { RxQueue } from "./rx-queue.ts";
 import type { RingJournal } from "./back-ring.ts";
 import { BackloggedRxRing, type RxOptions, type RxPass } from "./rx-backlog.ts";
 import { countCopyFailure } from "./fault-reasons.ts";
@@ -103,6 +104,39 @@ const pktFirst = new Uint16Array(NETIF_RX_RING_SIZE);
 const pktSlots = new Uint8Array(NETIF_RX_RING_SIZE);
 const pktLen = new Uint32Array(NETIF_RX_RING_SIZE);
 const pktGso = new Uint8Array(NETIF_RX_RING_SIZE);
+
+/**
+ * Copy segment k of the round: `len` bytes at native address `addr` -> the guest's granted page
+ * `gref` at `off` (direction set once in WorkerScratch).
+ */
+function setSegment(s: WorkerScratch, k: number, addr: number, gref: number, off: number, domid: number, len: number): void {
+  const h = k * 12;
+  s.rxSegU32[k * 6] = addr >>> 0;
+  s.rxSegU32[k * 6 + 1] = (addr - (addr >>> 0)) / 4294967296;
+  s.rxSegU32[k * 6 + 2] = gref;
+  s.rxSegU16[h + 6] = off;
+  s.rxSegU16[h + 7] = domid;
+  s.rxSegU16[h + 8] = len;
+  s.rxSegI16[h + 10] = 0;
+}
+
+/**
+ * Frame i of the batch waits in the vif's queue (no room on the ring, or frames already wait): its
+ * place is reserved now and it is copied in with the round's other waiting frames in one native
+ * call. Returns the next entry of that call, or `nq` with the frame dropped and counted (queue full).
+ */
+function enqueue(q: RxQueue, s: WorkerScratch, nq: number, i: number, len: number, meta: number, c: VifCounters): number {
+  const at = q.reserve(len, meta);
+  if (at < 0) {
+    c.rx_drops++;
+    c.rx_drops_queue_full++;
+    return nq;
+  }
+  s.qDstOff[nq] = at;
+  s.qSrcIdx[nq] = i;
+  s.qLen[nq] = len;
+  return nq + 1;
+}
 
 /** A frame to a group the guest did not add, once it asked for multicast control: dropped at intake and counted. */
 function dropsMulticast(mf: McastFilter, batch: Batch, i: number, c: VifCounters): boolean {
@@ -200,42 +234,31 @@ export class RxPath extends BackloggedRxRing {
     if (!this.carrier) this.carrierOn(c, avail);
     const q = this.queue;
     const segs = s.rxSegs;
-    const segU16 = s.rxSegU16;
-    const segU32 = s.rxSegU32;
     const segI16 = s.rxSegI16;
     const domid = this.domid;
     const grefs = this.grefs;
     const ids = s.rxReqId;
     const lensOut = s.rxLen;
-    const hash = this.hash !== null && this.hash.alg !== XEN_NETIF_CTRL_HASH_ALGORITHM_NONE ? this.hash : null;
+    const hash = this.hash;
     const slotOf = this.slotOf;
     const hashType = this.hashType;
     const hashValue = this.hashValue;
-    const hashing = hash !== null; // else one slot per frame: frame k in request (reqCons + k), as before hashing existed
+    // Else one slot per frame: frame k in request (reqCons + k), as before hashing existed.
+    const hashing = this.hashSlots() !== 0;
     let k = 0;
     let used = 0; // requests taken this round: one per frame, two for a frame with a hash extra
     for (; k < q.length && used < avail; k++) {
       const len = q.lenOf(k);
       const a = q.addrOf(k);
-      let need = 1;
-      hashType[k] = -1;
-      if (hashing && hash.hashFrame(q.mem, a - q.base, len)) {
-        need = 2;
-        hashType[k] = hash.type;
-        hashValue[k] = hash.value;
-      }
+      const ht = hashing ? this.hashOf(q.mem, a - q.base, len) : -1;
+      const need = ht >= 0 ? 2 : 1;
       if (used + need > avail) break;
+      hashType[k] = ht;
+      if (ht >= 0) hashValue[k] = hash!.value;
       this.take(used, k, ids);
       slotOf[k] = used;
       used += need;
-      const h = k * 12;
-      segU32[k * 6] = a >>> 0;
-      segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
-      segU32[k * 6 + 2] = grefs[k];
-      segU16[h + 6] = RX_OFFSET;
-      segU16[h + 7] = domid;
-      segU16[h + 8] = len;
-      segI16[h + 10] = 0;
+      setSegment(s, k, a, grefs[k], RX_OFFSET, domid, len);
       lensOut[k] = len;
     }
     q.take(k);
@@ -258,44 +281,24 @@ export class RxPath extends BackloggedRxRing {
           else c.rx_drops_carrier_off++;
           continue;
         }
-        let need = 1;
-        if (hashing && !queueing) {
-          hashType[k] = -1;
-          if (hash.hashFrame(batch.bytes, i * stride, len)) {
-            need = 2;
-            hashType[k] = hash.type;
-            hashValue[k] = hash.value;
-          }
-        }
+        const ht = hashing && !queueing ? this.hashOf(batch.bytes, i * stride, len) : -1;
+        const need = ht >= 0 ? 2 : 1;
         if (queueing || used + need > avail) {
           queueing = true;
-          const at = q.reserve(len);
-          if (at < 0) {
-            c.rx_drops++;
-            c.rx_drops_queue_full++;
-          } else {
-            s.qDstOff[nq] = at;
-            s.qSrcIdx[nq] = i;
-            s.qLen[nq++] = len;
-          }
+          nq = enqueue(q, s, nq, i, len, 0, c);
           continue;
+        }
+        if (hashing) {
+          hashType[k] = ht;
+          if (ht >= 0) hashValue[k] = hash!.value;
+          slotOf[k] = used;
         }
         // Request (reqCons + used), copied out of the ring once (XSA-155): its id and gref.
         this.takeRequest(cons + used);
-        if (hashing) slotOf[k] = used;
         used += need;
         ids[k] = req.id;
-        const gref = req.gref;
-        // Segment k: frame i (local) -> the request's page at offset 2 (foreign); direction set once in WorkerScratch.
-        const a = batch.base + i * stride;
-        const h = k * 12;
-        segU32[k * 6] = a >>> 0;
-        segU32[k * 6 + 1] = (a - (a >>> 0)) / 4294967296;
-        segU32[k * 6 + 2] = gref;
-        segU16[h + 6] = RX_OFFSET;
-        segU16[h + 7] = domid;
-        segU16[h + 8] = len;
-        segI16[h + 10] = 0;
+        // Segment k: frame i (local) -> the request's page at offset 2 (foreign).
+        setSegment(s, k, batch.base + i * stride, req.gref, RX_OFFSET, domid, len);
         lensOut[k] = len;
         k++;
       }
@@ -396,15 +399,7 @@ export class RxPath extends BackloggedRxRing {
         }
         if (queueing || used + need > avail) {
           queueing = true;
-          const at = q.reserve(len, meta);
-          if (at < 0) {
-            c.rx_drops++;
-            c.rx_drops_queue_full++;
-          } else {
-            s.qDstOff[nq] = at;
-            s.qSrcIdx[nq] = i;
-            s.qLen[nq++] = len;
-          }
+          nq = enqueue(q, s, nq, i, len, meta, c);
           continue;
         }
         nseg = this.place(batch.base + i * stride, len, meta, need, used, npkt++, nseg, s, ht);
@@ -469,9 +464,6 @@ export class RxPath extends BackloggedRxRing {
    * copied out of the ring once (XSA-155). Returns the next free segment index.
    */
   private place(addr: number, len: number, meta: number, need: number, at: number, p: number, nseg: number, s: WorkerScratch, hashType = -1): number {
-    const segU16 = s.rxSegU16;
-    const segU32 = s.rxSegU32;
-    const segI16 = s.rxSegI16;
     const req = this.req;
     const cons = this.reqCons;
     const domid = this.domid;
@@ -504,15 +496,7 @@ export class RxPath extends BackloggedRxRing {
         continue;
       }
       const chunk = len - off > 4096 ? 4096 : len - off;
-      const a = addr + off;
-      const h = nseg * 12;
-      segU32[nseg * 6] = a >>> 0;
-      segU32[nseg * 6 + 1] = (a - (a >>> 0)) / 4294967296;
-      segU32[nseg * 6 + 2] = req.gref;
-      segU16[h + 6] = 0;
-      segU16[h + 7] = domid;
-      segU16[h + 8] = chunk;
-      segI16[h + 10] = 0;
+      setSegment(s, nseg, addr + off, req.gref, 0, domid, chunk);
       off += chunk;
       slotSeg[slot] = nseg++;
       slotLen[slot] = chunk;
