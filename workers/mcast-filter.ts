@@ -10,8 +10,10 @@
 // removes the first match and always succeeds. The list may change while filtering is not
 // requested; it applies only when it is.
 
+import { XEN_NETBK_MCAST_MAX } from "../src/xen/netif.ts";
+
 /** netback's XEN_NETBK_MCAST_MAX (common.h). */
-export const MCAST_MAX = 64;
+export const MCAST_MAX = XEN_NETBK_MCAST_MAX;
 const ETH_ALEN = 6;
 
 export class McastFilter {

@@ -8,6 +8,7 @@ import type { PeerProvisioner, PeerSettings } from "../net/peer-provisioner.ts";
 import type { ConnectedVif, VifFault, WorkerPool } from "../pool/types.ts";
 import type { PeerHandle } from "../net/peer.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
+import { XEN_NETBK_MCAST_MAX } from "../xen/netif.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
@@ -507,46 +508,50 @@ export class VifHooks implements DeviceHooks {
     if (e?.peer) this.opts.peers.destroy(e.peer);
   }
 
+  /** The device and vif that queue connection `key` belongs to. */
+  private byQueueKey(key: string): [XenDevice, VifInfo] | undefined {
+    for (const [dev, e] of this.info) if (e.queues.some((q) => q.connection.key === key)) return [dev, e];
+    return undefined;
+  }
+
+  /** Hands `queues` of vif `e` its current settings plus `extra` (what another queue's worker reported). */
+  private updateQueues(e: VifInfo, queues: readonly QueueLink[], extra: Partial<VifSettings>): void {
+    const settings: VifSettings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), ...extra };
+    for (const q of queues) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
+  }
+
   /**
    * Queue 0's control ring changed the vif's hash configuration: the vif's other queues (each
    * maybe on another worker) take it on, so hash extras reach the guest on every queue's rx.
    */
   private onHash(key: string, config: HashConfig): void {
-    for (const e of this.info.values()) {
-      if (e.queues[0]?.connection.key !== key) continue;
-      const settings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), hash: config };
-      for (const q of e.queues.slice(1)) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
-      return;
-    }
+    const e = this.byQueueKey(key)?.[1];
+    if (e && e.queues[0]?.connection.key === key) this.updateQueues(e, e.queues.slice(1), { hash: config });
   }
 
   /**
    * A multi-queue vif's queue took MCAST_ADD / MCAST_DEL extras: the vif's one list (netback's
-   * fe_mcast_addr, at most 64, a del removing the first match) is updated and handed to every queue.
+   * fe_mcast_addr, at most XEN_NETBK_MCAST_MAX, a del removing the first match) is updated and
+   * handed to every queue.
    */
   private onMcast(key: string, changes: { add: boolean; group: string }[]): void {
-    for (const e of this.info.values()) {
-      if (!e.queues.some((q) => q.connection.key === key)) continue;
-      for (const c of changes) {
-        if (c.add) {
-          if (e.mcastGroups.length < 64) e.mcastGroups.push(c.group);
-        } else {
-          const i = e.mcastGroups.indexOf(c.group);
-          if (i >= 0) e.mcastGroups.splice(i, 1);
-        }
+    const e = this.byQueueKey(key)?.[1];
+    if (!e) return;
+    for (const c of changes) {
+      if (c.add) {
+        if (e.mcastGroups.length < XEN_NETBK_MCAST_MAX) e.mcastGroups.push(c.group);
+      } else {
+        const i = e.mcastGroups.indexOf(c.group);
+        if (i >= 0) e.mcastGroups.splice(i, 1);
       }
-      const settings = { ...(e.settings?.current ?? { rate: null, multicastControl: false }), mcastGroups: [...e.mcastGroups] };
-      for (const q of e.queues) void this.opts.pool.update(q.connection.key, settings).catch(() => {});
-      return;
     }
+    this.updateQueues(e, e.queues, { mcastGroups: [...e.mcastGroups] });
   }
 
   private onFault(f: VifFault): void {
-    for (const [dev, e] of this.info) {
-      if (!e.queues.some((q) => q.connection.key === f.key)) continue;
-      const errno = Number.isInteger(f.errno) && f.errno > 0 ? f.errno : Errno.EPROTO;
-      this.bus?.fail(dev, new VifFatalError(errno, `data path: ${oneLine(f.message)}`, "the guest's netfront broke the ring protocol: restart the guest's network driver (the worker disabled this vif only)"));
-      return;
-    }
+    const found = this.byQueueKey(f.key);
+    if (!found) return;
+    const errno = Number.isInteger(f.errno) && f.errno > 0 ? f.errno : Errno.EPROTO;
+    this.bus?.fail(found[0], new VifFatalError(errno, `data path: ${oneLine(f.message)}`, "the guest's netfront broke the ring protocol: restart the guest's network driver (the worker disabled this vif only)"));
   }
 }

@@ -64,6 +64,9 @@ export const XEN_NETIF_NR_SLOTS_MIN = 18;
 // fatal_skb_slots (module parameter, default FATAL_SKB_SLOTS_DEFAULT) is "considered malicious" and
 // the vif is disabled. Extra-info slots count toward neither (netback counts the more_data chain).
 export const XEN_NETBK_LEGACY_SLOTS_MAX = XEN_NETIF_NR_SLOTS_MIN;
+
+/** The most multicast groups a vif's list holds (netback's XEN_NETBK_MCAST_MAX, common.h): the 65th add is refused. */
+export const XEN_NETBK_MCAST_MAX = 64;
 export const FATAL_SKB_SLOTS_DEFAULT = 20;
 export const XEN_NETIF_MAX_TX_SIZE = 0xffff;
 
