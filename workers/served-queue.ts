@@ -90,11 +90,6 @@ export class ServedQueue {
     this.hash = new VifHash(spec.queues ?? 1);
   }
 
-  /** The guest-rx queue for a frame (vif-hash.ts): netback's xenvif_select_queue. */
-  selectQueue(frame: Uint8Array, off: number, len: number): number {
-    return this.hash.selectQueue(frame, off, len);
-  }
-
   setUp(d: QueueDevices, slot: SlotRef, carry: Partial<VifStats> | undefined, po: QueuePeerOptions): void {
     const s = this.spec;
     this.registry = d.registry;
