@@ -9,6 +9,7 @@ import type { ConnectedVif, VifFault, WorkerPool } from "../pool/types.ts";
 import type { PeerHandle } from "../net/peer.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { XEN_NETBK_MCAST_MAX } from "../xen/netif.ts";
+import { XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ } from "../xen/ctrl-netif.ts";
 import type { XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
@@ -64,6 +65,12 @@ export interface VifInfo {
   settings: VifSettingsWatch | null;
   /** A multi-queue vif's multicast list, from every queue's MCAST extras (one list per vif, as netback's). */
   mcastGroups: string[];
+  /**
+   * The hash configuration the host side's queue choice waits to take (steerLater), or undefined
+   * when none waits; `steerWarned`: a failure was logged for this connection already.
+   */
+  steerPending?: HashConfig | null;
+  steerWarned?: boolean;
 }
 
 export interface VifHooksOptions {
@@ -414,6 +421,11 @@ export class VifHooks implements DeviceHooks {
     e.config = config;
     e.queues = links as QueueLink[];
     e.mcastGroups = [];
+    // The hash state starts afresh (workers/vif-hash.ts), so the host side's queue choice does too:
+    // this also clears a steering program an earlier connection or qnicd left on the TAP.
+    e.steerWarned = false;
+    e.steerPending = undefined;
+    this.steer(dev, e, null);
     for (let q = 0; q < n; q++) {
       const j = journals[q];
       if (j?.path === undefined) continue;
@@ -525,8 +537,43 @@ export class VifHooks implements DeviceHooks {
    * maybe on another worker) take it on, so hash extras reach the guest on every queue's rx.
    */
   private onHash(key: string, config: HashConfig): void {
-    const e = this.byQueueKey(key)?.[1];
-    if (e && e.queues[0]?.connection.key === key) this.updateQueues(e, e.queues.slice(1), { hash: config });
+    const found = this.byQueueKey(key);
+    if (!found) return;
+    const [dev, e] = found;
+    if (e.queues[0]?.connection.key !== key) return;
+    this.updateQueues(e, e.queues.slice(1), { hash: config });
+    this.steerLater(dev, e, config);
+  }
+
+  /**
+   * The host side's guest-rx queue choice follows the configuration (netback's xenvif_select_queue
+   * runs for every frame to the vif): on a TAP, a steering program. Coalesced to the latest
+   * configuration per turn of the event loop, so a frontend hammering its control ring costs one
+   * table build, not one per request.
+   */
+  private steerLater(dev: XenDevice, e: VifInfo, config: HashConfig): void {
+    if (!this.opts.peers.steer || e.queues.length < 2) return;
+    const waiting = e.steerPending !== undefined;
+    e.steerPending = config;
+    if (waiting) return;
+    setImmediate(() => {
+      const c = e.steerPending;
+      e.steerPending = undefined;
+      if (c !== undefined && this.info.get(dev) === e && e.queues.length >= 2) this.steer(dev, e, c);
+    });
+  }
+
+  private steer(dev: XenDevice, e: VifInfo, c: HashConfig | null): void {
+    const peers = this.opts.peers;
+    if (!peers.steer || !e.peer) return;
+    const on = c !== null && c.alg === XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ && e.queues.length >= 2;
+    try {
+      peers.steer(e.peer, on ? { queues: e.queues.length, flags: c.flags, key: c.key, size: c.size, mapping: c.mapping } : null);
+    } catch (err) {
+      if (e.steerWarned) return;
+      e.steerWarned = true;
+      this.opts.log.warn(`${dev.name}: ${oneLine((err as Error).message)}: its guest-rx queues stay on the kernel's flow hash`);
+    }
   }
 
   /**

@@ -11,6 +11,8 @@ import { constants as os } from "node:os";
 import { nativeLibraryPath } from "../native/lib.ts";
 import type { PeerHandle } from "./peer.ts";
 import { PeerError, type PeerProvisioner, type PeerSettings } from "./peer-provisioner.ts";
+import type { SteeringConfig } from "./steering-program.ts";
+import { SteeringError, TapSteering } from "./tap-steering.ts";
 
 const TUN_DEVICE = "/dev/net/tun";
 
@@ -58,6 +60,8 @@ export class TapProvisioner implements PeerProvisioner {
   private readonly held = new Map<string, number>();
   /** Extra queue fds (openQueue), closed by their vif's disconnect or with the daemon. */
   private readonly queues = new Set<number>();
+  /** Per TAP name: its steering map, once a frontend configured a hash (tap-steering.ts). */
+  private readonly steering = new Map<string, TapSteering>();
 
   /** Throws PeerError (one line) when this host cannot create TAPs at all. */
   constructor(private readonly opts: TapOptions) {
@@ -140,9 +144,30 @@ export class TapProvisioner implements PeerProvisioner {
     this.lib.qnicd_fd_close(queue.fd);
   }
 
+  /**
+   * The queue fds are numbered by tun in the order they were attached: qnicd_tap_open's first,
+   * then openQueue's in queue order (the backend opens them so, and closes them all together), so
+   * the program's answer is the vif's queue number. A null config also clears a program an earlier
+   * qnicd left on a persistent TAP.
+   */
+  steer(peer: PeerHandle, config: SteeringConfig | null): void {
+    if (this.held.get(peer.name) !== peer.fd) return;
+    let s = this.steering.get(peer.name);
+    if (!s && config === null) s = new TapSteering(peer.fd);
+    else if (!s) this.steering.set(peer.name, (s = new TapSteering(peer.fd)));
+    try {
+      s.apply(config);
+      if (config === null) this.steering.delete(peer.name);
+    } catch (e) {
+      if (!(e instanceof SteeringError)) throw e;
+      throw new PeerError(`steering TAP ${peer.name}'s guest-rx queues by the frontend's hash: ${e.message}`, os.errno.EIO);
+    }
+  }
+
   destroy(peer: PeerHandle): void {
     const fd = this.held.get(peer.name);
     if (fd === undefined || fd !== peer.fd) return;
+    this.dropSteering(peer.name);
     this.held.delete(peer.name);
     this.lib.qnicd_tap_unpersist(fd);
   }
@@ -150,6 +175,7 @@ export class TapProvisioner implements PeerProvisioner {
   close(): void {
     this.closeQueues();
     for (const [name, fd] of this.held) {
+      this.dropSteering(name);
       this.held.delete(name);
       this.lib.qnicd_tap_unpersist(fd);
     }
@@ -158,9 +184,16 @@ export class TapProvisioner implements PeerProvisioner {
   detach(): void {
     this.closeQueues();
     for (const [name, fd] of this.held) {
+      // The program stays on the persistent TAP: the successor's connect replaces or clears it.
+      this.dropSteering(name);
       this.held.delete(name);
       this.lib.qnicd_fd_close(fd);
     }
+  }
+
+  private dropSteering(name: string): void {
+    this.steering.get(name)?.close();
+    this.steering.delete(name);
   }
 
   private closeQueues(): void {

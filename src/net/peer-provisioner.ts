@@ -2,6 +2,7 @@
 // when a vif is realized (before InitWait, so libxl's vif-bridge hotplug script finds the
 // interface) and gives it back when the device goes away. Chosen by --peer.
 import type { PeerHandle } from "./peer.ts";
+import type { SteeringConfig } from "./steering-program.ts";
 
 /** What the toolstack asked for a vif's host side (libxl's vif keys: B/mtu, B/bridge), validated. */
 export interface PeerSettings {
@@ -24,6 +25,13 @@ export interface PeerProvisioner {
   openQueue(peer: PeerHandle, queue: number): PeerHandle;
   /** Gives back what openQueue() returned (the interface itself stays). Idempotent. */
   closeQueue(queue: PeerHandle): void;
+  /**
+   * Where the host side picks a multi-queue vif's guest-rx queue itself (a TAP: the kernel picks
+   * the queue fd a frame is read from), makes it pick by the frontend's hash configuration from now
+   * on, or by its own choice again for null. Absent where the workers pick (the switch). Throws
+   * PeerError.
+   */
+  steer?(peer: PeerHandle, config: SteeringConfig | null): void;
   /** Releases a peer this provisioner created. Idempotent. */
   destroy(peer: PeerHandle): void;
   /** Releases every peer still held. */

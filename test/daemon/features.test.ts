@@ -91,7 +91,7 @@ test("--peer switch: a 64 KiB TCP GSO packet reaches a guest that negotiated rx 
   // Bob: each packet whole, laid out as netback does, its checksum left partial for his stack.
   const b4 = bob.got.find((g) => parseTcpSegment(g.f, 7000, 80))!;
   expect(b4.f.length).toBe(65535);
-  expect(b4.m).toEqual({ flags: NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info | NETRXF_more_data, slots: 16, gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 } });
+  expect(b4.m).toEqual({ flags: NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info | NETRXF_more_data, slots: 16, gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 }, queue: 0 });
   expect(parseTcpSegment(b4.f, 7000, 80)!.payload).toEqual(payload);
   const b6 = bob.got.find((g) => parseTcp6Segment(g.f, 7001, 80))!;
   expect(b6.m.gso).toEqual({ size: 1200, type: XEN_NETIF_GSO_TYPE_TCPV6 });

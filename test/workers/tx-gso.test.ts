@@ -113,7 +113,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
     const got = bob.rx.filter((f) => parseTcpSegment(f, 33000, 5201));
     expect(got.length).toBe(1);
     expect(got[0]!.length).toBe(65535);
-    expect(bob.meta.get(got[0]!)).toEqual({ flags: NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info | NETRXF_more_data, slots: 16, gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 } });
+    expect(bob.meta.get(got[0]!)).toEqual({ flags: NETRXF_csum_blank | NETRXF_data_validated | NETRXF_extra_info | NETRXF_more_data, slots: 16, gso: { size: 1448, type: XEN_NETIF_GSO_TYPE_TCPV4 }, queue: 0 });
     expect(pseudoSumInField(got[0]!)).toBe(true);
     expect(parseTcpSegment(got[0]!, 33000, 5201)!.payload).toEqual(payload);
     // Carol did not: the kernel segments it for her, checksums complete.

@@ -113,6 +113,7 @@ export class NetfrontQueue {
       backendDomid: bd,
       ring: this.rxRing,
       counters: this.counters,
+      queue: id,
       notify: () => g.evtchn.notify(rxPort),
       broken: d.broken,
       warn: d.warn,

@@ -38,6 +38,8 @@ export interface RxMeta {
   gso?: { size: number; type: number };
   /** A hash extra (XEN_NETIF_EXTRA_TYPE_HASH): the backend's hash of the packet (netfront ignores it; Windows uses it for RSS). */
   hash?: { type: number; alg: number; value: number };
+  /** The queue whose rx ring delivered it (0 on a single-queue vif). */
+  queue: number;
 }
 
 export interface RxQueueDeps {
@@ -45,6 +47,8 @@ export interface RxQueueDeps {
   backendDomid: number;
   ring: FrontRing;
   counters: NetfrontCounters;
+  /** This queue's number (RxMeta.queue). */
+  queue: number;
   notify(): void;
   broken(why: string): void;
   warn(what: string): void;
@@ -267,7 +271,7 @@ export class RxQueue {
     const frame = parts.length === 1 ? parts[0]! : concat(parts, len);
     this.d.counters.rxPackets++;
     this.d.counters.rxBytes += len;
-    this.d.deliver(frame, { flags: first.flags, slots, gso, hash });
+    this.d.deliver(frame, { flags: first.flags, slots, gso, hash, queue: this.d.queue });
     return true;
   }
 

@@ -150,7 +150,7 @@ test("a multi-slot rx packet with a GSO extra arrives as one frame; the extra sl
   be.pushRx();
   await until("the packet", () => rx.length === 1);
   expect(rx[0]!.frame).toEqual(whole);
-  expect(rx[0]!.meta).toEqual({ flags: NETRXF_more_data | NETRXF_extra_info, slots: 3, gso: { size: 1448, type: 1 } });
+  expect(rx[0]!.meta).toEqual({ flags: NETRXF_more_data | NETRXF_extra_info, slots: 3, gso: { size: 1448, type: 1 }, queue: 0 });
   await until("refilled", () => be.rxAvailable() === 256);
 });
 
