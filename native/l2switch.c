@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flowhash.h"
 #include "segment.h"
 
 #define SW_MAGIC 0x51535731u /* "QSW1" */
@@ -48,6 +49,7 @@ struct sw_hdr {
     uint32_t age_ms, lock;
     int64_t skew_ms;      // added to the clock: lets tests age entries without waiting
     uint64_t ports_off, mac_off, ring_off, total;
+    uint64_t steer_off;   // struct sw_steer per port
 };
 
 struct sw_port {
@@ -75,7 +77,8 @@ struct sw_port {
     uint64_t wakes_taken;   // own eventfd: wake-ups producers took (seen when re-arming)
     uint64_t wakes_cleared; // own eventfd: sum of the values read from it
     uint32_t seg_next;    // segments of the head frame already handed out (a GSO frame segmented over several calls)
-    uint8_t pad2[68];
+    uint32_t queue_no;    // N of a "<vif>:q<N>" port, 0 otherwise
+    uint8_t pad2[64];
 };
 
 _Static_assert(sizeof(struct sw_hdr) <= SW_HDR_BYTES, "header");
@@ -90,11 +93,36 @@ struct sw_bucket {
 };
 _Static_assert(sizeof(struct sw_bucket) == SW_BUCKET_BYTES, "bucket size");
 
+/*
+ * Guest-rx queue steering (netback's xenvif_select_queue): once a multi-queue vif's frontend set a
+ * Toeplitz hash over its control ring, each of the vif's queue workers writes it into its port's
+ * record (sw_port_steer), and a frame for any of the vif's ports goes to the port of queue
+ * mapping[hash % size] (hash % queues with no table; a frame without a hash counts as 0) instead.
+ * The owner writes under a sequence count; senders read without a lock and fall back to the
+ * unsteered port if the count moved. port_of[] caches where each queue's port was last seen: any
+ * sender may fill it, and every use checks the port still is that vif's queue.
+ */
+#define SW_STEER_BYTES 512
+#define SW_STEER_QUEUES 64
+#define SW_STEER_MAPPING 128 /* XEN_NETBK_MAX_HASH_MAPPING_SIZE */
+struct sw_steer {
+    uint32_t seq;         // odd while the owner writes
+    uint32_t on;
+    uint32_t queues, flags, size;
+    uint8_t key[FH_KEY_LEN];
+    uint8_t mapping[SW_STEER_MAPPING];
+    uint16_t port_of[SW_STEER_QUEUES]; // port index + 1, 0: not known
+};
+_Static_assert(sizeof(struct sw_steer) <= SW_STEER_BYTES, "steer size");
+
 static inline struct sw_port *port_at(struct sw_hdr *h, uint32_t i) {
     return (struct sw_port *)((char *)h + h->ports_off) + i;
 }
 static inline struct sw_bucket *buckets(struct sw_hdr *h) {
     return (struct sw_bucket *)((char *)h + h->mac_off);
+}
+static inline struct sw_steer *steer_at(struct sw_hdr *h, uint32_t i) {
+    return (struct sw_steer *)((char *)h + h->steer_off + (uint64_t)i * SW_STEER_BYTES);
 }
 static inline uint8_t *ring_at(struct sw_hdr *h, uint32_t i) {
     return (uint8_t *)h + h->ring_off + (uint64_t)i * h->ring_bytes;
@@ -133,7 +161,8 @@ void *sw_create(uint32_t nports, uint32_t ring_bytes, uint32_t nbuckets, uint32_
     }
     uint64_t ports_off = SW_HDR_BYTES;
     uint64_t mac_off = ports_off + (uint64_t)nports * SW_PORT_BYTES;
-    uint64_t ring_off = (mac_off + (uint64_t)nbuckets * SW_BUCKET_BYTES + 4095) & ~4095ull;
+    uint64_t steer_off = mac_off + (uint64_t)nbuckets * SW_BUCKET_BYTES;
+    uint64_t ring_off = (steer_off + (uint64_t)nports * SW_STEER_BYTES + 4095) & ~4095ull;
     uint64_t total = ring_off + (uint64_t)nports * ring_bytes;
     void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) { err[0] = errno; return NULL; }
@@ -145,6 +174,7 @@ void *sw_create(uint32_t nports, uint32_t ring_bytes, uint32_t nbuckets, uint32_
     h->ports_off = ports_off;
     h->mac_off = mac_off;
     h->ring_off = ring_off;
+    h->steer_off = steer_off;
     h->total = total;
     for (uint32_t i = 0; i < nports; i++) port_at(h, i)->wake_fd = -1;
     __atomic_store_n(&h->magic, SW_MAGIC, __ATOMIC_RELEASE);
@@ -181,6 +211,18 @@ static int same_vif(const struct sw_port *a, const struct sw_port *b) {
     return a->base_len == b->base_len && memcmp(a->name, b->name, a->base_len) == 0;
 }
 
+static uint32_t queue_number(const char *name, size_t base_len, size_t nl) {
+    uint32_t n = 0;
+    for (size_t i = base_len + 2; i < nl && n < 100000; i++) n = n * 10 + (uint32_t)(name[i] - '0');
+    return base_len < nl ? n : 0;
+}
+
+static void steer_off(struct sw_steer *st) {
+    __atomic_fetch_add(&st->seq, 1, __ATOMIC_ACQ_REL);
+    st->on = 0;
+    __atomic_fetch_add(&st->seq, 1, __ATOMIC_RELEASE);
+}
+
 /** Opens the port named `name` (a free slot); its wake-ups go to `wake_fd`. Index or -errno. */
 int sw_port_open(struct sw_hdr *h, const char *name, int32_t wake_fd, int32_t own_fd) {
     size_t nl = strnlen(name, SW_NAME_LEN);
@@ -199,6 +241,8 @@ int sw_port_open(struct sw_hdr *h, const char *name, int32_t wake_fd, int32_t ow
     memcpy(p->name, name, nl);
     p->base_len = (uint32_t)queue_base_len(name, nl);
     p->noflood = p->base_len < nl;
+    p->queue_no = queue_number(name, p->base_len, nl);
+    steer_off(steer_at(h, (uint32_t)free_slot));
     p->wake_fd = wake_fd;
     p->own_fd = own_fd ? 1 : 0;
     p->armed = 1; // a fresh consumer is idle: the first frame wakes it
@@ -214,10 +258,61 @@ int sw_port_accept(struct sw_hdr *h, uint32_t idx, uint32_t flags) {
     return 0;
 }
 
+/**
+ * Port `idx`'s guest-rx queue choice (its owner calls it when the vif's hash configuration changes):
+ * on = 0 turns it off; else frames for the vif go to queue mapping[hash % size] (size 0: hash %
+ * queues), `key` the 40-octet key, `mapping` `size` queue numbers, each below `queues`.
+ */
+int sw_port_steer(struct sw_hdr *h, uint32_t idx, uint32_t on, uint32_t queues, uint32_t flags, uint32_t size, const uint8_t *key, const uint8_t *mapping) {
+    if (idx >= h->nports) return -EINVAL;
+    struct sw_steer *st = steer_at(h, idx);
+    if (!on) { steer_off(st); return 0; }
+    if (queues < 1 || queues > SW_STEER_QUEUES || size > SW_STEER_MAPPING) return -EINVAL;
+    for (uint32_t i = 0; i < size; i++) if (mapping[i] >= queues) return -EINVAL;
+    __atomic_fetch_add(&st->seq, 1, __ATOMIC_ACQ_REL);
+    st->queues = queues;
+    st->flags = flags;
+    st->size = size;
+    memcpy(st->key, key, FH_KEY_LEN);
+    memcpy(st->mapping, mapping, size);
+    st->on = 1;
+    __atomic_fetch_add(&st->seq, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+// The port a frame for port q goes to: q itself unless q's vif steers by hash and the queue the
+// hash names has an open port.
+static uint32_t steer(struct sw_hdr *h, uint32_t q, const uint8_t *f, uint32_t len) {
+    struct sw_steer *st = steer_at(h, q);
+    uint32_t seq = __atomic_load_n(&st->seq, __ATOMIC_ACQUIRE);
+    if ((seq & 1) || !__atomic_load_n(&st->on, __ATOMIC_RELAXED)) return q;
+    uint32_t hash = fh_frame_hash(st->key, st->flags, f, len);
+    uint32_t size = st->size, queues = st->queues;
+    uint32_t t = size ? st->mapping[hash % size] : (queues ? hash % queues : 0);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&st->seq, __ATOMIC_RELAXED) != seq || t >= SW_STEER_QUEUES) return q; // rewritten meanwhile
+    struct sw_port *p = port_at(h, q);
+    if (t == p->queue_no) return q;
+    uint32_t c = __atomic_load_n(&st->port_of[t], __ATOMIC_RELAXED);
+    if (c) {
+        struct sw_port *o = port_at(h, c - 1);
+        if (__atomic_load_n(&o->state, __ATOMIC_ACQUIRE) && o->queue_no == t && same_vif(o, p)) return c - 1;
+    }
+    for (uint32_t i = 0; i < h->nports; i++) {
+        struct sw_port *o = port_at(h, i);
+        if (__atomic_load_n(&o->state, __ATOMIC_ACQUIRE) && o->queue_no == t && same_vif(o, p)) {
+            __atomic_store_n(&st->port_of[t], (uint16_t)(i + 1), __ATOMIC_RELAXED);
+            return i;
+        }
+    }
+    return q; // that queue's port is not open (yet): the frame still reaches the guest
+}
+
 /** Closes a port: no more frames reach it and MACs learned on it are forgotten. */
 int sw_port_close(struct sw_hdr *h, uint32_t idx) {
     if (idx >= h->nports) return -EINVAL;
     struct sw_port *p = port_at(h, idx);
+    steer_off(steer_at(h, idx));
     spin_lock(&h->lock);
     spin_lock(&p->lock);
     __atomic_store_n(&p->state, 0, __ATOMIC_RELEASE);
@@ -333,16 +428,21 @@ int sw_send(struct sw_hdr *h, uint32_t src, const uint8_t *base, uint32_t stride
         int q = (f[0] & 1) ? -1 : lookup(h, mac48(f), now);
         int delivered = 0;
         if (q >= 0) {
-            if ((uint32_t)q != src && enqueue(h, (uint32_t)q, f, len, m)) {
-                delivered = 1;
-                touched[q >> 6] |= 1ull << (q & 63);
+            if ((uint32_t)q != src) {
+                uint32_t d = steer(h, (uint32_t)q, f, len);
+                if (enqueue(h, d, f, len, m)) {
+                    delivered = 1;
+                    touched[d >> 6] |= 1ull << (d & 63);
+                }
             }
         } else {
-            for (uint32_t k = 0; k < nopen; k++)
-                if (enqueue(h, open[k], f, len, m)) {
+            for (uint32_t k = 0; k < nopen; k++) {
+                uint32_t d = steer(h, open[k], f, len);
+                if (enqueue(h, d, f, len, m)) {
                     delivered = 1;
-                    touched[open[k] >> 6] |= 1ull << (open[k] & 63);
+                    touched[d >> 6] |= 1ull << (d & 63);
                 }
+            }
             sp->tx_flooded++;
         }
         if (delivered) sent++;

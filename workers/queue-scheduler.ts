@@ -215,7 +215,10 @@ export class QueueScheduler {
     if (q.ctrl?.pending) {
       const v0 = q.hash.version;
       const cp = q.ctrl.serve(this.gnt);
-      if (q.hash.version !== v0) this.report.hashChanged(q);
+      if (q.hash.version !== v0) {
+        q.steerPeer();
+        this.report.hashChanged(q);
+      }
       if (cp.fault) return this.report.disable(q, cp.fault);
       if (cp.notify) this.notify(q, q.ctrl.port);
       if (cp.more) q.ctrl.pending = moreCtrl = true;

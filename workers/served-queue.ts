@@ -22,6 +22,7 @@ import type { RingJournal } from "./back-ring.ts";
 import type { Timer } from "./timers.ts";
 import { ServedCtrl } from "./served-ctrl.ts";
 import { VifHash } from "./vif-hash.ts";
+import { XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ } from "../src/xen/ctrl-netif.ts";
 import { J_LIVE, J_RX_COMMITTED, J_RX_PUBLISHED, J_TX_COMMITTED, J_TX_PUBLISHED, MappedJournal } from "../src/state/vif-journal.ts";
 
 export interface QueueDevices {
@@ -156,7 +157,10 @@ export class ServedQueue {
 
   applySettings(settings: VifSettings): boolean {
     if (this.mcast) this.mcast.requested = settings.multicastControl;
-    if (settings.hash) this.hash.apply(settings.hash);
+    if (settings.hash) {
+      this.hash.apply(settings.hash);
+      this.steerPeer();
+    }
     if (settings.mcastGroups && this.mcast) this.mcast.setList(settings.mcastGroups);
     if (!(this.tx instanceof TxPath)) return false;
     const credit = this.tx.credit;
@@ -166,6 +170,18 @@ export class ServedQueue {
     const wasThrottled = credit.throttled;
     credit.set(now);
     return wasThrottled;
+  }
+
+  /**
+   * The hash configuration changed (this queue's control ring, or another queue's through the
+   * backend): a host side that picks the vif's guest-rx queue in this worker (the switch) follows
+   * it, as netback's xenvif_select_queue does. A TAP's queue choice is the main thread's (the
+   * kernel picks; src/net/tap-steering.ts).
+   */
+  steerPeer(): void {
+    const h = this.hash;
+    if (!this.peer?.steer) return;
+    this.peer.steer(h.alg === XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ && h.queues > 1 ? { queues: h.queues, flags: h.flags, key: h.key, size: h.size, mapping: h.mapping } : null);
   }
 
   /** Releases everything set up so far; safe to call twice and after a partial setUp(). */

@@ -1,6 +1,7 @@
 // The host side of a vif as the worker's data path sees it: frames move in batches through native
 // memory, one native call per batch in each direction (BUN-FACTS: syscalls, not JS, dominate
 // per-packet cost), never one call per frame.
+import type { SteeringConfig } from "./steering-program.ts";
 
 /**
  * Frames in native memory: frame i lives at `base + i * stride` and is `lens[i]` bytes long.
@@ -84,5 +85,10 @@ export interface Peer {
   receive(batch: FrameBatch, max?: number): number;
   /** Frames the peer itself dropped (queue full, interface down), for the vif's counters. */
   readonly drops: number;
+  /**
+   * For a peer that picks which of a multi-queue vif's queues a frame for the guest goes to (the
+   * switch): pick by the frontend's hash configuration from now on, or as before for null.
+   */
+  steer?(config: SteeringConfig | null): void;
   close(): void;
 }

@@ -9,6 +9,8 @@ import { dlopen, FFIType, toArrayBuffer, type Pointer } from "bun:ffi";
 import { nativeLibraryPath } from "../native/lib.ts";
 import { errnoName } from "./errno.ts";
 import type { FrameBatch, Peer } from "./peer.ts";
+import type { SteeringConfig } from "./steering-program.ts";
+import { XEN_NETBK_MAX_HASH_KEY_SIZE, XEN_NETBK_MAX_HASH_MAPPING_SIZE } from "../xen/netif.ts";
 
 function open() {
   return dlopen(nativeLibraryPath("l2switch"), {
@@ -21,6 +23,7 @@ function open() {
     sw_send: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
     sw_recv: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
     sw_port_accept: { args: [FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
+    sw_port_steer: { args: [FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.u32, FFIType.u32, FFIType.u32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     sw_lookup: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     sw_eventfd: { args: [], returns: FFIType.i32 },
     sw_close_fd: { args: [FFIType.i32], returns: FFIType.i32 },
@@ -183,6 +186,27 @@ export class SwitchPeer implements Peer {
     if (this.closed) return;
     this.rxOffloadFlags = flags;
     sw().sw_port_accept(this.fabric as Pointer, this.index, flags);
+  }
+
+  /**
+   * Frames for this vif go to the port of the queue the frontend's hash names (native/l2switch.c
+   * sw_port_steer), or to the port the destination MAC was learned on again for null. Each of the
+   * vif's queue ports is told the same configuration by its own worker. A configuration the switch
+   * refuses (it was bounded twice before: VifHash) leaves steering off.
+   */
+  steer(c: SteeringConfig | null): void {
+    if (this.closed) return;
+    if (c === null) {
+      sw().sw_port_steer(this.fabric as Pointer, this.index, 0, 0, 0, 0, null, null);
+      return;
+    }
+    const key = new Uint8Array(XEN_NETBK_MAX_HASH_KEY_SIZE);
+    key.set(Array.from(c.key).slice(0, key.length));
+    const size = Math.min(c.size, XEN_NETBK_MAX_HASH_MAPPING_SIZE);
+    const mapping = new Uint8Array(Math.max(size, 1));
+    for (let i = 0; i < size; i++) mapping[i] = Math.min(c.mapping[i] ?? 0, 255);
+    const rc = sw().sw_port_steer(this.fabric as Pointer, this.index, 1, c.queues, c.flags, size, key, mapping);
+    if (rc < 0) sw().sw_port_steer(this.fabric as Pointer, this.index, 0, 0, 0, 0, null, null);
   }
 
   /** The port a MAC ("xx:.." bytes) was learned on, or -1. */
