@@ -216,7 +216,7 @@ export class QueueScheduler {
       const v0 = q.hash.version;
       const cp = q.ctrl.serve(this.gnt);
       if (q.hash.version !== v0) {
-        q.steerPeer();
+        q.onHashChange();
         this.report.hashChanged(q);
       }
       if (cp.fault) return this.report.disable(q, cp.fault);

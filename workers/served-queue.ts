@@ -127,6 +127,13 @@ export class ServedQueue {
       this.localRxPort = s.rxEvtchn === s.txEvtchn ? this.localTxPort : this.bind(d, s.rxEvtchn);
       // The seed notifies per response, from inside its paths.
       if (s.ctrlRingRef !== undefined && s.ctrlEvtchn !== undefined) this.ctrl = new ServedCtrl(d, this.name, this.domid, s.ctrlRingRef, s.ctrlEvtchn, this.hash);
+      // Taken over: the hash the frontend configured lives on in the journal (it will not configure
+      // it again: it never learns of the restart), and so does the host side's queue choice.
+      const saved = s.adopt === true && this.ctrl ? this.journal?.loadHash() : null;
+      if (saved) {
+        this.hash.apply(saved);
+        this.steerPeer();
+      }
       if (this.tx instanceof SeedTxPath) this.tx.notifyTarget = { ev: d.ev, port: this.localTxPort };
       if (this.rx instanceof SeedRxPath) this.rx.notifyTarget = { ev: d.ev, port: this.localRxPort };
       this.counters = new VifCounters(d.arena, slot);
@@ -170,6 +177,12 @@ export class ServedQueue {
     const wasThrottled = credit.throttled;
     credit.set(now);
     return wasThrottled;
+  }
+
+  /** This queue's control ring changed the hash: the host side follows, the journal keeps it for a successor. */
+  onHashChange(): void {
+    this.steerPeer();
+    this.journal?.saveHash(this.hash.snapshot());
   }
 
   /**

@@ -9,10 +9,10 @@
 // not exist never selects a queue. It lives in the worker that serves the vif's rings, the only
 // thread that reads it, so no lock is needed.
 //
-// Lifetime: a fresh state (algorithm NONE) on every connect and every take-over by a restarted
-// qnicd. Netback loses it the same way when its driver is unbound (the vif is freed); qnicd does not
-// journal it (README "Restarts"). A frontend that configured hashing gets no hash extras after a
-// restart until it configures hashing again; queue selection falls back as for algorithm NONE.
+// Lifetime: a fresh state (algorithm NONE) on every connect. A take-over by a restarted qnicd starts
+// from what the control ring's worker journaled at each change (src/state/vif-journal.ts saveHash):
+// the guest never learns of the restart, so it would not configure hashing again (netback loses the
+// state when its driver is unbound, but its frontend reconnects and configures it anew).
 import { FlowHasher } from "../src/net/toeplitz.ts";
 import type { HashConfig } from "../src/pool/types.ts";
 import {

@@ -421,11 +421,6 @@ export class VifHooks implements DeviceHooks {
     e.config = config;
     e.queues = links as QueueLink[];
     e.mcastGroups = [];
-    // The hash state starts afresh (workers/vif-hash.ts), so the host side's queue choice does too:
-    // this also clears a steering program an earlier connection or qnicd left on the TAP.
-    e.steerWarned = false;
-    e.steerPending = undefined;
-    this.steer(dev, e, null);
     for (let q = 0; q < n; q++) {
       const j = journals[q];
       if (j?.path === undefined) continue;
@@ -435,6 +430,14 @@ export class VifHooks implements DeviceHooks {
         // counters will not carry over a restart; the rings are served all the same
       }
     }
+    // The host side's queue choice starts from the hash state the workers start from: none on a
+    // fresh connect (this also clears a steering program an earlier connection left on the TAP),
+    // the journaled one on a take-over, which queue 0's worker restored and the others get here.
+    e.steerWarned = false;
+    e.steerPending = undefined;
+    const savedHash = adopt ? (e.queues[0]?.journal?.loadHash() ?? null) : null;
+    if (savedHash && n > 1) this.updateQueues(e, e.queues.slice(1), { hash: savedHash });
+    this.steer(dev, e, savedHash);
     this.opts.log.info(`${dev.name}: connected`, n === 1 ? { worker: e.queues[0].connection.worker, key: keys[0] } : { queues: n, workers: e.queues.map((l) => l.connection.worker).join(" ") });
   }
 

@@ -26,11 +26,13 @@
 // guest to reconnect. Cost: one or two 32-bit copies per response and three stores per batch.
 //
 // Layout (little-endian words; a page each so the staging pages mirror the rings' pages):
-//   page 0: header words below, counters (float64) at COUNTERS_OFFSET, identity JSON at IDENTITY_OFFSET
+//   page 0: header words below, the frontend's hash configuration at HASH_OFFSET (queue 0's journal:
+//           the control ring's), counters (float64) at COUNTERS_OFFSET, identity JSON at IDENTITY_OFFSET
 //   page 1: tx staging page     page 2: rx staging page
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { LAYOUT_ID, VIF_COUNTERS, type VifStats } from "../stats/index.ts";
+import type { HashConfig } from "../pool/types.ts";
 
 export const JOURNAL_MAGIC = 0x716a6e6c; // "qjnl"
 export const JOURNAL_VERSION = 1;
@@ -49,6 +51,18 @@ export const J_RX_COMMITTED = 7;
 export const J_IDENTITY_LEN = 8;
 export const J_COUNTERS_LAYOUT = 9;
 export const J_COUNTERS_COUNT = 10;
+/**
+ * The hash configuration the frontend set over its control ring, so a successor keeps hashing and
+ * steering as the guest asked (a guest never learns of the restart, so never configures again). A
+ * word says whether it is whole (0 while written, 1 after: a crash mid-write leaves "none"), then
+ * algorithm, types and table size (one octet each), the 40-octet key and the table (an octet per
+ * entry: queue numbers are below 64). Journals older than it hold zeros there: "none".
+ */
+export const HASH_OFFSET = 64;
+const HASH_STATE_WORD = HASH_OFFSET / 4;
+const HASH_KEY_OFFSET = HASH_OFFSET + 8;
+const HASH_MAPPING_OFFSET = HASH_KEY_OFFSET + 40;
+const HASH_MAPPING_MAX = 128;
 export const COUNTERS_OFFSET = 256;
 export const MAX_COUNTERS = 96;
 export const IDENTITY_OFFSET = 1024;
@@ -184,6 +198,34 @@ export class MappedJournal {
   stagingBytes(dir: "tx" | "rx"): Uint8Array {
     const off = dir === "tx" ? TX_STAGING_OFFSET : RX_STAGING_OFFSET;
     return new Uint8Array(this.map.buffer, this.map.byteOffset + off, JOURNAL_PAGE);
+  }
+
+  /** Saves the control ring's hash configuration (its worker, on every change). */
+  saveHash(c: HashConfig): void {
+    const m = this.map;
+    Atomics.store(this.words, HASH_STATE_WORD, 0);
+    const size = Math.min(c.size, HASH_MAPPING_MAX);
+    m[HASH_OFFSET + 4] = c.alg;
+    m[HASH_OFFSET + 5] = c.flags;
+    m[HASH_OFFSET + 6] = size;
+    m.fill(0, HASH_KEY_OFFSET, HASH_MAPPING_OFFSET + HASH_MAPPING_MAX);
+    m.set(c.key.slice(0, 40), HASH_KEY_OFFSET);
+    m.set(c.mapping.slice(0, size), HASH_MAPPING_OFFSET);
+    Atomics.store(this.words, HASH_STATE_WORD, 1);
+  }
+
+  /** The saved hash configuration, or null when none was saved whole. The reader bounds it again (VifHash.apply). */
+  loadHash(): HashConfig | null {
+    if (Atomics.load(this.words, HASH_STATE_WORD) !== 1) return null;
+    const m = this.map;
+    const size = Math.min(m[HASH_OFFSET + 6], HASH_MAPPING_MAX);
+    return {
+      alg: m[HASH_OFFSET + 4],
+      flags: m[HASH_OFFSET + 5],
+      key: Array.from(m.subarray(HASH_KEY_OFFSET, HASH_KEY_OFFSET + 40)),
+      size,
+      mapping: Array.from(m.subarray(HASH_MAPPING_OFFSET, HASH_MAPPING_OFFSET + size)),
+    };
   }
 
   /** Saves a vif's counters (the main thread, every second), for a successor to carry on. */

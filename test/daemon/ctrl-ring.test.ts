@@ -127,26 +127,33 @@ function patternKey(): Uint8Array {
   return Uint8Array.from({ length: 40 }, (_, i) => (i * 37 + 11) & 0xff);
 }
 
-test("restart: a vif with a control ring is taken over; the ring answers on, the hash starts over at NONE until configured again", async () => {
+test("restart: a vif with a control ring is taken over; the ring answers on and the hash the guest configured carries on (the guest never configures it again)", async () => {
   const { host } = await start();
   const alice = await guest(host, "alice", {});
   const bob = await guest(host, "bob");
   expect((await alice.nf.hashConfigured()!).every((r) => r.status === 0)).toBe(true);
+  expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
+  await until("alice received", () => alice.got.length >= 1, 5000);
+  expect(alice.got[0]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
   await daemon!.stop({ keepVifs: true });
   daemon = await startOn(host);
   await until("alice taken over", () => daemon!.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
   // The same ring, attached where it stopped: requests keep being answered, in order.
   expect(await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE)).toEqual({ type: C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE, status: 0, data: 128 });
-  // The hash did not survive the restart (as netback's does not survive an unbind): no algorithm.
-  expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS)).status).toBe(C.XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
-  expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
-  await until("alice received", () => alice.got.length >= 1, 5000);
-  expect(alice.got[0]!.meta.hash).toBeUndefined();
-  // Configured again: hash extras again.
-  expect((await alice.nf.ctrl!.configureHash()).every((r) => r.status === 0)).toBe(true);
+  // The configuration came back from the journal: the types as set, hash extras as before.
+  expect(await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS)).toEqual({ type: C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS, status: 0, data: C.XEN_NETIF_CTRL_HASH_TYPES_ALL });
   expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
   await until("alice received again", () => alice.got.length >= 2, 5000);
   expect(alice.got[1]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
+  // A change after the take-over is journaled too: algorithm NONE survives the next restart as NONE.
+  expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM, C.XEN_NETIF_CTRL_HASH_ALGORITHM_NONE)).status).toBe(0);
+  await daemon!.stop({ keepVifs: true });
+  daemon = await startOn(host);
+  await until("alice taken over again", () => daemon!.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
+  expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS)).status).toBe(C.XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
+  expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
+  await until("alice received a third time", () => alice.got.length >= 3, 5000);
+  expect(alice.got[2]!.meta.hash).toBeUndefined();
   expect(alice.nf.state).toBe(S.Connected);
   expect(alice.nf.counters.connects).toBe(1);
 });

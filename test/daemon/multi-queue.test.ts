@@ -41,7 +41,11 @@ async function start(extra: string[]) {
   host = await startSimHost();
   const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--max-queues", "4", ...extra], env: {} });
   daemon = await startDaemon(config, { log: createLogger({ level: "warn", format: "text", write: () => {} }) });
-  return { host, daemon };
+  const restart = async () => {
+    await daemon!.stop({ keepVifs: true });
+    daemon = await startDaemon(config, { log: createLogger({ level: "warn", format: "text", write: () => {} }) });
+  };
+  return { host, daemon, restart };
 }
 
 async function vif(d: Daemon, name: string): Promise<VifJson> {
@@ -139,8 +143,8 @@ test.skipIf(!canUseTap())("--peer tap: one multi-queue TAP with a queue per ring
   expect(v.queues.every((q) => (q.counters?.rx_packets ?? 0) > 0)).toBe(true);
 });
 
-test("a 2-queue guest with a control ring on the switch: each frame reaches it on the queue its mapping names, with a hash extra, so the hash reached its other queue's worker", async () => {
-  const { host } = await start(["--peer", "switch"]);
+test("a 2-queue guest with a control ring on the switch: each frame reaches it on the queue its mapping names, with a hash extra, so the hash reached its other queue's worker; a restart keeps it so", async () => {
+  const { host, restart } = await start(["--peer", "switch"]);
   const a = await host.ts.create("alice", { vifs: 1 });
   const b = await host.ts.create("bob", { vifs: 1 });
   const mapping = [0, 1, 1];
@@ -160,12 +164,17 @@ test("a 2-queue guest with a control ring on the switch: each frame reaches it o
   // Alice's MAC is learned on queue 0 (unsteered, every unicast frame would go there); bob's
   // first frames are flooded until then, and floods are steered too.
   expect(alice.send(buildUdpFrame({ srcMac: parseMac(ai.mac), dstMac: parseMac(bi.mac), srcIp: ip("10.0.0.2"), dstIp: ip("10.0.0.3"), srcPort: 5, dstPort: 9, size: 100 }), { queue: 0 })).toBe(true);
-  await until("a round of 16 flows, every frame on the queue the mapping names, each with a hash extra", async () => {
+  const steered = async () => {
     round = [];
     for (let i = 0; i < 16; i++) bob.send(toAlice(i));
     await Bun.sleep(50);
     return round.length >= 16 && new Set(round.map((r) => r.queue)).size === 2 && round.every((r) => r.hash !== undefined && mapping[r.hash % mapping.length] === r.queue);
-  });
+  };
+  await until("a round of 16 flows, every frame on the queue the mapping names, each with a hash extra", steered);
+  // Taken over by the next qnicd: the guest never configures its hash again, and needs not.
+  await restart();
+  await until("the same after a restart", steered);
+  expect(alice.counters.connects).toBe(1);
 });
 
 test.skipIf(!canUseTap())("--peer tap with a control ring: each of the host's flows reaches the guest on the queue the frontend's mapping names (mapping[hash % size])", async () => {
