@@ -16,7 +16,7 @@ import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
 import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
-import { journalPath, listJournals, MappedJournal, queueJournalPath, readJournalIdentity, removeVifJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
+import { journalPath, listJournals, MappedJournal, queueJournalPath, queueRefsOf, readJournalIdentity, removeVifJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
 import { describeRate, VifSettingsWatch } from "./vif-settings.ts";
@@ -291,8 +291,7 @@ export class VifHooks implements DeviceHooks {
     const config = await this.readConfig(dev);
     const now = this.identity(dev, config, e.peer!);
     const changed: string[] = (["backendPath", "txRingRef", "rxRingRef", "txEvtchn", "rxEvtchn"] as const).filter((k) => was[k] !== now[k]);
-    // A journal from before multi-queue names no queues: it was one queue, the top-level one.
-    if (JSON.stringify(was.queues ?? [now.queues![0]]) !== JSON.stringify(now.queues)) changed.push("queues");
+    if (JSON.stringify(queueRefsOf(was)) !== JSON.stringify(queueRefsOf(now))) changed.push("queues");
     if (was.peer?.kind !== now.peer.kind || was.peer?.name !== now.peer.name) changed.push("peer");
     if (changed.length) throw new VifFatalError(Errno.ESTALE, `taking over from an earlier qnicd: ${changed.join(", ")} changed since its journal was written (needs xl network-detach and network-attach)`, readoptHint(dev));
     const journals: JournalSource[] = [];
@@ -348,7 +347,7 @@ export class VifHooks implements DeviceHooks {
       rxRingRef: config.rxRingRef,
       txEvtchn: config.txEvtchn,
       rxEvtchn: config.rxEvtchn,
-      queues: config.queues,
+      queueRefs: config.queues.map((q) => [q.txRingRef, q.rxRingRef, q.txEvtchn, q.rxEvtchn]),
       peer: { kind: peer.kind, name: peer.name },
       features: config.features,
     };

@@ -80,11 +80,26 @@ export interface VifIdentity {
   rxRingRef: number;
   txEvtchn: number;
   rxEvtchn: number;
-  /** Every queue's rings and ports (multi-queue); absent in journals of a single-queue qnicd. */
+  /**
+   * Every queue's rings and ports as [tx-ring-ref, rx-ring-ref, tx port, rx port]: four numbers a
+   * queue keep a 64-queue vif's identity inside IDENTITY_MAX (as objects, one of about 45 queues
+   * was already too large). Journals of the qnicd before it name them in `queues` as objects, and
+   * those of a single-queue qnicd in neither (queueRefsOf reads all three).
+   */
+  queueRefs?: QueueRefs[];
   queues?: { txRingRef: number; rxRingRef: number; txEvtchn: number; rxEvtchn: number }[];
   /** The host side: its kind and name (a TAP is persistent, so it survives the daemon). */
   peer: { kind: string; name: string };
   features: Record<string, boolean>;
+}
+
+export type QueueRefs = [number, number, number, number];
+
+/** An identity's queues as QueueRefs, whichever qnicd wrote it (a single-queue one: its top-level rings). */
+export function queueRefsOf(id: VifIdentity): QueueRefs[] {
+  if (id.queueRefs) return id.queueRefs;
+  if (id.queues) return id.queues.map((q) => [q.txRingRef, q.rxRingRef, q.txEvtchn, q.rxEvtchn]);
+  return [[id.txRingRef, id.rxRingRef, id.txEvtchn, id.rxEvtchn]];
 }
 
 /** The journal's file for one vif (its queue 0: the only one of a single-queue vif). */

@@ -6,7 +6,8 @@ import { afterEach, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { canUseTap } from "../net/tap-helper.ts";
 import { createSocket } from "node:dgram";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { IDENTITY_OFFSET, J_IDENTITY_LEN, type VifIdentity } from "../../src/state/vif-journal.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
@@ -212,4 +213,49 @@ test.skipIf(!canUseTap())("--peer tap with a control ring: each of the host's fl
   } finally {
     for (const s of socks) s.close();
   }
+});
+
+// 48: as many as the simulated guest's 16384 grants serve (each queue grants 256 rx buffers), and
+// more than the journal's identity held when queues were written as objects (about 45).
+test("a 48-queue guest (--max-queues 64) connects, every queue with its journal, and a restart takes all 48 over", async () => {
+  const { host, restart } = await start(["--peer", "null", "--max-queues", "64"]);
+  // 48 queues post 48 x 256 rx buffers: more than the default 8 MiB guest has.
+  const a = await host.ts.create("alice", { vifs: 1, memoryMb: 128 });
+  const nf = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 48, maxQueues: 48 });
+  fronts.push(nf);
+  expect((await nf.whenConnected(15_000)).queues.length).toBe(48);
+  const name = `vif${a.domid}.0`;
+  expect((await vif(daemon!, name)).queues.length).toBe(48);
+  await restart();
+  await until("all 48 queues taken over", async () => (await vif(daemon!, name).catch(() => null))?.queues?.length === 48, 15_000);
+  expect(nf.counters.connects).toBe(1);
+});
+
+test("journals written before queue refs were compact (queues as objects) are still taken over", async () => {
+  const { host, restart } = await start(["--peer", "null"]);
+  const a = await host.ts.create("alice", { vifs: 1 });
+  const nf = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 2 });
+  fronts.push(nf);
+  expect((await nf.whenConnected(5000)).queues.length).toBe(2);
+  await daemon!.stop({ keepVifs: true });
+  // Rewrite each journal's identity as the earlier qnicd wrote it.
+  const dir = daemon!.runtimeDir;
+  const files = readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith(".journal"));
+  expect(files.length).toBe(2);
+  for (const f of files) {
+    const path = `${dir}/${f}`;
+    const buf = readFileSync(path);
+    const len = buf.readUInt32LE(J_IDENTITY_LEN * 4);
+    const id = JSON.parse(buf.subarray(IDENTITY_OFFSET, IDENTITY_OFFSET + len).toString()) as VifIdentity;
+    const old = { ...id, queues: id.queueRefs!.map(([txRingRef, rxRingRef, txEvtchn, rxEvtchn]) => ({ txRingRef, rxRingRef, txEvtchn, rxEvtchn })), queueRefs: undefined };
+    const json = Buffer.from(JSON.stringify(old));
+    buf.fill(0, IDENTITY_OFFSET, IDENTITY_OFFSET + Math.max(len, json.length));
+    json.copy(buf, IDENTITY_OFFSET);
+    buf.writeUInt32LE(json.length, J_IDENTITY_LEN * 4);
+    writeFileSync(path, buf);
+  }
+  await restart();
+  const name = `vif${a.domid}.0`;
+  await until("both queues taken over", async () => (await vif(daemon!, name).catch(() => null))?.queues?.length === 2, 10_000);
+  expect(nf.counters.connects).toBe(1);
 });
