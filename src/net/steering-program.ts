@@ -155,6 +155,26 @@ export function steeringProgram(mapFd: number): Uint8Array {
     a.op(LDX | MEM | W, R1, R8, CFG_FLAGS, 0);
     a.alu(AND, R1, mask);
   };
+  // An address family's entry: one of its types enabled, its fixed header in the frame, its
+  // version in the header (r0 keeps the header's first octet).
+  const family = (name: string, types: number, headerLen: number, version: number) => {
+    a.label(name);
+    loadFlags(types);
+    a.jmp(JEQ, R1, 0, "select");
+    a.jmp(JLT, R9, ETH + headerLen, "select");
+    a.loadPacket(B, ETH);
+    a.aluReg(MOV, R1, R0);
+    a.alu(RSH, R1, 4);
+    a.jmp(JNE, R1, version, "select");
+  };
+  // No TCP ports for the hash: the addresses alone if that type is enabled (r9 = 0), else no hash.
+  const addressesOnly = (name: string, type: number) => {
+    a.label(`${name}-addresses`);
+    loadFlags(type);
+    a.jmp(JEQ, R1, 0, "select");
+    a.alu(MOV, R9, 0);
+    a.label(`${name}-hash`);
+  };
 
   a.aluReg(MOV, R6, R1);
   a.op(ST | MEM | W, R10, 0, -4, 0);
@@ -175,14 +195,7 @@ export function steeringProgram(mapFd: number): Uint8Array {
 
   // IPv4: the header whole, its length at least 20; TCP ports when enabled, the protocol is TCP,
   // the datagram is no fragment (MF or an offset) and the ports are in the frame.
-  a.label("v4");
-  loadFlags(XEN_NETIF_CTRL_HASH_TYPE_IPV4 | XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP);
-  a.jmp(JEQ, R1, 0, "select");
-  a.jmp(JLT, R9, ETH + 20, "select");
-  a.loadPacket(B, ETH);
-  a.aluReg(MOV, R1, R0);
-  a.alu(RSH, R1, 4);
-  a.jmp(JNE, R1, 4, "select");
+  family("v4", XEN_NETIF_CTRL_HASH_TYPE_IPV4 | XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP, 20, 4);
   a.alu(AND, R0, 0x0f);
   a.alu(LSH, R0, 2);
   a.jmp(JLT, R0, 20, "select");
@@ -202,11 +215,7 @@ export function steeringProgram(mapFd: number): Uint8Array {
   a.jmp(JNE, R0, 0, "v4-addresses");
   a.op(LDX | MEM | DW, R9, R10, -16, 0);
   a.goto("v4-hash");
-  a.label("v4-addresses");
-  loadFlags(XEN_NETIF_CTRL_HASH_TYPE_IPV4);
-  a.jmp(JEQ, R1, 0, "select");
-  a.alu(MOV, R9, 0);
-  a.label("v4-hash");
+  addressesOnly("v4", XEN_NETIF_CTRL_HASH_TYPE_IPV4);
   for (let i = 0; i < 8; i++) hashOctet(i, ETH + 12 + i);
   a.jmp(JEQ, R9, 0, "select");
   for (let i = 0; i < 4; i++) hashOctet(8 + i, ETH + i, R9);
@@ -214,13 +223,7 @@ export function steeringProgram(mapFd: number): Uint8Array {
 
   // IPv6: the fixed header whole; TCP ports when enabled, the next header is TCP (extension
   // headers are not walked) and the ports are in the frame.
-  a.label("v6");
-  loadFlags(XEN_NETIF_CTRL_HASH_TYPE_IPV6 | XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP);
-  a.jmp(JEQ, R1, 0, "select");
-  a.jmp(JLT, R9, ETH + 40, "select");
-  a.loadPacket(B, ETH);
-  a.alu(RSH, R0, 4);
-  a.jmp(JNE, R0, 6, "select");
+  family("v6", XEN_NETIF_CTRL_HASH_TYPE_IPV6 | XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP, 40, 6);
   loadFlags(XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP);
   a.jmp(JEQ, R1, 0, "v6-addresses");
   a.jmp(JLT, R9, ETH + 44, "v6-addresses");
@@ -228,11 +231,7 @@ export function steeringProgram(mapFd: number): Uint8Array {
   a.jmp(JNE, R0, 6, "v6-addresses");
   a.alu(MOV, R9, 1);
   a.goto("v6-hash");
-  a.label("v6-addresses");
-  loadFlags(XEN_NETIF_CTRL_HASH_TYPE_IPV6);
-  a.jmp(JEQ, R1, 0, "select");
-  a.alu(MOV, R9, 0);
-  a.label("v6-hash");
+  addressesOnly("v6", XEN_NETIF_CTRL_HASH_TYPE_IPV6);
   for (let i = 0; i < 32; i++) hashOctet(i, ETH + 8 + i);
   a.jmp(JEQ, R9, 0, "select");
   for (let i = 0; i < 4; i++) hashOctet(32 + i, ETH + 40 + i);
