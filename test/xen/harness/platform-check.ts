@@ -208,6 +208,21 @@ try {
   check("worker", false, `threw ${(e as Error).stack ?? e}`);
 }
 
+// The TAP steering program on this kernel (the testbed's Debian dom0 kernel, not the CI host's):
+// its eBPF verifier must accept it, and it must pick what netback's selection picks.
+try {
+  const { SteeredTap } = await import("../../net/steering-check.ts");
+  const tap = new SteeredTap("qnsteer0");
+  try {
+    const r = tap.check({ flags: 0xf, size: 8, mapping: [3, 1, 2, 0, 1, 3, 2, 0] });
+    check("tap steering", r.wrong.length === 0 && r.queuesUsed > 2, `${r.frames} frames over ${r.queuesUsed} of 4 queues, ${r.wrong.length} on another queue than the frontend's mapping names${r.wrong.length ? `: ${r.wrong.slice(0, 3).join("; ")}` : ""}`);
+  } finally {
+    tap.close();
+  }
+} catch (e) {
+  check("tap steering", false, `threw ${(e as Error).stack ?? e}`);
+}
+
 granted.free();
 alloc.close();
 platform.close();
