@@ -24,7 +24,6 @@ const paths = simPaths(dir);
 const log = (line: string) => process.stderr.write(`xenstored[${process.pid}]: ${line}\n`);
 
 const xs = await startXenstored({ dir, log });
-writeFileSync(paths.xenstoredPidFile, `${process.pid}\n`);
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {
@@ -37,5 +36,8 @@ async function stop(signal: string): Promise<void> {
   } catch {}
   process.exit(0);
 }
+// Before the pid file: whoever sees the pid file may signal at once, and a signal that comes
+// before its handler would kill the process without saving the tree (a loaded CI machine hit this).
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
+writeFileSync(paths.xenstoredPidFile, `${process.pid}\n`);
