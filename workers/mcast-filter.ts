@@ -27,12 +27,16 @@ export class McastFilter {
    */
   changes: { add: boolean; group: string }[] | null = null;
 
+  /** Bumped by every change to the list (the queue then journals it: ServedQueue.journalMcast). */
+  version = 0;
+
   /**
-   * `listKnown`: false for a vif taken over from an earlier owner (a restart, a dead worker): the
-   * groups its guest added died with that owner, and the guest will not add them again, so such a
-   * vif is never filtered (it gets what a backend without multicast control would give it).
+   * `listKnown`: false for a vif taken over from an earlier owner (a restart, a dead worker) until
+   * its list is restored from the journal (restore()): the guest will not add its groups again, so
+   * without the journaled list such a vif is never filtered (it gets what a backend without
+   * multicast control would give it). A journal from before the list was journaled has none.
    */
-  constructor(readonly listKnown = true) {}
+  constructor(public listKnown = true) {}
 
   /** Addresses on the list. */
   get count(): number {
@@ -49,6 +53,7 @@ export class McastFilter {
     if (this.n === MCAST_MAX) return false;
     this.addrs.set(src.subarray(at, at + ETH_ALEN), this.n * ETH_ALEN);
     this.n++;
+    this.version++;
     this.changes?.push({ add: true, group: macString(src, at) });
     return true;
   }
@@ -61,6 +66,7 @@ export class McastFilter {
     // Order kept, as netback's list: later adds of the same group stay behind the removed one.
     this.addrs.copyWithin(i * ETH_ALEN, (i + 1) * ETH_ALEN, this.n * ETH_ALEN);
     this.n--;
+    this.version++;
   }
 
   /** Whether the frame whose destination MAC starts at `frame[at]` may go to the guest (only called while active). */
@@ -79,6 +85,7 @@ export class McastFilter {
 
   /** The vif's list as the backend keeps it (a multi-queue vif's adds on any queue); bad entries are skipped. */
   setList(groups: readonly string[]): void {
+    this.version++;
     this.n = 0;
     for (const g of groups) {
       if (this.n === MCAST_MAX || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(g)) continue;
@@ -86,6 +93,12 @@ export class McastFilter {
       g.split(":").forEach((h, k) => (this.addrs[o + k] = Number.parseInt(h, 16)));
       this.n++;
     }
+  }
+
+  /** The list a predecessor journaled: known again, so filtering goes on as the guest asked. */
+  restore(groups: readonly string[]): void {
+    this.setList(groups);
+    this.listKnown = true;
   }
 
   private find(src: Uint8Array, at: number): number {

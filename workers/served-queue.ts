@@ -83,6 +83,8 @@ export class ServedQueue {
   readonly hash: VifHash;
   /** The vif's journal, kept mapped for as long as the rings stage responses in it. */
   private journal: MappedJournal | null = null;
+  /** McastFilter.version when the list was last journaled. */
+  private savedMcastVersion = 0;
 
   constructor(readonly spec: VifConnectSpec) {
     this.key = spec.key;
@@ -107,6 +109,10 @@ export class ServedQueue {
       // the backend hands every queue the vif's list (applySettings).
       if ((s.queues ?? 1) > 1) this.mcast.changes = [];
       this.mcast.requested = s.settings?.multicastControl === true;
+      // Taken over: queue 0's journal holds the vif's list as its predecessor last had it.
+      const savedGroups = s.adopt === true && (s.queue ?? 0) === 0 ? this.journal?.loadMcast() : null;
+      if (savedGroups) this.mcast.restore(savedGroups);
+      this.savedMcastVersion = this.mcast.version;
       const txFeatures = { sg: f["feature-sg"] === true, gso: f["feature-gso-tcpv4"] === true || f["feature-gso-tcpv6"] === true, hashExtras: s.ctrlRingRef !== undefined };
       this.tx = seed ? new SeedTxPath(this.txMap.buffer, this.domid, jtx) : new TxPath(this.txMap.buffer, this.domid, txFeatures, jtx, { rate: s.settings?.rate ?? null, mcast: this.mcast });
       const bad = this.tx.attachError();
@@ -168,7 +174,11 @@ export class ServedQueue {
       this.hash.apply(settings.hash);
       this.steerPeer();
     }
-    if (settings.mcastGroups && this.mcast) this.mcast.setList(settings.mcastGroups);
+    if (settings.mcastGroups && this.mcast) {
+      if (settings.mcastRestored) this.mcast.restore(settings.mcastGroups);
+      else this.mcast.setList(settings.mcastGroups);
+      this.journalMcast();
+    }
     if (!(this.tx instanceof TxPath)) return false;
     const credit = this.tx.credit;
     // The same rate again (the message carried another setting): the credit window runs on untouched.
@@ -177,6 +187,17 @@ export class ServedQueue {
     const wasThrottled = credit.throttled;
     credit.set(now);
     return wasThrottled;
+  }
+
+  /**
+   * Queue 0 journals the vif's multicast list whenever it changed (its own MCAST extras, or the
+   * backend's list for a multi-queue vif), so a successor filters on as the guest asked.
+   */
+  journalMcast(): void {
+    const m = this.mcast;
+    if (!m || m.version === this.savedMcastVersion || !this.journal || (this.spec.queue ?? 0) !== 0) return;
+    this.savedMcastVersion = m.version;
+    this.journal.saveMcast(m.list());
   }
 
   /** This queue's control ring changed the hash: the host side follows, the journal keeps it for a successor. */

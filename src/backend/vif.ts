@@ -437,6 +437,12 @@ export class VifHooks implements DeviceHooks {
     const savedHash = adopt ? (e.queues[0]?.journal?.loadHash() ?? null) : null;
     if (savedHash && n > 1) this.updateQueues(e, e.queues.slice(1), { hash: savedHash });
     this.steer(dev, e, savedHash);
+    // The same for the multicast list (queue 0's worker restored its own filter from it).
+    const savedGroups = adopt ? (e.queues[0]?.journal?.loadMcast() ?? null) : null;
+    if (savedGroups) {
+      e.mcastGroups = [...savedGroups];
+      if (n > 1) this.updateQueues(e, e.queues.slice(1), { mcastGroups: savedGroups, mcastRestored: true });
+    }
     this.opts.log.info(`${dev.name}: connected`, n === 1 ? { worker: e.queues[0].connection.worker, key: keys[0] } : { queues: n, workers: e.queues.map((l) => l.connection.worker).join(" ") });
   }
 

@@ -35,6 +35,8 @@ export interface VifSettings {
   readonly hash?: HashConfig;
   /** A multi-queue vif's multicast list ("xx:xx:xx:xx:xx:xx"), kept by the backend from every queue's MCAST extras. */
   readonly mcastGroups?: readonly string[];
+  /** mcastGroups is the list queue 0's journal held at a take-over: the queues filter by it again. */
+  readonly mcastRestored?: boolean;
 }
 
 /** What the backend read and validated from the frontend's xenstore nodes. */

@@ -28,7 +28,8 @@
 // Layout (little-endian words; a page each so the staging pages mirror the rings' pages):
 //   page 0: header words below, the frontend's hash configuration at HASH_OFFSET (queue 0's journal:
 //           the control ring's), counters (float64) at COUNTERS_OFFSET, identity JSON at IDENTITY_OFFSET
-//   page 1: tx staging page     page 2: rx staging page
+//   page 1: tx staging page     page 2: rx staging page, whose tail past the rx ring's slots holds
+//           the vif's multicast list at MCAST_OFFSET (queue 0's journal)
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { LAYOUT_ID, VIF_COUNTERS, type VifStats } from "../stats/index.ts";
@@ -70,6 +71,14 @@ export const IDENTITY_MAX = JOURNAL_PAGE - IDENTITY_OFFSET;
 
 export const TX_STAGING_OFFSET = JOURNAL_PAGE;
 export const RX_STAGING_OFFSET = 2 * JOURNAL_PAGE;
+/**
+ * The multicast groups the frontend added (MCAST_ADD / MCAST_DEL extras), so a successor goes on
+ * filtering as the guest asked: a word saying whether it is whole (0 while written, 1 after), the
+ * count, then 6 octets a group (at most XEN_NETBK_MCAST_MAX). It sits in the rx staging page past
+ * anything a response is staged in: the rx ring's header and 256 slots of 8 octets end at 2112.
+ */
+export const MCAST_OFFSET = RX_STAGING_OFFSET + 2560;
+const MCAST_MAX = 64;
 
 /** What the vif was connected with: a successor adopts only a vif whose xenstore nodes still say the same. */
 export interface VifIdentity {
@@ -241,6 +250,28 @@ export class MappedJournal {
       size,
       mapping: Array.from(m.subarray(HASH_MAPPING_OFFSET, HASH_MAPPING_OFFSET + size)),
     };
+  }
+
+  /** Saves the vif's multicast list ("xx:xx:xx:xx:xx:xx" groups; its queue 0's worker, on every change). */
+  saveMcast(groups: readonly string[]): void {
+    const m = this.map;
+    const w = new DataView(m.buffer, m.byteOffset + MCAST_OFFSET, 8 + MCAST_MAX * 6);
+    w.setUint32(0, 0, true);
+    const n = Math.min(groups.length, MCAST_MAX);
+    for (let i = 0; i < n; i++) groups[i]!.split(":").forEach((h, k) => w.setUint8(8 + i * 6 + k, Number.parseInt(h, 16) & 0xff));
+    w.setUint32(4, n, true);
+    Atomics.store(new Uint32Array(m.buffer, m.byteOffset + MCAST_OFFSET, 1), 0, 1);
+  }
+
+  /** The saved multicast list, or null when none was saved whole. */
+  loadMcast(): string[] | null {
+    const m = this.map;
+    if (Atomics.load(new Uint32Array(m.buffer, m.byteOffset + MCAST_OFFSET, 1), 0) !== 1) return null;
+    const w = new DataView(m.buffer, m.byteOffset + MCAST_OFFSET, 8 + MCAST_MAX * 6);
+    const n = Math.min(w.getUint32(4, true), MCAST_MAX);
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(Array.from({ length: 6 }, (_, k) => w.getUint8(8 + i * 6 + k).toString(16).padStart(2, "0")).join(":"));
+    return out;
   }
 
   /** Saves a vif's counters (the main thread, every second), for a successor to carry on. */

@@ -124,3 +124,45 @@ test("a 2-queue guest: a group added on queue 1's tx ring lets that group's fram
   expect(got).not.toContain(2);
   expect(rx.queueStats()[0]!.counters.rxPackets).toBeGreaterThan(0);
 });
+
+for (const vcpus of [1, 2]) {
+  test(`restart: a ${vcpus}-queue guest's groups carry over (queue 0's journal), so the filter goes on as it asked without the guest adding them again`, async () => {
+    host = await startSimHost();
+    const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--max-queues", "2", "--peer", "switch"], env: {} });
+    const log = createLogger({ level: "error", format: "text", write: () => {} });
+    daemon = await startDaemon(config, { log });
+    const a = await host.ts.create("win", { vifs: 1 });
+    const b = await host.ts.create("sender", { vifs: 1 });
+    const statuses = new Map<number, number>();
+    const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+    const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0 });
+    fronts.push(rx, tx);
+    expect((await rx.whenConnected(5000)).queues.length).toBe(vcpus);
+    const txInfo = await tx.whenConnected(5000);
+    const got: number[] = [];
+    rx.onReceive((f) => {
+      if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
+    });
+    const name = `vif${a.domid}.0`;
+    await until("request seen", async () => (await vif(name)).multicastControl, 5000);
+    const add = rx.multicast("add", GROUP_FB, vcpus - 1);
+    await until("ADD answered", () => statuses.get(add) === NETIF_RSP_OKAY, 5000);
+    // The added group arrives, another group is filtered: before and after the restart alike.
+    const filtered = async (what: string) => {
+      await until(`${what}: the added group's frames arrive`, async () => {
+        got.length = 0;
+        expect(tx.send(frameTo(GROUP_FC, txInfo.mac, 2))).toBe(true);
+        expect(tx.send(frameTo(GROUP_FB, txInfo.mac, 1))).toBe(true);
+        await Bun.sleep(50);
+        return got.includes(1);
+      }, 5000);
+      expect(got).not.toContain(2);
+    };
+    await filtered("before");
+    await daemon.stop({ keepVifs: true });
+    daemon = await startDaemon(config, { log });
+    await until("taken over", async () => (await vif(name).catch(() => null))?.multicastControl === true, 5000);
+    await filtered("after the restart");
+    expect(rx.counters.connects).toBe(1);
+  });
+}
