@@ -191,7 +191,7 @@ export class QueueScheduler {
         notifyTx = tx.notify;
         moreTx = tx.more;
         if (q.mcast?.changes?.length) this.report.mcastChanged(q);
-        q.journalMcast();
+        if (q.mcast) q.journalMcast();
       }
     }
     if (q.rxPending) {
