@@ -436,7 +436,8 @@ export class VifHooks implements DeviceHooks {
     e.steerPending = undefined;
     const savedHash = adopt ? (e.queues[0]?.journal?.loadHash() ?? null) : null;
     if (savedHash && n > 1) this.updateQueues(e, e.queues.slice(1), { hash: savedHash });
-    this.steer(dev, e, savedHash);
+    // One queue has no choice to steer (and an old kernel without TUNSETSTEERINGEBPF warns nobody).
+    if (n > 1) this.steer(dev, e, savedHash);
     // The same for the multicast list (queue 0's worker restored its own filter from it).
     const savedGroups = adopt ? (e.queues[0]?.journal?.loadMcast() ?? null) : null;
     if (savedGroups) {
