@@ -1,6 +1,6 @@
 // A WorkerPool double: records connect/disconnect, can refuse or delay a connect, and can report a
 // fault the way a worker would. Stands in for src/pool until the real one is wired.
-import type { ConnectedVif, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "../../src/pool/types.ts";
+import type { ConnectedVif, HashConfig, VifConnectSpec, VifFault, VifSettings, WorkerPool } from "../../src/pool/types.ts";
 
 export class FakePool implements WorkerPool {
   readonly size = 2;
@@ -15,6 +15,7 @@ export class FakePool implements WorkerPool {
   closed = false;
   private faultListeners: ((f: VifFault) => void)[] = [];
   private lostListeners: ((w: number, moved: ConnectedVif[]) => void)[] = [];
+  private hashListeners: ((key: string, config: HashConfig) => void)[] = [];
 
   async connect(spec: VifConnectSpec): Promise<ConnectedVif> {
     this.events.push(`connect ${spec.key}`);
@@ -50,6 +51,15 @@ export class FakePool implements WorkerPool {
   }
   onWorkerLost(listener: (worker: number, moved: ConnectedVif[]) => void): void {
     this.lostListeners.push(listener);
+  }
+
+  onHash(listener: (key: string, config: HashConfig) => void): void {
+    this.hashListeners.push(listener);
+  }
+
+  /** What queue 0's worker does when the control ring changed the hash configuration. */
+  hash(key: string, config: HashConfig): void {
+    for (const l of this.hashListeners) l(key, config);
   }
 
   /** What a worker does when a frontend breaks the ring protocol. */

@@ -23,13 +23,13 @@ export interface BackendHarness {
   close(): Promise<void>;
 }
 
-export async function startBackendHarness(opts: { type?: "vif" | "qnic"; initTimeoutMs?: number; destroyTimeoutMs?: number; connectTimeoutMs?: number; maxQueues?: number } = {}): Promise<BackendHarness> {
+export async function startBackendHarness(opts: { type?: "vif" | "qnic"; initTimeoutMs?: number; destroyTimeoutMs?: number; connectTimeoutMs?: number; maxQueues?: number; peers?: PlaceholderProvisioner } = {}): Promise<BackendHarness> {
   const host = await startSimHost({ initTimeoutMs: opts.initTimeoutMs ?? 5000, destroyTimeoutMs: opts.destroyTimeoutMs ?? 5000 });
   const requests: string[] = [];
   const logs: string[] = [];
   const bxs = await host.client({ trace: (op, tx, args) => requests.push(`${op} ${tx} ${args[0] ?? ""}`) });
   const pool = new FakePool();
-  const peers = new PlaceholderProvisioner("null");
+  const peers = opts.peers ?? new PlaceholderProvisioner("null");
   const log = createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) });
   const type = opts.type ?? "vif";
   const backend = await startBackend({ xs: bxs, pool, peers, log, backendDomid: 0, type, vifnamePrefix: "vif", connectTimeoutMs: opts.connectTimeoutMs, maxQueues: opts.maxQueues });

@@ -3,6 +3,10 @@
 // the vif standing or falling as a whole.
 import { afterEach, expect, test } from "bun:test";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
+import { PeerError, PlaceholderProvisioner } from "../../src/net/peer-provisioner.ts";
+import type { PeerHandle } from "../../src/net/peer.ts";
+import type { SteeringConfig } from "../../src/net/steering-program.ts";
+import type { HashConfig } from "../../src/pool/types.ts";
 import { startBackendHarness, type BackendHarness } from "./harness.ts";
 import { until } from "./sim-host.ts";
 
@@ -89,4 +93,56 @@ test.each([
   await fronts[0]!.waitBackend(S.Closing);
   expect(await h.host.xs.read(errorNode(domid, 0))).toMatch(expected);
   expect(h.pool.count("connect")).toBe(0);
+});
+
+/** Placeholder peers that record what the backend asks of a host side that picks queues itself (a TAP). */
+class SteeringPeers extends PlaceholderProvisioner {
+  readonly steered: { peer: string; config: SteeringConfig | null }[] = [];
+  failWith: string | null = null;
+  steer(peer: PeerHandle, config: SteeringConfig | null): void {
+    if (this.failWith) throw new PeerError(this.failWith, 1);
+    this.steered.push({ peer: peer.name, config: config && { ...config, key: Array.from(config.key), mapping: Array.from(config.mapping) } });
+  }
+}
+
+const TOEPLITZ: HashConfig = { alg: 1, flags: 0xf, key: Array.from({ length: 40 }, (_, i) => i), size: 4, mapping: [1, 0, 1, 1] };
+
+test("a multi-queue vif's host side is cleared at connect, then steered by each hash configuration queue 0's worker reports; the other queues get it too", async () => {
+  const peers = new SteeringPeers("null");
+  h = await startBackendHarness({ maxQueues: 4, peers });
+  const { domid, fronts } = await h.guest("alice");
+  await fronts[0]!.connect({ extra: { ...queueNodes(2), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null } });
+  await fronts[0]!.waitBackend(S.Connected);
+  expect(peers.steered).toEqual([{ peer: `vif${domid}.0`, config: null }]);
+  const keys = [...h.pool.specs].sort((a, b) => (a.queue ?? 0) - (b.queue ?? 0)).map((s) => s.key);
+  h.pool.hash(keys[0]!, TOEPLITZ);
+  await until("steered", () => peers.steered.length === 2);
+  expect(peers.steered[1]).toEqual({ peer: `vif${domid}.0`, config: { queues: 2, flags: 0xf, key: TOEPLITZ.key, size: 4, mapping: [1, 0, 1, 1] } });
+  expect(h.pool.updates.filter((u) => u.key === keys[1]).map((u) => u.settings.hash)).toEqual([TOEPLITZ]);
+  // Algorithm NONE: back to the host's own choice. A report from queue 1 (it has no control ring) changes nothing.
+  h.pool.hash(keys[0]!, { ...TOEPLITZ, alg: 0 });
+  h.pool.hash(keys[1]!, TOEPLITZ);
+  await until("cleared", () => peers.steered.length === 3);
+  await Bun.sleep(20);
+  expect(peers.steered.slice(2)).toEqual([{ peer: `vif${domid}.0`, config: null }]);
+});
+
+test("a host side that cannot steer (bpf refused) costs one warning naming the vif; the vif stays connected", async () => {
+  const peers = new SteeringPeers("null");
+  h = await startBackendHarness({ maxQueues: 4, peers });
+  const { domid, fronts } = await h.guest("alice");
+  await fronts[0]!.connect({ extra: { ...queueNodes(2), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null } });
+  await fronts[0]!.waitBackend(S.Connected);
+  peers.failWith = "steering TAP vifX's guest-rx queues by the frontend's hash: loading its eBPF program: EPERM";
+  const key = [...h.pool.specs].find((s) => s.queue === 0)!.key;
+  h.pool.hash(key, TOEPLITZ);
+  h.pool.hash(key, { ...TOEPLITZ, size: 2 });
+  await Bun.sleep(50);
+  h.pool.hash(key, { ...TOEPLITZ, size: 3 });
+  await Bun.sleep(50);
+  const warnings = h.logs.filter((l) => l.includes("eBPF"));
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain(`vif${domid}.0: steering TAP`);
+  expect(warnings[0]).toContain("its guest-rx queues stay on the kernel's flow hash");
+  expect(await h.host.xs.read(`${fronts[0]!.B}/state`)).toBe(String(S.Connected));
 });
