@@ -178,9 +178,9 @@ test("a 2-queue guest with a control ring on the switch: each frame reaches it o
   expect(alice.counters.connects).toBe(1);
 });
 
-test.skipIf(!canUseTap())("--peer tap with a control ring: each of the host's flows reaches the guest on the queue the frontend's mapping names (mapping[hash % size])", async () => {
+test.skipIf(!canUseTap())("--peer tap with a control ring: each of the host's flows reaches the guest on the queue the frontend's mapping names (mapping[hash % size]), before and after a restart", async () => {
   const prefix = `qs${(process.pid % 1000).toString(36)}x`;
-  const { host } = await start(["--peer", "tap", "--vifname-prefix", prefix]);
+  const { host, restart } = await start(["--peer", "tap", "--vifname-prefix", prefix]);
   const a = await host.ts.create("alice", { vifs: 1 });
   const mapping = [0, 1, 1];
   const nf = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 2, ip: "10.96.0.2", ctrlRing: { hash: { mapping } } });
@@ -204,12 +204,17 @@ test.skipIf(!canUseTap())("--peer tap with a control ring: each of the host's fl
   try {
     // The kernel's own flow hash would put about half of 16 flows on another queue than the
     // mapping names; a round where every frame agrees, on both queues, is the steering at work.
-    await until("a round of 16 flows, every frame on the queue the mapping names", async () => {
+    const steered = async () => {
       round = [];
       for (const s of socks) s.send("hello", 9, "10.96.0.2");
       await Bun.sleep(50);
       return round.length >= 16 && new Set(round.map((r) => r.queue)).size === 2 && round.every((r) => r.hash !== undefined && mapping[r.hash % mapping.length] === r.queue);
-    }, 10_000);
+    };
+    await until("a round of 16 flows, every frame on the queue the mapping names", steered, 10_000);
+    // The TAP persists, its program with it; the successor restores the journaled hash and steers anew.
+    await restart();
+    await until("the same after a restart", steered, 10_000);
+    expect(nf.counters.connects).toBe(1);
   } finally {
     for (const s of socks) s.close();
   }
