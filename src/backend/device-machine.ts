@@ -30,6 +30,11 @@ export interface DeviceHooks {
    * reconnect.
    */
   adopt?(dev: XenDevice): Promise<void>;
+  /**
+   * A node under B changed that no state-machine run reads (not state, online, hotplug-status or
+   * frontend): B/rate, for one. Called from the watch event, outside the device's run; must not throw.
+   */
+  nodeChanged?(dev: XenDevice, node: string): void;
 }
 
 export interface DeviceMachineOptions {
@@ -59,9 +64,14 @@ export class DeviceMachine {
   /** One re-evaluation: read the device's state nodes, then act on them (QEMU's xen_be_check_state). */
   async evaluate(dev: XenDevice): Promise<void> {
     const B = dev.backendPath;
-    if ((await this.xs.tryRead(B)) === undefined) return this.forget(dev, "its backend directory was removed");
+    // B itself is read only when a node that B keeps while it exists is missing (B/frontend before
+    // setup, B/state after): one request less per run, and runs are what connecting N vifs costs.
+    const gone = async () => (await this.xs.tryRead(B)) === undefined;
 
-    if (dev.frontendPath === undefined && !(await this.setup(dev))) return;
+    if (dev.frontendPath === undefined && !(await this.setup(dev))) {
+      if (dev.frontendPath === undefined && (await gone())) return this.forget(dev, "its backend directory was removed");
+      return;
+    }
 
     const [beRaw, onlineRaw, hotplug, feRaw] = await Promise.all([
       this.xs.tryRead(`${B}/state`),
@@ -75,6 +85,7 @@ export class DeviceMachine {
         throw e;
       }),
     ]);
+    if (beRaw === undefined && (await gone())) return this.forget(dev, "its backend directory was removed");
     const beNode = parseState(beRaw);
     const fe = parseState(feRaw) ?? S.Unknown;
     if (fe !== dev.frontendState) {

@@ -18,6 +18,15 @@ export type { DeviceHooks } from "./device-machine.ts";
 
 const S = XenbusState;
 
+/**
+ * The nodes under B whose change can move a device's state machine (device-machine.ts reads no
+ * others on a run): B itself (removed), state, online, hotplug-status, and frontend until it is
+ * known. A write anywhere else under B (the toolstack's other keys, the feature nodes realize wrote,
+ * B/rate) starts no run: each run is four reads, and with every write under B kicking one, runs
+ * were most of what connecting N vifs asked of xenstored. Those go to DeviceHooks.nodeChanged.
+ */
+const MACHINE_NODES: ReadonlySet<string> = new Set(["", "state", "online", "hotplug-status", "frontend"]);
+
 export interface XenBusOptions {
   xs: XenstoreClient;
   backendDomid: number;
@@ -160,8 +169,9 @@ export class XenBus {
       const dev = this.devices.get(`${t.domid}/${t.devid}`);
       // A node of a device we do not know yet: it was just created, so look for it in its
       // domain's directory (listing every domain here made connecting N vifs cost O(N^2) reads).
-      if (dev) this.kick(dev);
-      else this.requestScan(t.domid);
+      if (!dev) this.requestScan(t.domid);
+      else if (MACHINE_NODES.has(t.node)) this.kick(dev);
+      else if (!dev.forgotten) this.hooks.nodeChanged?.(dev, t.node);
     }
   }
 

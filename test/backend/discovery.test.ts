@@ -35,3 +35,26 @@ test("a vif removed while others stay is forgotten; the others keep being served
   expect(h.backend.bus.list().map((d) => d.key)).toEqual([`${a.domid}/0`]);
   expect(await a.fronts[0]!.backendState()).toBe(S.InitWait);
 });
+
+test("a write under B to a node no run reads starts no run; state, online and hotplug-status do", async () => {
+  h = await startBackendHarness();
+  const a = await h.guest("alice", 1);
+  const f = a.fronts[0]!;
+  expect(await f.backendState()).toBe(S.InitWait);
+  await h.backend.bus.idle();
+  const runs = () => h!.requests.filter((r) => r.startsWith("READ") && r.endsWith(`${f.B}/state`)).length;
+  const before = runs();
+  // What the toolstack writes beside the state nodes, and the feature nodes realize wrote itself.
+  for (const node of ["script", "bridge", "feature-rx-copy", "queue-0/x"]) await h.host.xs.write(`${f.B}/${node}`, "1");
+  await Bun.sleep(200);
+  await h.backend.bus.idle();
+  expect(runs()).toBe(before);
+  for (const [node, value] of [["hotplug-status", "connected"], ["online", "1"], ["state", String(S.InitWait)]] as const) {
+    const was = runs();
+    await h.host.xs.write(`${f.B}/${node}`, value);
+    for (let i = 0; i < 200 && runs() === was; i++) await Bun.sleep(10);
+    await h.backend.bus.idle();
+    expect(runs()).toBeGreaterThan(was);
+  }
+  expect(await f.backendState()).toBe(S.InitWait);
+});
