@@ -11,7 +11,7 @@ import { XsOp, XENSTORE_PAYLOAD_MAX, XS_HEADER_SIZE } from "../../xen/xs-wire.ts
 import type { Caller } from "./perms.ts";
 import type { Quotas } from "./quotas.ts";
 import type { Transaction } from "./transaction.ts";
-import type { Watch, WatchSubscriber } from "./watches.ts";
+import { WatchList, type WatchSubscriber } from "./watches.ts";
 import { encodeFrame, FrameReader, OversizedFrameError, type Frame } from "./wire.ts";
 
 /** Stop handing data to the socket once this much sits in its user-space buffer. */
@@ -29,7 +29,7 @@ let nextConnectionId = 1;
 
 export class Connection implements WatchSubscriber {
   readonly id = nextConnectionId++;
-  watches: Watch[] = [];
+  readonly watches = new WatchList();
   readonly transactions = new Map<number, Transaction>();
   nextTransactionId = 1;
   droppedEvents = 0;
@@ -165,7 +165,7 @@ export class Connection implements WatchSubscriber {
     this.queue.length = 0;
     this.queuedBytes = 0;
     this.pendingEventKeys.clear();
-    this.watches = [];
+    this.watches.clear();
     this.transactions.clear();
     this.onClose(this);
   }
