@@ -9,7 +9,7 @@
 import type { Logger } from "../log.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { isXenstoreError, XenstoreConnectionError, type Watch, type XenstoreClient } from "../xenstore/index.ts";
-import { XenDevice } from "./device.ts";
+import { XenDevice, type StateNode } from "./device.ts";
 import { DeviceMachine, type DeviceHooks } from "./device-machine.ts";
 import { oneLine, type VifFatalError } from "./errors.ts";
 import { backendRoot, classifyBackendEvent, deviceBackendPath, deviceErrorDir, DOMID_MAX, parseIdComponent, vifName } from "./paths.ts";
@@ -26,6 +26,12 @@ const S = XenbusState;
  * were most of what connecting N vifs asked of xenstored. Those go to DeviceHooks.nodeChanged.
  */
 const MACHINE_NODES: ReadonlySet<string> = new Set(["", "state", "online", "hotplug-status", "frontend"]);
+/** Those of them a run keeps what it read of (XenDevice.nodes) until their next watch event. */
+const KEPT_NODES: ReadonlyMap<string, StateNode> = new Map([
+  ["state", "state"],
+  ["online", "online"],
+  ["hotplug-status", "hotplug-status"],
+]);
 
 export interface XenBusOptions {
   xs: XenstoreClient;
@@ -62,7 +68,7 @@ export class XenBus {
       xs: this.xs,
       hooks: this.hooks,
       log: this.log,
-      kick: (dev) => this.kick(dev),
+      kick: (dev, node) => this.kick(dev, node),
       forgotten: (dev) => this.devices.delete(dev.key),
     });
   }
@@ -170,7 +176,7 @@ export class XenBus {
       // A node of a device we do not know yet: it was just created, so look for it in its
       // domain's directory (listing every domain here made connecting N vifs cost O(N^2) reads).
       if (!dev) this.requestScan(t.domid);
-      else if (MACHINE_NODES.has(t.node)) this.kick(dev);
+      else if (MACHINE_NODES.has(t.node)) this.kick(dev, KEPT_NODES.get(t.node));
       else if (!dev.forgotten) this.hooks.nodeChanged?.(dev, t.node);
     }
   }
@@ -260,8 +266,10 @@ export class XenBus {
 
   // ---- per-device runs -------------------------------------------------------------------
 
-  private kick(dev: XenDevice): void {
+  /** Schedules a run; `node`: the StateNode a watch event named (none: re-read them all). */
+  private kick(dev: XenDevice, node?: StateNode): void {
     if (this.stopping || dev.forgotten) return;
+    dev.changed(node);
     dev.dirty = true;
     if (dev.running) return;
     dev.running = (async () => {
