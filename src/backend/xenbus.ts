@@ -22,8 +22,9 @@ const S = XenbusState;
  * The nodes under B whose change can move a device's state machine (device-machine.ts reads no
  * others on a run): B itself (removed), state, online, hotplug-status, and frontend until it is
  * known. A write anywhere else under B (the toolstack's other keys, the feature nodes realize wrote,
- * B/rate) starts no run: each run is four reads, and with every write under B kicking one, runs
- * were most of what connecting N vifs asked of xenstored. Those go to DeviceHooks.nodeChanged.
+ * B/rate) starts no run: a run costs requests (and did cost four reads each), and with every write
+ * under B kicking one, runs were most of what connecting N vifs asked of xenstored. Those go to
+ * DeviceHooks.nodeChanged.
  */
 const MACHINE_NODES: ReadonlySet<string> = new Set(["", "state", "online", "hotplug-status", "frontend"]);
 /** Those of them a run keeps what it read of (XenDevice.nodes) until their next watch event. */
