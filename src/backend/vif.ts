@@ -9,7 +9,7 @@ import type { ConnectedVif, VifFault, WorkerPool } from "../pool/types.ts";
 import type { PeerHandle } from "../net/peer.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { XEN_NETBK_MCAST_MAX } from "../xen/netif.ts";
-import type { XenstoreClient } from "../xenstore/index.ts";
+import { XenstoreConnectionError, type XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
@@ -336,12 +336,41 @@ export class VifHooks implements DeviceHooks {
     this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${tx || rx ? ` (published ${tx} tx and ${rx} rx responses it had journaled)` : ""}`, { counters: carried ? "carried on" : "restarted", queues: e.queues.length });
   }
 
+  /**
+   * The frontend's keys, as readFrontendConfig asks for them, but with each directory they live in
+   * (F, and F/queue-<n> of a multi-queue frontend) listed once first, so that keys the frontend did
+   * not write are not asked for one by one: connect looks for 14 keys of a single-queue frontend,
+   * which writes some of them (bench/vif-cost.ts's light netfront 5, Linux netfront 10), each
+   * missing one an ENOENT round trip per vif. A key listed is read as before (a guest may change it
+   * meanwhile); a listing that fails (xenstored refuses it, the directory is too large) leaves that
+   * directory's keys read one by one, as before.
+   */
   private readConfig(dev: XenDevice): Promise<FrontendConfig> {
     const F = dev.frontendPath!;
     const xs = this.opts.xs;
+    const listings = new Map<string, Promise<Set<string> | null>>();
+    const listing = (dir: string): Promise<Set<string> | null> => {
+      let names = listings.get(dir);
+      if (!names) {
+        names = xs.directory(dir).then(
+          (n) => new Set(n),
+          (e) => {
+            if (e instanceof XenstoreConnectionError) throw e;
+            return null;
+          },
+        );
+        listings.set(dir, names);
+      }
+      return names;
+    };
     return readFrontendConfig(
       {
-        frontend: (key) => xs.tryRead(`${F}/${key}`),
+        frontend: async (key) => {
+          const slash = key.lastIndexOf("/");
+          const names = await listing(slash < 0 ? F : `${F}/${key.slice(0, slash)}`);
+          if (names !== null && !names.has(key.slice(slash + 1))) return undefined;
+          return xs.tryRead(`${F}/${key}`);
+        },
         backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
       },
       this.features,
