@@ -5,7 +5,7 @@ import { XenbusState } from "../xen/xenbus-state.ts";
 import type { BackendState } from "./backend-state.ts";
 import type { VifFatalError } from "./errors.ts";
 
-/** The nodes a run reads every time (B/state, B/online, B/hotplug-status, F/state), each watched. */
+/** The nodes every run decides on (B/state, B/online, B/hotplug-status, F/state), each watched. */
 export type StateNode = "state" | "online" | "hotplug-status" | "frontend-state";
 
 export class XenDevice {

@@ -2,10 +2,11 @@
 // /local/domain/<bedom>/backend/<type>, watches them and their frontends' state, and drives one
 // state machine per device (device-machine.ts). What a device *is* lives in hooks (vif.ts), like xen_nic.c's.
 //
-// Work is coalesced and serialised per device: a watch event only marks its device dirty; one run
-// at a time re-reads the device's state nodes and acts on the latest values. A guest rewriting its
-// state node in a loop therefore costs at most one pending re-evaluation, never a queue (XSA-349
-// style watch floods), and two transitions of one device never interleave.
+// Work is coalesced and serialised per device: a watch event only marks its device dirty (and the
+// node it named changed); one run at a time re-reads the state nodes that changed and acts on the
+// latest values. A guest rewriting its state node in a loop therefore costs at most one pending
+// re-evaluation, never a queue (XSA-349 style watch floods), and two transitions of one device
+// never interleave.
 import type { Logger } from "../log.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { isXenstoreError, XenstoreConnectionError, type Watch, type XenstoreClient } from "../xenstore/index.ts";
