@@ -2,7 +2,9 @@
 //
 // Where a many-vif daemon's memory and CPU go: N vifs connected to the daemon as its own process
 // (the vifs scenario's rig and light netfront, no traffic), then
-//   - connect time (first xl create to the last vif Connected),
+//   - connect time (first xl create to the last vif Connected), and when the toolstack had created
+//     the last domain (domains are created one after another, as a host's boot would: the daemon
+//     cannot finish before the last vifs exist, so the time after that is the daemon's tail),
 //   - RSS from /proc/<pid>/status and its split from smaps_rollup (anonymous, file, shared memory),
 //     and the anonymous mappings grouped by size (JS heaps and allocator arenas show as large ones),
 //   - CPU over S idle seconds per thread (/proc/<pid>/task/<tid>/stat utime + stime, by thread
@@ -98,10 +100,11 @@ try {
     }
     made += k;
   }
+  const createdS = (performance.now() - t0) / 1000;
   await Promise.all(connects);
   const connectS = (Math.max(...vifs.map((v) => v.connectedAt)) - t0) / 1000;
   const spent = (pid: number, was: number) => `${((procTicks(pid) - was) / CLK_TCK).toFixed(1)} s`;
-  console.log(`${n} vifs, ${workers} workers, ${doms.length} domains: all connected in ${connectS.toFixed(2)} s`);
+  console.log(`${n} vifs, ${workers} workers, ${doms.length} domains: all connected in ${connectS.toFixed(2)} s (the toolstack had created the last domain at ${createdS.toFixed(2)} s)`);
   console.log(`  CPU while connecting: daemon ${spent(rig.pid, before.daemon)}, xenstored ${spent(xsd, before.xenstored)}, toolstack and guests (this process) ${spent(process.pid, before.bench)}`);
   const byThread = [...threadTicks(rig.pid)].map(([k, v]) => [k, v - (threadsBefore.get(k) ?? 0)] as const).filter(([, d]) => d > 0);
   console.log(`  daemon threads: ${byThread.sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, d]) => `${k.replace(/#\d+$/, "")} ${(d / CLK_TCK).toFixed(1)} s`).join(", ")}`);

@@ -6,7 +6,7 @@ import type { Logger } from "../log.ts";
 import { XenbusState, xenbusStateName } from "../xen/xenbus-state.ts";
 import { isXenstoreError, XenstoreConnectionError, type XenstoreClient } from "../xenstore/index.ts";
 import { pathTo, type BackendState, type StepAction, type TargetState } from "./backend-state.ts";
-import type { XenDevice } from "./device.ts";
+import type { StateNode, XenDevice } from "./device.ts";
 import { Errno, oneLine, VifFatalError } from "./errors.ts";
 
 const S = XenbusState;
@@ -30,14 +30,19 @@ export interface DeviceHooks {
    * reconnect.
    */
   adopt?(dev: XenDevice): Promise<void>;
+  /**
+   * A node under B changed that no state-machine run reads (not state, online, hotplug-status or
+   * frontend): B/rate, for one. Called from the watch event, outside the device's run; must not throw.
+   */
+  nodeChanged?(dev: XenDevice, node: string): void;
 }
 
 export interface DeviceMachineOptions {
   xs: XenstoreClient;
   hooks: DeviceHooks;
   log: Logger;
-  /** Schedule another run of this device (a watch fired, or its B/state vanished under a write). */
-  kick(dev: XenDevice): void;
+  /** Schedule another run of this device (a watch fired on `node`, or anything may have changed). */
+  kick(dev: XenDevice, node?: StateNode): void;
   /** The device is gone for good: drop it. */
   forgotten(dev: XenDevice): void;
 }
@@ -59,22 +64,25 @@ export class DeviceMachine {
   /** One re-evaluation: read the device's state nodes, then act on them (QEMU's xen_be_check_state). */
   async evaluate(dev: XenDevice): Promise<void> {
     const B = dev.backendPath;
-    if ((await this.xs.tryRead(B)) === undefined) return this.forget(dev, "its backend directory was removed");
+    // B itself is read only when a node that B keeps while it exists is missing (B/frontend before
+    // setup, B/state after): one request less per run, and runs are what connecting N vifs costs.
+    const gone = async () => (await this.xs.tryRead(B)) === undefined;
 
-    if (dev.frontendPath === undefined && !(await this.setup(dev))) return;
+    if (dev.frontendPath === undefined && !(await this.setup(dev))) {
+      if (dev.frontendPath === undefined && (await gone())) return this.forget(dev, "its backend directory was removed");
+      return;
+    }
 
     const [beRaw, onlineRaw, hotplug, feRaw] = await Promise.all([
-      this.xs.tryRead(`${B}/state`),
-      this.xs.tryRead(`${B}/online`),
-      this.xs.tryRead(`${B}/hotplug-status`),
+      this.readNode(dev, "state", `${B}/state`),
+      this.readNode(dev, "online", `${B}/online`),
+      this.readNode(dev, "hotplug-status", `${B}/hotplug-status`),
       // A driver domain cannot read a removed frontend's state: xenstored answers EACCES, not
       // ENOENT, for a missing node under a directory the caller may not read (xenstored's
       // errno_from_parents). Linux's xenbus_read_driver_state reads any failure as Unknown too.
-      this.xs.tryRead(`${dev.frontendPath}/state`).catch((e) => {
-        if (isXenstoreError(e, "EACCES")) return undefined;
-        throw e;
-      }),
+      this.readNode(dev, "frontend-state", `${dev.frontendPath}/state`, true),
     ]);
+    if (beRaw === undefined && (await gone())) return this.forget(dev, "its backend directory was removed");
     const beNode = parseState(beRaw);
     const fe = parseState(feRaw) ?? S.Unknown;
     if (fe !== dev.frontendState) {
@@ -150,6 +158,21 @@ export class DeviceMachine {
     await this.finish(dev);
   }
 
+  /** A StateNode's value: what the last run read, unless a watch event on it came since (XenDevice.nodes). */
+  private async readNode(dev: XenDevice, node: StateNode, path: string, eaccesIsMissing = false): Promise<string | undefined> {
+    const count = dev.nodeEvents[node];
+    const last = dev.nodes.get(node);
+    if (last !== undefined && last.count === count) return last.value;
+    let value: string | undefined;
+    try {
+      value = await this.xs.tryRead(path);
+    } catch (e) {
+      if (!(eaccesIsMissing && isXenstoreError(e, "EACCES"))) throw e;
+    }
+    dev.nodes.set(node, { value, count });
+    return value;
+  }
+
   /** xen_be_try_setup: learn where the frontend is and watch its state. */
   private async setup(dev: XenDevice): Promise<boolean> {
     const fe = await this.xs.tryRead(`${dev.backendPath}/frontend`);
@@ -161,7 +184,7 @@ export class DeviceMachine {
       return false;
     }
     dev.frontendPath = fe;
-    dev.frontendWatch = await this.xs.watch(`${fe}/state`, () => this.opts.kick(dev));
+    dev.frontendWatch = await this.xs.watch(`${fe}/state`, () => this.opts.kick(dev, "frontend-state"));
     return true;
   }
 

@@ -36,7 +36,8 @@ export function parseIdComponent(s: string | undefined, max = 0xffffffff): numbe
 }
 
 export type WatchTarget =
-  | { kind: "device"; domid: number; devid: number }
+  /** `node`: the path below B ("" for B itself, "state", "queue-0/x"). */
+  | { kind: "device"; domid: number; devid: number; node: string }
   /** The root itself or a <domid> directory changed: something appeared or went away. */
   | { kind: "scan" }
   | { kind: "ignore" };
@@ -45,13 +46,13 @@ export type WatchTarget =
 export function classifyBackendEvent(root: string, path: string): WatchTarget {
   if (path === root) return { kind: "scan" };
   if (!path.startsWith(`${root}/`)) return { kind: "ignore" };
-  const [d, dev] = path.slice(root.length + 1).split("/");
+  const [d, dev, ...rest] = path.slice(root.length + 1).split("/");
   const domid = parseIdComponent(d, DOMID_MAX);
   if (domid === undefined) return { kind: "ignore" };
   if (dev === undefined) return { kind: "scan" };
   const devid = parseIdComponent(dev);
   if (devid === undefined) return { kind: "ignore" };
-  return { kind: "device", domid, devid };
+  return { kind: "device", domid, devid, node: rest.join("/") };
 }
 
 export { DOMID_MAX };

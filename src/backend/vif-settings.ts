@@ -52,7 +52,12 @@ function formatBytesPerSecond(b: number): string {
 
 const same = (a: VifSettings, b: VifSettings) => a.multicastControl === b.multicastControl && a.rate?.bytes === b.rate?.bytes && a.rate?.usecs === b.rate?.usecs;
 
-/** One connected vif's two watches, from connect until disconnect. */
+/**
+ * One connected vif's two settings, from connect until disconnect. F/request-multicast-control has
+ * a watch of its own; B/rate is under the bus's watch on the whole backend directory already, which
+ * hands its events to changed() (a second watch per vif on it cost xenstored a watch to match every
+ * write against, per vif).
+ */
 export class VifSettingsWatch {
   /** What was last read (and, once started, handed to the worker). */
   current: VifSettings = { rate: null, multicastControl: false };
@@ -86,17 +91,15 @@ export class VifSettingsWatch {
     return { rate, multicastControl: parseMcastRequest(mcastRaw) };
   }
 
-  /** Watches both nodes (each watch fires once at once: an unchanged value is not handed over again). */
+  /**
+   * Watches F/request-multicast-control (the watch fires once at once, which re-reads both nodes:
+   * a B/rate write between read() and now is not missed; an unchanged value is not handed over again).
+   */
   async start(initial: VifSettings): Promise<void> {
     this.current = initial;
-    for (const path of [`${this.backendPath}/${RATE_NODE}`, `${this.frontendPath}/${MCAST_REQUEST_NODE}`]) {
-      const w = await this.xs.watch(path, () => this.kick());
-      if (this.stopped) {
-        await w.unwatch().catch(() => {});
-        return;
-      }
-      this.watches.push(w);
-    }
+    const w = await this.xs.watch(`${this.frontendPath}/${MCAST_REQUEST_NODE}`, () => this.kick());
+    if (this.stopped) await w.unwatch().catch(() => {});
+    else this.watches.push(w);
   }
 
   /** Drops the watches and waits for a re-read in progress. Idempotent. */
@@ -105,6 +108,11 @@ export class VifSettingsWatch {
     const ws = this.watches.splice(0);
     await Promise.all(ws.map((w) => w.unwatch().catch(() => {})));
     await this.running;
+  }
+
+  /** One of the two nodes changed (B/rate's event comes from the bus's watch): re-read both. */
+  changed(): void {
+    this.kick();
   }
 
   private kick(): void {

@@ -10,16 +10,17 @@ import type { PeerHandle } from "../net/peer.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { XEN_NETBK_MCAST_MAX } from "../xen/netif.ts";
 import { XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ } from "../xen/ctrl-netif.ts";
-import type { XenstoreClient } from "../xenstore/index.ts";
+import { XenstoreConnectionError, type XenstoreClient } from "../xenstore/index.ts";
 import type { TargetState } from "./backend-state.ts";
 import type { XenDevice } from "./device.ts";
 import { Errno, oneLine, quoteGuest, VifFatalError } from "./errors.ts";
 import { BACKEND_FEATURES, type FeatureNode } from "./features.ts";
 import { readFrontendConfig, type FrontendConfig } from "./frontend-nodes.ts";
-import { journalPath, listJournals, MappedJournal, queueJournalPath, queueRefsOf, readJournalIdentity, removeVifJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
+import { isQueueJournalOf, journalPath, listJournals, listQueueJournalNames, MappedJournal, queueJournalPath, queueRefsOf, readJournalIdentity, removeJournal, removeQueueJournals, writeFreshJournal, type VifIdentity } from "../state/vif-journal.ts";
+import { join } from "node:path";
 import { readVifStats, type StatsArena, type VifStats } from "../stats/index.ts";
 import type { DeviceHooks, XenBus } from "./xenbus.ts";
-import { describeRate, VifSettingsWatch } from "./vif-settings.ts";
+import { describeRate, RATE_NODE, VifSettingsWatch } from "./vif-settings.ts";
 import type { HashConfig, VifSettings } from "../pool/types.ts";
 
 const S = XenbusState;
@@ -112,6 +113,14 @@ export class VifHooks implements DeviceHooks {
   /** Each journal's slot version when its counters were last saved (saveCounters skips vifs that did not move). */
   private readonly savedVersion = new WeakMap<MappedJournal, number>();
   private serial = 0;
+  /**
+   * How many queue journals each vif ("domid/devid") has on disk from this process (its connect
+   * wrote them, or its take-over found them), so removing them needs no directory listing: a
+   * listing per connect made connecting N vifs cost O(N^2) directory entries read.
+   */
+  private readonly journalQueues = new Map<string, number>();
+  /** Queue journals (q1 and up) an earlier qnicd left: listed once, at the first removal; names. */
+  private strayQueueJournals: Set<string> | undefined;
   private bus: XenBus | undefined;
   private readonly features: readonly FeatureNode[];
   /** Present only with journals: without one nothing can be taken over safely (DeviceHooks.adopt). */
@@ -200,6 +209,11 @@ export class VifHooks implements DeviceHooks {
     }
   }
 
+  /** B/rate changed (the bus's watch covers it): netback's credit watch. Other nodes: read once, at realize or connect. */
+  nodeChanged(dev: XenDevice, node: string): void {
+    if (node === RATE_NODE) this.info.get(dev)?.settings?.changed();
+  }
+
   // Linux netback's frontend_changed.
   frontendChanged(dev: XenDevice, fe: number): TargetState | null {
     switch (fe) {
@@ -235,7 +249,7 @@ export class VifHooks implements DeviceHooks {
     const config = await this.readConfig(dev);
     const dir = this.opts.journalDir;
     const journals: JournalSource[] = [];
-    if (dir !== undefined) removeVifJournals(dir, dev.domid, dev.devid); // a former connection's queues
+    if (dir !== undefined) this.removeJournals(dir, dev.domid, dev.devid); // a former connection's queues
     for (let q = 0; q < config.queues.length; q++) {
       const path = dir === undefined ? undefined : queueJournalPath(dir, dev.domid, dev.devid, q);
       if (path !== undefined) {
@@ -247,6 +261,7 @@ export class VifHooks implements DeviceHooks {
       }
       journals.push({ path, mapped: null, carry: undefined });
     }
+    if (dir !== undefined) this.journalQueues.set(`${dev.domid}/${dev.devid}`, config.queues.length);
     const settings = this.settingsWatch(dev, e);
     const initial = await settings.read();
     await this.handOver(dev, e, config, journals, false, initial);
@@ -307,6 +322,7 @@ export class VifHooks implements DeviceHooks {
       }
       journals.push({ path: qpath, mapped, carry });
     }
+    this.journalQueues.set(`${dev.domid}/${dev.devid}`, config.queues.length);
     const settings = this.settingsWatch(dev, e);
     const initial = await settings.read();
     try {
@@ -326,12 +342,41 @@ export class VifHooks implements DeviceHooks {
     this.opts.log.info(`${dev.name}: taken over from an earlier qnicd without a reconnect${tx || rx ? ` (published ${tx} tx and ${rx} rx responses it had journaled)` : ""}`, { counters: carried ? "carried on" : "restarted", queues: e.queues.length });
   }
 
+  /**
+   * The frontend's keys, as readFrontendConfig asks for them, but with each directory they live in
+   * (F, and F/queue-<n> of a multi-queue frontend) listed once first, so that keys the frontend did
+   * not write are not asked for one by one: connect looks for 14 keys of a single-queue frontend,
+   * which writes some of them (bench/vif-cost.ts's light netfront 5, Linux netfront 10), each
+   * missing one an ENOENT round trip per vif. A key listed is read as before (a guest may change it
+   * meanwhile); a listing that fails (xenstored refuses it, the directory is too large) leaves that
+   * directory's keys read one by one, as before.
+   */
   private readConfig(dev: XenDevice): Promise<FrontendConfig> {
     const F = dev.frontendPath!;
     const xs = this.opts.xs;
+    const listings = new Map<string, Promise<Set<string> | null>>();
+    const listing = (dir: string): Promise<Set<string> | null> => {
+      let names = listings.get(dir);
+      if (!names) {
+        names = xs.directory(dir).then(
+          (n) => new Set(n),
+          (e) => {
+            if (e instanceof XenstoreConnectionError) throw e;
+            return null;
+          },
+        );
+        listings.set(dir, names);
+      }
+      return names;
+    };
     return readFrontendConfig(
       {
-        frontend: (key) => xs.tryRead(`${F}/${key}`),
+        frontend: async (key) => {
+          const slash = key.lastIndexOf("/");
+          const names = await listing(slash < 0 ? F : `${F}/${key.slice(0, slash)}`);
+          if (names !== null && !names.has(key.slice(slash + 1))) return undefined;
+          return xs.tryRead(`${F}/${key}`);
+        },
         backend: (key) => xs.tryRead(`${dev.backendPath}/${key}`),
       },
       this.features,
@@ -489,15 +534,32 @@ export class VifHooks implements DeviceHooks {
         // a journal we cannot read names nothing we could safely remove
       }
       if (peer !== undefined && validInterfaceName(peer)) this.opts.peers.removeLeftover(peer);
-      removeVifJournals(dir, j.domid, j.devid);
+      this.removeJournals(dir, j.domid, j.devid);
       this.opts.log.info(`vif${j.domid}.${j.devid}: removed while no qnicd ran: its journal${peer ? ` and interface ${peer}` : ""} removed`);
+    }
+  }
+
+  /**
+   * Removes every journal of one vif: those this process knows of by count, and queue journals an
+   * earlier qnicd left (found by one listing of `dir`, made the first time; this process alone
+   * writes there, under its owner lock, so the listing stays true).
+   */
+  private removeJournals(dir: string, domid: number, devid: number): void {
+    const key = `${domid}/${devid}`;
+    removeQueueJournals(dir, domid, devid, Math.max(1, this.journalQueues.get(key) ?? 1));
+    this.journalQueues.delete(key);
+    this.strayQueueJournals ??= new Set(listQueueJournalNames(dir));
+    for (const name of this.strayQueueJournals) {
+      if (!isQueueJournalOf(name, domid, devid)) continue;
+      removeJournal(join(dir, name));
+      this.strayQueueJournals.delete(name);
     }
   }
 
   async disconnect(dev: XenDevice): Promise<void> {
     const e = this.info.get(dev);
     // The rings are given back: nothing is left for a successor to take over.
-    if (this.opts.journalDir !== undefined) removeVifJournals(this.opts.journalDir, dev.domid, dev.devid);
+    if (this.opts.journalDir !== undefined) this.removeJournals(this.opts.journalDir, dev.domid, dev.devid);
     if (!e || e.queues.length === 0) return;
     await e.settings?.stop();
     e.settings = null;

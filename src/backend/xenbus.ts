@@ -2,14 +2,15 @@
 // /local/domain/<bedom>/backend/<type>, watches them and their frontends' state, and drives one
 // state machine per device (device-machine.ts). What a device *is* lives in hooks (vif.ts), like xen_nic.c's.
 //
-// Work is coalesced and serialised per device: a watch event only marks its device dirty; one run
-// at a time re-reads the device's state nodes and acts on the latest values. A guest rewriting its
-// state node in a loop therefore costs at most one pending re-evaluation, never a queue (XSA-349
-// style watch floods), and two transitions of one device never interleave.
+// Work is coalesced and serialised per device: a watch event only marks its device dirty (and the
+// node it named changed); one run at a time re-reads the state nodes that changed and acts on the
+// latest values. A guest rewriting its state node in a loop therefore costs at most one pending
+// re-evaluation, never a queue (XSA-349 style watch floods), and two transitions of one device
+// never interleave.
 import type { Logger } from "../log.ts";
 import { XenbusState } from "../xen/xenbus-state.ts";
 import { isXenstoreError, XenstoreConnectionError, type Watch, type XenstoreClient } from "../xenstore/index.ts";
-import { XenDevice } from "./device.ts";
+import { XenDevice, type StateNode } from "./device.ts";
 import { DeviceMachine, type DeviceHooks } from "./device-machine.ts";
 import { oneLine, type VifFatalError } from "./errors.ts";
 import { backendRoot, classifyBackendEvent, deviceBackendPath, deviceErrorDir, DOMID_MAX, parseIdComponent, vifName } from "./paths.ts";
@@ -17,6 +18,22 @@ import { backendRoot, classifyBackendEvent, deviceBackendPath, deviceErrorDir, D
 export type { DeviceHooks } from "./device-machine.ts";
 
 const S = XenbusState;
+
+/**
+ * The nodes under B whose change can move a device's state machine (device-machine.ts reads no
+ * others on a run): B itself (removed), state, online, hotplug-status, and frontend until it is
+ * known. A write anywhere else under B (the toolstack's other keys, the feature nodes realize wrote,
+ * B/rate) starts no run: a run costs requests (and did cost four reads each), and with every write
+ * under B kicking one, runs were most of what connecting N vifs asked of xenstored. Those go to
+ * DeviceHooks.nodeChanged.
+ */
+const MACHINE_NODES: ReadonlySet<string> = new Set(["", "state", "online", "hotplug-status", "frontend"]);
+/** Those of them a run keeps what it read of (XenDevice.nodes) until their next watch event. */
+const KEPT_NODES: ReadonlyMap<string, StateNode> = new Map([
+  ["state", "state"],
+  ["online", "online"],
+  ["hotplug-status", "hotplug-status"],
+]);
 
 export interface XenBusOptions {
   xs: XenstoreClient;
@@ -53,7 +70,7 @@ export class XenBus {
       xs: this.xs,
       hooks: this.hooks,
       log: this.log,
-      kick: (dev) => this.kick(dev),
+      kick: (dev, node) => this.kick(dev, node),
       forgotten: (dev) => this.devices.delete(dev.key),
     });
   }
@@ -160,8 +177,9 @@ export class XenBus {
       const dev = this.devices.get(`${t.domid}/${t.devid}`);
       // A node of a device we do not know yet: it was just created, so look for it in its
       // domain's directory (listing every domain here made connecting N vifs cost O(N^2) reads).
-      if (dev) this.kick(dev);
-      else this.requestScan(t.domid);
+      if (!dev) this.requestScan(t.domid);
+      else if (MACHINE_NODES.has(t.node)) this.kick(dev, KEPT_NODES.get(t.node));
+      else if (!dev.forgotten) this.hooks.nodeChanged?.(dev, t.node);
     }
   }
 
@@ -250,8 +268,10 @@ export class XenBus {
 
   // ---- per-device runs -------------------------------------------------------------------
 
-  private kick(dev: XenDevice): void {
+  /** Schedules a run; `node`: the StateNode a watch event named (none: re-read them all). */
+  private kick(dev: XenDevice, node?: StateNode): void {
     if (this.stopping || dev.forgotten) return;
+    dev.changed(node);
     dev.dirty = true;
     if (dev.running) return;
     dev.running = (async () => {

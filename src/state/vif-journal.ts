@@ -121,12 +121,20 @@ export function queueJournalPath(dir: string, domid: number, devid: number, queu
   return queue === 0 ? journalPath(dir, domid, devid) : join(dir, `vif${domid}.${devid}.q${queue}.journal`);
 }
 
-/** Removes every journal of one vif (all its queues'). */
-export function removeVifJournals(dir: string, domid: number, devid: number): void {
-  removeJournal(journalPath(dir, domid, devid));
-  if (!existsSync(dir)) return;
-  const prefix = `vif${domid}.${devid}.q`;
-  for (const name of readdirSync(dir)) if (name.startsWith(prefix) && /^vif\d+\.\d+\.q\d+\.journal$/.test(name)) removeJournal(join(dir, name));
+/** Removes the journals of queues 0 to `queues` - 1 of one vif: no directory listing needed. */
+export function removeQueueJournals(dir: string, domid: number, devid: number, queues: number): void {
+  for (let q = 0; q < queues; q++) removeJournal(queueJournalPath(dir, domid, devid, q));
+}
+
+/** The file names of every queue journal past queue 0 in `dir` (vif<d>.<v>.q<n>.journal). */
+export function listQueueJournalNames(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((name) => /^vif\d{1,5}\.\d{1,9}\.q\d+\.journal$/.test(name));
+}
+
+/** Whether `name` (from listQueueJournalNames) is a queue journal of vif `domid`.`devid`. */
+export function isQueueJournalOf(name: string, domid: number, devid: number): boolean {
+  return name.startsWith(`vif${domid}.${devid}.q`);
 }
 
 /** Every journal file in `dir` with the vif it names (stale ones are cleaned up at start). */

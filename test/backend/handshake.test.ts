@@ -143,3 +143,17 @@ test("the qnic backend type is served the same way", async () => {
   await fronts[0]!.connect();
   await fronts[0]!.waitBackend(S.Connected);
 });
+
+test("connect lists the frontend's directory once and asks only for the keys it holds", async () => {
+  h = await startBackendHarness();
+  const { fronts } = await h.guest("alice");
+  const f = fronts[0]!;
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  const asked = h.requests.filter((r) => r.startsWith("READ 0 ") || r.startsWith("DIRECTORY 0 ")).map((r) => r.replace(" 0 ", " "));
+  expect(asked.filter((r) => r === `DIRECTORY ${f.F}`)).toHaveLength(1);
+  // Written by this frontend: read. Not written (multi-queue-num-queues, event-channel-tx, feature-no-csum-offload): not asked for.
+  for (const key of ["tx-ring-ref", "rx-ring-ref", "event-channel", "request-rx-copy", "feature-sg"]) expect(asked).toContain(`READ ${f.F}/${key}`);
+  for (const key of ["multi-queue-num-queues", "event-channel-tx", "feature-no-csum-offload"]) expect(asked).not.toContain(`READ ${f.F}/${key}`);
+  expect(h.pool.specs[0]).toMatchObject({ txRingRef: 8, rxRingRef: 9, txEvtchn: 5, rxEvtchn: 5 });
+});

@@ -23,7 +23,7 @@ export interface BackendHarness {
   close(): Promise<void>;
 }
 
-export async function startBackendHarness(opts: { type?: "vif" | "qnic"; initTimeoutMs?: number; destroyTimeoutMs?: number; connectTimeoutMs?: number; maxQueues?: number; peers?: PlaceholderProvisioner } = {}): Promise<BackendHarness> {
+export async function startBackendHarness(opts: { type?: "vif" | "qnic"; initTimeoutMs?: number; destroyTimeoutMs?: number; connectTimeoutMs?: number; maxQueues?: number; journalDir?: string; peers?: PlaceholderProvisioner } = {}): Promise<BackendHarness> {
   const host = await startSimHost({ initTimeoutMs: opts.initTimeoutMs ?? 5000, destroyTimeoutMs: opts.destroyTimeoutMs ?? 5000 });
   const requests: string[] = [];
   const logs: string[] = [];
@@ -32,7 +32,7 @@ export async function startBackendHarness(opts: { type?: "vif" | "qnic"; initTim
   const peers = opts.peers ?? new PlaceholderProvisioner("null");
   const log = createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) });
   const type = opts.type ?? "vif";
-  const backend = await startBackend({ xs: bxs, pool, peers, log, backendDomid: 0, type, vifnamePrefix: "vif", connectTimeoutMs: opts.connectTimeoutMs, maxQueues: opts.maxQueues });
+  const backend = await startBackend({ xs: bxs, pool, peers, log, backendDomid: 0, type, vifnamePrefix: "vif", connectTimeoutMs: opts.connectTimeoutMs, maxQueues: opts.maxQueues, journalDir: opts.journalDir });
   let closed = false;
   return {
     host,

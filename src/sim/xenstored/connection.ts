@@ -6,12 +6,17 @@
 // the daemon grow: above `outputBytes` queued, its watch events are dropped (as xenstored drops
 // events beyond a domain's memory quota) and its requests are no longer read (as xenstored stops
 // reading a domain with too many outstanding replies) until it drains. Other clients are unaffected.
+//
+// What is handed to the socket in one turn (the replies to a chunk of requests, the events of a
+// transaction's commit) leaves in one socket write at the end of that turn: a write per message cost
+// a system call and a wake-up of the reader each, half of this xenstored's time with 1000 vifs
+// connecting (bench/vif-cost.ts). The order on the wire is unchanged.
 import type { Socket } from "node:net";
 import { XsOp, XENSTORE_PAYLOAD_MAX, XS_HEADER_SIZE } from "../../xen/xs-wire.ts";
 import type { Caller } from "./perms.ts";
 import type { Quotas } from "./quotas.ts";
 import type { Transaction } from "./transaction.ts";
-import type { Watch, WatchSubscriber } from "./watches.ts";
+import { WatchList, type WatchSubscriber } from "./watches.ts";
 import { encodeFrame, FrameReader, OversizedFrameError, type Frame } from "./wire.ts";
 
 /** Stop handing data to the socket once this much sits in its user-space buffer. */
@@ -29,7 +34,7 @@ let nextConnectionId = 1;
 
 export class Connection implements WatchSubscriber {
   readonly id = nextConnectionId++;
-  watches: Watch[] = [];
+  readonly watches = new WatchList();
   readonly transactions = new Map<number, Transaction>();
   nextTransactionId = 1;
   droppedEvents = 0;
@@ -42,6 +47,9 @@ export class Connection implements WatchSubscriber {
   private readonly pendingEventKeys = new Set<string>();
   private busy = false;
   private paused = false;
+  /** Frames handed over this turn, written together by writeBatch(). */
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -92,6 +100,7 @@ export class Connection implements WatchSubscriber {
 
   close(): void {
     if (this.closed) return;
+    this.writeBatch(); // what was answered before the close still goes out, as before batching
     this.socket.destroy();
     this.teardown();
   }
@@ -107,20 +116,33 @@ export class Connection implements WatchSubscriber {
   }
 
   private flush(): void {
-    while (this.queue.length > 0 && !this.closed && this.socket.writableLength < SOCKET_HIGH_WATER) {
+    while (this.queue.length > 0 && !this.closed && this.socket.writableLength + this.batchBytes < SOCKET_HIGH_WATER) {
       const p = this.queue.shift()!;
       this.queuedBytes -= p.buf.length;
       if (p.eventKey !== undefined) {
         this.queuedEvents--;
         if (p.eventKey) this.pendingEventKeys.delete(p.eventKey);
       }
-      this.socket.write(p.buf);
+      if (this.batch.length === 0) queueMicrotask(() => this.writeBatch());
+      this.batch.push(p.buf);
+      this.batchBytes += p.buf.length;
     }
     if (this.paused && this.queuedBytes <= this.quotas.outputBytes) {
       this.paused = false;
       this.socket.resume();
       this.pump();
     }
+  }
+
+  private writeBatch(): void {
+    const parts = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (this.closed || parts.length === 0) return;
+    this.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    // A batch stops at the high-water mark: more may be waiting for a socket that took it all
+    // (then no "drain" comes to carry on).
+    if (this.queue.length > 0) this.flush();
   }
 
   /** Handle buffered requests in order until one is asynchronous or output is over its bound. */
@@ -165,7 +187,7 @@ export class Connection implements WatchSubscriber {
     this.queue.length = 0;
     this.queuedBytes = 0;
     this.pendingEventKeys.clear();
-    this.watches = [];
+    this.watches.clear();
     this.transactions.clear();
     this.onClose(this);
   }

@@ -120,9 +120,9 @@ const handlers: Partial<Record<number, Handler>> = {
       if (args.length !== 2) fail("EINVAL");
       const [raw, token] = args as [string, string];
       const { path, prefixLen } = canonicalize(conn.caller, raw, true, host.quotas.pathLength);
-      if (conn.watches.some((w) => w.path === path && w.token === token)) fail("EEXIST");
+      if (conn.watches.has(path, token)) fail("EEXIST");
       if (!conn.caller.privileged && conn.watches.length >= host.quotas.watchesPerConnection) fail("E2BIG");
-      conn.watches.push({ path, token, prefixLen });
+      conn.watches.add({ path, token, prefixLen });
       conn.sendReply(XsOp.WATCH, frame.reqId, frame.txId, OK);
       // A new watch fires once straight away, with the path as the client gave it.
       conn.sendEvent(path.slice(prefixLen), token);
@@ -136,16 +136,14 @@ const handlers: Partial<Record<number, Handler>> = {
       const args = nulStrings(frame.payload);
       if (args.length !== 2) fail("EINVAL");
       const path = pathArg(host, conn, args[0], true);
-      const i = conn.watches.findIndex((w) => w.path === path && w.token === args[1]);
-      if (i < 0) fail("ENOENT");
-      conn.watches.splice(i, 1);
+      if (!conn.watches.remove(path, args[1]!)) fail("ENOENT");
       return OK;
     },
   },
 
   [XsOp.RESET_WATCHES]: {
     fn: (_host, conn) => {
-      conn.watches = [];
+      conn.watches.clear();
       conn.transactions.clear();
       return OK;
     },

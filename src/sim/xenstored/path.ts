@@ -57,9 +57,3 @@ export function childPath(parent: string, name: string): string {
   return parent === "/" ? `/${name}` : `${parent}/${name}`;
 }
 
-/** Is `child` equal to `parent` or below it? Everything is below "/". */
-export function isChild(child: string, parent: string): boolean {
-  if (parent === "/") return true;
-  if (!child.startsWith(parent)) return false;
-  return child.length === parent.length || child[parent.length] === "/";
-}

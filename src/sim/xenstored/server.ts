@@ -150,7 +150,7 @@ class Daemon implements Host, Xenstored {
       existing.record.mfn = mfn;
       existing.record.port = port;
       for (const c of this.connectionsOf(domid)) {
-        c.watches = [];
+        c.watches.clear();
         c.transactions.clear();
       }
       await existing.ready;
@@ -166,7 +166,7 @@ class Daemon implements Host, Xenstored {
     if (!d) return;
     this.domains.delete(domid);
     for (const c of this.connectionsOf(domid)) {
-      c.watches = []; // its own nodes are about to go: no events for it
+      c.watches.clear(); // its own nodes are about to go: no events for it
       c.close();
     }
     void closeServer(d.server, d.socketPath);

@@ -47,6 +47,26 @@ test("writes, mkdirs and permission changes at or below the watch fire with the 
   ]);
 });
 
+test("one change fires each of a connection's watches at or above it once, in the order they were set, and no other", async () => {
+  for (const [path, tok] of [["/a/b", "t1"], ["/x", "t2"], ["/", "t3"], ["/a/b/c", "t4"], ["/a", "t5"], ["/a/bc", "t6"], ["/a/b/c/d", "t7"]]) {
+    await w.watch(path!, tok!);
+    await w.waitEvent(path!, tok!);
+  }
+  await w.unwatch("/x", "t2");
+  await w.watch("/x", "t2"); // set again: now the newest
+  await w.waitEvent("/x", "t2");
+  await c.write("/a/b/c", "1");
+  await c.write("/x/y", "2");
+  expect(await drain(w)).toEqual([
+    ["/a/b/c", "t1"],
+    ["/a/b/c", "t3"],
+    ["/a/b/c", "t4"],
+    ["/a/b/c", "t5"],
+    ["/x/y", "t3"],
+    ["/x/y", "t2"],
+  ]);
+});
+
 test("removal fires for the removed node on watches at or above it, and for each removed descendant on watches set exactly on it", async () => {
   await c.write("/r/x/y/z", "1");
   await c.write("/r/x/q", "1");
