@@ -9,7 +9,9 @@ import type { FrameBatch, Peer } from "./peer.ts";
 import { peerio } from "./peerio-lib.ts";
 import { errnoName } from "./errno.ts";
 
-export type TapIoMode = "auto" | "uring" | "plain" | "uring-writes";
+export type TapIoMode = "auto" | "uring" | "plain";
+/** What a TapPeer can be asked for: a TapIoMode, or uring-writes (io_uring for writes only, as auto gives where RWF_NOWAIT is refused). */
+export type TapPeerIo = TapIoMode | "uring-writes";
 
 export interface TapPeerOptions {
   /**
@@ -17,7 +19,7 @@ export interface TapPeerOptions {
    * nonblocking io_uring reads (RWF_NOWAIT); uring: io_uring for both or throw; plain: loops;
    * uring-writes: io_uring for writes and plain reads (what auto does where RWF_NOWAIT is refused).
    */
-  io?: TapIoMode;
+  io?: TapPeerIo;
   /** io_uring SQ entries: the most frames one io_uring_enter carries (larger batches take several). */
   ringEntries?: number;
 }
@@ -102,6 +104,22 @@ export class TapPeer implements Peer {
     const rc = peerio().pio_send(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count, batch.metaAddr);
     if (rc < 0) {
       this.hardFails += batch.count; // the whole batch was lost (io_uring_enter itself failed)
+      return 0;
+    }
+    return rc;
+  }
+
+  /**
+   * send() for frames whose bytes are partly elsewhere (guest pages mapped for the tx path): frame i
+   * is heads[i] bytes of its slot, then pieces fragEnd[i-1]..fragEnd[i]-1 of `frags` (u32 address
+   * low, high, length, unused each); frames whose ok[i] is 0 are left out. Needs a vnet TAP.
+   */
+  sendScattered(batch: FrameBatch, heads: Uint32Array, fragEnd: Uint32Array, frags: Uint32Array, ok: Uint8Array): number {
+    if (batch.count === 0 || !this.ctx) return 0;
+    this.ffiCalls++;
+    const rc = peerio().pio_sendv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count, batch.metaAddr, heads, fragEnd, frags, ok);
+    if (rc < 0) {
+      this.hardFails += batch.count;
       return 0;
     }
     return rc;
