@@ -11,7 +11,7 @@ import { buildUdpFrame } from "../../src/net/frames.ts";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_SIZE_MASK, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
-import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6, TapPeer, type TapIoMode } from "../../src/net/tap.ts";
+import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6, TapPeer, type TapPeerIo } from "../../src/net/tap.ts";
 import type { PeerHandle } from "../../src/net/peer.ts";
 import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "./tcp-frames.ts";
@@ -87,7 +87,7 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
     batch.meta[i] = meta;
   }
 
-  for (const io of ["uring", "plain", "uring-writes"] as TapIoMode[]) {
+  for (const io of ["uring", "plain", "uring-writes"] as TapPeerIo[]) {
     test(`${io}: a TCPv4 GSO frame is segmented by the kernel into MSS-sized segments with complete checksums; a partial UDP checksum is completed; a plain frame is untouched`, async () => {
       const writer = new TapPeer(vnet.name, vnet.fd, { io });
       const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createFrameBatch, frameView, freeFrameBatch } from "../../src/net/frame-batch.ts";
 import { buildUdpFrame } from "../../src/net/frames.ts";
-import { TapPeer, type TapIoMode } from "../../src/net/tap.ts";
+import { TapPeer, type TapPeerIo } from "../../src/net/tap.ts";
 import { PacketSocket, canUseTap, createTestTap, ifCounter, ip, linkExists, uniqueIfName, until, type TestTap } from "./tap-helper.ts";
 
 const cleanups: (() => void)[] = [];
@@ -21,7 +21,7 @@ function packetSocket(ifname: string): PacketSocket {
   cleanups.push(() => s.close());
   return s;
 }
-function peer(t: TestTap, io: TapIoMode, ringEntries?: number): TapPeer {
+function peer(t: TestTap, io: TapPeerIo, ringEntries?: number): TapPeer {
   const p = new TapPeer(t.name, t.fd, { io, ringEntries });
   cleanups.push(() => p.close());
   return p;
