@@ -115,9 +115,15 @@ export interface XenThroughputReport {
 export interface XenVariant {
   name: string;
   dir: XenDirection;
-  transfers: { i: number; mbps: number; shaOk: boolean }[];
+  transfers: { i: number; mbps: number; shaOk: boolean; mbPerCpuS?: number }[];
   median: number | null;
+  /** Its median over netback's (same direction), and over qnicd's default (the transfers before it). */
   ratio: number | null;
+  vsDefault?: number | null;
+  /** The same by MB per QEMU CPU second. */
+  medianPerCpuS?: number | null;
+  ratioPerCpuS?: number | null;
+  vsDefaultPerCpuS?: number | null;
   cost?: { packets: number; syscalls: Rate; ffiCalls: Rate; notifiesSent: Rate; eventsReceived: Rate; batches: Rate };
 }
 
@@ -185,7 +191,11 @@ export function formatXenReport(r: XenThroughputReport): string[] {
   }
   for (const v of r.variants ?? []) {
     const each = v.transfers.map((t) => (t.shaOk ? f1(t.mbps) : `${f1(t.mbps)}(BAD)`)).join(" ");
-    out.push(`  qnicd ${v.name} ${v.dir} MB/s ${each} median ${f1(v.median)}, qnicd ${v.name}/netback ${v.dir} ${f2(v.ratio)}`);
+    const cpu = v.transfers.map((t) => f1(t.mbPerCpuS)).join(" ");
+    out.push(
+      `  qnicd ${v.name} ${v.dir} MB/s ${each} median ${f1(v.median)}, qnicd ${v.name}/netback ${v.dir} ${f2(v.ratio)}, /qnicd default ${f2(v.vsDefault)}` +
+        (v.medianPerCpuS !== undefined ? `; MB per QEMU CPU-s ${cpu} median ${f1(v.medianPerCpuS)}, /netback ${f2(v.ratioPerCpuS)}, /qnicd default ${f2(v.vsDefaultPerCpuS)}` : ""),
+    );
     const c = v.cost;
     if (c)
       out.push(

@@ -45,7 +45,10 @@ export class TapPeer implements Peer {
 
   constructor(readonly name: string, fd: number, opts: TapPeerOptions = {}) {
     const err = new Int32Array(1);
-    const io = opts.io ?? "auto";
+    // QNICD_TAP_IO: the daemon's default path overridden for a diagnosis (e.g. plain on a kernel
+    // whose io_uring misbehaves); the real-Xen suite measures plain against auto with it.
+    const env = process.env.QNICD_TAP_IO;
+    const io: TapPeerIo = opts.io ?? (env === "plain" || env === "uring" || env === "uring-writes" ? env : "auto");
     const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
     if (!ctx) {
       const why =

@@ -178,7 +178,11 @@ function directionCost(backend: XenBackend, dir: XenDirection, mb: number, befor
 }
 
 /** The qnicd variants (dom0-run.sh tput_variant lines), each against netback's up median. */
-export function parseVariants(results: readonly string[], netbackUp: number | null): XenVariant[] {
+export function parseVariants(
+  results: readonly string[],
+  base: { netbackUp: number | null; qnicdUp: number | null; netbackUpCpu?: number | null; qnicdUpCpu?: number | null },
+  marks: readonly XferMark[] = [],
+): XenVariant[] {
   const byName = new Map<string, { transfers: XenVariant["transfers"]; before?: Record<string, number>; after?: Record<string, number> }>();
   const get = (n: string) => byName.get(n) ?? byName.set(n, { transfers: [] }).get(n)!;
   for (const l of results) {
@@ -191,13 +195,29 @@ export function parseVariants(results: readonly string[], netbackUp: number | nu
     }
     if (!l.startsWith("tput_variant ") || !/ i=\d+ /.test(l)) continue;
     const f = fields(l);
-    get(f.variant!).transfers.push({ i: Number(f.i), mbps: Number(f.mbps), shaOk: f.sha === "ok" });
+    const label = `qnicd-${f.variant} up ${f.i}`;
+    const start = marks.find((m) => m.label === label && m.phase === "start");
+    const end = marks.find((m) => m.label === label && m.phase === "end");
+    const cpu = start && end ? end.qemuCpuS - start.qemuCpuS : 0;
+    get(f.variant!).transfers.push({ i: Number(f.i), mbps: Number(f.mbps), shaOk: f.sha === "ok", ...(cpu > 0 ? { mbPerCpuS: Number(f.bytes) / MB / cpu } : {}) });
   }
   const out: XenVariant[] = [];
   for (const [name, v] of byName) {
     const good = v.transfers.filter((t) => t.shaOk && t.mbps > 0);
     const med = median(good.map((t) => t.mbps));
-    const variant: XenVariant = { name, dir: "up", transfers: v.transfers, median: med, ratio: med !== null && netbackUp ? med / netbackUp : null };
+    const medCpu = median(good.flatMap((t) => (t.mbPerCpuS !== undefined ? [t.mbPerCpuS] : [])));
+    const over = (a: number | null, b: number | null | undefined) => (a !== null && b ? a / b : null);
+    const variant: XenVariant = {
+      name,
+      dir: "up",
+      transfers: v.transfers,
+      median: med,
+      ratio: over(med, base.netbackUp),
+      vsDefault: over(med, base.qnicdUp),
+      medianPerCpuS: medCpu,
+      ratioPerCpuS: over(medCpu, base.netbackUpCpu),
+      vsDefaultPerCpuS: over(medCpu, base.qnicdUpCpu),
+    };
     if (v.before && v.after) {
       const d = (k: string) => (v.after![k] ?? 0) - (v.before![k] ?? 0);
       const mb = d("tx_bytes") / MB; // the guest's tx bytes: the transfers' data and their headers
@@ -260,7 +280,15 @@ export function buildXenReport(
     medianPerCpuS: mediansCpu,
     ratioPerCpuS: { up: over(mediansCpu, "up"), down: over(mediansCpu, "down") },
     cost,
-    ...(results.some((l) => l.startsWith("tput_variant ")) ? { variants: parseVariants(results, medians.netback.up) } : {}),
+    ...(results.some((l) => l.startsWith("tput_variant "))
+      ? {
+          variants: parseVariants(
+            results,
+            { netbackUp: medians.netback.up, qnicdUp: medians.qnicd.up, netbackUpCpu: mediansCpu.netback.up, qnicdUpCpu: mediansCpu.qnicd.up },
+            marks,
+          ),
+        }
+      : {}),
   };
 }
 
