@@ -75,7 +75,6 @@ struct pio {
     unsigned vnet;   // virtio_net_hdr bytes before every frame on this fd, 0 without IFF_VNET_HDR
     uint8_t *hdrs;   // vnet: one header buffer per frame in flight (VNET_MAX bytes each)
     struct iovec *iov; // vnet: two iovecs (header, frame) per frame in flight
-    struct iovec *siov; // pio_sendv: SIOV_PER_FRAME iovecs per frame in flight, allocated on first use
     unsigned slots;  // frames in flight at most: SQ entries, or 1 for plain I/O
 };
 
@@ -241,7 +240,6 @@ void pio_close(struct pio *c) {
     free(c->res);
     free(c->hdrs);
     free(c->iov);
-    free(c->siov);
     free(c);
 }
 
@@ -294,15 +292,12 @@ static int submit_and_wait(struct pio *c, unsigned tail, unsigned n, cqe_fn fn, 
  * IP version the type names, with hdr_len covering the TCP header, else -EINVAL (the frame is a
  * drop: the kernel would refuse it too). Netfront's GSO packets are always checksum partial.
  */
-static int vnet_header(uint8_t *f, uint32_t len, uint32_t meta, uint8_t *hdr, unsigned vnet, uint32_t avail) {
+static int vnet_header(uint8_t *f, uint32_t len, uint32_t meta, uint8_t *hdr, unsigned vnet) {
     memset(hdr, 0, vnet);
     unsigned gso = META_GSO_TYPE(meta);
     if (!(meta & META_CSUM) && !gso) return 0;
     struct l4_info l;
     if (l4_locate(f, len, &l) != CS_FILLED) return gso ? -EINVAL : 0;
-    // Only `avail` bytes of the frame are at f (pio_sendv: the rest is elsewhere): every header the
-    // parse read, and the checksum field written below, must lie inside them.
-    if (l.l4 + (l.proto == 6 ? 20u : 8u) > avail) return gso || avail < len ? -EINVAL : 0;
     struct virtio_net_hdr h;
     memset(&h, 0, sizeof(h));
     uint32_t field = l.l4 + (l.proto == 6 ? 16 : 6);
@@ -314,7 +309,7 @@ static int vnet_header(uint8_t *f, uint32_t len, uint32_t meta, uint8_t *hdr, un
     if (gso) {
         if (l.proto != 6 || (gso == 1) == (l.ipv6 != 0) || gso > 2 || META_GSO_SIZE(meta) == 0) return -EINVAL;
         uint32_t doff = (uint32_t)(f[l.l4 + 12] >> 4) * 4;
-        if (doff < 20 || doff > l.l4len || l.l4 + doff > avail) return -EINVAL;
+        if (doff < 20 || doff > l.l4len) return -EINVAL;
         h.gso_type = gso == 1 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
         h.gso_size = (uint16_t)META_GSO_SIZE(meta);
         h.hdr_len = (uint16_t)(l.l4 + doff);
@@ -326,7 +321,7 @@ static int vnet_header(uint8_t *f, uint32_t len, uint32_t meta, uint8_t *hdr, un
 // Frame k of the current chunk as an iovec pair (header buffer k, frame); -errno if its header cannot be built.
 static int vnet_iov(struct pio *c, unsigned k, uint8_t *frame, uint32_t len, uint32_t meta) {
     uint8_t *h = c->hdrs + (size_t)k * VNET_MAX;
-    int rc = vnet_header(frame, len, meta, h, c->vnet, len);
+    int rc = vnet_header(frame, len, meta, h, c->vnet);
     c->iov[2 * k] = (struct iovec){ h, c->vnet };
     c->iov[2 * k + 1] = (struct iovec){ frame, len };
     return rc;
@@ -402,12 +397,12 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
             sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
             sqe->off = (uint64_t)-1; // a TAP has no file position: "current position"
             // Never park the batch: a write that would block is a drop. With RWF_NOWAIT where the
-            // driver takes it; where it does not (ring_reads 0), the fd's O_NONBLOCK does the same:
-            // io_uring tries the write inline with IOCB_NOWAIT and ends an EAGAIN there (6.1's
-            // io_rw_init_file marks O_NONBLOCK requests REQ_F_NOWAIT), and a TAP write does not wait
-            // for room anyway (tun_get_user allocates from a socket whose sndbuf is INT_MAX unless
-            // TUNSETSNDBUF). Measured on Debian 12's dom0: one io_uring_enter per batch instead of a
-            // writev per frame (docs/performance.md).
+            // driver takes it. Where it does not (ring_reads 0), io_uring still tries the write at
+            // once (the fd is O_NONBLOCK, which io_uring takes as able not to wait), and a TAP write
+            // does not wait for room: tun_get_user allocates from a socket whose sndbuf is INT_MAX
+            // unless TUNSETSNDBUF. Measured on Debian 12's dom0 (docs/performance.md): one
+            // io_uring_enter per tx batch where a write() per frame was; those plain writes moved
+            // 0.61 of this path's MB/s in the same boot.
             sqe->rw_flags = c->ring_reads ? RWF_NOWAIT : 0;
             sqe->user_data = i;
             queued++;
@@ -420,78 +415,6 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
     }
     return (int)s.ok;
 }
-
-// pio_sendv: a frame of at most 2 (header, head) + SIOV_FRAGS pieces. Netback refuses a packet of
-// more than XEN_NETBK_LEGACY_SLOTS_MAX (18) slots by default; the tx walk bounds them at 20.
-#define SIOV_FRAGS 22
-#define SIOV_PER_FRAME (2 + SIOV_FRAGS)
-
-/**
- * Like pio_send, for frames whose bytes are not all in their slot: frame i has heads[i] bytes at
- * base + i*stride, then the pieces fragEnd[i-1]..fragEnd[i]-1 (fragEnd[-1] = 0) of `frags` (four
- * u32 each: address low, high, length, unused), e.g. guest pages mapped through gntdev. Its
- * virtio_net_hdr is built from the slot's bytes alone (the headers must lie there, else the frame
- * is refused). Frames whose ok[i] is zero are left out; lens[i] must equal the head plus the
- * pieces, else the frame is refused (a drop). Returns the frames the kernel took, or -errno.
- */
-int pio_sendv(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens, uint32_t count, const uint32_t *meta,
-              const uint32_t *heads, const uint32_t *fragEnd, const uint32_t *frags, const uint8_t *ok) {
-    if (!c->vnet) return -EINVAL;
-    unsigned slots = c->ring_fd >= 0 ? c->sq_entries : 1;
-    if (!c->siov) {
-        c->siov = calloc((size_t)slots * SIOV_PER_FRAME, sizeof(struct iovec));
-        if (!c->siov) return -ENOMEM;
-    }
-    struct send_ctx s = { lens, 0, c->vnet };
-    uint32_t i = 0;
-    while (i < count) {
-        unsigned tail = c->ring_fd >= 0 ? *c->sq_tail : 0, queued = 0, k = 0;
-        for (; i < count && k < slots; i++) {
-            if (!ok[i]) continue;
-            uint32_t head = heads[i], len = lens[i], f0 = i ? fragEnd[i - 1] : 0, f1 = fragEnd[i];
-            if (head > stride || len > stride || f1 < f0 || f1 - f0 > SIOV_FRAGS) { send_refused(c, -EINVAL); continue; }
-            uint8_t *f = base + (size_t)i * stride;
-            struct iovec *v = &c->siov[(size_t)k * SIOV_PER_FRAME];
-            uint8_t *h = c->hdrs + (size_t)k * VNET_MAX;
-            uint64_t total = head;
-            for (uint32_t j = f0; j < f1; j++) total += frags[4 * j + 2];
-            if (total != len) { send_refused(c, -EINVAL); continue; }
-            int rc = vnet_header(f, len, meta ? meta[i] : 0, h, c->vnet, head);
-            if (rc < 0) { send_refused(c, rc); continue; }
-            unsigned n = 0;
-            v[n++] = (struct iovec){ h, c->vnet };
-            if (head) v[n++] = (struct iovec){ f, head };
-            for (uint32_t j = f0; j < f1; j++) {
-                uint64_t a = (uint64_t)frags[4 * j] | ((uint64_t)frags[4 * j + 1] << 32);
-                if (frags[4 * j + 2]) v[n++] = (struct iovec){ (void *)(uintptr_t)a, frags[4 * j + 2] };
-            }
-            if (c->ring_fd < 0) {
-                ssize_t w = writev(c->fd, v, (int)n);
-                c->st[ST_SYSCALLS]++;
-                if (w == (ssize_t)(len + c->vnet)) s.ok++;
-                else { c->st[ST_SEND_FAILS]++; c->st[ST_LAST_ERRNO] = w < 0 ? (uint32_t)errno : EIO; }
-                continue;
-            }
-            struct io_uring_sqe *sqe = next_sqe(c, &tail);
-            sqe->opcode = IORING_OP_WRITEV;
-            sqe->addr = (uint64_t)(uintptr_t)v;
-            sqe->len = n;
-            sqe->fd = c->fixed ? 0 : c->fd;
-            sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
-            sqe->off = (uint64_t)-1;
-            sqe->rw_flags = c->ring_reads ? RWF_NOWAIT : 0; // as in pio_send
-            sqe->user_data = i;
-            queued++;
-            k++;
-        }
-        if (queued) {
-            int rc = submit_and_wait(c, tail, queued, on_write, &s);
-            if (rc < 0) return rc;
-        }
-    }
-    return (int)s.ok;
-}
-
 
 static void on_read(struct pio *c, uint64_t user, int32_t res, void *ctx) {
     (void)ctx;

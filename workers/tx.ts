@@ -11,6 +11,15 @@
 // frame a GSO frame for the peer (the batch's meta word). Without the feature, such a packet is
 // answered with errors as a whole, as before it was offered.
 //
+// Every slot is grant-copied into the frame slot, the whole packet, rather than copying only its
+// headers and grant-mapping the rest as Linux netback does (xenvif_tx_build_gops): measured on real
+// Xen in one boot (docs/performance.md, 3 x 32 MB guest -> dom0, commit 0153f67), copying moved a
+// median 23.7 MB/s (0.53 of kernel netback's 44.5) at 1.59 syscalls per packet; a prototype that
+// copied 128 bytes and mapped the rest in one gntdev map per pass (writev over the pieces, unmapped
+// before the responses as XSA-396 requires) moved 10.0 MB/s (0.42 of copying) at 2.93. In a PV dom0
+// each pass then pays map ioctl + mmap + munmap + unmap ioctl and the page-table work for ~15 pages
+// per 60 KB packet, more than the Xen-side copy it saves; the TAP write copies the bytes either way.
+//
 // Two tiers of guest faults (STYLE 6, netback's xenvif_tx_err / xenvif_fatal_tx_err):
 //  - tolerable (size < 14, a packet larger than a frame slot, a flag we did not negotiate, a grant
 //    that fails to copy): the packet's slots are answered NETIF_RSP_ERROR (extra-info slots
@@ -23,14 +32,12 @@
 //    xenvif_tx_build_gops make the same checks (an oversized fragment was fatal there too, as "Frag
 //    is bigger than frame"; a crossing first slot as "Cross page boundary").
 import type { Peer } from "../src/net/index.ts";
-import type { FrameBatch } from "../src/net/peer.ts";
 import { fillChecksums } from "../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_TYPE_SHIFT } from "../src/net/peer.ts";
 import type { GrantDevice } from "../src/platform/types.ts";
 import type { VifCounters } from "../src/stats/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NETTXF_extra_info, NETTXF_more_data } from "../src/xen/netif.ts";
 import { PAGE_SIZE } from "../src/xen/ring.ts";
-import { GNTST_general_error } from "../src/xen/grant-table.ts";
 import { crossPageMessage, R_ERROR, R_NULL, R_OKAY } from "./ring-checks.ts";
 import type { RingJournal } from "./back-ring.ts";
 import { REQ_FLAGS16, REQ_GREF32, REQ_ID16, REQ_OFFSET16, REQ_SIZE16, requestIndex16, TxRing, WALK_MCAST_ADD } from "./tx-ring.ts";
@@ -80,20 +87,6 @@ export interface TxOptions {
   /** The vif's multicast list: MCAST_ADD / MCAST_DEL extras change it. Absent: such packets are not special. */
   mcast?: McastFilter | null;
   clock?: Clock;
-  /**
-   * PROTOTYPE (issue 12 item 3, measured against copying): copy only the first HDR_COPY bytes of a
-   * multi-slot packet and map the rest of its fragments (one gntdev map per pass, unmapped before
-   * the responses: XSA-396), handing the TAP an iovec per piece. Default: QNICD_TX_MAP_FRAGS=1.
-   */
-  mapFrags?: boolean;
-}
-
-/** Bytes of a mapped packet copied into its frame slot: the headers the TAP's virtio_net_hdr is built from (netback's XEN_NETBACK_TX_COPY_LEN). */
-const HDR_COPY = 128;
-
-/** A peer that takes frames whose bytes are partly outside their slot (TapPeer.sendScattered). */
-interface ScatterPeer extends Peer {
-  sendScattered(batch: FrameBatch, heads: Uint32Array, fragEnd: Uint32Array, frags: Uint32Array, ok: Uint8Array): number;
 }
 
 export class TxPath extends TxRing {
@@ -111,16 +104,6 @@ export class TxPath extends TxRing {
   /** The `rate` limit (unlimited unless B/rate says otherwise): this ring's credit. */
   readonly credit: TxCredit;
   private readonly mcast: McastFilter | null;
-  /** Mapped-fragment tx (prototype): per-pass state, allocated once. */
-  private readonly mapFrags: boolean;
-  private scattered = false;
-  private nmap = 0;
-  private mapRefs: number[] = [];
-  private mapHeads = new Uint32Array(0);
-  private mapFragEnd = new Uint32Array(0);
-  private mapFrags4 = new Uint32Array(0);
-  private mapPieceOff = new Uint32Array(0);
-  private mapFramed = new Uint8Array(0);
 
   constructor(page: ArrayBuffer, private readonly domid: number, features: TxFeatures = { sg: false, gso: false }, journal?: RingJournal | null, opts: TxOptions = {}) {
     super(page, journal);
@@ -129,7 +112,6 @@ export class TxPath extends TxRing {
     this.credit = new TxCredit(opts.clock);
     this.credit.set(opts.rate ?? null, true);
     this.mcast = opts.mcast ?? null;
-    this.mapFrags = opts.mapFrags ?? process.env.QNICD_TX_MAP_FRAGS === "1";
   }
 
   /** No final check while the rate limit holds the ring back (netback's NAPI leaves events off while rate_limited). */
@@ -177,15 +159,6 @@ export class TxPath extends TxRing {
     // A peer that completes checksums itself (a vnet TAP) gets csum_blank as meta, not a software fill.
     const offloads = peer.offloads === true;
     const max = Math.min(budget, frames.capacity);
-    const scattered = (this.scattered = this.mapFrags && offloads && typeof (peer as ScatterPeer).sendScattered === "function");
-    if (scattered && this.mapHeads.length < frames.capacity) {
-      this.mapHeads = new Uint32Array(frames.capacity);
-      this.mapFragEnd = new Uint32Array(frames.capacity);
-      this.mapFramed = new Uint8Array(frames.capacity);
-      this.mapFrags4 = new Uint32Array(4 * 1024);
-      this.mapPieceOff = new Uint32Array(1024);
-    }
-    this.nmap = 0;
     let nframe = 0;
     let nseg = 0;
     let nresp = 0;
@@ -321,17 +294,14 @@ export class TxPath extends TxRing {
           ok[segFrame[k]] = 0;
           countCopyFailure(c, "tx", status);
         }
-        if (!scattered) good = this.compact(s, nframe);
+        good = this.compact(s, nframe);
       }
-      if (scattered) good = this.sendMapped(s, gnt, peer as ScatterPeer, c, nframe);
-      else frames.count = good;
-      if (scattered) {
-        // sent (or not) by sendMapped
-      } else if (anyCsum && good > 0) {
+      frames.count = good;
+      if (anyCsum && good > 0) {
         fillChecksums(frames, csum);
         c.ffi_calls++;
       }
-      if (good > 0 && !scattered) {
+      if (good > 0) {
         const sys = peer.syscalls, ffi = peer.ffiCalls;
         const taken = peer.send(frames);
         c.ffi_calls += peer.ffiCalls - ffi;
@@ -434,33 +404,6 @@ export class TxPath extends TxRing {
       segFrame[nseg++] = nframe;
       at = head;
     }
-    if (this.scattered && nfrag > 0 && this.nmap + nfrag <= this.mapPieceOff.length) {
-      // Copy up to HDR_COPY bytes (the headers), map the rest piece by piece.
-      const refs = this.mapRefs;
-      const pieceOff = this.mapPieceOff;
-      const f4 = this.mapFrags4;
-      for (let k = 0; k < nfrag; k++) {
-        let fsize = fragSize[k];
-        if (fsize === 0) continue;
-        let foff = fragOff[k];
-        if (at < HDR_COPY) {
-          const n = Math.min(HDR_COPY - at, fsize);
-          this.segment(s, nseg, fragRef[k], foff, domid, n, lo, hi, at);
-          segFrame[nseg++] = nframe;
-          at += n;
-          foff += n;
-          fsize -= n;
-          if (fsize === 0) continue;
-        }
-        const j = this.nmap++;
-        refs[j] = fragRef[k];
-        pieceOff[j] = foff;
-        f4[4 * j + 2] = fsize;
-      }
-      this.mapHeads[nframe] = at;
-      this.mapFragEnd[nframe] = this.nmap;
-      this.mapFramed[nframe] = 1;
-    } else
     for (let k = 0; k < nfrag; k++) {
       const fsize = fragSize[k];
       if (fsize === 0) continue;
@@ -485,76 +428,6 @@ export class TxPath extends TxRing {
     }
     cur.nframe = nframe + 1;
     return null;
-  }
-
-  /**
-   * The pass's frames to a scatter peer: the pieces of mapped packets mapped in ONE gntdev map (each
-   * piece its own page), the frames sent, the pages unmapped again before any response is written
-   * (XSA-396). A failed map fails the packets that needed it (answered with errors). Returns the
-   * frames the peer took; counts as the copied path does.
-   */
-  private sendMapped(s: WorkerScratch, gnt: GrantDevice, peer: ScatterPeer, c: VifCounters, nframe: number): number {
-    const frames = s.txFrames;
-    const ok = s.txFrameOk;
-    const heads = this.mapHeads;
-    const fragEnd = this.mapFragEnd;
-    const framed = this.mapFramed;
-    const lens = frames.lens;
-    let end = 0;
-    for (let k = 0; k < nframe; k++) {
-      if (framed[k] === 1) end = fragEnd[k];
-      else {
-        heads[k] = lens[k];
-        fragEnd[k] = end;
-      }
-    }
-    let m: { addr: number; unmap(): void } | null = null;
-    const nmap = this.nmap;
-    if (nmap > 0) {
-      const refs = this.mapRefs;
-      refs.length = nmap;
-      c.ffi_calls++;
-      c.syscalls += 2; // IOCTL_GNTDEV_MAP_GRANT_REF + mmap
-      try {
-        m = gnt.map(this.domid, refs, false);
-      } catch {
-        for (let k = 0; k < nframe; k++) if (framed[k] === 1) ok[k] = 0;
-        countCopyFailure(c, "tx", GNTST_general_error);
-      }
-      if (m !== null) {
-        const f4 = this.mapFrags4;
-        const off = this.mapPieceOff;
-        for (let j = 0; j < nmap; j++) {
-          const a = m.addr + j * PAGE + off[j];
-          f4[4 * j] = a >>> 0;
-          f4[4 * j + 1] = Math.floor(a / TWO32);
-        }
-      }
-    }
-    frames.count = nframe;
-    let good = 0;
-    let bytes = 0;
-    for (let k = 0; k < nframe; k++)
-      if (ok[k] === 1) {
-        good++;
-        bytes += lens[k];
-      }
-    if (good > 0) {
-      const sys = peer.syscalls, ffi = peer.ffiCalls;
-      const taken = peer.sendScattered(frames, heads, fragEnd, this.mapFrags4, ok);
-      c.ffi_calls += peer.ffiCalls - ffi;
-      c.syscalls += peer.syscalls - sys;
-      c.tx_packets += good;
-      c.tx_bytes += bytes;
-      if (taken < good) c.tx_drops += good - taken;
-    }
-    if (m !== null) {
-      m.unmap();
-      c.ffi_calls++;
-      c.syscalls += 2; // munmap + IOCTL_GNTDEV_UNMAP_GRANT_REF
-    }
-    framed.fill(0, 0, nframe);
-    return good;
   }
 
   /**

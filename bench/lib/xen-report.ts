@@ -104,27 +104,6 @@ export interface XenThroughputReport {
    * cores, so other work there slows every figure (not always evenly) and widens the spread.
    */
   hostLoad?: number[];
-  /**
-   * qnicd variants measured in the same boot (dom0-run.sh tput_variant: qnicd restarted with one
-   * setting changed, three more guest -> dom0 transfers): each transfer, the median, its ratio to
-   * netback's up median and its /vifs cost per MB and per packet.
-   */
-  variants?: XenVariant[];
-}
-
-export interface XenVariant {
-  name: string;
-  dir: XenDirection;
-  transfers: { i: number; mbps: number; shaOk: boolean; mbPerCpuS?: number }[];
-  median: number | null;
-  /** Its median over netback's (same direction), and over qnicd's default (the transfers before it). */
-  ratio: number | null;
-  vsDefault?: number | null;
-  /** The same by MB per QEMU CPU second. */
-  medianPerCpuS?: number | null;
-  ratioPerCpuS?: number | null;
-  vsDefaultPerCpuS?: number | null;
-  cost?: { packets: number; syscalls: Rate; ffiCalls: Rate; notifiesSent: Rate; eventsReceived: Rate; batches: Rate };
 }
 
 export function writeXenReport(report: XenThroughputReport, path = XEN_REPORT_PATH): void {
@@ -188,20 +167,6 @@ export function formatXenReport(r: XenThroughputReport): string[] {
             `notifies sent ${rate(c.notifiesSent)}, events received ${rate(c.eventsReceived)}, batches ${rate(c.batches)}`,
         );
     }
-  }
-  for (const v of r.variants ?? []) {
-    const each = v.transfers.map((t) => (t.shaOk ? f1(t.mbps) : `${f1(t.mbps)}(BAD)`)).join(" ");
-    const cpu = v.transfers.map((t) => f1(t.mbPerCpuS)).join(" ");
-    out.push(
-      `  qnicd ${v.name} ${v.dir} MB/s ${each} median ${f1(v.median)}, qnicd ${v.name}/netback ${v.dir} ${f2(v.ratio)}, /qnicd default ${f2(v.vsDefault)}` +
-        (v.medianPerCpuS !== undefined ? `; MB per QEMU CPU-s ${cpu} median ${f1(v.medianPerCpuS)}, /netback ${f2(v.ratioPerCpuS)}, /qnicd default ${f2(v.vsDefaultPerCpuS)}` : ""),
-    );
-    const c = v.cost;
-    if (c)
-      out.push(
-        `  cost ${v.dir.padEnd(4)} qnicd ${v.name} /vifs (${c.packets} packets): syscalls ${rate(c.syscalls)}, FFI calls ${rate(c.ffiCalls)}, ` +
-          `notifies sent ${rate(c.notifiesSent)}, events received ${rate(c.eventsReceived)}, batches ${rate(c.batches)}`,
-      );
   }
   if (r.qemuSeconds !== undefined)
     out.push(`  whole testbed run: ${r.qemuSeconds.toFixed(0)} s of QEMU${r.hostLoad ? `; host load average at its end ${r.hostLoad.map((l) => l.toFixed(1)).join(" / ")} (1/5/15 min)` : ""}`);

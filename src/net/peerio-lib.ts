@@ -7,7 +7,6 @@ function open() {
     pio_open: { args: [FFIType.i32, FFIType.u32, FFIType.i32, FFIType.ptr], returns: FFIType.ptr },
     pio_close: { args: [FFIType.ptr], returns: FFIType.void },
     pio_send: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
-    pio_sendv: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     pio_recv: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr], returns: FFIType.i32 },
     pio_offload: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     pio_alloc: { args: [FFIType.u64], returns: FFIType.ptr },

@@ -112,22 +112,6 @@ export class TapPeer implements Peer {
     return rc;
   }
 
-  /**
-   * send() for frames whose bytes are partly elsewhere (guest pages mapped for the tx path): frame i
-   * is heads[i] bytes of its slot, then pieces fragEnd[i-1]..fragEnd[i]-1 of `frags` (u32 address
-   * low, high, length, unused each); frames whose ok[i] is 0 are left out. Needs a vnet TAP.
-   */
-  sendScattered(batch: FrameBatch, heads: Uint32Array, fragEnd: Uint32Array, frags: Uint32Array, ok: Uint8Array): number {
-    if (batch.count === 0 || !this.ctx) return 0;
-    this.ffiCalls++;
-    const rc = peerio().pio_sendv(this.ctx, batch.base, batch.stride, batch.lensAddr, batch.count, batch.metaAddr, heads, fragEnd, frags, ok);
-    if (rc < 0) {
-      this.hardFails += batch.count;
-      return 0;
-    }
-    return rc;
-  }
-
   receive(batch: FrameBatch, max?: number): number {
     if (!this.ctx) return (batch.count = 0); // closed: the native context is gone
     this.ffiCalls++;

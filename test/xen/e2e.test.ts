@@ -7,7 +7,9 @@
 //   2. the real platform (src/platform/xen.ts) under Bun in dom0: map, copy statuses, evtchn;
 //   3. qnicd as the backend: both sides Connected, /vifs shows the vif, and the same pings, TCP
 //      transfers and throughput transfers as the baseline (with /vifs' syscalls, FFI calls,
-//      notifications and wake-ups), so the qnicd / netback ratios come from one boot; then xl
+//      notifications and wake-ups, and one more up transfer under strace naming qnicd's system
+//      calls per thread), so the qnicd / netback ratios come from one boot; the guest's netfront
+//      rx_gso_checksum_fixup is read around each direction for both backends; then xl
 //      network-detach / network-attach while the guest runs (attached with rate=: a guest transfer
 //      within the limit), a second guest on another worker,
 //      xl destroy leaving qnicd no mapping or port of them, and SIGTERM ending qnicd.
@@ -139,12 +141,6 @@ describe("real Xen under QEMU", () => {
       expectIntactTransfers("qnicd");
       expectGsoChecksumFixupsRead("qnicd");
       const r = needRun();
-      // The guest tx variants measured against the default (a write() per frame; mapped fragments), each after a restart: the same data, intact.
-      for (const v of ["plainio", "mapfrags"]) {
-        const variant = r.results.filter((l) => new RegExp(`^tput_variant variant=${v} i=\\d `).test(l));
-        expect(variant.length).toBe(3);
-        for (const t of variant) expect(t).toMatch(new RegExp(`bytes=${TPUT_MB * 1048576} secs=[0-9.]+ mbps=[0-9.]+ sha=ok$`));
-      }
       for (const dir of ["up", "down"])
         for (const at of ["before", "after"])
           expect(r.results.some((l) => new RegExp(`^tput_snap backend=qnicd dir=${dir} at=${at} vifs "counters":\\{.*"syscalls":\\d+`).test(l))).toBe(true);

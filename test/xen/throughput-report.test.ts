@@ -30,31 +30,6 @@ describe("parseInterruptLine", () => {
   });
 });
 
-describe("qnicd variants (tput_variant)", () => {
-  test("each variant's transfers, median of the intact ones against netback's up median, and its /vifs cost", () => {
-    const results = [
-      ...transfers("netback", "up", [30, 20, 25]),
-      ...transfers("qnicd", "up", [10, 30, 20]),
-      'tput_variant variant=mapfrags at=before vifs "counters":{"tx_packets":100,"rx_packets":50,"tx_bytes":0,"syscalls":1000,"ffi_calls":10,"notifies_sent":1,"events_received":1,"tx_batches":1,"rx_batches":1}',
-      `tput_variant variant=mapfrags i=1 bytes=${B} secs=1 mbps=10.00 sha=ok`,
-      `tput_variant variant=mapfrags i=2 bytes=${B} secs=1 mbps=99.00 sha=bad`,
-      `tput_variant variant=mapfrags i=3 bytes=${B} secs=1 mbps=20.00 sha=ok`,
-      `tput_variant variant=mapfrags at=after vifs "counters":{"tx_packets":1100,"rx_packets":1050,"tx_bytes":${64 * 1048576},"syscalls":5000,"ffi_calls":10,"notifies_sent":1,"events_received":1,"tx_batches":1,"rx_batches":1}`,
-    ];
-    const r = buildXenReport(results, META);
-    expect(r.variants).toHaveLength(1);
-    const v = r.variants![0]!;
-    expect(v.name).toBe("mapfrags");
-    expect(v.median).toBe(15);
-    expect(v.ratio).toBeCloseTo(15 / 25, 10);
-    expect(v.cost!.packets).toBe(2000);
-    expect(v.cost!.syscalls.perPacket).toBe(2);
-    expect(v.cost!.syscalls.perMB).toBe(4000 / 64);
-    expect(v.vsDefault).toBeCloseTo(15 / 20, 10);
-    expect(formatXenReport(r).join("\n")).toContain("qnicd mapfrags up MB/s 10.0 99.0(BAD) 20.0 median 15.0, qnicd mapfrags/netback up 0.60, /qnicd default 0.75");
-  });
-});
-
 describe("buildXenReport", () => {
   const results = [
     ...snap("netback", "up", "before", [

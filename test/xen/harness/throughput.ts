@@ -5,7 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import type { Rate, XenBackend, XenDirection, XenDirectionCost, XenThroughputReport, XenTransfer, XenVariant } from "../../../bench/lib/xen-report.ts";
+import type { Rate, XenBackend, XenDirection, XenDirectionCost, XenThroughputReport, XenTransfer } from "../../../bench/lib/xen-report.ts";
 import { XEN_BACKENDS, XEN_DIRECTIONS, XEN_REPORT_PATH, writeXenReport } from "../../../bench/lib/xen-report.ts";
 import type { TestbedRun, XferMark } from "./run.ts";
 
@@ -177,65 +177,6 @@ function directionCost(backend: XenBackend, dir: XenDirection, mb: number, befor
   return cost;
 }
 
-/** The qnicd variants (dom0-run.sh tput_variant lines), each against netback's up median. */
-export function parseVariants(
-  results: readonly string[],
-  base: { netbackUp: number | null; qnicdUp: number | null; netbackUpCpu?: number | null; qnicdUpCpu?: number | null },
-  marks: readonly XferMark[] = [],
-): XenVariant[] {
-  const byName = new Map<string, { transfers: XenVariant["transfers"]; before?: Record<string, number>; after?: Record<string, number> }>();
-  const get = (n: string) => byName.get(n) ?? byName.set(n, { transfers: [] }).get(n)!;
-  for (const l of results) {
-    const snap = /^tput_variant variant=(\S+) at=(before|after) vifs (.*)$/.exec(l);
-    if (snap) {
-      try {
-        get(snap[1]!)[snap[2] as "before" | "after"] = (JSON.parse(`{${snap[3]}}`) as { counters: Record<string, number> }).counters;
-      } catch {}
-      continue;
-    }
-    if (!l.startsWith("tput_variant ") || !/ i=\d+ /.test(l)) continue;
-    const f = fields(l);
-    const label = `qnicd-${f.variant} up ${f.i}`;
-    const start = marks.find((m) => m.label === label && m.phase === "start");
-    const end = marks.find((m) => m.label === label && m.phase === "end");
-    const cpu = start && end ? end.qemuCpuS - start.qemuCpuS : 0;
-    get(f.variant!).transfers.push({ i: Number(f.i), mbps: Number(f.mbps), shaOk: f.sha === "ok", ...(cpu > 0 ? { mbPerCpuS: Number(f.bytes) / MB / cpu } : {}) });
-  }
-  const out: XenVariant[] = [];
-  for (const [name, v] of byName) {
-    const good = v.transfers.filter((t) => t.shaOk && t.mbps > 0);
-    const med = median(good.map((t) => t.mbps));
-    const medCpu = median(good.flatMap((t) => (t.mbPerCpuS !== undefined ? [t.mbPerCpuS] : [])));
-    const over = (a: number | null, b: number | null | undefined) => (a !== null && b ? a / b : null);
-    const variant: XenVariant = {
-      name,
-      dir: "up",
-      transfers: v.transfers,
-      median: med,
-      ratio: over(med, base.netbackUp),
-      vsDefault: over(med, base.qnicdUp),
-      medianPerCpuS: medCpu,
-      ratioPerCpuS: over(medCpu, base.netbackUpCpu),
-      vsDefaultPerCpuS: over(medCpu, base.qnicdUpCpu),
-    };
-    if (v.before && v.after) {
-      const d = (k: string) => (v.after![k] ?? 0) - (v.before![k] ?? 0);
-      const mb = d("tx_bytes") / MB; // the guest's tx bytes: the transfers' data and their headers
-      const packets = d("tx_packets") + d("rx_packets");
-      variant.cost = {
-        packets,
-        syscalls: rate(d("syscalls"), mb, packets),
-        ffiCalls: rate(d("ffi_calls"), mb, packets),
-        notifiesSent: rate(d("notifies_sent"), mb, packets),
-        eventsReceived: rate(d("events_received"), mb, packets),
-        batches: rate(d("tx_batches") + d("rx_batches"), mb, packets),
-      };
-    }
-    out.push(variant);
-  }
-  return out;
-}
-
 function median(xs: number[]): number | null {
   if (xs.length === 0) return null;
   const s = [...xs].sort((a, b) => a - b);
@@ -280,15 +221,6 @@ export function buildXenReport(
     medianPerCpuS: mediansCpu,
     ratioPerCpuS: { up: over(mediansCpu, "up"), down: over(mediansCpu, "down") },
     cost,
-    ...(results.some((l) => l.startsWith("tput_variant "))
-      ? {
-          variants: parseVariants(
-            results,
-            { netbackUp: medians.netback.up, qnicdUp: medians.qnicd.up, netbackUpCpu: mediansCpu.netback.up, qnicdUpCpu: mediansCpu.qnicd.up },
-            marks,
-          ),
-        }
-      : {}),
   };
 }
 
