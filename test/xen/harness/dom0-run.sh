@@ -239,44 +239,6 @@ tput_strace() {
   rm -f /tmp/strace-up.log /tmp/strace-up.sum
 }
 
-# tput_variants VIF GUEST-IP UPSHA: guest tx variants measured in the same boot as the figures
-# above (issue 12 items 3 and 4): qnicd restarted (SIGTERM; the new one takes the vif over) with
-# one setting changed, three more up transfers each, sha256 checked, with /vifs around them; then
-# qnicd restarted as it was, for the steps after this one. The variants:
-#   plainio   QNICD_TAP_IO=plain: a write() per frame to the TAP, as before io_uring writes were
-#             kept where the TAP refuses RWF_NOWAIT (Debian 12's)
-#   auto      QNICD_TAP_IO=auto: the default, restarted like the other (a control for the restart)
-#   QNICD-RESULT tput_variant variant=V i=N bytes=.. secs=.. mbps=.. sha=ok|bad
-#   QNICD-RESULT tput_variant variant=V at=before|after vifs "counters":{...}
-restart_as() { # ENV-ASSIGNMENT|- GUEST-IP: qnicd restarted with that one variable set, serving the guest again
-  kill $QPID; wait $QPID 2>/dev/null
-  local rc w0
-  if [ "$1" != - ]; then export "$1"; fi
-  qnicd_start; rc=$?
-  if [ "$1" != - ]; then unset "${1%%=*}"; fi
-  w0=$(now)
-  while [ $rc = 0 ] && within "$w0" 60; do $BB ping -c 1 -W 1 $2 >/dev/null 2>&1 && return 0; done
-  return 1
-}
-tput_variants() {
-  local v env i out sha secs got ok
-  for v in auto plainio; do
-    case $v in plainio) env=QNICD_TAP_IO=plain ;; auto) env=QNICD_TAP_IO=auto ;; esac
-    if ! restart_as $env $2; then result "tput_variant variant=$v failed: qnicd with $env did not serve the guest"; continue; fi
-    result "tput_variant variant=$v at=before vifs $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
-    for i in 1 2 3; do
-      ok=bad
-      out=$(XFER_MARK="qnicd-$v up $i" timeout 180 $R/xfer get $2 $TPUT_PORT /tmp/tput-up.bin 2>&1)
-      sha=$(sha256sum /tmp/tput-up.bin | cut -c1-64); [ "$sha" = "$3" ] && ok=ok
-      secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
-      got=$(echo "$out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
-      result "tput_variant variant=$v i=$i bytes=${got:-0} secs=${secs:-nan} mbps=$(awk -v b=${got:-0} -v s=${secs:-0} 'BEGIN{if(s>0)printf "%.2f", b/1048576/s; else print "nan"}') sha=$ok"
-    done
-    result "tput_variant variant=$v at=after vifs $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
-  done
-  restart_as - $2 || result "tput_variant: qnicd restarted as it was did not serve the guest"
-}
-
 tput_step() { # step-name backend guest-name guest-ip domid devid
   local name=$1 b=$2 g=$3 ip=$4 vif=vif$5.$6 mb=${QNICD_TPUT_MB:-32} fail="" upsha downsha out i dir t0
   local bytes=$(( mb * 1048576 ))
@@ -313,7 +275,6 @@ tput_step() { # step-name backend guest-name guest-ip domid devid
     tput_snap $b $dir after $vif $ip
     [ $b = qnicd ] && [ $dir = up ] && tput_strace $vif $ip
   done
-  [ $b = qnicd ] && tput_variants $vif $ip $upsha
   rm -f /tmp/tput-up.bin
   result "${b}_throughput_s=$(elapsed "$t0")"
   if [ -z "$fail" ]; then step $name ok "3 x ${mb} MB each way with equal sha256"; else step $name fail "$fail"; fi
