@@ -402,7 +402,7 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
             // does not wait for room: tun_get_user allocates from a socket whose sndbuf is INT_MAX
             // unless TUNSETSNDBUF. Measured on Debian 12's dom0 (docs/performance.md): one
             // io_uring_enter per tx batch where a write() per frame was; those plain writes moved
-            // 0.61 of this path's MB/s in the same boot.
+            // 0.61 and 0.41 of this path's MB/s in two boots.
             sqe->rw_flags = c->ring_reads ? RWF_NOWAIT : 0;
             sqe->user_data = i;
             queued++;
