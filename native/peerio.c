@@ -1,6 +1,8 @@
 // Frame I/O on a TAP fd for qnicd's peers: a whole batch of frames per call, through io_uring (one
 // io_uring_enter per batch: N writes or N reads submitted, N completions waited for) or, where
 // io_uring is unavailable (io_uring_disabled sysctl, seccomp, ENOSYS), plain read()/write() loops.
+// Where io_uring works but the TAP driver refuses RWF_NOWAIT (Debian 12's 6.1 kernel), writes still
+// go through the ring (without the flag: see pio_send) and only reads fall back to the plain loop.
 // BUN-FACTS: a syscall costs 150-330 ns here, so the batch, not the frame, must pay for it.
 //
 // Raw io_uring: io_uring_setup + mmap of the SQ/CQ rings and SQE array, io_uring_enter; no liburing.
@@ -49,7 +51,7 @@ enum {
     ST_SEND_FAILS,   // frames the kernel refused (short or failed write)
     ST_RECV_FAILS,   // reads that failed with something other than EAGAIN
     ST_LAST_ERRNO,   // errno of the last failure, for a one-line error
-    ST_URING,        // 1 when this context uses io_uring
+    ST_URING,        // 1: io_uring for reads and writes, 2: for writes only (RWF_NOWAIT refused), 0: none
     ST_RECV_HINT,    // reads the next receive() posts first (adapts to the arrival rate)
     ST_VNET,         // virtio_net_hdr bytes per frame on this fd (0: plain frames)
     ST_COUNT = 8,
@@ -59,6 +61,7 @@ struct pio {
     uint32_t st[ST_COUNT];
     int fd;
     int ring_fd;     // -1: plain read()/write()
+    int ring_reads;  // reads go through the ring too (the fd takes RWF_NOWAIT); 0: writes only
     int fixed;       // fd registered with the ring: SQEs name it by index 0
     unsigned sq_entries;
     unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
@@ -165,8 +168,12 @@ static int ring_init(struct pio *c, unsigned entries) {
     int fds[1] = { c->fd };
     c->fixed = syscall(__NR_io_uring_register, rfd, IORING_REGISTER_FILES, fds, 1) == 0;
     int rc = probe_nowait(c);
-    if (rc < 0) { unmap_ring(c); return rc; }
-    return 0;
+    c->ring_reads = rc == 0;
+    // EOPNOTSUPP: the driver lacks FMODE_NOWAIT. Reads must then stay out of the ring (without the
+    // flag a read on an empty TAP would park and the enter wait for a frame); writes need no flag:
+    // see pio_send. The ring is kept for them and the caller is told reads are not in it.
+    if (rc < 0 && rc != -EOPNOTSUPP) { unmap_ring(c); return rc; }
+    return rc;
 }
 
 void pio_close(struct pio *c);
@@ -190,8 +197,10 @@ static int vnet_setup(struct pio *c) {
 
 /**
  * Wraps `fd` (an open, nonblocking TAP: IFF_TAP|IFF_NO_PI). mode 0: io_uring, falling back to
- * plain I/O if io_uring cannot be set up; 1: plain I/O; 2: io_uring or fail. err[0] gets the
- * io_uring_setup errno when it failed (0 otherwise). Returns the context or NULL (err[0] = errno).
+ * plain I/O if io_uring cannot be set up, and to plain reads only if the fd refuses RWF_NOWAIT;
+ * 1: plain I/O; 2: io_uring for both or fail; 3: io_uring for writes, plain reads (what mode 0
+ * gives on a TAP that refuses RWF_NOWAIT, for a TAP that does not). err[0] gets the errno of
+ * what io_uring could not do (0 otherwise). Returns the context or NULL (err[0] = errno).
  */
 struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
     err[0] = 0;
@@ -209,8 +218,9 @@ struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
         int rc = ring_init(c, entries);
         if (rc < 0) {
             err[0] = -rc;
-            if (mode == 2) { free(c); return NULL; }
+            if (mode == 2) { unmap_ring(c); free(c); return NULL; }
         }
+        if (mode == 3) c->ring_reads = 0;
     }
     if (vnet_setup(c) < 0) {
         err[0] = errno;
@@ -218,7 +228,7 @@ struct pio *pio_open(int fd, unsigned entries, int mode, int32_t *err) {
         return NULL;
     }
     c->st[ST_SYSCALLS] = 0; // the probe is setup, not traffic
-    c->st[ST_URING] = c->ring_fd >= 0;
+    c->st[ST_URING] = c->ring_fd < 0 ? 0 : c->ring_reads ? 1 : 2;
     c->st[ST_VNET] = c->vnet;
     c->st[ST_RECV_HINT] = 8;
     return c;
@@ -386,7 +396,14 @@ int pio_send(struct pio *c, uint8_t *base, uint32_t stride, const uint32_t *lens
             sqe->fd = c->fixed ? 0 : c->fd;
             sqe->flags = c->fixed ? IOSQE_FIXED_FILE : 0;
             sqe->off = (uint64_t)-1; // a TAP has no file position: "current position"
-            sqe->rw_flags = RWF_NOWAIT; // never park the batch: a write that would block is a drop
+            // Never park the batch: a write that would block is a drop. With RWF_NOWAIT where the
+            // driver takes it. Where it does not (ring_reads 0), io_uring still tries the write at
+            // once (the fd is O_NONBLOCK, which io_uring takes as able not to wait), and a TAP write
+            // does not wait for room: tun_get_user allocates from a socket whose sndbuf is INT_MAX
+            // unless TUNSETSNDBUF. Measured on Debian 12's dom0 (docs/performance.md): one
+            // io_uring_enter per tx batch where a write() per frame was; those plain writes moved
+            // 0.61 and 0.41 of this path's MB/s in two boots.
+            sqe->rw_flags = c->ring_reads ? RWF_NOWAIT : 0;
             sqe->user_data = i;
             queued++;
         }
@@ -435,7 +452,7 @@ static uint32_t vnet_meta(const uint8_t *hdr) {
 int pio_recv(struct pio *c, uint8_t *base, uint32_t stride, uint32_t *lens, uint32_t capacity, uint32_t *meta) {
     if (!c->vnet) meta = NULL;
     uint32_t got = 0;
-    if (c->ring_fd < 0) {
+    if (c->ring_fd < 0 || !c->ring_reads) {
         while (got < capacity) {
             uint8_t *f = base + (size_t)got * stride;
             ssize_t r;

@@ -56,6 +56,12 @@ export interface XenDirectionCost {
    * the kernel delivered. By IRQ name as well.
    */
   dom0Interrupts: Rate & { byName: Record<string, number> };
+  /**
+   * Linux netfront's rx_gso_checksum_fixup (its ethtool statistics) over the transfers, summed over
+   * the guest's eth* interfaces: received GSO packets netfront had to give a checksum because the
+   * backend did not mark them checksum-partial. Absent when the guest could not read it.
+   */
+  guestGsoChecksumFixups?: number;
   /** TCP segments sent again during the transfers (each a lost or late packet; a timeout stalls a transfer). */
   tcpRetransmits?: { dom0: number; guest?: number };
   /** qnicd only: deltas of the vif's /vifs counters, per packet = per guest tx + rx packet. */
@@ -120,6 +126,7 @@ const f1 = (n: number | null | undefined) => (n === null || n === undefined || !
 const f2 = (n: number | null | undefined) => (n === null || n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(2));
 const retrans = (c: XenDirectionCost) =>
   c.tcpRetransmits ? `, TCP retransmits dom0 ${c.tcpRetransmits.dom0} guest ${c.tcpRetransmits.guest ?? "-"}` : "";
+const fixups = (c: XenDirectionCost) => (c.guestGsoChecksumFixups !== undefined ? `, guest rx_gso_checksum_fixup +${c.guestGsoChecksumFixups}` : "");
 const rate = (r: Rate | undefined) => (r ? `${f1(r.perMB)}/MB${r.perPacket !== undefined ? ` (${f2(r.perPacket)}/pkt)` : ""}` : "-");
 
 /** The report as lines for a terminal: each transfer, the medians and ratios, then the costs. */
@@ -146,13 +153,13 @@ export function formatXenReport(r: XenThroughputReport): string[] {
     if (n)
       out.push(
         `  cost ${d.padEnd(4)} netback: dom0 vif IRQs ${rate(n.dom0Interrupts)}, dom0 vif data packets ${rate(n.dom0DataPackets)}, ` +
-          `guest data packets ${rate(n.guestDataPackets)}, guest IRQs ${rate(n.guestInterrupts)}${retrans(n)}`,
+          `guest data packets ${rate(n.guestDataPackets)}, guest IRQs ${rate(n.guestInterrupts)}${retrans(n)}${fixups(n)}`,
       );
     if (q) {
       const c = q.qnicd;
       out.push(
         `  cost ${d.padEnd(4)} qnicd:   dom0 evtchn IRQs ${rate(q.dom0Interrupts)}, TAP data packets ${rate(q.dom0DataPackets)}, ` +
-          `guest data packets ${rate(q.guestDataPackets)}, guest IRQs ${rate(q.guestInterrupts)}${retrans(q)}`,
+          `guest data packets ${rate(q.guestDataPackets)}, guest IRQs ${rate(q.guestInterrupts)}${retrans(q)}${fixups(q)}`,
       );
       if (c)
         out.push(

@@ -2,23 +2,30 @@
 // created by the backend in the main thread; with IFF_VNET_HDR, a virtio_net_hdr per frame, see
 // native/peerio.c) in one native call per batch. Through io_uring that
 // call makes one io_uring_enter per batch (BUN-FACTS: ~0.62 us/frame vs ~1.05 us for write() loops);
-// where io_uring cannot be set up it falls back to plain read()/write() loops in C.
+// where io_uring cannot be set up it falls back to plain read()/write() loops in C, and where the TAP
+// refuses RWF_NOWAIT (Debian 12's 6.1 kernel) only reads fall back: writes stay in the ring.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import type { FrameBatch, Peer } from "./peer.ts";
 import { peerio } from "./peerio-lib.ts";
 import { errnoName } from "./errno.ts";
 
 export type TapIoMode = "auto" | "uring" | "plain";
+/** What a TapPeer can be asked for: a TapIoMode, or uring-writes (io_uring for writes only, as auto gives where RWF_NOWAIT is refused). */
+export type TapPeerIo = TapIoMode | "uring-writes";
 
 export interface TapPeerOptions {
-  /** auto: io_uring, plain loops if io_uring cannot be set up or cannot do nonblocking I/O on the fd; uring: io_uring or throw; plain: loops. */
-  io?: TapIoMode;
+  /**
+   * auto: io_uring, plain loops if io_uring cannot be set up, plain reads only if the fd cannot do
+   * nonblocking io_uring reads (RWF_NOWAIT); uring: io_uring for both or throw; plain: loops;
+   * uring-writes: io_uring for writes and plain reads (what auto does where RWF_NOWAIT is refused).
+   */
+  io?: TapPeerIo;
   /** io_uring SQ entries: the most frames one io_uring_enter carries (larger batches take several). */
   ringEntries?: number;
 }
 
 const ST_SYSCALLS = 0, ST_SEND_FAILS = 1, ST_RECV_FAILS = 2, ST_LAST_ERRNO = 3, ST_URING = 4, ST_VNET = 6;
-const MODE = { auto: 0, plain: 1, uring: 2 } as const;
+const MODE = { auto: 0, plain: 1, uring: 2, "uring-writes": 3 } as const;
 
 /** TUNSETOFFLOAD bits (linux include/uapi/linux/if_tun.h). */
 export const TAP_OFFLOAD_CSUM = 0x01;
@@ -38,7 +45,10 @@ export class TapPeer implements Peer {
 
   constructor(readonly name: string, fd: number, opts: TapPeerOptions = {}) {
     const err = new Int32Array(1);
-    const io = opts.io ?? "auto";
+    // QNICD_TAP_IO: the daemon's default path overridden for a diagnosis (e.g. plain on a kernel
+    // whose io_uring misbehaves); the real-Xen suite measures plain against auto with it.
+    const env = process.env.QNICD_TAP_IO;
+    const io: TapPeerIo = opts.io ?? (env === "plain" || env === "uring" || env === "uring-writes" ? env : "auto");
     const ctx = peerio().pio_open(fd, opts.ringEntries ?? 256, MODE[io], err) as number | null;
     if (!ctx) {
       const why =
@@ -62,9 +72,13 @@ export class TapPeer implements Peer {
     return this.st[ST_VNET] !== 0;
   }
 
-  /** True when frames move through io_uring, false for plain read()/write() loops. */
+  /** True when frames move through io_uring both ways, false when reads (or both) use plain loops. */
   get usesUring(): boolean {
     return this.st[ST_URING] === 1;
+  }
+  /** True when sent frames move through io_uring (one io_uring_enter per batch), with or without reads. */
+  get writesUseUring(): boolean {
+    return this.st[ST_URING] !== 0;
   }
   /** The native/peerio.c context (its io_uring and memory), 0 once closed. */
   get reclaimAddress(): number {

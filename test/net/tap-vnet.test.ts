@@ -11,7 +11,7 @@ import { buildUdpFrame } from "../../src/net/frames.ts";
 import { createFrameBatch, freeFrameBatch } from "../../src/net/index.ts";
 import { FRAME_META_CSUM, FRAME_META_GSO_SIZE_MASK, FRAME_META_GSO_TYPE_SHIFT } from "../../src/net/peer.ts";
 import { TapProvisioner } from "../../src/net/peer-provisioner-tap.ts";
-import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6, TapPeer, type TapIoMode } from "../../src/net/tap.ts";
+import { TAP_OFFLOAD_CSUM, TAP_OFFLOAD_TSO4, TAP_OFFLOAD_TSO6, TapPeer, type TapPeerIo } from "../../src/net/tap.ts";
 import type { PeerHandle } from "../../src/net/peer.ts";
 import { canUseTap, createTestTap, ip, linkExists, uniqueIfName, type TestTap } from "./tap-helper.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "./tcp-frames.ts";
@@ -87,16 +87,17 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
     batch.meta[i] = meta;
   }
 
-  for (const io of ["uring", "plain"] as TapIoMode[]) {
+  for (const io of ["uring", "plain", "uring-writes"] as TapPeerIo[]) {
     test(`${io}: a TCPv4 GSO frame is segmented by the kernel into MSS-sized segments with complete checksums; a partial UDP checksum is completed; a plain frame is untouched`, async () => {
       const writer = new TapPeer(vnet.name, vnet.fd, { io });
       const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
       try {
         expect(writer.offloads).toBe(true);
         expect(writer.usesUring).toBe(io === "uring");
+        expect(writer.writesUseUring).toBe(io !== "plain");
         expect(reader.offloads).toBe(false);
         reader.receive(rxBatch); // whatever the bridge sent before
-        const sport = io === "uring" ? 40001 : 40002;
+        const sport = io === "uring" ? 40001 : io === "plain" ? 40002 : 40003;
         const payload = streamBytes(14_000, sport);
         const gso = tcpFrame({ srcMac: A_MAC, dstMac: B_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 2], srcPort: sport, dstPort: 5001, seq: 1000, payload });
         put(0, gso, FRAME_META_CSUM | (TCPV4 << FRAME_META_GSO_TYPE_SHIFT) | 1400);
@@ -134,7 +135,7 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
       const reader = new TapPeer(plain.name, plain.fd, { io: "plain" });
       try {
         reader.receive(rxBatch);
-        const sport = io === "uring" ? 41001 : 41002;
+        const sport = io === "uring" ? 41001 : io === "plain" ? 41002 : 41003;
         const src = Uint8Array.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         const dst = Uint8Array.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
         const payload = streamBytes(9000, sport);
@@ -185,7 +186,7 @@ describe.skipIf(!canUseTap())("TAP with virtio_net_hdr", () => {
       const writer = new TapPeer(vnet.name, vnet.fd, { io });
       const reader = new TapPeer(gsoTap.name, gsoTap.fd, { io });
       try {
-        const sport = io === "uring" ? 42001 : 42002;
+        const sport = io === "uring" ? 42001 : io === "plain" ? 42002 : 42003;
         const payload = streamBytes(60_000, sport);
         const gso = tcpFrame({ srcMac: A_MAC, dstMac: C_MAC, srcIp: [10, 9, 0, 1], dstIp: [10, 9, 0, 3], srcPort: sport, dstPort: 5004, seq: 77, payload });
         const drain = async (want: number) => {

@@ -41,6 +41,8 @@ describe("buildXenReport", () => {
       "irq  40:       500  xen-dyn    -event     evtchn:xenstored",
       "guest dev eth0 rx_packets=0 tx_packets=0 rx_bytes=0 tx_bytes=0",
       "guest irq  20:   5  xen-dyn  -event  eth0-q0-tx",
+      "guest ethtool eth0 rx_gso_checksum_fixup=4",
+      "guest ethtool eth1 rx_gso_checksum_fixup=1",
     ]),
     ...transfers("netback", "up", [30, 20, 25]),
     ...snap("netback", "up", "after", [
@@ -52,6 +54,9 @@ describe("buildXenReport", () => {
       "irq  40:       999  xen-dyn    -event     evtchn:xenstored",
       "guest dev eth0 rx_packets=960 tx_packets=1920 rx_bytes=0 tx_bytes=0",
       "guest irq  20: 485  xen-dyn  -event  eth0-q0-tx",
+      "guest ethtool eth0 rx_gso_checksum_fixup=10",
+      "guest ethtool eth1 rx_gso_checksum_fixup=1",
+      "guest ethtool eth2 rx_gso_checksum_fixup error=Operation not supported",
     ]),
     ...transfers("netback", "down", [40, 44, 10]),
     ...transfers("qnicd", "up", [12, 5, 10]),
@@ -111,6 +116,8 @@ describe("buildXenReport", () => {
     expect(c.guestDataPackets!.perMB).toBe(20);
     expect(c.guestInterrupts!.perMB).toBe(5);
     expect(c.tcpRetransmits).toEqual({ dom0: 0, guest: 2 });
+    // netfront's rx_gso_checksum_fixup, summed over the interfaces that answered.
+    expect(c.guestGsoChecksumFixups).toBe(6);
     expect(r.cost.netback.down).toBeUndefined();
   });
 
@@ -138,6 +145,7 @@ describe("buildXenReport", () => {
     expect(text).toContain("syscalls 1047/MB (1.00/pkt)");
     expect(text).toContain("dom0 vif IRQs 10.0/MB");
     expect(text).toContain("TCP retransmits dom0 0 guest 2");
+    expect(text).toContain("guest rx_gso_checksum_fixup +6");
     expect(text).toContain("MB per QEMU CPU-s 32.0 16.0 32.0");
     expect(text).toContain("per QEMU CPU-s (medians; time QEMU waited for the host left out): up 0.19, down -");
   });

@@ -4,7 +4,8 @@
 #   vmlinuz             the Debian kernel linux-image-amd64 depends on (dom0 and PV domU capable)
 #   dom0-initrd.gz      busybox initramfs: loads virtio + ext4, mounts /dev/vda (root) and
 #                       /dev/vdb (the per-run disk) and switch_roots into the per-run dom0 script
-#   root.img            ext4 dom0 root: debootstrap bookworm minbase + xen-utils-4.17 (security)
+#   root.img            ext4 dom0 root: debootstrap bookworm minbase + xen-utils-4.17 (security),
+#                       strace (the throughput step names qnicd's system calls with it)
 #   modules/            the kernel's modules tree (for the guest initramfs built per run)
 #   busybox             busybox-static (for the guest initramfs built per run)
 # into  ${QNICD_XEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qnicd-xen}/<recipe-hash>/  where the hash
@@ -118,7 +119,7 @@ secmirror=$(grep -rhE '^(URIs:|deb) ' /etc/apt/sources.list /etc/apt/sources.lis
   | grep -oE 'https?://[^ ]+debian-security/?' | head -1 || true)
 secmirror=${secmirror:-http://deb.debian.org/debian-security}
 debootstrap --variant=minbase \
-  --include=xen-utils-4.17,xenstore-utils,iproute2,busybox,kmod,bridge-utils,procps,coreutils \
+  --include=xen-utils-4.17,xenstore-utils,iproute2,busybox,kmod,bridge-utils,procps,coreutils,strace \
   bookworm root "$mirror" >debootstrap.log 2>&1 || { tail -30 debootstrap.log >&2; exit 1; }
 cat > root/etc/apt/sources.list <<EOF
 deb $mirror bookworm main

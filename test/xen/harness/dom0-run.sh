@@ -214,6 +214,31 @@ tput_snap() { # backend dir at vif guest-ip
   timeout 30 $R/xfer stat $5 $TPUT_PORT - 2>&1 | while IFS= read -r l; do result "$p guest $l"; done
 }
 
+# tput_strace VIF GUEST-IP: one more up transfer (after the timed ones, so no figure above is
+# slowed) with strace attached to every thread of qnicd: what each thread called, by system call,
+# and the vif's /vifs counters around it, so the syscalls /vifs counts per packet get names:
+#   QNICD-RESULT strace_up thread=<comm> tid=N <syscall>=<count> ...
+#   QNICD-RESULT strace_up vifs at=before|after "counters":{...}
+#   QNICD-RESULT strace_up transfer <xfer's line>
+tput_strace() {
+  command -v strace >/dev/null || { result "strace_up unavailable (strace is not in the dom0 image)"; return; }
+  local sp tid comm
+  result "strace_up vifs at=before $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
+  strace -f -qq -o /tmp/strace-up.log -p $QPID 2>/dev/null & sp=$!
+  sleep 2 # attached to every thread before the transfer starts
+  result "strace_up transfer $(timeout 180 $R/xfer get $2 $TPUT_PORT /tmp/tput-up.bin 2>&1 | tail -1)"
+  kill -INT $sp; wait $sp 2>/dev/null
+  result "strace_up vifs at=after $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
+  # "TID name(args) = ret" and "TID name(args <unfinished ...>" start a call; "<... resumed>" does not.
+  awk '$2 !~ /^</ { n = index($2, "("); if (n > 1) c[$1 " " substr($2, 1, n - 1)]++ }
+       END { for (k in c) print k, c[k] }' /tmp/strace-up.log | sort -k1,1n -k3,3nr > /tmp/strace-up.sum
+  for tid in $(cut -d' ' -f1 /tmp/strace-up.sum | sort -un); do
+    comm=$(tr ' ' '_' < /proc/$QPID/task/$tid/comm 2>/dev/null)
+    result "strace_up thread=${comm:-gone} tid=$tid $(awk -v t=$tid '$1 == t { printf "%s=%s ", $2, $3 }' /tmp/strace-up.sum)"
+  done
+  rm -f /tmp/strace-up.log /tmp/strace-up.sum
+}
+
 tput_step() { # step-name backend guest-name guest-ip domid devid
   local name=$1 b=$2 g=$3 ip=$4 vif=vif$5.$6 mb=${QNICD_TPUT_MB:-32} fail="" upsha downsha out i dir t0
   local bytes=$(( mb * 1048576 ))
@@ -248,6 +273,7 @@ tput_step() { # step-name backend guest-name guest-ip domid devid
       [ -n "$got" ] || break 2
     done
     tput_snap $b $dir after $vif $ip
+    [ $b = qnicd ] && [ $dir = up ] && tput_strace $vif $ip
   done
   rm -f /tmp/tput-up.bin
   result "${b}_throughput_s=$(elapsed "$t0")"

@@ -72,6 +72,8 @@ interface Snapshot {
   vifs?: Record<string, number>;
   guestDev?: Record<string, number>;
   guestIrqs: InterruptLine[];
+  /** netfront's rx_gso_checksum_fixup, summed over the guest's eth* (xfer.c's "ethtool" lines). */
+  guestGsoCsumFixups?: number;
 }
 
 type SnapKey = `${XenBackend} ${XenDirection} ${"before" | "after"}`;
@@ -103,6 +105,10 @@ export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapsho
     } else if (kind === "guest") {
       if (body.startsWith("dev ")) s.guestDev = numbers(fields(body));
       else if (body.startsWith("tcp ")) s.guestRetrans = numbers(fields(body)).retrans_segs;
+      else if (body.startsWith("ethtool ")) {
+        const v = /^ethtool \S+ rx_gso_checksum_fixup=(\d+)$/.exec(body);
+        if (v) s.guestGsoCsumFixups = (s.guestGsoCsumFixups ?? 0) + Number(v[1]);
+      }
       else if (body.startsWith("irq ")) {
         const irq = parseInterruptLine(body.slice(4));
         if (irq) s.guestIrqs.push(irq);
@@ -151,6 +157,7 @@ function directionCost(backend: XenBackend, dir: XenDirection, mb: number, befor
     cost.tcpRetransmits = { dom0: after.retrans - before.retrans };
     if (before.guestRetrans !== undefined && after.guestRetrans !== undefined) cost.tcpRetransmits.guest = after.guestRetrans - before.guestRetrans;
   }
+  if (before.guestGsoCsumFixups !== undefined && after.guestGsoCsumFixups !== undefined) cost.guestGsoChecksumFixups = after.guestGsoCsumFixups - before.guestGsoCsumFixups;
   if (before.guestDev && after.guestDev) {
     cost.guestDataPackets = rate(d(after.guestDev, before.guestDev, dir === "up" ? "tx_packets" : "rx_packets"), mb);
     cost.guestInterrupts = rate(irqDelta(before.guestIrqs, after.guestIrqs, () => true).total, mb);

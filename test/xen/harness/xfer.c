@@ -12,7 +12,9 @@
  *     "D"          reads to EOF into DOWNFILE, answers "K" at once (the client stops its clock
  *                  there), then "<sha256 hex of DOWNFILE>\n" (dom0 -> guest)
  *     "S"          the guest's side of the cost: its interfaces' packet and byte counters, its
- *                  network interrupt lines (/proc/interrupts) and TCP retransmissions, as text
+ *                  network interrupt lines (/proc/interrupts) and TCP retransmissions, as text,
+ *                  and netfront's rx_gso_checksum_fixup per interface ("ethtool eth0
+ *                  rx_gso_checksum_fixup=N"; "... error=<errno name>" when it cannot be read)
  *   xfer prep HOST PORT BYTES         prints the sha256 the server answered to "P"
  *   xfer get HOST PORT OUTFILE        "U": prints "bytes=N secs=S", the clock running from connect
  *                                     to the server's close
@@ -28,12 +30,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -145,6 +152,66 @@ static int fill_random(const char *path, long long bytes) {
   return rc;
 }
 
+/* One ethtool driver statistic of `dev` by name, as `ethtool -S` reads it (the guest has no ethtool):
+ * ETHTOOL_GSSET_INFO for the number of ETH_SS_STATS strings, ETHTOOL_GSTRINGS for their names,
+ * ETHTOOL_GSTATS for the values, all through SIOCETHTOOL. Linux xen-netfront (drivers/net/
+ * xen-netfront.c, xennet_stats) exposes only there how many received packets it had to give a
+ * checksum because the backend handed it a GSO packet that was not checksum-partial:
+ * rx_gso_checksum_fixup. Writes "ethtool DEV NAME=VALUE" or "ethtool DEV NAME error=..." to fd. */
+static void ethtool_stat(int fd, const char *dev, const char *name) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  struct ifreq ifr;
+  const char *err = NULL;
+  union { struct ethtool_sset_info i; char b[sizeof(struct ethtool_sset_info) + sizeof(__u32)]; } ss;
+  struct ethtool_gstrings *names = NULL;
+  struct ethtool_stats *vals = NULL;
+  memset(&ifr, 0, sizeof ifr);
+  if (strlen(dev) >= sizeof ifr.ifr_name) { err = "name-too-long"; goto out; }
+  memcpy(ifr.ifr_name, dev, strlen(dev));
+  memset(&ss, 0, sizeof ss);
+  ss.i.cmd = ETHTOOL_GSSET_INFO;
+  ss.i.sset_mask = 1ULL << ETH_SS_STATS;
+  ifr.ifr_data = (char *)&ss;
+  if (s < 0 || ioctl(s, SIOCETHTOOL, &ifr) < 0) { err = strerror(errno); goto out; }
+  __u32 n = ss.i.sset_mask ? ss.i.data[0] : 0;
+  if (n == 0 || n > 4096) { err = "no-stats"; goto out; }
+  names = calloc(1, sizeof *names + (size_t)n * ETH_GSTRING_LEN);
+  vals = calloc(1, sizeof *vals + (size_t)n * sizeof(__u64));
+  if (!names || !vals) { err = "no-memory"; goto out; }
+  names->cmd = ETHTOOL_GSTRINGS;
+  names->string_set = ETH_SS_STATS;
+  names->len = n;
+  ifr.ifr_data = (char *)names;
+  if (ioctl(s, SIOCETHTOOL, &ifr) < 0) { err = strerror(errno); goto out; }
+  vals->cmd = ETHTOOL_GSTATS;
+  vals->n_stats = n;
+  ifr.ifr_data = (char *)vals;
+  if (ioctl(s, SIOCETHTOOL, &ifr) < 0) { err = strerror(errno); goto out; }
+  for (__u32 i = 0; i < n && i < names->len && i < vals->n_stats; i++) {
+    const char *k = (const char *)names->data + (size_t)i * ETH_GSTRING_LEN;
+    if (strncmp(k, name, ETH_GSTRING_LEN)) continue;
+    dprintf(fd, "ethtool %s %s=%llu\n", dev, name, (unsigned long long)vals->data[i]);
+    goto done;
+  }
+  err = "not-found";
+out:
+  dprintf(fd, "ethtool %s %s error=%s\n", dev, name, err);
+done:
+  free(names);
+  free(vals);
+  if (s >= 0) close(s);
+}
+
+/* ethtool_stat() for every eth* interface. */
+static void ethtool_stats(int fd, const char *name) {
+  DIR *d = opendir("/sys/class/net");
+  struct dirent *e;
+  if (!d) return;
+  while ((e = readdir(d)) != NULL)
+    if (!strncmp(e->d_name, "eth", 3)) ethtool_stat(fd, e->d_name, name);
+  closedir(d);
+}
+
 static void serve_one(int c, const char *upfile, const char *downfile) {
   char line[64], sha[65];
   if (read_line(c, line, sizeof line) < 0) return;
@@ -169,6 +236,7 @@ static void serve_one(int c, const char *upfile, const char *downfile) {
     size_t n;
     while ((n = fread(buf, 1, CHUNK, p)) > 0) write_all(c, buf, n);
     pclose(p);
+    ethtool_stats(c, "rx_gso_checksum_fixup");
   } else if (line[0] == 'D' && !line[1]) {
     int fd = open(downfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return;
