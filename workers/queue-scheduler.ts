@@ -18,6 +18,9 @@ export const PORT_BATCH = 256;
 const RX_ROUNDS = 4;
 
 /** What the scheduler reports upward (the worker turns these into messages to the main thread). */
+/** How soon a skipped counter flush is tried again (a reader holds the slot for microseconds). */
+const COUNTER_FLUSH_RETRY_MS = 5;
+
 export interface QueueReporter {
   /** A guest broke the protocol: stop serving this queue only. */
   disable(q: ServedQueue, why: string): void;
@@ -62,6 +65,7 @@ export class QueueScheduler {
     q.creditTimer = this.timers.create(`${name} tx credit`, (now) => {
       if (q.creditDue(now)) this.schedule(q, true, false);
     });
+    q.flushTimer = this.timers.create(`${name} counters`, (now) => this.flushCounters(q, now));
     // Frames a peer on the shared wake got before we looked (its wake may be drained already), and
     // requests posted before we bound, are served now, not at the frontend's next notify.
     this.schedule(q, true, true);
@@ -73,7 +77,8 @@ export class QueueScheduler {
     if (q.ctrl) this.byPort.delete(q.ctrl.port);
     if (q.stallTimer) this.timers.remove(q.stallTimer);
     if (q.creditTimer) this.timers.remove(q.creditTimer);
-    q.stallTimer = q.creditTimer = null;
+    if (q.flushTimer) this.timers.remove(q.flushTimer);
+    q.stallTimer = q.creditTimer = q.flushTimer = null;
     this.unschedule(q);
   }
 
@@ -161,8 +166,19 @@ export class QueueScheduler {
         if (due >= 0) this.timers.arm(ct, now + due);
         else if (ct.armed) this.timers.disarm(ct);
       }
-      q.counters.flush();
+      this.flushCounters(q, now);
     }
+  }
+
+  /**
+   * Publishes the queue's counters. A flush skipped because /vifs was reading the slot (or the main
+   * thread held it) loses nothing only if another follows: an idle queue has none, so a skipped one
+   * is retried shortly (without it, a queue's last batch before going idle could stay unpublished).
+   */
+  private flushCounters(q: ServedQueue, now: number): void {
+    const c = q.counters;
+    if (c.flush() || !c.attached || !q.flushTimer || q.flushTimer.armed) return;
+    this.timers.arm(q.flushTimer, now + COUNTER_FLUSH_RETRY_MS);
   }
 
   private flushUnmask(): void {

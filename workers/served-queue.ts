@@ -73,6 +73,8 @@ export class ServedQueue {
   stallTimer: Timer | null = null;
   /** The rate limiter's next credit window (workers/tx-credit.ts), while the tx ring is held back. */
   creditTimer: Timer | null = null;
+  /** Retries a counter flush that was skipped (queue-scheduler.ts flushCounters). */
+  flushTimer: Timer | null = null;
   counters!: VifCounters;
   /** The groups the guest added (MCAST_ADD/DEL on tx) and whether frames to it are filtered by them. */
   mcast!: McastFilter;

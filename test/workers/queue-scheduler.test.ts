@@ -63,8 +63,9 @@ function rig() {
     notify: () => {},
   };
   const report: QueueReporter = { disable: () => {}, carrierChanged: () => {}, hashChanged: () => {}, mcastChanged: () => {} };
-  const s = new QueueScheduler(ev as never, {} as never, {} as never, 64, new Timers(), null, report);
-  return { s, fire: (...ports: number[]) => (pending = ports), unmasked };
+  const timers = new Timers();
+  const s = new QueueScheduler(ev as never, {} as never, {} as never, 64, timers, null, report);
+  return { s, timers, fire: (...ports: number[]) => (pending = ports), unmasked };
 }
 
 test("split event channels: a tx kick serves tx only, an rx kick rx only", () => {
@@ -133,4 +134,30 @@ test("a removed queue's ports fire into nothing", () => {
   s.serve();
   expect(f.calls).toEqual([]);
   expect(unmasked).toEqual([]);
+});
+
+test("a counter flush skipped while /vifs read the slot is retried shortly, so an idle queue's last batch still gets published", () => {
+  const { s, timers } = rig();
+  const f = fakeQueue(7, 8);
+  // The slot was busy for the flush after the first pass, free afterwards.
+  const results = [false, true];
+  const flushes: boolean[] = [];
+  Object.assign(f.q.counters, {
+    attached: true,
+    flush: () => {
+      const r = results.shift() ?? true;
+      flushes.push(r);
+      return r;
+    },
+  });
+  s.add(f.q, "vif1.0");
+  s.serve();
+  expect(flushes).toEqual([false]);
+  // Nothing else happens on this queue: only the retry publishes what the skipped flush did not.
+  const due = timers.timeout(performance.now());
+  expect(due).toBeGreaterThanOrEqual(0);
+  expect(due).toBeLessThanOrEqual(5);
+  timers.fireDue(performance.now() + 10);
+  expect(flushes).toEqual([false, true]);
+  expect(timers.timeout(performance.now())).toBe(-1);
 });
