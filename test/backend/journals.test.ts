@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
+import { queueNodes } from "./scripted-frontend.ts";
 import { startBackendHarness, type BackendHarness } from "./harness.ts";
 import { until } from "./sim-host.ts";
 
@@ -20,16 +21,6 @@ afterEach(async () => {
   dir = undefined;
 });
 
-function queueNodes(n: number): Record<string, string | null> {
-  const extra: Record<string, string | null> = { "multi-queue-num-queues": String(n), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null };
-  for (let q = 0; q < n; q++) {
-    extra[`queue-${q}/tx-ring-ref`] = String(200 + 2 * q);
-    extra[`queue-${q}/rx-ring-ref`] = String(201 + 2 * q);
-    extra[`queue-${q}/event-channel-tx`] = String(30 + 2 * q);
-    extra[`queue-${q}/event-channel-rx`] = String(31 + 2 * q);
-  }
-  return extra;
-}
 
 test("a connect writes one journal per queue and removes an earlier qnicd's extra queue journals for that vif only; a disconnect removes them all", async () => {
   dir = mkdtempSync(join(tmpdir(), "qnicd-journals-"));

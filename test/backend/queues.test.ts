@@ -7,6 +7,7 @@ import { PeerError, PlaceholderProvisioner } from "../../src/net/peer-provisione
 import type { PeerHandle } from "../../src/net/peer.ts";
 import type { SteeringConfig } from "../../src/net/steering-program.ts";
 import type { HashConfig } from "../../src/pool/types.ts";
+import { queueNodes } from "./scripted-frontend.ts";
 import { startBackendHarness, type BackendHarness } from "./harness.ts";
 import { until } from "./sim-host.ts";
 
@@ -17,18 +18,6 @@ afterEach(async () => {
 });
 
 const errorNode = (domid: number, devid: number) => `/local/domain/0/error/backend/vif/${domid}/${devid}/error`;
-
-/** Linux netfront's keys for `n` queues with split event channels (write_queue_xenstore_keys). */
-function queueNodes(n: number): Record<string, string> {
-  const extra: Record<string, string> = { "multi-queue-num-queues": String(n) };
-  for (let q = 0; q < n; q++) {
-    extra[`queue-${q}/tx-ring-ref`] = String(200 + 2 * q);
-    extra[`queue-${q}/rx-ring-ref`] = String(201 + 2 * q);
-    extra[`queue-${q}/event-channel-tx`] = String(30 + 2 * q);
-    extra[`queue-${q}/event-channel-rx`] = String(31 + 2 * q);
-  }
-  return extra;
-}
 
 test("multi-queue-max-queues and feature-split-event-channels are offered at probe", async () => {
   h = await startBackendHarness({ maxQueues: 4 });
@@ -43,7 +32,7 @@ test("three queues: each is handed to the pool with its own rings, ports, host s
   const { domid, fronts } = await h.guest("alice");
   const f = fronts[0]!;
   // The top-level keys a single-queue frontend would use are absent, as Linux netfront leaves them.
-  await f.connect({ extra: { ...queueNodes(3), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null } });
+  await f.connect({ extra: queueNodes(3) });
   await f.waitBackend(S.Connected);
   expect(h.pool.count("connect")).toBe(3);
   const specs = [...h.pool.specs].sort((a, b) => (a.queue ?? 0) - (b.queue ?? 0));
@@ -111,7 +100,7 @@ test("a multi-queue vif's host side is cleared at connect, then steered by each 
   const peers = new SteeringPeers("null");
   h = await startBackendHarness({ maxQueues: 4, peers });
   const { domid, fronts } = await h.guest("alice");
-  await fronts[0]!.connect({ extra: { ...queueNodes(2), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null } });
+  await fronts[0]!.connect({ extra: queueNodes(2) });
   await fronts[0]!.waitBackend(S.Connected);
   expect(peers.steered).toEqual([{ peer: `vif${domid}.0`, config: null }]);
   const keys = [...h.pool.specs].sort((a, b) => (a.queue ?? 0) - (b.queue ?? 0)).map((s) => s.key);
@@ -131,7 +120,7 @@ test("a host side that cannot steer (bpf refused) costs one warning naming the v
   const peers = new SteeringPeers("null");
   h = await startBackendHarness({ maxQueues: 4, peers });
   const { domid, fronts } = await h.guest("alice");
-  await fronts[0]!.connect({ extra: { ...queueNodes(2), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null } });
+  await fronts[0]!.connect({ extra: queueNodes(2) });
   await fronts[0]!.waitBackend(S.Connected);
   peers.failWith = "steering TAP vifX's guest-rx queues by the frontend's hash: loading its eBPF program: EPERM";
   const key = [...h.pool.specs].find((s) => s.queue === 0)!.key;

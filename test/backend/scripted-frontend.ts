@@ -6,6 +6,21 @@ import { XenbusState } from "../../src/xen/xenbus-state.ts";
 import type { XenstoreClient } from "../../src/xenstore/index.ts";
 import { until } from "./sim-host.ts";
 
+/**
+ * Linux netfront's keys for `n` queues with split event channels (write_queue_xenstore_keys), the
+ * top-level ring keys of a single-queue frontend removed, as netfront leaves them absent.
+ */
+export function queueNodes(n: number): Record<string, string | null> {
+  const extra: Record<string, string | null> = { "multi-queue-num-queues": String(n), "tx-ring-ref": null, "rx-ring-ref": null, "event-channel": null };
+  for (let q = 0; q < n; q++) {
+    extra[`queue-${q}/tx-ring-ref`] = String(200 + 2 * q);
+    extra[`queue-${q}/rx-ring-ref`] = String(201 + 2 * q);
+    extra[`queue-${q}/event-channel-tx`] = String(30 + 2 * q);
+    extra[`queue-${q}/event-channel-rx`] = String(31 + 2 * q);
+  }
+  return extra;
+}
+
 export interface RingNodes {
   txRingRef?: string;
   rxRingRef?: string;

@@ -16,12 +16,12 @@ import { PacketSocket } from "./tap-helper.ts";
 export const STEERED_QUEUES = 4;
 const libc = dlopen("libc.so.6", { read: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 } }).symbols;
 
-/** Frames of every kind the hash tells apart, each with a unique tag in its last 4 octets. */
-export function steeringFrames(): Uint8Array[] {
+/** Frames of every kind the hash tells apart, from `src` to `dst`, each with a unique tag (1..) in its last 4 octets. */
+export function steeringFrames(dst: readonly number[] = [0x02, 0, 0, 0, 0, 1], src: readonly number[] = [0x02, 0, 0, 0, 0, 2]): Uint8Array[] {
   const out: Uint8Array[] = [];
   const tagged = (f: Uint8Array) => {
-    f.set([0x02, 0, 0, 0, 0, 1], 0);
-    f.set([0x02, 0, 0, 0, 0, 2], 6);
+    f.set(dst, 0);
+    f.set(src, 6);
     new DataView(f.buffer).setUint32(f.length - 4, out.length + 1);
     out.push(f);
   };

@@ -7,7 +7,8 @@ import { createFrameBatch } from "../../src/net/frame-batch.ts";
 import { SwitchFabric, SwitchPeer } from "../../src/net/switch.ts";
 import { XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, XEN_NETIF_CTRL_HASH_TYPES_ALL, XEN_NETIF_CTRL_HASH_TYPE_IPV4, XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP } from "../../src/xen/ctrl-netif.ts";
 import { VifHash } from "../../workers/vif-hash.ts";
-import { ipFrame, RSS_KEY } from "./hash-frames.ts";
+import { RSS_KEY } from "./hash-frames.ts";
+import { steeringFrames } from "./steering-check.ts";
 
 const QUEUES = 4;
 const cleanups: (() => void)[] = [];
@@ -52,28 +53,8 @@ function received(ports: SwitchPeer[]): Map<number, number> {
   return seen;
 }
 
-/** Frames from bob to `dst` of every kind the hash tells apart, tagged 1.. in their last octets. */
-function frames(dst: number[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  const tag = (f: Uint8Array) => {
-    f.set(dst, 0);
-    f.set(BOB, 6);
-    new DataView(f.buffer).setUint32(f.length - 4, out.length + 1);
-    out.push(f);
-  };
-  for (let i = 0; i < 48; i++) {
-    const v6 = i % 2 === 1;
-    const src = v6 ? [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i, 7] : [10, 0, i, 7];
-    const dst6 = v6 ? [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, i] : [10, 1, 9, i];
-    tag(ipFrame({ v6, src, dst: dst6, sport: 1000 + i * 7, dport: 80 + i }));
-    tag(ipFrame({ v6, src, dst: dst6, proto: 17, sport: 2000 + i, dport: 53 }));
-    if (i % 6 === 0) tag(ipFrame({ v6, src, dst: dst6, fragment: true, sport: 3000 + i, dport: 443 }));
-  }
-  const arp = new Uint8Array(60);
-  new DataView(arp.buffer).setUint16(12, 0x0806);
-  tag(arp);
-  return out;
-}
+/** Frames from bob to `dst` of every kind the hash tells apart (steering-check.ts), tagged 1.. in their last octets. */
+const frames = (dst: number[]) => steeringFrames(dst, BOB);
 
 function expected(all: Uint8Array[], c: { flags: number; size: number; mapping: number[] }): Map<number, number> {
   const hash = new VifHash(QUEUES);

@@ -121,28 +121,35 @@ describe.skipIf(!canUseTap())("TapPeer", () => {
     });
   }
 
+  /** Sends a batch of 64 frames, then receives 6 the kernel sends: the syscalls each side took. */
+  async function sendThenReceive(p: ReturnType<typeof peer>, sock: ReturnType<typeof packetSocket>) {
+    const b = batch(64);
+    load(b, Array.from({ length: 64 }, (_, i) => frame(i)));
+    const s0 = p.syscalls;
+    expect(p.send(b)).toBe(64);
+    const sendSyscalls = p.syscalls - s0;
+    p.receive(b); // drain anything the kernel sent on its own
+    for (let i = 0; i < 6; i++) sock.send(frame(i));
+    const s1 = p.syscalls;
+    let frames = 0, calls = 0;
+    await until("6 frames from receive()", () => {
+      calls++;
+      frames += p.receive(b);
+      return frames >= 6;
+    });
+    return { sendSyscalls, receiveSyscalls: p.syscalls - s1, frames, calls };
+  }
+
   test("one io_uring_enter carries a whole batch each way", async () => {
     const t = tap("e");
     const sock = packetSocket(t.name);
     const p = peer(t, "auto", 256);
     expect(p.usesUring).toBe(true);
-    const b = batch(64);
-    load(b, Array.from({ length: 64 }, (_, i) => frame(i)));
-    const s0 = p.syscalls;
-    expect(p.send(b)).toBe(64);
-    expect(p.syscalls - s0).toBe(1);
-    p.receive(b); // drain anything the kernel sent on its own
-    for (let i = 0; i < 6; i++) sock.send(frame(i));
-    const s1 = p.syscalls;
-    let n = 0, calls = 0;
-    await until("6 frames from receive()", () => {
-      calls++;
-      n += p.receive(b);
-      return n >= 6;
-    });
+    const r = await sendThenReceive(p, sock);
+    expect(r.sendSyscalls).toBe(1);
     // Each receive() is one enter: its read-ahead (8 reads, doubling only while all return frames)
     // covers the few frames queued, the rest end in EAGAIN in the same enter.
-    expect(p.syscalls - s1).toBe(calls);
+    expect(r.receiveSyscalls).toBe(r.calls);
   });
 
   test("io_uring for writes only (a TAP refusing RWF_NOWAIT, as Debian 12's): one io_uring_enter per batch sent, a read per frame received plus the one that finds none", async () => {
@@ -151,21 +158,9 @@ describe.skipIf(!canUseTap())("TapPeer", () => {
     const p = peer(t, "uring-writes", 256);
     expect(p.usesUring).toBe(false);
     expect(p.writesUseUring).toBe(true);
-    const b = batch(64);
-    load(b, Array.from({ length: 64 }, (_, i) => frame(i)));
-    const s0 = p.syscalls;
-    expect(p.send(b)).toBe(64);
-    expect(p.syscalls - s0).toBe(1);
-    p.receive(b); // drain anything the kernel sent on its own
-    for (let i = 0; i < 6; i++) sock.send(frame(i));
-    const s1 = p.syscalls;
-    let n = 0, calls = 0;
-    await until("6 frames from receive()", () => {
-      calls++;
-      n += p.receive(b);
-      return n >= 6;
-    });
-    expect(p.syscalls - s1).toBe(n + calls);
+    const r = await sendThenReceive(p, sock);
+    expect(r.sendSyscalls).toBe(1);
+    expect(r.receiveSyscalls).toBe(r.frames + r.calls);
   });
 
   test("pollFd is the TAP fd and close() leaves the TAP to its owner", () => {
