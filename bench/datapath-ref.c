@@ -155,20 +155,32 @@ static long rx_pass(struct path *x) {
 
 static struct path tx_state, rx_state;
 
-/* Guest tx for `ms` milliseconds: returns packets copied out of the guest. */
-int ref_tx(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens, int ms) {
-  struct path *t = &tx_state;
-  path_init(t, ring, gdev, domid, frames, stride, segs, budget, lens);
+/*
+ * Runs pass(p, arg) for `ms` milliseconds, the time read once every 64 passes, yielding the CPU
+ * after a pass that found nothing (every request the bench posts is valid): packets passed, or -1
+ * when a pass failed.
+ */
+typedef long (*pass_fn)(struct path *, uint32_t);
+static int run_for(int ms, pass_fn pass, struct path *p, uint32_t arg) {
   long total = 0;
   double end = now_ms() + ms;
   for (int iter = 0;; iter++) {
     if ((iter & 63) == 0 && now_ms() >= end) break;
-    long n = tx_pass(t);
+    long n = pass(p, arg);
     if (n < 0) return -1;
-    if (n == 0) sched_yield(); /* nothing posted (every request the bench posts is valid) */
+    if (n == 0) sched_yield();
     total += n;
   }
   return (int)total;
+}
+static long tx_pass_of(struct path *t, uint32_t unused) { (void)unused; return tx_pass(t); }
+static long rx_pass_of(struct path *x, uint32_t unused) { (void)unused; return rx_pass(x); }
+
+/* Guest tx for `ms` milliseconds: returns packets copied out of the guest. */
+int ref_tx(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens, int ms) {
+  struct path *t = &tx_state;
+  path_init(t, ring, gdev, domid, frames, stride, segs, budget, lens);
+  return run_for(ms, tx_pass_of, t, 0);
 }
 
 /* Guest rx for `ms` milliseconds from a generator (one template frame, as the source peer): frames delivered. */
@@ -176,16 +188,7 @@ int ref_rx(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t st
   struct path *x = &rx_state;
   path_init(x, ring, gdev, domid, frames, stride, segs, batch, lens);
   x->tmpl = tmpl; x->tlen = tlen;
-  long total = 0;
-  double end = now_ms() + ms;
-  for (int iter = 0;; iter++) {
-    if ((iter & 63) == 0 && now_ms() >= end) break;
-    long n = rx_pass(x);
-    if (n < 0) return -1;
-    if (n == 0) sched_yield();
-    total += n;
-  }
-  return (int)total;
+  return run_for(ms, rx_pass_of, x, 0);
 }
 
 /*
@@ -352,16 +355,7 @@ int ref_rx_gso(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_
   struct path *x = &rx_state;
   path_init(x, ring, gdev, domid, frames, stride, segs, batch, lens);
   x->tmpl = tmpl; x->tlen = tlen;
-  long total = 0;
-  double end = now_ms() + ms;
-  for (int iter = 0;; iter++) {
-    if ((iter & 63) == 0 && now_ms() >= end) break;
-    long n = rx_gso_pass(x, mss);
-    if (n < 0) return -1;
-    if (n == 0) sched_yield();
-    total += n;
-  }
-  return (int)total;
+  return run_for(ms, rx_gso_pass, x, mss);
 }
 
 /*
@@ -434,18 +428,11 @@ static long tx_gso_pass(struct path *t) {
   return n;
 }
 
+static long tx_gso_pass_of(struct path *t, uint32_t unused) { (void)unused; return tx_gso_pass(t); }
+
 /* Guest tx of multi-slot GSO packets for `ms` into a sink: packets copied out of the guest. */
 int ref_tx_gso(uint8_t *ring, int gdev, uint32_t domid, uint8_t *frames, uint32_t stride, struct seg *segs, uint32_t budget, uint32_t *lens, int ms) {
   struct path *t = &tx_state;
   path_init(t, ring, gdev, domid, frames, stride, segs, budget, lens);
-  long total = 0;
-  double end = now_ms() + ms;
-  for (int iter = 0;; iter++) {
-    if ((iter & 63) == 0 && now_ms() >= end) break;
-    long n = tx_gso_pass(t);
-    if (n < 0) return -1;
-    if (n == 0) sched_yield();
-    total += n;
-  }
-  return (int)total;
+  return run_for(ms, tx_gso_pass_of, t, 0);
 }
