@@ -30,6 +30,11 @@ afterAll(() => scratch.free());
 const GSO_BOTH = (1 << XEN_NETIF_GSO_TYPE_TCPV4) | (1 << XEN_NETIF_GSO_TYPE_TCPV6);
 const gsoMeta = (type: number, mss: number, csum = true) => (csum ? FRAME_META_CSUM : 0) | (type << FRAME_META_GSO_TYPE_SHIFT) | mss;
 
+/** A guest, the TAP-like peer handing it frames, and the vif's counters. */
+function rig(opts: Parameters<typeof guest>[0] = {}) {
+  return { g: guest(opts), peer: new RecordingPeer("tap"), c: counters() };
+}
+
 function guest(opts: RxOptions & { stallMs?: number; queueBytes?: number; peerMeta?: boolean } = {}) {
   const r = ringPage(0);
   const gnt = new FakeGrants(DOM);
@@ -83,9 +88,7 @@ function guest(opts: RxOptions & { stallMs?: number; queueBytes?: number; peerMe
 
 describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   test("a 65000-byte TCPv4 GSO frame: 16 data slots packed full from offset 0 and the GSO extra in slot 1, byte for byte; one grant copy", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(40);
     const f = frame(65000, 1);
     peer.giveMeta(f, gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 1448));
@@ -112,9 +115,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("TCPv6 GSO: the extra says TCPV6; a GSO frame that fits one page still takes two slots (data, extra)", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(10);
     const big = frame(9000, 2);
     const small = frame(3000, 3);
@@ -135,9 +136,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("plain frames: one slot at offset 0 (flags from the meta word: none, data_validated, csum_blank|data_validated); a 9000-byte one over three slots with no extra", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(8);
     const fs = [frame(60, 4), frame(1514, 5), frame(4096, 6), frame(9000, 7)];
     peer.giveMeta(fs[0], 0);
@@ -162,9 +161,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("meta words are ignored unless the peer hands them over (another vif's peer may have left them in the batch)", () => {
-    const g = guest({ peerMeta: false });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ peerMeta: false });
     g.post(4);
     peer.giveMeta(frame(200, 8), FRAME_META_CSUM | gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 100));
     g.rx.service(peer, 4, scratch, g.gnt, c);
@@ -173,9 +170,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("frames the frontend cannot take are dropped as oversize: GSO of a type it did not ask for, GSO with size 0, a GSO type no frontend takes, over 64 KiB", () => {
-    const g = guest({ gsoMask: 1 << XEN_NETIF_GSO_TYPE_TCPV4 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ gsoMask: 1 << XEN_NETIF_GSO_TYPE_TCPV4 });
     g.post(40);
     peer.giveMeta(frame(9000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV6, 1200));
     peer.giveMeta(frame(9000, 2), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 0));
@@ -190,9 +185,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("sg without GSO (no gso mask): a GSO frame is dropped, a 9000-byte plain one spans slots", () => {
-    const g = guest({ gsoMask: 0 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ gsoMask: 0 });
     g.post(8);
     peer.giveMeta(frame(9000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 1448));
     peer.giveMeta(frame(9000, 2), 0);
@@ -201,9 +194,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("a failed copy answers its own slot with ERROR, the packet's other slots and more_data chain unchanged; counted once per packet and by status", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(8);
     // Slot 3's buffer (the packet's third data slot) is granted to someone else.
     g.gnt.foreign.add(2003);
@@ -226,9 +217,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("a frame is placed only when all the slots it needs are posted: it waits in the queue, later frames behind it, and goes whole once they are", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(10);
     const big = frame(65000, 11);
     const after = frame(80, 12);
@@ -250,9 +239,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
   });
 
   test("a feature-sg vif reads only as many frames as its posted buffers take at 18 apiece (at least one)", () => {
-    const g = guest();
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig();
     g.post(40);
     for (let i = 0; i < 8; i++) peer.giveMeta(frame(100, i), 0);
     g.rx.service(peer, 1, scratch, g.gnt, c);
@@ -263,9 +250,7 @@ describe("rx with feature-sg + feature-gso: netback's slot layout", () => {
 
 describe("rx stalls as netback judges them (XSA-392)", () => {
   test("one buffer posted while the head needs 17: stalled, and the carrier goes off after the stall timeout", async () => {
-    const g = guest({ stallMs: 250 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ stallMs: 250 });
     c.carrier = 1;
     g.post(1);
     peer.giveMeta(frame(65000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 1448));
@@ -280,9 +265,7 @@ describe("rx stalls as netback judges them (XSA-392)", () => {
   });
 
   test("the same frontend posting enough buffers is not stalled: the head goes at once", () => {
-    const g = guest({ stallMs: 250 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ stallMs: 250 });
     g.post(17);
     peer.giveMeta(frame(65000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 1448));
     g.rx.service(peer, 4, scratch, g.gnt, c);
@@ -290,9 +273,7 @@ describe("rx stalls as netback judges them (XSA-392)", () => {
   });
 
   test("without feature-rx-notify there is no stall check: the carrier stays on, and queued frames expire after 30 ms", async () => {
-    const g = guest({ stallMs: 20, rxNotify: false });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ stallMs: 20, rxNotify: false });
     c.carrier = 1;
     peer.giveMeta(frame(100, 1), 0);
     peer.giveMeta(frame(100, 2), 0);
@@ -309,9 +290,7 @@ describe("rx stalls as netback judges them (XSA-392)", () => {
 
   test("with feature-rx-notify, a queued frame is dropped once it waited the drain timeout; younger ones stay", async () => {
     // Windows wide enough that a loaded machine's late timers do not blur which frame is older than the timeout.
-    const g = guest({ drainMs: 500 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ drainMs: 500 });
     peer.giveMeta(frame(100, 1), 0);
     g.rx.service(peer, 4, scratch, g.gnt, c);
     expect(g.rx.stallDueIn(performance.now())).toBeGreaterThan(0);
@@ -343,9 +322,7 @@ describe("what a frontend's keys turn on", () => {
 
 describe("the carrier after a stall of a multi-buffer head", () => {
   test("comes back only once the frontend has posted what the stalled head needed, not at the first buffer", async () => {
-    const g = guest({ stallMs: 250 });
-    const peer = new RecordingPeer("tap");
-    const c = counters();
+    const { g, peer, c } = rig({ stallMs: 250 });
     c.carrier = 1;
     g.post(1);
     peer.giveMeta(frame(65000, 1), gsoMeta(XEN_NETIF_GSO_TYPE_TCPV4, 1448));
