@@ -152,12 +152,12 @@ export class TapProvisioner implements PeerProvisioner {
    */
   steer(peer: PeerHandle, config: SteeringConfig | null): void {
     if (this.held.get(peer.name) !== peer.fd) return;
-    let s = this.steering.get(peer.name);
-    if (!s && config === null) s = new TapSteering(peer.fd);
-    else if (!s) this.steering.set(peer.name, (s = new TapSteering(peer.fd)));
+    // Kept while a configuration is on (its map takes the next one); null detaches and lets go.
+    const s = this.steering.get(peer.name) ?? new TapSteering(peer.fd);
+    if (config === null) this.steering.delete(peer.name);
+    else this.steering.set(peer.name, s);
     try {
       s.apply(config);
-      if (config === null) this.steering.delete(peer.name);
     } catch (e) {
       if (!(e instanceof SteeringError)) throw e;
       throw new PeerError(`steering TAP ${peer.name}'s guest-rx queues by the frontend's hash: ${e.message}`, os.errno.EIO);
