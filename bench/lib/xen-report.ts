@@ -64,6 +64,16 @@ export interface XenDirectionCost {
   guestGsoChecksumFixups?: number;
   /** TCP segments sent again during the transfers (each a lost or late packet; a timeout stalls a transfer). */
   tcpRetransmits?: { dom0: number; guest?: number };
+  /**
+   * Where dom0's CPU time went, in ms per MiB moved: dom0 as a whole (/proc/stat: user, system,
+   * hard and soft interrupts, idle, and steal, the time it was runnable while Xen ran the guest)
+   * and the backend's threads (every thread of qnicd, user and kernel mode; kernel netback's
+   * per-queue kthreads of the vif, its NAPI polls being in dom0's softirq time).
+   */
+  cpu?: {
+    dom0: { user: number; system: number; irq: number; idle: number; steal: number };
+    backend: { user: number; system: number; byThread: Record<string, { user: number; system: number }> };
+  };
   /** qnicd only: deltas of the vif's /vifs counters, per packet = per guest tx + rx packet. */
   qnicd?: {
     packets: number;
@@ -168,6 +178,20 @@ export function formatXenReport(r: XenThroughputReport): string[] {
         );
     }
   }
+  for (const d of XEN_DIRECTIONS)
+    for (const b of XEN_BACKENDS) {
+      const cpu = r.cost[b][d]?.cpu;
+      if (!cpu) continue;
+      const threads = Object.entries(cpu.backend.byThread)
+        .filter(([, t]) => t.user + t.system >= 0.05)
+        .map(([name, t]) => `${name} ${f1(t.user)}+${f1(t.system)}`)
+        .join(", ");
+      out.push(
+        `  cpu  ${d.padEnd(4)} ${`${b}:`.padEnd(8)} dom0 ms/MB user ${f1(cpu.dom0.user)}, system ${f1(cpu.dom0.system)}, irq+softirq ${f1(cpu.dom0.irq)}, ` +
+          `idle ${f1(cpu.dom0.idle)}, steal ${f1(cpu.dom0.steal)}; ${b === "qnicd" ? "qnicd's threads" : "netback's kthreads"} user ${f1(cpu.backend.user)}, system ${f1(cpu.backend.system)}` +
+          (threads ? ` (user+system: ${threads})` : ""),
+      );
+    }
   if (r.qemuSeconds !== undefined)
     out.push(`  whole testbed run: ${r.qemuSeconds.toFixed(0)} s of QEMU${r.hostLoad ? `; host load average at its end ${r.hostLoad.map((l) => l.toFixed(1)).join(" / ")} (1/5/15 min)` : ""}`);
   return out;

@@ -66,6 +66,9 @@ describe("buildXenReport", () => {
       "irq 117:       100  xen-dyn-lateeoi    -event     evtchn:bun",
       "irq  40:       999  xen-dyn    -event     evtchn:xenstored",
       'vifs "counters":{"tx_packets":10,"rx_packets":20,"syscalls":1000,"ffi_calls":500,"notifies_sent":7,"events_received":9,"tx_batches":1,"rx_batches":2}',
+      "cpu user=1000 nice=0 system=2000 idle=5000 iowait=0 irq=0 softirq=100 steal=300",
+      "thread comm=bun tid=700 utime=50 stime=20",
+      "thread comm=Bun_Pool_0 tid=701 utime=400 stime=300",
     ]),
     ...snap("qnicd", "down", "after", [
       "dev rx_packets=3000 tx_packets=64000 rx_bytes=0 tx_bytes=0",
@@ -73,6 +76,10 @@ describe("buildXenReport", () => {
       "irq 118:       300  xen-dyn-lateeoi    -event     evtchn:bun",
       "irq  40:      1999  xen-dyn    -event     evtchn:xenstored",
       'vifs "counters":{"tx_packets":3010,"rx_packets":64020,"syscalls":68000,"ffi_calls":4500,"notifies_sent":1607,"events_received":3209,"tx_batches":1001,"rx_batches":2002}',
+      "cpu user=1640 nice=0 system=3280 idle=5064 iowait=0 irq=0 softirq=420 steal=1580",
+      "thread comm=bun tid=700 utime=50 stime=20",
+      "thread comm=Bun_Pool_0 tid=701 utime=912 stime=1068",
+      "thread comm=Bun_Pool_1 tid=702 utime=64 stime=0",
     ]),
   ];
   // QEMU's CPU seconds at each transfer's marks: netback up used 1, 2, 1 s; qnicd up 4, 8 s (its
@@ -137,6 +144,18 @@ describe("buildXenReport", () => {
     expect(c.dom0DataPackets.total).toBe(64000);
   });
 
+  test("where dom0's CPU went: /proc/stat's split and the backend's threads, ticks (10 ms) per MB moved", () => {
+    // 64 MB arrived intact: 640 user ticks = 6400 ms = 100 ms/MB, and so on.
+    const cpu = r.cost.qnicd.down!.cpu!;
+    expect(cpu.dom0).toEqual({ user: 100, system: 200, irq: 50, idle: 10, steal: 200 });
+    // A thread that appeared meanwhile counts from zero; one that did nothing still shows.
+    expect(cpu.backend.byThread).toEqual({ bun: { user: 0, system: 0 }, Bun_Pool_0: { user: 80, system: 120 }, Bun_Pool_1: { user: 10, system: 0 } });
+    expect(cpu.backend.user).toBe(90);
+    expect(cpu.backend.system).toBe(120);
+    // Snapshots without the lines (an older dom0 script): no CPU figures, nothing made up.
+    expect(r.cost.netback.up!.cpu).toBeUndefined();
+  });
+
   test("the printed report names every transfer, the medians, the ratios and the costs", () => {
     const text = formatXenReport(r).join("\n");
     expect(text).toContain("netback up   MB/s 30.0 20.0 25.0");
@@ -148,5 +167,6 @@ describe("buildXenReport", () => {
     expect(text).toContain("guest rx_gso_checksum_fixup +6");
     expect(text).toContain("MB per QEMU CPU-s 32.0 16.0 32.0");
     expect(text).toContain("per QEMU CPU-s (medians; time QEMU waited for the host left out): up 0.19, down -");
+    expect(text).toContain("cpu  down qnicd:   dom0 ms/MB user 100, system 200, irq+softirq 50.0, idle 10.0, steal 200; qnicd's threads user 90.0, system 120 (user+system: Bun_Pool_0 80.0+120, Bun_Pool_1 10.0+0.0)");
   });
 });

@@ -211,7 +211,25 @@ tput_snap() { # backend dir at vif guest-ip
   # Segments TCP sent again (a lost or late packet; a retransmission timeout stalls a transfer).
   result "$p $(awk '/^Tcp:/ { if (!c) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i } else print "tcp retrans_segs=" $c }' /proc/net/snmp)"
   [ "$1" = qnicd ] && result "$p vifs $(http_get /vifs/$4 | grep -o '"counters":{[^}]*}')"
+  tput_cpu "$p" $1 $4
   timeout 30 $R/xfer stat $5 $TPUT_PORT - 2>&1 | while IFS= read -r l; do result "$p guest $l"; done
+}
+
+# tput_cpu PREFIX BACKEND VIF: where dom0's CPU time goes, in clock ticks (USER_HZ, 100 on x86):
+# dom0's own split from /proc/stat (steal = time dom0 could have run while Xen ran the guest), and
+# the backend's threads: every thread of qnicd, or kernel netback's per-queue threads of the vif
+# ("vifD.N-qK-guest-rx", "vifD.N-qK-dealloc"; its NAPI polls run in softirq, counted above).
+#   cpu user=.. nice=.. system=.. idle=.. iowait=.. irq=.. softirq=.. steal=..
+#   thread comm=<name> tid=N utime=.. stime=..
+tput_cpu() {
+  local p=$1 t pids
+  result "$p $(awk '/^cpu / { printf "cpu user=%s nice=%s system=%s idle=%s iowait=%s irq=%s softirq=%s steal=%s", $2, $3, $4, $5, $6, $7, $8, $9 }' /proc/stat)"
+  if [ $2 = qnicd ]; then pids=$(ls -d /proc/$QPID/task/* 2>/dev/null)
+  else pids=$(grep -l "^$3-" /proc/[0-9]*/comm 2>/dev/null | sed 's,/comm$,,'); fi
+  for t in $pids; do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th (stat's 14th and 15th).
+    [ -r $t/stat ] && result "$p thread comm=$(tr ' ' '_' < $t/comm) tid=${t##*/} $(sed 's/.*) //' $t/stat | awk '{ printf "utime=%s stime=%s", $12, $13 }')"
+  done
 }
 
 # tput_strace VIF GUEST-IP: one more up transfer (after the timed ones, so no figure above is

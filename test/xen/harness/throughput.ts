@@ -74,6 +74,10 @@ interface Snapshot {
   guestIrqs: InterruptLine[];
   /** netfront's rx_gso_checksum_fixup, summed over the guest's eth* (xfer.c's "ethtool" lines). */
   guestGsoCsumFixups?: number;
+  /** dom0's /proc/stat "cpu" line, in ticks. */
+  cpu?: Record<string, number>;
+  /** The backend's threads (qnicd's, or netback's kthreads of the vif): CPU ticks in user and kernel mode. */
+  threads: { comm: string; tid: string; utime: number; stime: number }[];
 }
 
 type SnapKey = `${XenBackend} ${XenDirection} ${"before" | "after"}`;
@@ -90,11 +94,17 @@ export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapsho
     const m = /^tput_snap backend=(\w+) dir=(\w+) at=(\w+) (\w+) ?(.*)$/.exec(l);
     if (!m) continue;
     const key = `${m[1]} ${m[2]} ${m[3]}` as SnapKey;
-    const s = snaps.get(key) ?? { irqs: [], guestIrqs: [] };
+    const s = snaps.get(key) ?? { irqs: [], guestIrqs: [], threads: [] };
     snaps.set(key, s);
     const [kind, body] = [m[4]!, m[5]!];
     if (kind === "dev") s.dev = numbers(fields(body));
     else if (kind === "tcp") s.retrans = numbers(fields(body)).retrans_segs;
+    else if (kind === "cpu") s.cpu = numbers(fields(body));
+    else if (kind === "thread") {
+      const f = fields(body);
+      const n = numbers(f);
+      if (f.comm !== undefined && f.tid !== undefined && n.utime !== undefined && n.stime !== undefined) s.threads.push({ comm: f.comm, tid: f.tid, utime: n.utime, stime: n.stime });
+    }
     else if (kind === "irq") {
       const irq = parseInterruptLine(body);
       if (irq) s.irqs.push(irq);
@@ -142,6 +152,36 @@ function isBackendIrq(backend: XenBackend, name: string): boolean {
   return name.startsWith("evtchn:") && !/^evtchn:(xenstored|xenconsoled)\b/.test(name);
 }
 
+/** USER_HZ: the unit of /proc/stat and of a thread's utime/stime (100 on every x86 Linux). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * Where dom0's CPU went over the transfers, in ms per MiB: dom0 as a whole (/proc/stat) and the
+ * backend's threads. Threads are matched by tid; one that appeared meanwhile counts from 0.
+ */
+function cpuCost(mb: number, before: Snapshot, after: Snapshot): XenDirectionCost["cpu"] {
+  if (!before.cpu || !after.cpu || mb <= 0) return undefined;
+  const ms = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND / mb;
+  const d = (...keys: string[]) => ms(keys.reduce((sum, k) => sum + (after.cpu![k] ?? 0) - (before.cpu![k] ?? 0), 0));
+  const byThread: Record<string, { user: number; system: number }> = {};
+  let user = 0;
+  let system = 0;
+  for (const a of after.threads) {
+    const b = before.threads.find((t) => t.tid === a.tid);
+    const u = ms(a.utime - (b?.utime ?? 0));
+    const k = ms(a.stime - (b?.stime ?? 0));
+    const t = (byThread[a.comm] ??= { user: 0, system: 0 });
+    t.user += u;
+    t.system += k;
+    user += u;
+    system += k;
+  }
+  return {
+    dom0: { user: d("user", "nice"), system: d("system"), irq: d("irq", "softirq"), idle: d("idle", "iowait"), steal: d("steal") },
+    backend: { user, system, byThread },
+  };
+}
+
 function directionCost(backend: XenBackend, dir: XenDirection, mb: number, before: Snapshot, after: Snapshot): XenDirectionCost | undefined {
   if (!before.dev || !after.dev) return undefined;
   const d = (a: Record<string, number> | undefined, b: Record<string, number> | undefined, k: string) => (a?.[k] ?? 0) - (b?.[k] ?? 0);
@@ -162,6 +202,8 @@ function directionCost(backend: XenBackend, dir: XenDirection, mb: number, befor
     cost.guestDataPackets = rate(d(after.guestDev, before.guestDev, dir === "up" ? "tx_packets" : "rx_packets"), mb);
     cost.guestInterrupts = rate(irqDelta(before.guestIrqs, after.guestIrqs, () => true).total, mb);
   }
+  const cpu = cpuCost(mb, before, after);
+  if (cpu) cost.cpu = cpu;
   if (backend === "qnicd" && before.vifs && after.vifs) {
     const v = (k: string) => d(after.vifs, before.vifs, k);
     const packets = v("tx_packets") + v("rx_packets");
