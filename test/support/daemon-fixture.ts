@@ -73,7 +73,7 @@ export interface DaemonFixture {
   netfront(opts: Omit<NetfrontOptions, "dir" | "devid"> & { devid?: number }): Promise<Netfront>;
   /** Hand-written rings (a FakeFrontend) to close once the daemon is stopped. */
   keepRings<T extends FakeFrontend>(rings: T): T;
-  /** A Linux bridge private to this run (IPv6 off, so it adds no chatter), removed last. */
+  /** A Linux bridge private to this run, up, removed last; no IPv6 on it (its router solicitations would only be noise in the guests' rx). */
   bridge(tag: string): string;
   /** Something the test built on the host, undone first (newest first). */
   cleanup(fn: () => unknown): void;
