@@ -15,7 +15,7 @@ import { afterEach } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { loadConfig, type Config } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
+import { startDaemon, type Daemon, type DaemonDeps } from "../../src/daemon.ts";
 import { createLogger, type LogLevel } from "../../src/log.ts";
 import { createNetfront, type ConnectionInfo, type Netfront, type NetfrontOptions } from "../../src/sim/netfront/index.ts";
 import type { CreateOptions } from "../../src/sim/toolstack/toolstack.ts";
@@ -52,9 +52,10 @@ export interface DaemonFixture {
   startHost(opts?: Parameters<typeof startSimHost>[0]): Promise<SimHost>;
   /**
    * qnicd in-process on the host: `--platform sim --sim-dir <host> --http 127.0.0.1:0`, then `flags`
-   * (workers, peer, ...). No config file of the machine's is read.
+   * (workers, peer, ...). No config file of the machine's is read. `deps` replaces parts of the
+   * daemon (an injected pool); a restart hands its successor the same.
    */
-  startDaemon(flags: readonly string[], opts?: { log?: LogLevel }): Promise<Daemon>;
+  startDaemon(flags: readonly string[], opts?: { log?: LogLevel; deps?: Omit<DaemonDeps, "log"> }): Promise<Daemon>;
   /**
    * A restart as `systemctl restart` does it: the daemon stops leaving every vif to its successor
    * (keepVifs), `between` runs while none runs (given the runtime directory), and a new daemon
@@ -86,9 +87,10 @@ export interface DaemonFixture {
 /** Call at the top of a test file (or a describe block): registers the teardown after each test. */
 export function daemonFixture(): DaemonFixture {
   let host: SimHost | undefined;
-  let current: { daemon: Daemon; config: Config; level: LogLevel } | undefined;
+  type Recipe = { config: Config; level: LogLevel; deps: Omit<DaemonDeps, "log"> };
+  let current: (Recipe & { daemon: Daemon }) | undefined;
   // Set between a restart's stop and its successor's start: the vifs wait for a daemon.
-  let orphaned: { config: Config; level: LogLevel } | undefined;
+  let orphaned: Recipe | undefined;
   const runtimeDirs = new Set<string>();
   const fronts: Netfront[] = [];
   const rings: FakeFrontend[] = [];
@@ -100,10 +102,10 @@ export function daemonFixture(): DaemonFixture {
     if (v === undefined) throw new Error(`daemon fixture: ${what}`);
     return v;
   };
-  const launch = async (config: Config, level: LogLevel) => {
-    const daemon = await startDaemon(config, { log: createLogger({ level, format: "text", write: (l) => logs.push(l) }) });
+  const launch = async (recipe: Recipe) => {
+    const daemon = await startDaemon(recipe.config, { ...recipe.deps, log: createLogger({ level: recipe.level, format: "text", write: (l) => logs.push(l) }) });
     runtimeDirs.add(daemon.runtimeDir);
-    current = { daemon, config, level };
+    current = { ...recipe, daemon };
     return daemon;
   };
 
@@ -123,15 +125,15 @@ export function daemonFixture(): DaemonFixture {
     async startDaemon(flags, opts = {}) {
       if (current) throw new Error("daemon fixture: a daemon already runs (restartDaemon() replaces it)");
       const argv = ["--platform", "sim", "--sim-dir", fx.host.dir, "--http", "127.0.0.1:0", ...flags];
-      return launch(loadConfig({ argv, env: {}, defaultConfigFile: null }), opts.log ?? "debug");
+      return launch({ config: loadConfig({ argv, env: {}, defaultConfigFile: null }), level: opts.log ?? "debug", deps: opts.deps ?? {} });
     },
     async restartDaemon(between) {
-      const { daemon, config, level } = need(current, "no daemon to restart");
+      const { daemon, ...recipe } = need(current, "no daemon to restart");
       await daemon.stop({ keepVifs: true });
       current = undefined;
-      orphaned = { config, level };
+      orphaned = recipe;
       await between?.(daemon.runtimeDir);
-      const next = await launch(config, level);
+      const next = await launch(recipe);
       orphaned = undefined;
       return next;
     },
@@ -185,8 +187,8 @@ export function daemonFixture(): DaemonFixture {
         current = undefined;
         await step(() => daemon.stop());
       } else if (orphaned && host) {
-        const { config, level } = orphaned;
-        await step(async () => (await launch(config, level)).stop());
+        const recipe = orphaned;
+        await step(async () => (await launch(recipe)).stop());
         current = undefined;
       }
       orphaned = undefined;
