@@ -74,21 +74,32 @@ test("a guest asking for multicast control receives only the groups it added; ru
   expect(rx.broken).toBe(false);
 });
 
-test("a 2-queue guest: a group added on queue 1's tx ring lets that group's frames in on queue 0 (one list per vif, as netback's)", async () => {
+/**
+ * Two workers, up to two queues a vif: "win" with `vcpus` vCPUs asks for multicast control (the
+ * status of each of its tx requests in `statuses`, the tag of each test frame it gets in `got`),
+ * "sender" sends to it. Their netfronts wait as Linux's do.
+ */
+async function winAndSender(vcpus: number) {
   const host = await fx.startHost();
   await fx.startDaemon(["--workers", "2", "--max-queues", "2", "--peer", "switch"], { log: "error" });
   const a = await host.ts.create("win", { vifs: 1 });
   const b = await host.ts.create("sender", { vifs: 1 });
   const statuses = new Map<number, number>();
-  const rx = await fx.netfront({ domid: a.domid, vcpus: 2, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+  const rx = await fx.netfront({ domid: a.domid, vcpus, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
   const tx = await fx.netfront({ domid: b.domid });
-  expect((await rx.whenConnected(5000)).queues.length).toBe(2);
+  const rxInfo = await rx.whenConnected(5000);
   const txInfo = await tx.whenConnected(5000);
   const got: number[] = [];
   rx.onReceive((f) => {
     if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
   });
-  await until("request seen", async () => (await vif(`vif${a.domid}.0`)).multicastControl, 5000);
+  return { name: `vif${a.domid}.0`, rx, rxInfo, tx, txInfo, statuses, got };
+}
+
+test("a 2-queue guest: a group added on queue 1's tx ring lets that group's frames in on queue 0 (one list per vif, as netback's)", async () => {
+  const { name, rx, rxInfo, tx, txInfo, statuses, got } = await winAndSender(2);
+  expect(rxInfo.queues.length).toBe(2);
+  await until("request seen", async () => (await vif(name)).multicastControl, 5000);
   // Flooded (multicast) frames reach a multi-queue vif on its queue 0; the ADD goes on queue 1.
   const add = rx.multicast("add", GROUP_FB, 1);
   await until("ADD answered", () => statuses.has(add), 5000);
@@ -106,20 +117,8 @@ test("a 2-queue guest: a group added on queue 1's tx ring lets that group's fram
 
 for (const vcpus of [1, 2]) {
   test(`restart: a ${vcpus}-queue guest's groups carry over (queue 0's journal), so the filter goes on as it asked without the guest adding them again`, async () => {
-    const host = await fx.startHost();
-    await fx.startDaemon(["--workers", "2", "--max-queues", "2", "--peer", "switch"], { log: "error" });
-    const a = await host.ts.create("win", { vifs: 1 });
-    const b = await host.ts.create("sender", { vifs: 1 });
-    const statuses = new Map<number, number>();
-    const rx = await fx.netfront({ domid: a.domid, vcpus, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
-    const tx = await fx.netfront({ domid: b.domid });
-    expect((await rx.whenConnected(5000)).queues.length).toBe(vcpus);
-    const txInfo = await tx.whenConnected(5000);
-    const got: number[] = [];
-    rx.onReceive((f) => {
-      if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
-    });
-    const name = `vif${a.domid}.0`;
+    const { name, rx, rxInfo, tx, txInfo, statuses, got } = await winAndSender(vcpus);
+    expect(rxInfo.queues.length).toBe(vcpus);
     await until("request seen", async () => (await vif(name)).multicastControl, 5000);
     const add = rx.multicast("add", GROUP_FB, vcpus - 1);
     await until("ADD answered", () => statuses.get(add) === NETIF_RSP_OKAY, 5000);
