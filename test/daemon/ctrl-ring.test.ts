@@ -5,47 +5,29 @@
 // without a control ring gets none. Then hostile variants: each costs that guest its vif alone
 // (req_prod far ahead) or an INVALID_PARAMETER status (an oversized key, a mapping entry past the
 // queues), never the daemon or the neighbour.
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, parseMac, type Netfront, type RxMeta } from "../../src/sim/netfront/index.ts";
+import { parseMac, type NetfrontOptions, type RxMeta } from "../../src/sim/netfront/index.ts";
 import * as C from "../../src/xen/ctrl-netif.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until } from "../backend/sim-host.ts";
 import { ipFrame, VECTORS } from "../net/hash-frames.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-afterEach(async () => {
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-});
+const fx = daemonFixture();
 
 async function start() {
-  host = await startSimHost();
-  daemon = await startOn(host);
+  const host = await fx.startHost();
+  const daemon = await fx.startDaemon(["--workers", "1", "--peer", "switch"], { log: "error" });
   return { host, daemon };
 }
 
-async function startOn(h: SimHost): Promise<Daemon> {
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", h.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "switch"], env: {} });
-  return startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
-}
-
-async function guest(h: SimHost, name: string, ctrlRing?: Parameters<typeof createNetfront>[0]["ctrlRing"]) {
-  const d = await h.ts.create(name, { vifs: 1 });
-  const nf = await createNetfront({ dir: h.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, ctrlRing });
-  fronts.push(nf);
-  const info = await nf.whenConnected(5000);
+/** A guest whose rx is kept in `got`. */
+async function guest(name: string, ctrlRing?: NetfrontOptions["ctrlRing"]) {
+  const { domid, nf, info } = await fx.guest(name, { ctrlRing });
   const got: { frame: Uint8Array; meta: RxMeta }[] = [];
   nf.onReceive((frame, meta) => got.push({ frame, meta }));
-  return { domid: d.domid, nf, info, got };
+  return { domid, nf, info, got };
 }
 
 /** The test vectors' TCP/IPv4 or TCP/IPv6 flow, from `src` to `dst`'s MAC. */
@@ -58,8 +40,8 @@ function flowFrame(v6: boolean, dst: string, src: string): Uint8Array {
 
 test("a guest with the control ring gets feature-ctrl-ring, configures Toeplitz hashing, and receives hash extras with the vectors' values", async () => {
   const { host } = await start();
-  const alice = await guest(host, "alice", { hash: { mapping: new Array(128).fill(0) } });
-  const bob = await guest(host, "bob");
+  const alice = await guest("alice", { hash: { mapping: new Array(128).fill(0) } });
+  const bob = await guest("bob");
   expect(await host.xs.read(`/local/domain/0/backend/vif/${alice.domid}/0/feature-ctrl-ring`)).toBe("1");
   expect(alice.info.ctrl).toBeDefined();
   expect(bob.info.ctrl).toBeUndefined();
@@ -90,11 +72,11 @@ test("a guest with the control ring gets feature-ctrl-ring, configures Toeplitz 
 });
 
 test("hostile: an oversized key and a mapping entry past the queues are INVALID_PARAMETER; the vif stays up and hashes with nothing of either", async () => {
-  const { host } = await start();
+  await start();
   const key = patternKey();
-  const mallory = await guest(host, "mallory", { hash: { key }, hostile: "oversized-key" });
-  const trudy = await guest(host, "trudy", { hostile: "mapping-beyond-queues" });
-  const bob = await guest(host, "bob");
+  const mallory = await guest("mallory", { hash: { key }, hostile: "oversized-key" });
+  const trudy = await guest("trudy", { hostile: "mapping-beyond-queues" });
+  const bob = await guest("bob");
   expect((await mallory.nf.hashConfigured()!).map((r) => r.status)).toEqual([0, 0, 0, C.XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER, 0]);
   expect((await trudy.nf.hashConfigured()!).map((r) => r.status)).toEqual([0, 0, C.XEN_NETIF_CTRL_STATUS_INVALID_PARAMETER, 0, 0]);
   // mallory's key was refused: the hash runs with the all-zero key it started with, whose hash is 0.
@@ -108,9 +90,9 @@ test("hostile: an oversized key and a mapping entry past the queues are INVALID_
 
 test("hostile: ctrl req_prod far ahead disables that vif alone (error node, Closing); its neighbour keeps forwarding", async () => {
   const { host, daemon } = await start();
-  const mallory = await guest(host, "mallory", { hostile: "req-prod-far-ahead" });
-  const alice = await guest(host, "alice");
-  const bob = await guest(host, "bob");
+  const mallory = await guest("mallory", { hostile: "req-prod-far-ahead" });
+  const alice = await guest("alice");
+  const bob = await guest("bob");
   await mallory.nf.hashConfigured();
   const err = `/local/domain/0/error/backend/vif/${mallory.domid}/0/error`;
   const node = await until("mallory's error node", () => host.xs.tryRead(err), 5000);
@@ -128,16 +110,15 @@ function patternKey(): Uint8Array {
 }
 
 test("restart: a vif with a control ring is taken over; the ring answers on and the hash the guest configured carries on (the guest never configures it again)", async () => {
-  const { host } = await start();
-  const alice = await guest(host, "alice", {});
-  const bob = await guest(host, "bob");
+  await start();
+  const alice = await guest("alice", {});
+  const bob = await guest("bob");
   expect((await alice.nf.hashConfigured()!).every((r) => r.status === 0)).toBe(true);
   expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
   await until("alice received", () => alice.got.length >= 1, 5000);
   expect(alice.got[0]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
-  await daemon!.stop({ keepVifs: true });
-  daemon = await startOn(host);
-  await until("alice taken over", () => daemon!.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
+  await fx.restartDaemon();
+  await until("alice taken over", () => fx.daemon.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
   // The same ring, attached where it stopped: requests keep being answered, in order.
   expect(await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE)).toEqual({ type: C.XEN_NETIF_CTRL_TYPE_GET_HASH_MAPPING_SIZE, status: 0, data: 128 });
   // The configuration came back from the journal: the types as set, hash extras as before.
@@ -147,9 +128,8 @@ test("restart: a vif with a control ring is taken over; the ring answers on and 
   expect(alice.got[1]!.meta.hash?.value).toBe(VECTORS.ipv4Tcp);
   // A change after the take-over is journaled too: algorithm NONE survives the next restart as NONE.
   expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_SET_HASH_ALGORITHM, C.XEN_NETIF_CTRL_HASH_ALGORITHM_NONE)).status).toBe(0);
-  await daemon!.stop({ keepVifs: true });
-  daemon = await startOn(host);
-  await until("alice taken over again", () => daemon!.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
+  await fx.restartDaemon();
+  await until("alice taken over again", () => fx.daemon.vifs().some((v) => v.domid === alice.domid && v.slot !== null), 5000);
   expect((await alice.nf.ctrl!.request(C.XEN_NETIF_CTRL_TYPE_GET_HASH_FLAGS)).status).toBe(C.XEN_NETIF_CTRL_STATUS_NOT_SUPPORTED);
   expect(bob.nf.send(flowFrame(false, alice.info.mac, bob.info.mac))).toBe(true);
   await until("alice received a third time", () => alice.got.length >= 3, 5000);
@@ -180,7 +160,7 @@ test("the guest process (src/sim/netfront/main.ts --ctrl-ring) reports its contr
     const ctrl = (await until("the ctrl line", () => lines.find((l) => l.event === "ctrl"), 10_000)) as { results: { status: number }[] };
     expect(ctrl.results.map((r) => r.status)).toEqual([0, 0, 0, 0, 0]);
     const mac = ((await until("connected", () => lines.find((l) => l.event === "connected"))) as { mac: string }).mac;
-    const bob = await guest(host, "bob");
+    const bob = await guest("bob");
     expect(bob.nf.send(flowFrame(false, mac, bob.info.mac))).toBe(true);
     const rx = (await until("an rx line", () => lines.find((l) => l.event === "rx"), 5000)) as { hash?: unknown };
     expect(rx.hash).toEqual({ type: C._XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP, alg: C.XEN_NETIF_CTRL_HASH_ALGORITHM_TOEPLITZ, value: VECTORS.ipv4Tcp });

@@ -1,8 +1,8 @@
 // The daemon in-process on a simulated host: real config, real worker pool, HTTP API, and a guest
 // that grants real ring pages (test/pool's FakeFrontend) and talks xenstore like netfront.
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
+import { startDaemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
 import { ECS_UNBOUND } from "../../src/sim/hypervisor/index.ts";
 import { simPaths } from "../../src/sim/paths.ts";
@@ -10,31 +10,18 @@ import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
 import { FakeFrontend, ringPagesMapped, workerThreads } from "../pool/fake-frontend.ts";
 import { FakePool } from "../backend/fake-pool.ts";
 import { ScriptedFrontend } from "../backend/scripted-frontend.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until, type SimHost } from "../backend/sim-host.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const frontends: FakeFrontend[] = [];
-const logs: string[] = [];
-afterEach(async () => {
-  await daemon?.stop();
-  daemon = undefined;
-  for (const f of frontends.splice(0)) f.close();
-  await host?.close();
-  host = undefined;
-  logs.length = 0;
-});
+const fx = daemonFixture();
 
-function config(dir: string, extra: string[] = []) {
-  return loadConfig({ argv: ["--platform", "sim", "--sim-dir", dir, "--peer", "null", "--http", "127.0.0.1:0", "--workers", "2", ...extra], env: {} });
-}
-const log = createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) });
+/** Two workers, the null peer (it counts what the guests send and answers nothing). */
+const FLAGS = ["--peer", "null", "--workers", "2"];
 
 /** A guest whose vif 0 is connected through the real pool with granted ring pages. */
 async function connectedGuest(h: SimHost, name: string) {
   const d = await h.ts.create(name, { vifs: 1 });
-  const rings = new FakeFrontend(h.dir, d.domid);
-  frontends.push(rings);
+  const rings = fx.keepRings(new FakeFrontend(h.dir, d.domid));
   const f = new ScriptedFrontend(await h.guestClient(d.domid), d.domid, 0);
   await f.connect({ txRingRef: String(rings.txRef), rxRingRef: String(rings.rxRef), evtchn: String(rings.txPort) });
   await f.waitBackend(S.Connected);
@@ -42,8 +29,8 @@ async function connectedGuest(h: SimHost, name: string) {
 }
 
 test("a guest connects through the real worker pool; /vifs shows it with its worker, MAC, features and counters", async () => {
-  host = await startSimHost();
-  daemon = await startDaemon(config(host.dir), { log });
+  const host = await fx.startHost();
+  const daemon = await fx.startDaemon(FLAGS, { log: "debug" });
   const { domid, rings } = await connectedGuest(host, "alice");
   expect(rings.mapped(rings.txRef)).toBe(true);
   rings.postTx([1, 2, 3]);
@@ -53,7 +40,7 @@ test("a guest connects through the real worker pool; /vifs shows it with its wor
   expect(health).toMatchObject({ status: "ok", xenstore: "connected", workers: { configured: 2, running: 2 } });
   const mac = await host.xs.read(`/local/domain/0/backend/vif/${domid}/0/mac`);
   const vif = await until("counters published", async () => {
-    const v = (await (await fetch(`${daemon!.http.url}/vifs/vif${domid}.0`)).json()) as { counters: Record<string, number> | null; worker: unknown };
+    const v = (await (await fetch(`${daemon.http.url}/vifs/vif${domid}.0`)).json()) as { counters: Record<string, number> | null; worker: unknown };
     // The null peer drops what the guest sends; either way the worker counted all three.
     return v.counters && v.counters.tx_packets + v.counters.tx_drops === 3 && v;
   });
@@ -71,8 +58,8 @@ test("a guest connects through the real worker pool; /vifs shows it with its wor
 });
 
 test("a hostile frontend caught by a worker: error node, Closing, the other guest keeps its vif", async () => {
-  host = await startSimHost();
-  daemon = await startDaemon(config(host.dir), { log });
+  const host = await fx.startHost();
+  await fx.startDaemon(FLAGS, { log: "debug" });
   const bad = await connectedGuest(host, "mallory");
   const good = await connectedGuest(host, "alice");
   bad.rings.setReqProd(0x1300);
@@ -86,13 +73,12 @@ test("a hostile frontend caught by a worker: error node, Closing, the other gues
 });
 
 test("stop(): every vif Closed, rings unmapped, ports unbound, workers gone, HTTP closed", async () => {
-  host = await startSimHost();
-  daemon = await startDaemon(config(host.dir), { log });
+  const host = await fx.startHost();
+  const daemon = await fx.startDaemon(FLAGS, { log: "debug" });
   const a = await connectedGuest(host, "alice");
   const b = await connectedGuest(host, "bob");
   const url = daemon.http.url;
-  await daemon.stop();
-  daemon = undefined;
+  await fx.stopDaemon();
   for (const g of [a, b]) {
     expect(await g.f.backendState()).toBe(S.Closed);
     expect(g.rings.mapped(g.rings.txRef)).toBe(false);
@@ -106,13 +92,12 @@ test("stop(): every vif Closed, rings unmapped, ports unbound, workers gone, HTT
 });
 
 test("stop() while xenstored is down still stops the data path and returns", async () => {
-  host = await startSimHost();
-  daemon = await startDaemon(config(host.dir), { log });
+  const host = await fx.startHost();
+  const daemon = await fx.startDaemon(FLAGS, { log: "debug" });
   const a = await connectedGuest(host, "alice");
   await host.stopXenstored();
-  await until("daemon noticed", async () => (await (await fetch(`${daemon!.http.url}/health`)).json() as { xenstore: string }).xenstore === "reconnecting");
-  await daemon.stop();
-  daemon = undefined;
+  await until("daemon noticed", async () => (await (await fetch(`${daemon.http.url}/health`)).json() as { xenstore: string }).xenstore === "reconnecting");
+  await fx.stopDaemon();
   expect(a.rings.mapped(a.rings.txRef)).toBe(false);
   expect(a.rings.portState(a.rings.txPort)).toBe(ECS_UNBOUND);
   await until("worker threads gone", () => workerThreads().length === 0);
@@ -120,19 +105,20 @@ test("stop() while xenstored is down still stops the data path and returns", asy
 });
 
 test("startup failures are one line naming the cure", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   await host.stopXenstored();
-  const e = (await startDaemon(config(host.dir), { log }).catch((x) => x)) as Error;
+  const e = (await fx.startDaemon(FLAGS, { log: "debug" }).catch((x) => x)) as Error;
   expect(e.message).toBe(`qnicd: cannot reach xenstored at ${simPaths(host.dir).xenstoredSocket}: ENOENT: start it with 'npm run sim -- up --dir ${host.dir}'`);
   await host.startXenstored();
 });
 
 test("a taken --http port fails the start with one line, before any vif is claimed", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   const d = await host.ts.create("alice", { vifs: 1, noWait: true });
   const blocker = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
   try {
-    const e = (await startDaemon(config(host.dir, ["--http", `127.0.0.1:${blocker.port}`]), { log }).catch((x) => x)) as Error;
+    // The later --http wins over the fixture's 127.0.0.1:0.
+    const e = (await fx.startDaemon([...FLAGS, "--http", `127.0.0.1:${blocker.port}`], { log: "debug" }).catch((x) => x)) as Error;
     expect(e.message).toMatch(new RegExp(`^qnicd: --http: cannot listen on 127\\.0\\.0\\.1:${blocker.port}: `));
     expect(e.message).not.toContain("\n");
   } finally {
@@ -143,15 +129,17 @@ test("a taken --http port fails the start with one line, before any vif is claim
 });
 
 test("a simulated host that was never started: one line saying how to start it", async () => {
-  const e = (await startDaemon(config("/tmp/qnicd-no-such-host"), { log }).catch((x) => x)) as Error;
+  // No host, so not the fixture's daemon: this one must fail before it holds anything.
+  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", "/tmp/qnicd-no-such-host", "--http", "127.0.0.1:0", ...FLAGS], env: {}, defaultConfigFile: null });
+  const e = (await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: () => {} }) }).catch((x) => x)) as Error;
   expect(e.message).toBe("qnicd: no simulated Xen host is running in /tmp/qnicd-no-such-host: start it with 'npm run sim -- up --dir /tmp/qnicd-no-such-host'");
   expect(e.message).not.toContain("\n");
 });
 
 test("with an injected pool the daemon hands it every vif and closes it on stop", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   const pool = new FakePool();
-  daemon = await startDaemon(config(host.dir), { log, createPool: async () => pool });
+  await fx.startDaemon(FLAGS, { log: "debug", deps: { createPool: async () => pool } });
   const d = await host.ts.create("alice", { vifs: 2 });
   const g = await host.guestClient(d.domid);
   for (const devid of [0, 1]) {
@@ -160,8 +148,7 @@ test("with an injected pool the daemon hands it every vif and closes it on stop"
     await f.waitBackend(S.Connected);
   }
   expect(pool.liveNames().sort()).toEqual([`vif${d.domid}.0`, `vif${d.domid}.1`]);
-  await daemon.stop();
-  daemon = undefined;
+  await fx.stopDaemon();
   expect(pool.closed).toBe(true);
   expect(pool.live.size).toBe(0);
 });

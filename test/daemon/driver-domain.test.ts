@@ -4,7 +4,7 @@
 // permissions, maps the guests' grants as D (their netfronts grant to backend-id D, and the sim
 // hypervisor refuses any other grantee: native/simxen.c checks the grant's domid against the
 // mapper's), binds their event channels from D, and forwards pings between them through its switch.
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { startBackend } from "../../src/backend/index.ts";
 import { PlaceholderProvisioner } from "../../src/net/peer-provisioner.ts";
 import { simPaths } from "../../src/sim/paths.ts";
@@ -12,41 +12,21 @@ import { isXenstoreError, XenstoreClient, xenbusDeviceTransport } from "../../sr
 import { FakePool } from "../backend/fake-pool.ts";
 import { ScriptedFrontend } from "../backend/scripted-frontend.ts";
 import { FakeXenbusDevice } from "../xenstore/fake-xenbus-device.ts";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
 import { createLogger } from "../../src/log.ts";
-import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until } from "../backend/sim-host.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 import { echoAcross } from "../support/guest-echo.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-const logs: string[] = [];
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-  logs.length = 0;
-});
+const fx = daemonFixture();
 
-async function startIn(domid: number, extra: string[] = []) {
-  const config = loadConfig({
-    argv: ["--platform", "sim", "--sim-dir", host!.dir, "--domid", String(domid), "--peer", "switch", "--http", "127.0.0.1:0", "--workers", "1", ...extra],
-    env: {},
-    defaultConfigFile: null,
-  });
-  daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
-  return daemon;
+/** qnicd in driver domain `domid` of the fixture's host. */
+function startIn(domid: number, extra: string[] = []) {
+  return fx.startDaemon(["--domid", String(domid), "--peer", "switch", "--workers", "1", ...extra], { log: "debug" });
 }
 
 test("a qnicd in driver domain D serves two guests whose vifs have backend=D: they ping each other", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   const dd = await host.ts.create("driver", { vifs: 0 });
   const d = await startIn(dd.domid);
   expect(d.platform.xenstorePath).toEndWith(`/xenstored/domain-${dd.domid}.sock`);
@@ -59,11 +39,9 @@ test("a qnicd in driver domain D serves two guests whose vifs have backend=D: th
 
   const guests = [];
   for (const [name, ip] of [["alice", "10.7.0.1"], ["bob", "10.7.0.2"]] as const) {
-    const g = await host.ts.create(name, { vifs: 1, backendDomid: dd.domid });
-    const nf = await createNetfront({ dir: host.dir, domid: g.domid, devid: 0, ip, resetWaitMs: 2000, probeWaitMs: 2000 });
-    fronts.push(nf);
+    const { domid, nf, info } = await fx.guest(name, { ip }, { domain: { vifs: 1, backendDomid: dd.domid }, connectMs: 10_000 });
     expect(nf.backendDomid).toBe(dd.domid);
-    guests.push({ nf, ip, mac: (await nf.whenConnected(10_000)).mac, domid: g.domid });
+    guests.push({ nf, ip, mac: info.mac, domid });
   }
   const [a, b] = guests as [(typeof guests)[0], (typeof guests)[0]];
   expect(await echoAcross(a, b, 5)).toBe(5);
@@ -82,7 +60,6 @@ test("a qnicd in driver domain D serves two guests whose vifs have backend=D: th
 
   // Teardown by the toolstack works across domains too: the vif is closed and forgotten.
   await a.nf.close();
-  fronts.splice(fronts.indexOf(a.nf), 1);
   const t0 = Date.now();
   await host.ts.destroy(String(a.domid));
   // As with a dom0 backend: qnicd answers Closed at once, so libxl does not wait out its 10 s.
@@ -90,11 +67,11 @@ test("a qnicd in driver domain D serves two guests whose vifs have backend=D: th
   expect(host.libxlLog.filter((l) => / error /i.test(l))).toEqual([]);
   await until("vif forgotten", () => d.vifs().length === 1);
   expect(d.vifs().map((s) => s.domid)).toEqual([b.domid]);
-  expect(logs.filter((l) => / (warn |error) /.test(l))).toEqual([]);
+  expect(fx.logs.filter((l) => / (warn |error) /.test(l))).toEqual([]);
 }, 60_000);
 
 test("a driver domain's qnicd sees only its own backends: a dom0-backed guest is left alone", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   const dd = await host.ts.create("driver", { vifs: 0 });
   const d = await startIn(dd.domid);
   const other = await host.ts.create("dom0-guest", { vifs: 1, noWait: true });
@@ -104,26 +81,26 @@ test("a driver domain's qnicd sees only its own backends: a dom0-backed guest is
 }, 60_000);
 
 test("--domid naming a domain that does not exist: one line saying how to create it", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   await expect(startIn(42)).rejects.toThrow(
     `qnicd: sim platform: dom42 does not exist on the simulated host in ${host.dir}: use 0 (dom0), or create the driver domain first (sim xl create NAME)`,
   );
 });
 
 test("the backend in driver domain D through a /dev/xen/xenbus-like device: reads its domid there, claims a guest's vif, walks it to Connected", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   const dd = await host.ts.create("driver", { vifs: 0 });
   // What the kernel's xenbus driver does in D: D's own xenstore connection, one message per write.
   const device = new FakeXenbusDevice(simPaths(host.dir).domainSocket(dd.domid), 3);
-  cleanups.push(() => device.close());
+  fx.cleanup(() => device.close());
   const xs = await XenstoreClient.connect({ transport: { factory: xenbusDeviceTransport("/dev/xen/xenbus", device.file), endpoint: "/dev/xen/xenbus" }, onError: () => {} });
-  cleanups.push(() => xs.close());
+  fx.cleanup(() => xs.close());
   expect(await xs.read("domid")).toBe(String(dd.domid));
 
   const pool = new FakePool();
-  const log = createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) });
+  const log = createLogger({ level: "debug", format: "text", write: (l) => fx.logs.push(l) });
   const backend = await startBackend({ xs, pool, peers: new PlaceholderProvisioner("null"), log, backendDomid: dd.domid, type: "vif", vifnamePrefix: "vif" });
-  cleanups.push(() => backend.stop());
+  fx.cleanup(() => backend.stop());
   const g = await host.ts.create("alice", { vifs: 1, backendDomid: dd.domid });
   const f = new ScriptedFrontend(await host.guestClient(g.domid), g.domid, 0, "vif", dd.domid);
   await f.connect({ txRingRef: "768", rxRingRef: "769", evtchn: "17" });
@@ -131,5 +108,5 @@ test("the backend in driver domain D through a /dev/xen/xenbus-like device: read
   expect(pool.specs.map((s) => [s.frontendDomid, s.txRingRef, s.rxRingRef, s.txEvtchn])).toEqual([[g.domid, 768, 769, 17]]);
   expect(device.violations).toEqual([]);
   expect(device.writes.length).toBeGreaterThan(10);
-  expect(logs.filter((l) => / (warn |error) /.test(l))).toEqual([]);
+  expect(fx.logs.filter((l) => / (warn |error) /.test(l))).toEqual([]);
 }, 30_000);

@@ -3,42 +3,26 @@
 // OKAY, slot by slot); with the seed data path it is never offered them. Through the switch peer a
 // GSO packet reaches a guest that negotiated rx GSO whole, and one that did not as MSS-sized
 // segments with complete checksums. A protocol violation in a multi-slot packet disables that vif alone.
-import { afterEach, expect, test } from "bun:test";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
+import { expect, test } from "bun:test";
+import type { Netfront } from "../../src/sim/netfront/index.ts";
 import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETRXF_csum_blank, NETRXF_data_validated, NETRXF_extra_info, NETRXF_more_data, NETTXF_extra_info, NETTXF_more_data, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from "../../src/xen/netif.ts";
 import { parseMac } from "../../src/sim/netfront/index.ts";
 import type { RxMeta } from "../../src/sim/netfront/rx-queue.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "../net/tcp-frames.ts";
 import { XenbusState as S } from "../../src/xen/xenbus-state.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
-import type { FakeFrontend } from "../pool/fake-frontend.ts";
+import { until, type SimHost } from "../backend/sim-host.ts";
 import { rawGuest } from "../hostile/daemon-rig.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-afterEach(async () => {
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-});
+const fx = daemonFixture();
 
 async function guestOn(extra: string[], onTxResponse?: (id: number, status: number) => void) {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", ...extra], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
-  const d = await host.ts.create("alice", { vifs: 1 });
-  const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, onTxResponse });
-  fronts.push(nf);
-  const info = await nf.whenConnected(5000);
-  const B = `/local/domain/0/backend/vif/${d.domid}/0`;
+  const host = await fx.startHost();
+  await fx.startDaemon(["--workers", "1", ...extra], { log: "error" });
+  const { domid, vif: name, nf, info } = await fx.guest("alice", { onTxResponse });
+  const B = `/local/domain/0/backend/vif/${domid}/0`;
   const offered = (await host.xs.directory(B)).filter((k) => k.startsWith("feature-")).sort();
-  const vif = (await (await fetch(`${daemon.http.url}/vifs/vif${d.domid}.0`)).json()) as { features: Record<string, boolean> };
+  const vif = await fx.vif<{ features: Record<string, boolean> }>(name);
   return { nf, info, offered, features: vif.features };
 }
 
@@ -58,19 +42,15 @@ test("--peer null: SG, TCP GSO and IPv6 checksum offload offered and negotiated;
 });
 
 test("--peer switch: a 64 KiB TCP GSO packet reaches a guest that negotiated rx GSO as one packet (16 buffers, the GSO extra, csum_blank) and one that did not as MSS-sized segments with complete checksums; TCPv6 too", async () => {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--peer", "switch"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  await fx.startHost();
+  await fx.startDaemon(["--workers", "2", "--peer", "switch"], { log: "error" });
   type G = { nf: Netfront; domid: number; mac: Uint8Array; got: { f: Uint8Array; m: RxMeta }[] };
   const guests: G[] = [];
   for (const name of ["alice", "bob", "carol"]) {
-    const d = await host.ts.create(name, { vifs: 1 });
     const advertise = name === "carol" ? { gsoTcpv4: false, gsoTcpv6: false } : undefined;
-    const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, advertise });
-    fronts.push(nf);
-    const info = await nf.whenConnected(5000);
+    const { domid, nf, info } = await fx.guest(name, { advertise });
     expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: true });
-    const g: G = { nf, domid: d.domid, mac: parseMac(info.mac)!, got: [] };
+    const g: G = { nf, domid, mac: parseMac(info.mac)!, got: [] };
     // The switch floods frames to MACs it has not learned: keep only our own.
     nf.onReceive((f, m) => g.mac.every((b, i) => f[i] === b) && g.got.push({ f: f.slice(), m }));
     guests.push(g);
@@ -108,7 +88,7 @@ test("--peer switch: a 64 KiB TCP GSO packet reaches a guest that negotiated rx 
   expect(c6.every((s) => s.checksumsOk)).toBe(true);
   expect(Buffer.concat(c6.map((s) => s.payload))).toEqual(Buffer.from(v6Payload));
 
-  const counters = async (g: G) => ((await (await fetch(`${daemon!.http.url}/vifs/vif${g.domid}.0`)).json()) as { counters: Record<string, number> }).counters;
+  const counters = async (g: G) => (await fx.vif<{ counters: Record<string, number> }>(`vif${g.domid}.0`)).counters;
   const cb = await counters(bob), cc = await counters(carol);
   expect(cb.rx_gso_packets).toBeGreaterThanOrEqual(2);
   expect([cc.rx_gso_packets, cc.rx_drops, cb.rx_drops]).toEqual([0, 0, 0]);
@@ -131,18 +111,12 @@ for (const [what, extra, base] of [
 /** A guest connected through the daemon with granted ring pages (closed after each test). */
 async function rawGuestOf(h: SimHost, name: string) {
   const g = await rawGuest(h, name);
-  rawFronts.push(g.fe);
-  return { domid: g.domid, f: g.f, rings: g.fe };
+  return { domid: g.domid, f: g.f, rings: fx.keepRings(g.fe) };
 }
-const rawFronts: FakeFrontend[] = [];
-afterEach(() => {
-  for (const r of rawFronts.splice(0)) r.close();
-});
 
 test("--peer null, SG/GSO negotiated: an unknown GSO type disables only that vif (error node naming it); a runt multi-slot packet is only answered ERROR", async () => {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--peer", "null"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+  const host = await fx.startHost();
+  await fx.startDaemon(["--workers", "2", "--peer", "null"], { log: "error" });
   const bad = await rawGuestOf(host, "mallory");
   const good = await rawGuestOf(host, "alice");
 

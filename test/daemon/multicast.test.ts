@@ -2,30 +2,19 @@
 // request-multicast-control, adds groups with MCAST_ADD extras) gets only the multicast frames of
 // the groups it added, broadcast and unicast always; flipping its request at runtime takes effect;
 // a DEL takes a group away. Frames come from a second guest through the in-daemon switch.
-import { afterEach, expect, test } from "bun:test";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
+import { expect, test } from "bun:test";
+import { parseMac } from "../../src/sim/netfront/index.ts";
 import { NETIF_RSP_OKAY } from "../../src/xen/netif.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until } from "../backend/sim-host.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-afterEach(async () => {
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-});
+const fx = daemonFixture();
 
 const GROUP_FB = "01:00:5e:00:00:fb";
 const GROUP_FC = "01:00:5e:00:00:fc";
 
 async function vif(name: string) {
-  return (await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as { features: Record<string, boolean>; multicastControl: boolean; counters: Record<string, number> };
+  return fx.vif<{ features: Record<string, boolean>; multicastControl: boolean; counters: Record<string, number> }>(name);
 }
 
 /** A frame from `src` to `dst` whose last byte says which one it is. */
@@ -39,26 +28,18 @@ function frameTo(dst: string, src: string, tag: number): Uint8Array {
 }
 
 test("a guest asking for multicast control receives only the groups it added; runtime flips and DEL take effect", async () => {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "switch"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
-  const a = await host.ts.create("win", { vifs: 1 });
-  const b = await host.ts.create("sender", { vifs: 1 });
+  const host = await fx.startHost();
+  await fx.startDaemon(["--workers", "1", "--peer", "switch"], { log: "error" });
   const statuses = new Map<number, number>();
-  const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
-  fronts.push(rx);
-  const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000 });
-  fronts.push(tx);
-  await rx.whenConnected(5000);
-  const txInfo = await tx.whenConnected(5000);
+  const { domid, vif: name, nf: rx } = await fx.guest("win", { multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+  const { nf: tx, info: txInfo } = await fx.guest("sender");
   const got: number[] = [];
   rx.onReceive((f) => {
     if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
   });
-  const name = `vif${a.domid}.0`;
-  expect((await host.xs.read(`/local/domain/0/backend/vif/${a.domid}/0/feature-multicast-control`))).toBe("1");
-  expect((await host.xs.read(`/local/domain/0/backend/vif/${a.domid}/0/feature-dynamic-multicast-control`))).toBe("1");
-  expect(await host.xs.read(`/local/domain/${a.domid}/device/vif/0/request-multicast-control`)).toBe("1");
+  expect((await host.xs.read(`/local/domain/0/backend/vif/${domid}/0/feature-multicast-control`))).toBe("1");
+  expect((await host.xs.read(`/local/domain/0/backend/vif/${domid}/0/feature-dynamic-multicast-control`))).toBe("1");
+  expect(await host.xs.read(`/local/domain/${domid}/device/vif/0/request-multicast-control`)).toBe("1");
   await until("request seen", async () => (await vif(name)).multicastControl, 5000);
 
   const add = rx.multicast("add", GROUP_FB);
@@ -93,23 +74,32 @@ test("a guest asking for multicast control receives only the groups it added; ru
   expect(rx.broken).toBe(false);
 });
 
-test("a 2-queue guest: a group added on queue 1's tx ring lets that group's frames in on queue 0 (one list per vif, as netback's)", async () => {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--max-queues", "2", "--peer", "switch"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+/**
+ * Two workers, up to two queues a vif: "win" with `vcpus` vCPUs asks for multicast control (the
+ * status of each of its tx requests in `statuses`, the tag of each test frame it gets in `got`),
+ * "sender" sends to it. Their netfronts wait as Linux's do.
+ */
+async function winAndSender(vcpus: number) {
+  const host = await fx.startHost();
+  await fx.startDaemon(["--workers", "2", "--max-queues", "2", "--peer", "switch"], { log: "error" });
   const a = await host.ts.create("win", { vifs: 1 });
   const b = await host.ts.create("sender", { vifs: 1 });
   const statuses = new Map<number, number>();
-  const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus: 2, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
-  const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0 });
-  fronts.push(rx, tx);
-  expect((await rx.whenConnected(5000)).queues.length).toBe(2);
+  const rx = await fx.netfront({ domid: a.domid, vcpus, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
+  const tx = await fx.netfront({ domid: b.domid });
+  const rxInfo = await rx.whenConnected(5000);
   const txInfo = await tx.whenConnected(5000);
   const got: number[] = [];
   rx.onReceive((f) => {
     if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
   });
-  await until("request seen", async () => (await vif(`vif${a.domid}.0`)).multicastControl, 5000);
+  return { name: `vif${a.domid}.0`, rx, rxInfo, tx, txInfo, statuses, got };
+}
+
+test("a 2-queue guest: a group added on queue 1's tx ring lets that group's frames in on queue 0 (one list per vif, as netback's)", async () => {
+  const { name, rx, rxInfo, tx, txInfo, statuses, got } = await winAndSender(2);
+  expect(rxInfo.queues.length).toBe(2);
+  await until("request seen", async () => (await vif(name)).multicastControl, 5000);
   // Flooded (multicast) frames reach a multi-queue vif on its queue 0; the ADD goes on queue 1.
   const add = rx.multicast("add", GROUP_FB, 1);
   await until("ADD answered", () => statuses.has(add), 5000);
@@ -127,23 +117,8 @@ test("a 2-queue guest: a group added on queue 1's tx ring lets that group's fram
 
 for (const vcpus of [1, 2]) {
   test(`restart: a ${vcpus}-queue guest's groups carry over (queue 0's journal), so the filter goes on as it asked without the guest adding them again`, async () => {
-    host = await startSimHost();
-    const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "2", "--max-queues", "2", "--peer", "switch"], env: {} });
-    const log = createLogger({ level: "error", format: "text", write: () => {} });
-    daemon = await startDaemon(config, { log });
-    const a = await host.ts.create("win", { vifs: 1 });
-    const b = await host.ts.create("sender", { vifs: 1 });
-    const statuses = new Map<number, number>();
-    const rx = await createNetfront({ dir: host.dir, domid: a.domid, devid: 0, vcpus, multicastControl: true, onTxResponse: (id, s) => statuses.set(id, s) });
-    const tx = await createNetfront({ dir: host.dir, domid: b.domid, devid: 0 });
-    fronts.push(rx, tx);
-    expect((await rx.whenConnected(5000)).queues.length).toBe(vcpus);
-    const txInfo = await tx.whenConnected(5000);
-    const got: number[] = [];
-    rx.onReceive((f) => {
-      if (f[12] === 0x88 && f[13] === 0xb5) got.push(f[59]!);
-    });
-    const name = `vif${a.domid}.0`;
+    const { name, rx, rxInfo, tx, txInfo, statuses, got } = await winAndSender(vcpus);
+    expect(rxInfo.queues.length).toBe(vcpus);
     await until("request seen", async () => (await vif(name)).multicastControl, 5000);
     const add = rx.multicast("add", GROUP_FB, vcpus - 1);
     await until("ADD answered", () => statuses.get(add) === NETIF_RSP_OKAY, 5000);
@@ -159,8 +134,7 @@ for (const vcpus of [1, 2]) {
       expect(got).not.toContain(2);
     };
     await filtered("before");
-    await daemon.stop({ keepVifs: true });
-    daemon = await startDaemon(config, { log });
+    await fx.restartDaemon();
     await until("taken over", async () => (await vif(name).catch(() => null))?.multicastControl === true, 5000);
     await filtered("after the restart");
     expect(rx.counters.connects).toBe(1);

@@ -2,26 +2,12 @@
 // what gets through stays within the limit (upper bound only: a loaded machine sends less, never
 // more), the hold-backs are counted and /vifs shows the rate; a runtime write of B/rate applies at
 // once; a malformed one is unlimited with one warning.
-import { afterEach, expect, test } from "bun:test";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, type Netfront } from "../../src/sim/netfront/index.ts";
+import { expect, test } from "bun:test";
 import { parseVifRate } from "../../src/sim/toolstack/vif-rate.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until } from "../backend/sim-host.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-const logs: string[] = [];
-afterEach(async () => {
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-  logs.length = 0;
-});
+const fx = daemonFixture();
 
 interface VifBody {
   rate: { bytesPerInterval: number; intervalUsecs: number; bytesPerSecond: number; text: string } | null;
@@ -29,16 +15,11 @@ interface VifBody {
 }
 
 async function guestWithRate(rate: string | null) {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--http", "127.0.0.1:0", "--workers", "1", "--peer", "null"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "info", format: "text", write: (l) => logs.push(l) }) });
+  await fx.startHost();
+  await fx.startDaemon(["--workers", "1", "--peer", "null"], { log: "info" });
   const nic = rate === null ? {} : { rate: parseVifRate(rate) };
-  const d = await host.ts.create("limited", { vifs: 1, nics: [nic] });
-  const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, txBacklog: 4000 });
-  fronts.push(nf);
-  const info = await nf.whenConnected(5000);
-  const name = `vif${d.domid}.0`;
-  const vif = async () => (await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as VifBody;
+  const { domid, vif: name, nf, info } = await fx.guest("limited", { txBacklog: 4000 }, { domain: { vifs: 1, nics: [nic] } });
+  const vif = () => fx.vif<VifBody>(name);
   const frame = new Uint8Array(1500);
   frame.fill(0xff, 0, 6);
   // Keeps the tx ring and backlog full until stopped.
@@ -53,7 +34,7 @@ async function guestWithRate(rate: string | null) {
     flooding = false;
     await flood;
   };
-  return { d, nf, info, name, vif, stop, B: `/local/domain/0/backend/vif/${d.domid}/0` };
+  return { domid, nf, info, name, vif, stop, B: `/local/domain/0/backend/vif/${domid}/0` };
 }
 
 /** tx bytes through the vif over `ms`, and the time it really took. */
@@ -87,23 +68,23 @@ test("a runtime write of B/rate applies at once (within an interval); a malforme
   try {
     await until("traffic", async () => (await g.vif()).counters.tx_packets > 0, 5000);
     // 50 MB/s: the guest's own pace now, far above 1 MB/s.
-    await host!.xs.write(`${g.B}/rate`, "1000000,20000");
+    await fx.host.xs.write(`${g.B}/rate`, "1000000,20000");
     await until("new rate shown", async () => (await g.vif()).rate?.bytesPerInterval === 1000000, 5000);
     const fast = await measure(g.vif, 1000);
     expect(fast.bytes).toBeGreaterThan(2 * (1_000_000 * fast.seconds + 131072 + 20000));
     // Back down: the limit holds again.
-    await host!.xs.write(`${g.B}/rate`, "20000,20000");
+    await fx.host.xs.write(`${g.B}/rate`, "20000,20000");
     await until("old rate shown", async () => (await g.vif()).rate?.bytesPerInterval === 20000, 5000);
     await Bun.sleep(100);
     const slow = await measure(g.vif, 1000);
     expect(slow.bytes).toBeLessThanOrEqual(1_000_000 * slow.seconds + 131072 + 20000);
     // Malformed: unlimited, one warning however often the node is rewritten.
-    await host!.xs.write(`${g.B}/rate`, "abc");
+    await fx.host.xs.write(`${g.B}/rate`, "abc");
     await until("unlimited", async () => (await g.vif()).rate === null, 5000);
-    await host!.xs.write(`${g.B}/rate`, "abc");
+    await fx.host.xs.write(`${g.B}/rate`, "abc");
     const free = await measure(g.vif, 1000);
     expect(free.bytes).toBeGreaterThan(2 * (1_000_000 * free.seconds + 131072 + 20000));
-    expect(logs.filter((l) => l.includes("failed to parse its rate limit")).length).toBe(1);
+    expect(fx.logs.filter((l) => l.includes("failed to parse its rate limit")).length).toBe(1);
   } finally {
     await g.stop();
   }

@@ -3,20 +3,14 @@
 // A frame leaves alice's tx ring, goes through worker A into her TAP, across the kernel's bridge,
 // out of bob's TAP into worker B and into bob's rx ring. Root only; every name is private to
 // this run (qn* bridge, qb* TAPs), never a real backend's vif<domid>.<devid>.
-import { afterEach, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
-import { canUseTap, ip, linkExists, uniqueIfName } from "../net/tap-helper.ts";
+import { describe, expect, test } from "bun:test";
+import { parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
+import { until } from "../backend/sim-host.ts";
+import { ip, linkExists } from "../net/tap-helper.ts";
+import { canUseTapAndIp, daemonFixture } from "../support/daemon-fixture.ts";
 
 /** A local experimental ethertype (IEEE 802): no stack on the host or in the guests acts on it. */
 const ETHERTYPE = [0x88, 0xb5];
-
-const canBridge = () => canUseTap() && spawnSync("ip", ["-V"], { stdio: "ignore" }).status === 0;
 
 interface Guest {
   nf: Netfront;
@@ -25,43 +19,18 @@ interface Guest {
   rx: Uint8Array[];
 }
 
-describe.skipIf(!canBridge())("guest to guest through a Linux bridge", () => {
-  let host: SimHost | undefined;
-  let daemon: Daemon | undefined;
-  let bridge: string | undefined;
-  const fronts: Netfront[] = [];
-  const logs: string[] = [];
-  afterEach(async () => {
-    for (const f of fronts.splice(0)) await f.close();
-    await daemon?.stop();
-    daemon = undefined;
-    await host?.close();
-    host = undefined;
-    // The TAPs went with the daemon; the bridge is ours to remove.
-    if (bridge && linkExists(bridge)) ip("link", "del", bridge);
-    bridge = undefined;
-    logs.length = 0;
-  });
+describe.skipIf(!canUseTapAndIp())("guest to guest through a Linux bridge", () => {
+  const fx = daemonFixture();
 
   async function bridgedGuests(prefix: string): Promise<[Guest, Guest]> {
-    bridge = uniqueIfName("br");
-    ip("link", "add", bridge, "type", "bridge");
-    // No IPv6 on the bridge: its router solicitations would only be noise in the guests' rx.
-    writeFileSync(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, "1");
-    ip("link", "set", "dev", bridge, "up");
-    host = await startSimHost();
-    const config = loadConfig({
-      argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--bridge", bridge, "--vifname-prefix", prefix, "--http", "127.0.0.1:0", "--workers", "2"],
-      env: {},
-    });
-    daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
+    // The TAPs go with the daemon; the bridge is the fixture's to remove.
+    const bridge = fx.bridge("br");
+    await fx.startHost();
+    await fx.startDaemon(["--peer", "tap", "--bridge", bridge, "--vifname-prefix", prefix, "--workers", "2"], { log: "debug" });
     const guests: Guest[] = [];
     for (const name of ["alice", "bob"]) {
-      const d = await host.ts.create(name, { nics: [{ bridge: bridge! }] });
-      const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000 });
-      fronts.push(nf);
-      const info = await nf.whenConnected(5000);
-      const g: Guest = { nf, domid: d.domid, mac: parseMac(info.mac)!, rx: [] };
+      const { domid, nf, info } = await fx.guest(name, {}, { domain: { nics: [{ bridge }] } });
+      const g: Guest = { nf, domid, mac: parseMac(info.mac)!, rx: [] };
       // Only our test frames count: whatever else the kernel floods onto the bridge is not ours.
       nf.onReceive((f) => f.length >= 14 && f[12] === ETHERTYPE[0] && f[13] === ETHERTYPE[1] && g.rx.push(f.slice()));
       guests.push(g);
@@ -97,7 +66,7 @@ describe.skipIf(!canBridge())("guest to guest through a Linux bridge", () => {
   }
 
   async function counters(domid: number): Promise<Record<string, number>> {
-    return ((await (await fetch(`${daemon!.http.url}/vifs/vif${domid}.0`)).json()) as { counters: Record<string, number> }).counters;
+    return (await fx.vif<{ counters: Record<string, number> }>(`vif${domid}.0`)).counters;
   }
 
   test("frames of every size 14..1514 cross from one guest to the other intact and in order, and back", async () => {
@@ -121,13 +90,12 @@ describe.skipIf(!canBridge())("guest to guest through a Linux bridge", () => {
       expect(c.rx_packets).toBeGreaterThanOrEqual(1501);
     }
     // One vif per worker: the bridge, not a worker, joined the two.
-    expect(new Set(Object.values(daemon!.pool.snapshot().vifs))).toEqual(new Set([0, 1]));
+    expect(new Set(Object.values(fx.daemon.pool.snapshot().vifs))).toEqual(new Set([0, 1]));
 
     // The daemon's stop takes its TAPs off the bridge and out of the system. The kernel drops a
     // TAP when the last reference to its fd goes, and an io_uring lets go of its references from a
     // kernel work queue after the ring closes: so "soon", not "at once".
-    await daemon!.stop();
-    daemon = undefined;
+    await fx.stopDaemon();
     const taps = [alice, bob].map((g) => `${prefix}${g.domid}.0`);
     await until("the TAPs gone", () => taps.every((t) => !linkExists(t)), 5000);
   }, 60_000);

@@ -1,48 +1,31 @@
 // End to end with the real pieces: the daemon (control plane + worker pool) with --peer switch and
 // two workers, and two Linux-faithful netfront guests on the simulated host. Frames cross from one
 // guest's tx ring through worker A, the in-daemon switch and worker B into the other's rx ring.
-import { afterEach, expect, test } from "bun:test";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
+import { expect, test } from "bun:test";
 import { buildUdpFrame } from "../../src/net/frames.ts";
-import { buildArp, createNetfront, parseIPv4, parseMac, type Netfront, type RxMeta } from "../../src/sim/netfront/index.ts";
+import { buildArp, parseIPv4, parseMac, type RxMeta } from "../../src/sim/netfront/index.ts";
 import { NETRXF_csum_blank, NETRXF_data_validated, NETTXF_csum_blank } from "../../src/xen/netif.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
+import { until } from "../backend/sim-host.ts";
+import { daemonFixture } from "../support/daemon-fixture.ts";
 
-let host: SimHost | undefined;
-let daemon: Daemon | undefined;
-const fronts: Netfront[] = [];
-const logs: string[] = [];
-afterEach(async () => {
-  for (const f of fronts.splice(0)) await f.close();
-  await daemon?.stop();
-  daemon = undefined;
-  await host?.close();
-  host = undefined;
-  logs.length = 0;
-});
+const fx = daemonFixture();
 
 /** `bobAdvertise`: what bob's netfront writes beyond the defaults (all of Linux's offloads). */
 async function twoGuests(bobAdvertise?: { gsoTcpv4?: boolean; gsoTcpv6?: boolean }) {
-  host = await startSimHost();
-  const config = loadConfig({ argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "switch", "--http", "127.0.0.1:0", "--workers", "2"], env: {} });
-  daemon = await startDaemon(config, { log: createLogger({ level: "debug", format: "text", write: (l) => logs.push(l) }) });
+  await fx.startHost();
+  await fx.startDaemon(["--peer", "switch", "--workers", "2"], { log: "debug" });
   const guests = [];
   for (const [name, ip] of [["alice", "10.9.0.1"], ["bob", "10.9.0.2"]] as const) {
-    const d = await host.ts.create(name, { vifs: 1 });
-    const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, ip, resetWaitMs: 2000, probeWaitMs: 2000, advertise: name === "bob" ? bobAdvertise : undefined });
-    fronts.push(nf);
-    const info = await nf.whenConnected(5000);
+    const { domid, nf, info } = await fx.guest(name, { ip, advertise: name === "bob" ? bobAdvertise : undefined });
     const rx: { frame: Uint8Array; meta: RxMeta }[] = [];
     nf.onReceive((frame, meta) => rx.push({ frame, meta }));
-    guests.push({ nf, domid: d.domid, mac: parseMac(info.mac)!, ip: parseIPv4(ip)!, rx });
+    guests.push({ nf, domid, mac: parseMac(info.mac)!, ip: parseIPv4(ip)!, rx });
   }
   return { a: guests[0]!, b: guests[1]! };
 }
 
 async function counters(name: string): Promise<Record<string, number>> {
-  return ((await (await fetch(`${daemon!.http.url}/vifs/${name}`)).json()) as { counters: Record<string, number> }).counters;
+  return (await fx.vif<{ counters: Record<string, number> }>(name)).counters;
 }
 
 test("guest to guest through the switch on two workers: ARP answered; frames of every size 14..1514 arrive intact and in order", async () => {
@@ -77,7 +60,7 @@ test("guest to guest through the switch on two workers: ARP answered; frames of 
   expect(ca.tx_packets).toBeGreaterThanOrEqual(1502);
   expect(cb.rx_drops).toBe(0);
   expect(cb.rx_packets).toBeGreaterThanOrEqual(1502);
-  expect(new Set(Object.values(daemon!.pool.snapshot().vifs))).toEqual(new Set([0, 1])); // one vif per worker
+  expect(new Set(Object.values(fx.daemon.pool.snapshot().vifs))).toEqual(new Set([0, 1])); // one vif per worker
 });
 
 test("csum_blank UDP frames from a guest arrive at a guest without rx offloads with a correct checksum, and at one with them still partial (csum_blank)", async () => {
@@ -93,10 +76,6 @@ test("csum_blank UDP frames from a guest arrive at a guest without rx offloads w
     // With offloads the checksum is bob's stack's to complete, as netback leaves a CHECKSUM_PARTIAL frame.
     expect(b.rx[before]!.frame).toEqual(offloads ? blank : good);
     expect(b.rx[before]!.meta.flags).toBe(offloads ? NETRXF_csum_blank | NETRXF_data_validated : 0);
-    for (const f of fronts.splice(0)) await f.close();
-    await daemon?.stop();
-    daemon = undefined;
-    await host?.close();
-    host = undefined;
+    await fx.teardown();
   }
 });

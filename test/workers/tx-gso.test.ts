@@ -6,20 +6,13 @@
 // ring gets it as netback would lay it out (one packet over 16 buffers, the GSO extra, csum_blank).
 // Carol's netfront did not ask for GSO, so her TAP's offloads stay off and the kernel cuts the
 // packet into MSS-sized segments with complete checksums. Root only; every name is private to this run.
-import { afterEach, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { loadConfig } from "../../src/config/index.ts";
-import { startDaemon, type Daemon } from "../../src/daemon.ts";
-import { createLogger } from "../../src/log.ts";
-import { createNetfront, parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
+import { describe, expect, test } from "bun:test";
+import { parseMac, type Netfront } from "../../src/sim/netfront/index.ts";
 import type { RxMeta } from "../../src/sim/netfront/rx-queue.ts";
 import { NETRXF_csum_blank, NETRXF_data_validated, NETRXF_extra_info, NETRXF_more_data, NETTXF_csum_blank, NETTXF_data_validated, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6 } from "../../src/xen/netif.ts";
-import { startSimHost, until, type SimHost } from "../backend/sim-host.ts";
-import { canUseTap, ip, linkExists, uniqueIfName } from "../net/tap-helper.ts";
+import { until } from "../backend/sim-host.ts";
 import { parseTcp6Segment, parseTcpSegment, streamBytes, tcp6Frame, tcpFrame } from "../net/tcp-frames.ts";
-
-const canBridge = () => canUseTap() && spawnSync("ip", ["-V"], { stdio: "ignore" }).status === 0;
+import { canUseTapAndIp, daemonFixture } from "../support/daemon-fixture.ts";
 const ALICE_IP: [number, number, number, number] = [10, 77, 0, 1];
 const BOB_IP: [number, number, number, number] = [10, 77, 0, 2];
 const CAROL_IP: [number, number, number, number] = [10, 77, 0, 3];
@@ -46,44 +39,22 @@ function pseudoSumInField(f: Uint8Array): boolean {
 const ALICE_IP6 = Uint8Array.from([0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 const BOB_IP6 = Uint8Array.from([0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
 
-describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TAP", () => {
-  let host: SimHost | undefined;
-  let daemon: Daemon | undefined;
-  let bridge: string | undefined;
-  const fronts: Netfront[] = [];
-  afterEach(async () => {
-    for (const f of fronts.splice(0)) await f.close();
-    await daemon?.stop();
-    daemon = undefined;
-    await host?.close();
-    host = undefined;
-    if (bridge && linkExists(bridge)) ip("link", "del", bridge);
-    bridge = undefined;
-  });
+describe.skipIf(!canUseTapAndIp())("guest tx SG + TCP GSO through the daemon and a TAP", () => {
+  const fx = daemonFixture();
 
   test("a 64 KiB-class GSO packet in 18 slots leaves alice's tx ring whole, reaches bob (rx GSO) as one GSO packet and carol (no rx GSO) as MSS-sized segments with complete checksums; a multi-slot plain frame arrives intact; TCPv6 GSO too", async () => {
-    bridge = uniqueIfName("gb");
-    ip("link", "add", bridge, "type", "bridge");
-    writeFileSync(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, "1");
-    ip("link", "set", "dev", bridge, "up");
-    host = await startSimHost();
+    const bridge = fx.bridge("gb");
+    await fx.startHost();
     const prefix = `qg${(process.pid % 1296).toString(36)}x`;
-    const config = loadConfig({
-      argv: ["--platform", "sim", "--sim-dir", host.dir, "--peer", "tap", "--bridge", bridge, "--vifname-prefix", prefix, "--http", "127.0.0.1:0", "--workers", "2"],
-      env: {},
-    });
-    daemon = await startDaemon(config, { log: createLogger({ level: "error", format: "text", write: () => {} }) });
+    await fx.startDaemon(["--peer", "tap", "--bridge", bridge, "--vifname-prefix", prefix, "--workers", "2"], { log: "error" });
     const guests: { nf: Netfront; domid: number; mac: Uint8Array; rx: Uint8Array[]; rx6: Uint8Array[]; meta: Map<Uint8Array, RxMeta> }[] = [];
     for (const name of ["alice", "bob", "carol"]) {
-      const d = await host.ts.create(name, { nics: [{ bridge: bridge! }] });
       // Carol's netfront takes neither rx GSO (nor, thus, tx GSO: the keys describe both directions).
       const advertise = name === "carol" ? { gsoTcpv4: false, gsoTcpv6: false } : undefined;
-      const nf = await createNetfront({ dir: host.dir, domid: d.domid, devid: 0, resetWaitMs: 2000, probeWaitMs: 2000, advertise });
-      fronts.push(nf);
-      const info = await nf.whenConnected(5000);
+      const { domid, nf, info } = await fx.guest(name, { advertise }, { domain: { nics: [{ bridge }] } });
       expect(info.txOffloads).toEqual({ sg: true, gsoTcpv4: true, gsoTcpv6: true });
       const mac = parseMac(info.mac)!;
-      const g = { nf, domid: d.domid, mac, rx: [] as Uint8Array[], rx6: [] as Uint8Array[], meta: new Map<Uint8Array, RxMeta>() };
+      const g = { nf, domid, mac, rx: [] as Uint8Array[], rx6: [] as Uint8Array[], meta: new Map<Uint8Array, RxMeta>() };
       // The bridge floods frames to MACs it has not learned yet: keep only our own.
       const mine = (f: Uint8Array) => f.length >= 14 && mac.every((b, i) => f[i] === b);
       nf.onReceive((f, m) => {
@@ -96,7 +67,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
       guests.push(g);
     }
     const [alice, bob, carol] = guests as [(typeof guests)[0], (typeof guests)[0], (typeof guests)[0]];
-    const vif = (await (await fetch(`${daemon.http.url}/vifs/vif${alice.domid}.0`)).json()) as { features: Record<string, boolean> };
+    const vif = await fx.vif<{ features: Record<string, boolean> }>(`vif${alice.domid}.0`);
     expect(vif.features).toMatchObject({ "feature-sg": true, "feature-gso-tcpv4": true, "feature-gso-tcpv6": true, "feature-ipv6-csum-offload": true });
 
     // 18 slots: a head of 54 + 3042 bytes at offset 1000, 14 full pages, two half pages, the rest.
@@ -161,7 +132,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
     expect(segs6.length).toBe(want6);
     expect(segs6.every((s) => s.checksumsOk)).toBe(true);
     expect(Buffer.concat(segs6.map((s) => s.payload))).toEqual(Buffer.from(v6Payload));
-    const bobC = ((await (await fetch(`${daemon.http.url}/vifs/vif${bob.domid}.0`)).json()) as { counters: Record<string, number> }).counters;
+    const bobC = (await fx.vif<{ counters: Record<string, number> }>(`vif${bob.domid}.0`)).counters;
     // At least his two; the bridge may also have flooded him carol's before it learned her MAC.
     expect(bobC.rx_gso_packets).toBeGreaterThanOrEqual(2);
     expect({ rx_drops: bobC.rx_drops, rx_errors: bobC.rx_errors }).toEqual({ rx_drops: 0, rx_errors: 0 });
@@ -169,7 +140,7 @@ describe.skipIf(!canBridge())("guest tx SG + TCP GSO through the daemon and a TA
     // Every slot answered OKAY (the extra slots NULL, not counted), nothing dropped or refused.
     await until("alice's responses", () => alice.nf.queueDepths().txInFlight === 0, 5000);
     expect(alice.nf.counters).toMatchObject({ txPackets: 6, txRspOkay: 2 * (18 + 3 + 8), txRspError: 0, txRspDropped: 0 });
-    const c = ((await (await fetch(`${daemon.http.url}/vifs/vif${alice.domid}.0`)).json()) as { counters: Record<string, number> }).counters;
+    const c = (await fx.vif<{ counters: Record<string, number> }>(`vif${alice.domid}.0`)).counters;
     expect({ tx_packets: c.tx_packets, tx_errors: c.tx_errors, tx_drops: c.tx_drops }).toEqual({ tx_packets: 6, tx_errors: 0, tx_drops: 0 });
   }, 60_000);
 });
