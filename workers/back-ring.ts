@@ -45,7 +45,7 @@ export abstract class BackRing {
   /** Response views: the staging page, never the ring. */
   protected readonly s16: Uint16Array;
   protected readonly sI16: Int16Array;
-  protected readonly s32: Uint32Array;
+  private readonly s32: Uint32Array;
   private readonly jw: Uint32Array;
   private readonly jPub: number;
   private readonly jCom: number;

@@ -9,14 +9,12 @@ import { BackRing, type RingJournal } from "./back-ring.ts";
 const MASK = NETIF_RX_RING_SIZE - 1;
 // Field indices inside a slot, in the width each field is read at. Module constants derived from the
 // declarations, so the JIT folds them as it folded the literals they replace.
-export const REQ_ID16 = RxRequest.id >> 1;
-export const REQ_GREF32 = RxRequest.gref >> 2;
+const REQ_ID16 = RxRequest.id >> 1;
+const REQ_GREF32 = RxRequest.gref >> 2;
 const RSP_ID16 = RxResponse.id >> 1;
 const RSP_OFFSET16 = RxResponse.offset >> 1;
 const RSP_FLAGS16 = RxResponse.flags >> 1;
 const RSP_STATUS16 = RxResponse.status >> 1;
-// stageResponseWords() packs a response into two words: only right for this layout.
-if (RxResponse.id !== 0 || RxResponse.offset !== 2 || RxResponse.flags !== 4 || RxResponse.status !== 6) throw new Error("netif_rx_response layout changed: stageResponseWords() packs id/offset/flags/status at 0/2/4/6");
 // A netif_extra_info written over a response slot: type and flags share a 16-bit word, so do the GSO
 // type and its pad; the whole 8 bytes are written (nothing of the request's id is left behind).
 const EXTRA_TYPE16 = ExtraInfo.type >> 1;
@@ -27,14 +25,6 @@ const EXTRA_GSO_FEATURES16 = ExtraInfo.gsoFeatures >> 1;
 /** Byte offset of slot `idx` in the page (RING_GET_REQUEST / RING_GET_RESPONSE): a multiple of 8, so every field is aligned. */
 function slot(idx: number): number {
   return RING_HEADER_SIZE + (idx & MASK) * NETIF_RX_SLOT_SIZE;
-}
-
-/**
- * The 16-bit index of slot `idx` in the page, for the batched path's hot loop, which copies a
- * request's fields straight into its segment at the REQ_* indices (the same reads takeRequest() makes).
- */
-export function requestIndex16(idx: number): number {
-  return slot(idx) >> 1;
 }
 
 /** An rx request as copied out of the ring: the only copy the data path reads (XSA-155). */
@@ -66,17 +56,6 @@ export abstract class RxRing extends BackRing {
     this.s16[h + RSP_OFFSET16] = offset;
     this.s16[h + RSP_FLAGS16] = flags;
     this.sI16[h + RSP_STATUS16] = status;
-  }
-
-  /**
-   * stageResponse() for the batched path's per-frame loop: the response's two 32-bit words written
-   * whole (id | offset << 16, flags | status << 16: RxResponse's little-endian layout, which
-   * the check below the offsets pins), two stores where stageResponse() makes four.
-   */
-  protected stageResponseWords(idx: number, id: number, offset: number, flags: number, status: number): void {
-    const w = slot(idx) >> 2;
-    this.s32[w] = id | (offset << 16);
-    this.s32[w + 1] = flags | ((status & 0xffff) << 16);
   }
 
   /**

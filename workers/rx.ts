@@ -55,7 +55,6 @@ import { stageHashExtra } from "./rx-hash-extra.ts";
 import { XEN_NETIF_CTRL_HASH_ALGORITHM_NONE } from "../src/xen/ctrl-netif.ts";
 import { NETIF_RX_SLOT_SIZE, XEN_NETIF_EXTRA_FLAG_MORE } from "../src/xen/netif.ts";
 import { RING_HEADER_SIZE } from "../src/xen/ring.ts";
-import { REQ_GREF32, REQ_ID16, requestIndex16 } from "./rx-ring.ts";
 import type { McastFilter } from "./mcast-filter.ts";
 
 const SIZE = NETIF_RX_RING_SIZE;
@@ -268,13 +267,8 @@ export class RxPath extends BackloggedRxRing {
       const stride = batch.stride;
       const lens = batch.lens;
       const carrier = this.carrier;
+      const req = this.req;
       const cons = this.reqCons;
-      const ring16 = this.u16;
-      const ring32 = this.u32;
-      const segU32 = s.rxSegU32;
-      const segU16 = s.rxSegU16;
-      const slotLo = s.rxSlotLo;
-      const slotHi = s.rxSlotHi;
       // Order: once anything waits, later frames wait behind it (copied in below, in one call).
       let queueing = q.length > 0;
       const mf = this.mcast !== null && this.mcast.active ? this.mcast : null;
@@ -300,21 +294,11 @@ export class RxPath extends BackloggedRxRing {
           slotOf[k] = used;
         }
         // Request (reqCons + used), copied out of the ring once (XSA-155): its id and gref.
-        const r16 = requestIndex16(cons + used);
+        this.takeRequest(cons + used);
         used += need;
-        ids[k] = ring16[r16 + REQ_ID16];
-        // Segment k: frame i (local, its address from the scratch's table) -> the request's page at
-        // offset 2 (foreign). Written inline: per frame, setSegment's division for the high word
-        // cost the 64 B rx bench measurably.
-        const h = k * 12;
-        const w6 = k * 6;
-        segU32[w6] = slotLo[i];
-        segU32[w6 + 1] = slotHi[i];
-        segU32[w6 + 2] = ring32[(r16 >> 1) + REQ_GREF32] >>> 0;
-        segU16[h + 6] = RX_OFFSET;
-        segU16[h + 7] = domid;
-        segU16[h + 8] = len;
-        segI16[h + 10] = 0;
+        ids[k] = req.id;
+        // Segment k: frame i (local) -> the request's page at offset 2 (foreign).
+        setSegment(s, k, batch.base + i * stride, req.gref, RX_OFFSET, domid, len);
         lensOut[k] = len;
         k++;
       }
@@ -330,16 +314,14 @@ export class RxPath extends BackloggedRxRing {
     let bytes = 0;
     let ok = 0;
     if (!hashing) {
-      const rsp = this.rspProdPvt;
       for (let j = 0; j < k; j++) {
         // The response goes where its request was: slot (rspProdPvt + j) = slot (reqCons + j).
         if (segI16[j * 12 + 10] === 0) {
-          const len = lensOut[j];
-          this.stageResponseWords(rsp + j, ids[j], RX_OFFSET, 0, len);
-          bytes += len;
+          this.stageResponse(this.rspProdPvt + j, ids[j], RX_OFFSET, 0, lensOut[j]);
+          bytes += lensOut[j];
           ok++;
         } else {
-          this.stageResponseWords(rsp + j, ids[j], 0, 0, NETIF_RSP_ERROR);
+          this.stageResponse(this.rspProdPvt + j, ids[j], 0, 0, NETIF_RSP_ERROR);
         }
       }
     } else {

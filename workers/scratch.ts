@@ -63,9 +63,6 @@ export class WorkerScratch {
   readonly txRespSeg = new Int32Array(NETIF_TX_RING_SIZE);
   readonly rxFrames: Batch;
   readonly rxSegs: GrantCopyBatch;
-  /** Each rx frame slot's native address as the two 32-bit words a grant-copy segment holds. */
-  readonly rxSlotLo: Uint32Array;
-  readonly rxSlotHi: Uint32Array;
   /** Per rx request taken this round: the copied-out id and the length of the frame it carries. */
   readonly rxReqId = new Uint16Array(NETIF_RX_RING_SIZE);
   readonly rxLen = new Uint16Array(NETIF_RX_RING_SIZE);
@@ -103,13 +100,6 @@ export class WorkerScratch {
     this.txSegU32 = new Uint32Array(this.txSegs.buffer);
     this.txSegI16 = new Int16Array(this.txSegs.buffer);
     this.rxFrames = createFrameBatch(RX_BATCH, sg ? RX_SG_STRIDE : RX_STRIDE);
-    this.rxSlotLo = new Uint32Array(RX_BATCH);
-    this.rxSlotHi = new Uint32Array(RX_BATCH);
-    for (let k = 0; k < RX_BATCH; k++) {
-      const a = this.rxFrames.base + k * this.rxFrames.stride;
-      this.rxSlotLo[k] = a >>> 0;
-      this.rxSlotHi[k] = Math.floor(a / 4294967296);
-    }
     // Queued frames and one receive() batch can be delivered in one round: at most a ring's worth.
     this.rxSegs = new GrantCopyBatch(NETIF_RX_RING_SIZE);
     for (let k = 0; k < NETIF_RX_RING_SIZE; k++) this.rxSegs.setLocalToGrant(k, 0, 0, 0, 0, 0);

@@ -34,8 +34,8 @@ export const REQ_OFFSET16 = TxRequest.offset >> 1;
 export const REQ_FLAGS16 = TxRequest.flags >> 1;
 export const REQ_ID16 = TxRequest.id >> 1;
 export const REQ_SIZE16 = TxRequest.size >> 1;
-// stageResponse() writes a response as one word: only right for this layout.
-if (TxResponse.id !== 0 || TxResponse.status !== 2) throw new Error("netif_tx_response layout changed: stageResponse() packs id/status at 0/2");
+const RSP_ID16 = TxResponse.id >> 1;
+const RSP_STATUS16 = TxResponse.status >> 1;
 const EXTRA_TYPE = ExtraInfo.type;
 const EXTRA_FLAGS = ExtraInfo.flags;
 const EXTRA_GSO_SIZE16 = ExtraInfo.gsoSize >> 1;
@@ -133,8 +133,9 @@ export abstract class TxRing extends BackRing {
    * make_tx_response leaves it.
    */
   protected stageResponse(idx: number, id: number, status: number): void {
-    // One 32-bit store: id | status << 16 (TxResponse's little-endian layout, checked below the offsets).
-    this.s32[slot(idx) >> 2] = id | ((status & 0xffff) << 16);
+    const h = slot(idx) >> 1;
+    this.s16[h + RSP_ID16] = id;
+    this.sI16[h + RSP_STATUS16] = status;
   }
 
   /**
