@@ -25,17 +25,32 @@ const WINDOW_MS = 100;
 const WARM = 5;
 const RING = 256;
 
-/** Runs `pass` (which returns packets and adds its own timed ms to t.ms) for `windows` windows: ns per packet, sorted. */
-function measure(pass: (t: { ms: number }) => number): number[] {
+/**
+ * Runs `work` (which returns the packets it handled) for `windows` windows, `prepare` untimed before
+ * each call: ns per packet of `work` alone, sorted.
+ */
+function measure(work: () => number, prepare: () => void = () => {}): number[] {
   const out: number[] = [];
   for (let w = 0; w < windows + WARM; w++) {
-    const t = { ms: 0 };
+    let ms = 0;
     let n = 0;
     const end = performance.now() + WINDOW_MS;
-    while (performance.now() < end) n += pass(t);
-    if (w >= WARM && n > 0) out.push((t.ms * 1e6) / n);
+    while (performance.now() < end) {
+      prepare();
+      const t0 = performance.now();
+      n += work();
+      ms += performance.now() - t0;
+    }
+    if (w >= WARM && n > 0) out.push((ms * 1e6) / n);
   }
   return out.sort((a, b) => a - b);
+}
+
+/** The guest's side: every request the backend answered is posted again (responses overwrote them), a ring ahead. */
+function repost(w: Uint32Array, post: (i: number) => void): void {
+  const rsp = w[2]!;
+  for (let i = (w[0]! - RING) >>> 0; i !== rsp; i = (i + 1) >>> 0) post(i);
+  w[0] = (rsp + RING) >>> 0;
 }
 
 const work = mkdtempSync(join(tmpdir(), "qnicd-path-cost-"));
@@ -44,6 +59,11 @@ try {
   const lines: string[] = [];
   const show = (what: string, ns: number[]) => lines.push(`${what.padEnd(44)} best ${ns[0]!.toFixed(2).padStart(6)} ns   median ${ns[ns.length >> 1]!.toFixed(2).padStart(6)} ns`);
   const tmpl = udpFrame(size);
+  // The grant copy of the 64 segments a pass left in `segs`, again, on its own.
+  const copyAlone = (segs: typeof rig.scratch.txSegs) => () => {
+    rig.gnt.copy(segs, BUDGET);
+    return BUDGET;
+  };
 
   // tx: every slot a one-slot packet of `size` bytes from one granted page, into the null sink.
   {
@@ -66,23 +86,14 @@ try {
     const tx = new TxPath(ring.map.buffer, rig.domid);
     const sink = new NullPeer("null");
     const c = counters();
-    show(`tx ${size} B: TxPath.service per packet`, measure((t) => {
-      const rsp = w[2]!;
-      for (let i = (w[0]! - RING) >>> 0; i !== rsp; i = (i + 1) >>> 0) post(i); // the guest reposts what was answered
-      w[0] = (rsp + RING) >>> 0;
-      const t0 = performance.now();
+    const pass = () => {
       const p = tx.service(BUDGET, rig.scratch, rig.gnt, sink, c);
-      t.ms += performance.now() - t0;
       if (p.fault) throw new Error(p.fault);
       return p.packets;
-    }));
+    };
+    show(`tx ${size} B: TxPath.service per packet`, measure(pass, () => repost(w, post)));
     const segs = rig.scratch.txSegs;
-    show(`tx ${size} B: its grant copy alone (64 segments)`, measure((t) => {
-      const t0 = performance.now();
-      rig.gnt.copy(segs, BUDGET);
-      t.ms += performance.now() - t0;
-      return BUDGET;
-    }));
+    show(`tx ${size} B: its grant copy alone (64 segments)`, measure(copyAlone(segs)));
   }
 
   // rx: 256 posted buffers over 16 granted pages, frames of `size` bytes from the source peer.
@@ -103,31 +114,17 @@ try {
     const rx = new RxPath(ring.map.buffer, rig.domid, 64, 60_000);
     const src = new SourcePeer("src", { size });
     const c = counters() as ReturnType<typeof counters> & { rx_packets: number };
-    show(`rx ${size} B: RxPath.service per packet`, measure((t) => {
-      const rsp = w[2]!;
-      for (let i = (w[0]! - RING) >>> 0; i !== rsp; i = (i + 1) >>> 0) post(i);
-      w[0] = (rsp + RING) >>> 0;
+    const pass = () => {
       const before = c.rx_packets;
-      const t0 = performance.now();
       const p = rx.service(src, 1, rig.scratch, rig.gnt, c);
-      t.ms += performance.now() - t0;
       if (p.fault) throw new Error(p.fault);
       return c.rx_packets - before;
-    }));
+    };
+    show(`rx ${size} B: RxPath.service per packet`, measure(pass, () => repost(w, post)));
     const batch = rig.scratch.rxFrames;
-    show(`rx ${size} B: the source's fill alone (64 frames)`, measure((t) => {
-      const t0 = performance.now();
-      const n = src.receive(batch, BUDGET);
-      t.ms += performance.now() - t0;
-      return n;
-    }));
+    show(`rx ${size} B: the source's fill alone (64 frames)`, measure(() => src.receive(batch, BUDGET)));
     const segs = rig.scratch.rxSegs;
-    show(`rx ${size} B: its grant copy alone (64 segments)`, measure((t) => {
-      const t0 = performance.now();
-      rig.gnt.copy(segs, BUDGET);
-      t.ms += performance.now() - t0;
-      return BUDGET;
-    }));
+    show(`rx ${size} B: its grant copy alone (64 segments)`, measure(copyAlone(segs)));
     rx.close();
   }
   console.log(`qnicd's data path per packet on the sim (${windows} windows of ${WINDOW_MS} ms each, ring refilled outside the timed part):`);
