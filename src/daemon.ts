@@ -24,6 +24,7 @@ import { CaptureService } from "./capture/capture-service.ts";
 import { RateHistory } from "./http/rate-history.ts";
 import { vifName } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
+import { StartupClock } from "./startup-clock.ts";
 
 /**
  * How many vifs one worker can serve: the stats arena is sized for it up front (448 bytes a slot,
@@ -49,6 +50,8 @@ export interface DaemonDeps {
   peers?: PeerProvisioner;
   openPlatform?: (config: PlatformConfig) => Platform;
   probe?: PathProbe;
+  /** Phases of this start (main.ts passes one running since the exec); default: one from now. */
+  startup?: StartupClock;
 }
 
 export interface Daemon {
@@ -80,6 +83,8 @@ export class DaemonStartError extends Error {
 
 export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
   const log = deps.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const startup = deps.startup ?? new StartupClock();
+  const phase = (name: string) => log.debug(`startup: ${name} took ${Math.round(startup.mark(name))} ms`);
   const undo: (() => unknown)[] = [];
   const fail = async (e: unknown, prefix = ""): Promise<never> => {
     for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => {});
@@ -103,6 +108,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => platform.close());
+  phase("platform");
 
   // One owner per backend, before xenstore is touched: a second qnicd must not close or take over
   // the first one's vifs. The lock dies with the process, so a crash never blocks the successor.
@@ -117,6 +123,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(code ? new DaemonStartError(`qnicd: cannot use the runtime directory ${runtimeDir} (${code}): give a writable one with --runtime-dir`) : e);
   }
   undo.push(() => lock.release());
+  phase("owner lock");
   const journalDir = join(runtimeDir, `${stateName}.vifs`);
 
   let xs: XenstoreClient;
@@ -134,6 +141,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(new DaemonStartError(`qnicd: cannot reach xenstored at ${platform.xenstorePath}: ${why}: ${cure}`));
   }
   undo.push(() => xs.close());
+  phase("xenstore");
   let xenstore: XenstoreHealth = "connected";
   xs.on("disconnected", (err) => {
     xenstore = "reconnecting";
@@ -149,6 +157,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => peers.close());
+  phase("peers");
 
   // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
   const txOffloads = peerTakesGso(peers.kind, config.datapath);
@@ -161,6 +170,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e, "starting the worker pool: ");
   }
   undo.push(() => pool.close());
+  phase("workers");
 
   const started = Date.now();
   // The API is up before any vif is claimed, so a taken port fails the start without touching one.
@@ -216,6 +226,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => http.stop());
+  phase("http");
 
   let backend: Backend;
   try {
@@ -238,6 +249,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e, `watching /local/domain/${platform.domid}/backend/${config.backendType}: `);
   }
   undo.push(() => backend.stop());
+  phase(`vifs (${backend.bus.list().length})`);
   serving = backend;
   // Counters saved into each vif's journal: a successor carries them on (a crash loses one second's).
   const saver = setInterval(() => backend.saveCounters(), 1000);
@@ -276,6 +288,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       log.info("stopped: every vif closed, nothing left mapped or running");
     })());
 
-  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url, runtime: runtimeDir });
+  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url, runtime: runtimeDir, started: startup.summary() });
   return { platform, xs, pool, backend: backend, http, stats, vifs, runtimeDir, stop };
 }
