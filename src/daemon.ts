@@ -261,17 +261,23 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       clearInterval(saver);
       if (opts.keepVifs) {
         // Nothing written to xenstore; the workers finish the batch in hand (every response they
-        // staged is published) and exit; the TAPs and journals stay for the next qnicd.
+        // staged is published) and exit; the TAPs and journals stay for the next qnicd. Timed like
+        // the start: the guests wait for the stop too.
+        const took = new StartupClock();
         await backend.detach().catch((e) => log.error(`detaching the backend: ${(e as Error).message}`));
+        took.mark("vifs");
         captures.close();
         rates.stop();
         await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
+        took.mark("workers");
         await http.stop().catch(() => {});
+        took.mark("http");
         peers.detach();
         xs.close();
         lock.release();
         platform.close();
-        log.info(`stopped for a restart: every vif left to the next qnicd (state in ${runtimeDir})`);
+        took.mark("the rest");
+        log.info(`stopped for a restart: every vif left to the next qnicd (state in ${runtimeDir})`, { took: took.summary() });
         return;
       }
       // Vifs first (their guests see Closed), then the workers, then everything else.
