@@ -11,8 +11,11 @@
 //      calls per thread), so the qnicd / netback ratios come from one boot; the guest's netfront
 //      rx_gso_checksum_fixup is read around each direction for both backends; then xl
 //      network-detach / network-attach while the guest runs (attached with rate=: a guest transfer
-//      within the limit), a second guest on another worker,
-//      xl destroy leaving qnicd no mapping or port of them, and SIGTERM ending qnicd.
+//      within the limit), a second guest on another worker, qnicd killed (-9) and stopped (SIGTERM)
+//      under a transfer, each successor (the compiled binary, `npm run build`) taking the vifs
+//      over (its start's phases and the ping gap printed), 4 x 32 MB up through the last successor
+//      printed beside the first qnicd's, xl destroy leaving qnicd no mapping or port of them, and
+//      SIGTERM ending qnicd.
 // The throughput figures are printed and written to bench/results/xen-throughput.json (shown by
 // `bun run bench`); the tests require every transfer to complete intact, never a speed.
 // Nothing here is skipped: a machine that cannot run it fails with one line saying why.
