@@ -126,6 +126,23 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   phase("owner lock");
   const journalDir = join(runtimeDir, `${stateName}.vifs`);
 
+  // The workers start now and load while xenstored is reached and the peers set up (a restart's
+  // guests wait for the whole start; the workers are its longest part). Their failure is reported
+  // where it was before, after those two.
+  // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
+  const txOffloads = peerTakesGso(deps.peers?.kind ?? config.peer, config.datapath);
+  const stats = StatsArena.create({ workers: config.workers, slotsPerWorker: VIFS_PER_WORKER });
+  const createPool = deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath, scatterGather: txOffloads }));
+  const poolStarting = (async () => createPool({ platform, stats, workers: config.workers, log: log.child("pool") }))();
+  // Handled here: a start failing before it awaits the pool must not leave an unhandled rejection,
+  // and must close the pool once it is up (after that, the pool's place in the undo list is where
+  // it was, so a later failure stops it before the peers and xenstore, as before).
+  poolStarting.catch(() => {});
+  let poolAwaited = false;
+  undo.push(async () => {
+    if (!poolAwaited) await (await poolStarting.catch(() => undefined))?.close();
+  });
+
   let xs: XenstoreClient;
   try {
     xs = await XenstoreClient.connect({ path: platform.xenstorePath, onError: (e) => log.warn(`xenstore: ${e.message}`) });
@@ -159,18 +176,15 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   undo.push(() => peers.close());
   phase("peers");
 
-  // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
-  const txOffloads = peerTakesGso(peers.kind, config.datapath);
-  const stats = StatsArena.create({ workers: config.workers, slotsPerWorker: VIFS_PER_WORKER });
   let pool: WorkerPool;
   try {
-    const ctx = { platform, stats, workers: config.workers, log: log.child("pool") };
-    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath, scatterGather: txOffloads })))(ctx);
+    pool = await poolStarting;
   } catch (e) {
     return fail(e, "starting the worker pool: ");
   }
+  poolAwaited = true;
   undo.push(() => pool.close());
-  phase("workers");
+  phase("workers (the rest of their start)");
 
   const started = Date.now();
   // The API is up before any vif is claimed, so a taken port fails the start without touching one.
