@@ -1,7 +1,8 @@
-// The daemon, wired: platform -> owner lock -> xenstore client -> worker pool -> backend (discovery
-// + state machines) -> status API. startDaemon() is what main.ts runs and what tests run in-process;
-// every startup failure is one line saying what to do. stop() either closes every vif and leaves
-// nothing mapped or running, or (keepVifs: a restart) leaves the vifs to the next qnicd.
+// The daemon, wired: platform -> owner lock -> worker pool (loading while the next two run) ->
+// xenstore client -> peers -> status API -> backend (discovery + state machines). startDaemon() is
+// what main.ts runs and what tests run in-process; every startup failure is one line saying what
+// to do. stop() either closes every vif and leaves nothing mapped or running, or (keepVifs: a
+// restart) leaves the vifs to the next qnicd.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { OwnerLock } from "./state/owner-lock.ts";
