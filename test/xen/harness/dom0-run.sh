@@ -680,15 +680,18 @@ restart_once() {
   qnicd_launch $run
   # (A process substitution: the shell does not wait for tail, which lingers until its next line.)
   grep -q -m1 ' serving ' < <(timeout 90 tail -n +$((lines + 1)) -F /tmp/qnicd.log 2>/dev/null)
+  local t_serving t_first first
+  read -r t_serving _ < /proc/uptime
   qalive || { RFAIL="$RFAIL $how: the successor ($run) exited before serving;"; return 1; }
-  result "qnicd_restart how=$how run=$run serving_s=$(elapsed "$k0") $(started_phases)"
-  # The first ping after "serving" may wait 3 s for its answer and says how long it took (and what
-  # dom0's neighbour entry for the guest was): one answered late would otherwise count as lost.
-  local neigh first
-  neigh=$(ip neigh show $ip | head -1)
-  first=$($BB ping -c 1 -W 3 $ip 2>&1 | grep -o 'time=[0-9.]* ms' | head -1)
-  [ -n "$first" ] && gap=$(elapsed "$k0")
-  result "qnicd_restart how=$how first_ping=\"${first:-no answer in 3 s}\" neighbour=\"$neigh\" at_s=$(elapsed "$k0")"
+  # The first ping at once, before anything else is forked (a fork and exec takes a few hundred ms
+  # on the one emulated CPU: the results printed first cost the gap 2 s), waiting up to 3 s for its
+  # answer, whose round trip is printed (with dom0's neighbour entry for the guest, read after it).
+  first=$($BB ping -c 1 -W 3 $ip 2>&1)
+  read -r t_first _ < /proc/uptime
+  [[ $first =~ time=([0-9.]+)\ ms ]] && first="time=${BASH_REMATCH[1]} ms" || first=""
+  [ -n "$first" ] && gap=$(awk -v a="$k0" -v b="$t_first" 'BEGIN{printf "%.1f", b-a}')
+  result "qnicd_restart how=$how run=$run serving_s=$(awk -v a="$k0" -v b="$t_serving" 'BEGIN{printf "%.1f", b-a}') $(started_phases)"
+  result "qnicd_restart how=$how first_ping=\"${first:-no answer in 3 s}\" neighbour=\"$(ip neigh show $ip | head -1)\" answered_s=$(awk -v a="$k0" -v b="$t_first" 'BEGIN{printf "%.1f", b-a}')"
   while [ -z "$gap" ] && within "$k0" 60; do $BB ping -c 1 -W 1 $ip >/dev/null 2>&1 && { gap=$(elapsed "$k0"); break; }; done
   wait $xp
   out=$(cat /tmp/restart-xfer.out)
