@@ -1,7 +1,8 @@
-// The daemon, wired: platform -> owner lock -> xenstore client -> worker pool -> backend (discovery
-// + state machines) -> status API. startDaemon() is what main.ts runs and what tests run in-process;
-// every startup failure is one line saying what to do. stop() either closes every vif and leaves
-// nothing mapped or running, or (keepVifs: a restart) leaves the vifs to the next qnicd.
+// The daemon, wired: platform -> owner lock -> worker pool (loading while the next two run) ->
+// xenstore client -> peers -> status API -> backend (discovery + state machines). startDaemon() is
+// what main.ts runs and what tests run in-process; every startup failure is one line saying what
+// to do. stop() either closes every vif and leaves nothing mapped or running, or (keepVifs: a
+// restart) leaves the vifs to the next qnicd.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { OwnerLock } from "./state/owner-lock.ts";
@@ -24,6 +25,7 @@ import { CaptureService } from "./capture/capture-service.ts";
 import { RateHistory } from "./http/rate-history.ts";
 import { vifName } from "./http/vif-view.ts";
 import { versionLine } from "./build-info.ts";
+import { StartupClock } from "./startup-clock.ts";
 
 /**
  * How many vifs one worker can serve: the stats arena is sized for it up front (448 bytes a slot,
@@ -49,6 +51,8 @@ export interface DaemonDeps {
   peers?: PeerProvisioner;
   openPlatform?: (config: PlatformConfig) => Platform;
   probe?: PathProbe;
+  /** Phases of this start (main.ts passes one running since the exec); default: one from now. */
+  startup?: StartupClock;
 }
 
 export interface Daemon {
@@ -80,6 +84,8 @@ export class DaemonStartError extends Error {
 
 export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
   const log = deps.log ?? createLogger({ level: config.logLevel, format: config.logFormat });
+  const startup = deps.startup ?? new StartupClock();
+  const phase = (name: string) => log.debug(`startup: ${name} took ${Math.round(startup.mark(name))} ms`);
   const undo: (() => unknown)[] = [];
   const fail = async (e: unknown, prefix = ""): Promise<never> => {
     for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => {});
@@ -103,6 +109,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => platform.close());
+  phase("platform");
 
   // One owner per backend, before xenstore is touched: a second qnicd must not close or take over
   // the first one's vifs. The lock dies with the process, so a crash never blocks the successor.
@@ -117,7 +124,25 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(code ? new DaemonStartError(`qnicd: cannot use the runtime directory ${runtimeDir} (${code}): give a writable one with --runtime-dir`) : e);
   }
   undo.push(() => lock.release());
+  phase("owner lock");
   const journalDir = join(runtimeDir, `${stateName}.vifs`);
+
+  // The workers start now and load while xenstored is reached and the peers set up (a restart's
+  // guests wait for the whole start; the workers are its longest part). Their failure is reported
+  // where it was before, after those two.
+  // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
+  const txOffloads = peerTakesGso(deps.peers?.kind ?? config.peer, config.datapath);
+  const stats = StatsArena.create({ workers: config.workers, slotsPerWorker: VIFS_PER_WORKER });
+  const createPool = deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath, scatterGather: txOffloads }));
+  const poolStarting = (async () => createPool({ platform, stats, workers: config.workers, log: log.child("pool") }))();
+  // Handled here: a start failing before it awaits the pool must not leave an unhandled rejection,
+  // and must close the pool once it is up (after that, the pool's place in the undo list is where
+  // it was, so a later failure stops it before the peers and xenstore, as before).
+  poolStarting.catch(() => {});
+  let poolAwaited = false;
+  undo.push(async () => {
+    if (!poolAwaited) await (await poolStarting.catch(() => undefined))?.close();
+  });
 
   let xs: XenstoreClient;
   try {
@@ -134,6 +159,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(new DaemonStartError(`qnicd: cannot reach xenstored at ${platform.xenstorePath}: ${why}: ${cure}`));
   }
   undo.push(() => xs.close());
+  phase("xenstore");
   let xenstore: XenstoreHealth = "connected";
   xs.on("disconnected", (err) => {
     xenstore = "reconnecting";
@@ -149,18 +175,17 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => peers.close());
+  phase("peers");
 
-  // SG/GSO on guest tx only where the whole path takes GSO frames (features.ts says which).
-  const txOffloads = peerTakesGso(peers.kind, config.datapath);
-  const stats = StatsArena.create({ workers: config.workers, slotsPerWorker: VIFS_PER_WORKER });
   let pool: WorkerPool;
   try {
-    const ctx = { platform, stats, workers: config.workers, log: log.child("pool") };
-    pool = await (deps.createPool ?? ((c: PoolContext) => createWorkerPool({ platform: c.platform.config, workers: c.workers, stats: c.stats, log: c.log, datapath: config.datapath, scatterGather: txOffloads })))(ctx);
+    pool = await poolStarting;
   } catch (e) {
     return fail(e, "starting the worker pool: ");
   }
+  poolAwaited = true;
   undo.push(() => pool.close());
+  phase("workers (the rest of their start)");
 
   const started = Date.now();
   // The API is up before any vif is claimed, so a taken port fails the start without touching one.
@@ -216,6 +241,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e);
   }
   undo.push(() => http.stop());
+  phase("http");
 
   let backend: Backend;
   try {
@@ -238,6 +264,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return fail(e, `watching /local/domain/${platform.domid}/backend/${config.backendType}: `);
   }
   undo.push(() => backend.stop());
+  phase(`vifs (${backend.bus.list().length})`);
   serving = backend;
   // Counters saved into each vif's journal: a successor carries them on (a crash loses one second's).
   const saver = setInterval(() => backend.saveCounters(), 1000);
@@ -249,17 +276,23 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       clearInterval(saver);
       if (opts.keepVifs) {
         // Nothing written to xenstore; the workers finish the batch in hand (every response they
-        // staged is published) and exit; the TAPs and journals stay for the next qnicd.
+        // staged is published) and exit; the TAPs and journals stay for the next qnicd. Timed like
+        // the start: the guests wait for the stop too.
+        const took = new StartupClock();
         await backend.detach().catch((e) => log.error(`detaching the backend: ${(e as Error).message}`));
+        took.mark("vifs");
         captures.close();
         rates.stop();
         await pool.close().catch((e) => log.error(`stopping the worker pool: ${(e as Error).message}`));
+        took.mark("workers");
         await http.stop().catch(() => {});
+        took.mark("http");
         peers.detach();
         xs.close();
         lock.release();
         platform.close();
-        log.info(`stopped for a restart: every vif left to the next qnicd (state in ${runtimeDir})`);
+        took.mark("the rest");
+        log.info(`stopped for a restart: every vif left to the next qnicd (state in ${runtimeDir})`, { took: took.summary() });
         return;
       }
       // Vifs first (their guests see Closed), then the workers, then everything else.
@@ -276,6 +309,6 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       log.info("stopped: every vif closed, nothing left mapped or running");
     })());
 
-  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url, runtime: runtimeDir });
+  log.info(`serving ${backend.bus.root}`, { platform: platform.kind, workers: pool.size, peer: peers.kind, http: http.url, runtime: runtimeDir, started: startup.summary() });
   return { platform, xs, pool, backend: backend, http, stats, vifs, runtimeDir, stop };
 }

@@ -2,11 +2,14 @@
 // failures are one line on stderr (exit 2 and 1); SIGINT/SIGTERM stop it cleanly (exit 0), leaving
 // every vif to the next qnicd (--on-exit keep, what `systemctl restart` needs) or closing them all
 // (--on-exit close). Under systemd (Type=notify) it says READY=1 once serving, STOPPING=1 on stop.
+// First: its evaluation marks the end of module loading (startup-clock.ts).
+import { StartupClock } from "./startup-clock.ts";
 import { ConfigError, helpText, isHelpRequested, loadConfig, type Config } from "./config/index.ts";
 import { startDaemon, type Daemon } from "./daemon.ts";
 import { sdNotify } from "./systemd/notify.ts";
 import { versionLine } from "./build-info.ts";
 
+const startup = new StartupClock({ fromExec: true });
 const argv = process.argv.slice(2);
 if (argv.includes("--version")) {
   process.stdout.write(`${versionLine()}\n`);
@@ -42,7 +45,8 @@ async function shutdown(signal: string): Promise<void> {
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => void shutdown(sig));
 
 try {
-  daemon = await startDaemon(config);
+  startup.mark("settings");
+  daemon = await startDaemon(config, { startup });
 } catch (e) {
   process.stderr.write(`${(e as Error).message}\n`);
   process.exit(1);

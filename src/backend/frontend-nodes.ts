@@ -57,6 +57,25 @@ function required<T>(schema: v.GenericSchema<string, T>, key: string, raw: strin
   return value;
 }
 
+/**
+ * The names readFrontendConfig may ask for in F and in each F/queue-<n>: a reader may fetch those
+ * of them a directory listing shows all at once, instead of one round trip after the other (a key
+ * left out here is still read, only later).
+ */
+export const FRONTEND_KEYS: ReadonlySet<string> = new Set([
+  "multi-queue-num-queues",
+  "request-rx-copy",
+  "mac",
+  "tx-ring-ref",
+  "rx-ring-ref",
+  "event-channel-tx",
+  "event-channel-rx",
+  "event-channel",
+  "ctrl-ring-ref",
+  "event-channel-ctrl",
+  ...FRONTEND_FEATURES.map((f) => f.key),
+]);
+
 /** `offered`: the feature nodes this backend wrote (a frontend's request counts only for those). */
 export async function readFrontendConfig(r: NodeReader, offered: readonly FeatureNode[] = BACKEND_FEATURES): Promise<FrontendConfig> {
   // Linux netback's order (xenbus.c connect): the queue count first. One queue keeps its keys at the

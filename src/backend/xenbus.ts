@@ -149,11 +149,13 @@ export class XenBus {
    */
   async detach(): Promise<void> {
     if (!(await this.quiesce())) return;
-    for (const dev of this.devices.values()) {
+    // All at once: a restart's guests wait for this stop, one xenstored round trip per vif in a row.
+    const watches = [...this.devices.values()].map((dev) => {
       const w = dev.frontendWatch;
       dev.frontendWatch = undefined;
-      await w?.unwatch().catch(() => {});
-    }
+      return w?.unwatch().catch(() => {});
+    });
+    await Promise.all(watches);
     this.devices.clear();
   }
 

@@ -157,3 +157,20 @@ test("connect lists the frontend's directory once and asks only for the keys it 
   for (const key of ["multi-queue-num-queues", "event-channel-tx", "feature-no-csum-offload"]) expect(asked).not.toContain(`READ ${f.F}/${key}`);
   expect(h.pool.specs[0]).toMatchObject({ txRingRef: 8, rxRingRef: 9, txEvtchn: 5, rxEvtchn: 5 });
 });
+
+test("connect asks for every key it needs of the frontend's listing at once, not one round trip after the other", async () => {
+  h = await startBackendHarness();
+  const { fronts } = await h.guest("alice");
+  const f = fronts[0]!;
+  await f.connect();
+  await f.waitBackend(S.Connected);
+  const asked = h.requests.filter((r) => r.startsWith("READ 0 ") || r.startsWith("DIRECTORY 0 ")).map((r) => r.replace(" 0 ", " "));
+  // readFrontendConfig reads B/mac between request-rx-copy and the feature-* keys: sent one after
+  // the other, the features would follow it; asked for together, they all precede it.
+  const beMac = asked.indexOf(`READ ${f.B}/mac`);
+  expect(beMac).toBeGreaterThan(0);
+  const features = asked.flatMap((r, i) => (r.startsWith(`READ ${f.F}/feature-`) ? [i] : []));
+  expect(features.length).toBeGreaterThanOrEqual(3);
+  expect(Math.max(...features)).toBeLessThan(beMac);
+  expect(h.pool.specs[0]).toMatchObject({ txRingRef: 8, rxRingRef: 9, txEvtchn: 5, rxEvtchn: 5 });
+});

@@ -109,6 +109,20 @@ test("startup failures are one line naming the cure", async () => {
   await host.stopXenstored();
   const e = (await fx.startDaemon(FLAGS, { log: "debug" }).catch((x) => x)) as Error;
   expect(e.message).toBe(`qnicd: cannot reach xenstored at ${simPaths(host.dir).xenstoredSocket}: ENOENT: start it with 'npm run sim -- up --dir ${host.dir}'`);
+  // The workers were already starting (they load while xenstored is reached): none is left.
+  await until("worker threads gone", () => workerThreads().length === 0);
+  await host.startXenstored();
+});
+
+test("the workers start before xenstored is reached, and a start failing there closes them", async () => {
+  host = await startSimHost();
+  await host.stopXenstored();
+  const pool = new FakePool();
+  let started = 0;
+  const e = (await startDaemon(config(host.dir), { log, createPool: async () => (started++, pool) }).catch((x) => x)) as Error;
+  expect(e.message).toStartWith("qnicd: cannot reach xenstored at ");
+  expect(started).toBe(1);
+  expect(pool.closed).toBe(true);
   await host.startXenstored();
 });
 

@@ -3,7 +3,7 @@
 // without booting Xen.
 import { describe, expect, test } from "bun:test";
 import { formatXenReport } from "../../bench/lib/xen-report.ts";
-import { buildXenReport, parseInterruptLine } from "./harness/throughput.ts";
+import { buildXenReport, parseInterruptLine, restartComparison } from "./harness/throughput.ts";
 
 const META = { date: "2026-12-07T00:00:00.000Z", commit: "0123456789abcdef", dirty: false, mbPerTransfer: 32 };
 const B = 32 * 1048576;
@@ -168,5 +168,28 @@ describe("buildXenReport", () => {
     expect(text).toContain("MB per QEMU CPU-s 32.0 16.0 32.0");
     expect(text).toContain("per QEMU CPU-s (medians; time QEMU waited for the host left out): up 0.19, down -");
     expect(text).toContain("cpu  down qnicd:   dom0 ms/MB user 100, system 200, irq+softirq 50.0, idle 10.0, steal 200; qnicd's threads user 90.0, system 120 (user+system: Bun_Pool_0 80.0+120, Bun_Pool_1 10.0+0.0)");
+  });
+});
+
+describe("restartComparison", () => {
+  test("the restarted qnicd's up transfers beside the first one's: MB/s, median, syscalls and batches per packet from /vifs", () => {
+    const vifs = (syscalls: number, packets: number, batches: number) =>
+      `vifs "counters":{"tx_packets":${packets},"rx_packets":${packets},"syscalls":${syscalls},"tx_batches":${batches},"rx_batches":0}`;
+    const results = [
+      ...transfers("qnicd", "up", [20, 30, 10]),
+      ...snap("qnicd", "up", "before", [vifs(0, 0, 0)]),
+      ...snap("qnicd", "up", "after", [vifs(300, 100, 50)]),
+      "restarted_tput at=before " + vifs(1000, 1000, 100),
+      ...[5, 15, 25, 35].map((m, i) => `restarted_tput dir=up i=${i + 1} bytes=${B} secs=1 mbps=${m.toFixed(2)} sha=ok`),
+      "restarted_tput at=after " + vifs(1800, 1200, 200),
+    ];
+    expect(restartComparison(results)).toEqual([
+      "qnicd up, as first started:           MB/s 20.0 30.0 10.0  median 20.0, per packet: syscalls 1.50, batches 0.25 (200 packets)",
+      "qnicd up, after taking the vifs over: MB/s 5.0 15.0 25.0 35.0  median 20.0, per packet: syscalls 2.00, batches 0.25 (400 packets)",
+    ]);
+  });
+
+  test("nothing when the restarted qnicd's step did not run", () => {
+    expect(restartComparison(transfers("qnicd", "up", [20, 30, 10]))).toEqual([]);
   });
 });

@@ -237,27 +237,27 @@ tput_cpu() {
   done
 }
 
-# tput_strace VIF GUEST-IP: one more up transfer (after the timed ones, so no figure above is
+# tput_strace VIF GUEST-IP [PREFIX]: one more up transfer (after the timed ones, so no figure above is
 # slowed) with strace attached to every thread of qnicd: what each thread called, by system call,
 # and the vif's /vifs counters around it, so the syscalls /vifs counts per packet get names:
 #   QNICD-RESULT strace_up thread=<comm> tid=N <syscall>=<count> ...
 #   QNICD-RESULT strace_up vifs at=before|after "counters":{...}
 #   QNICD-RESULT strace_up transfer <xfer's line>
 tput_strace() {
-  command -v strace >/dev/null || { result "strace_up unavailable (strace is not in the dom0 image)"; return; }
-  local sp tid comm
-  result "strace_up vifs at=before $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
+  local sp tid comm p=${3:-strace_up}
+  command -v strace >/dev/null || { result "$p unavailable (strace is not in the dom0 image)"; return; }
+  result "$p vifs at=before $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
   strace -f -qq -o /tmp/strace-up.log -p $QPID 2>/dev/null & sp=$!
   sleep 2 # attached to every thread before the transfer starts
-  result "strace_up transfer $(timeout 180 $R/xfer get $2 $TPUT_PORT /tmp/tput-up.bin 2>&1 | tail -1)"
+  result "$p transfer $(timeout 180 $R/xfer get $2 $TPUT_PORT /tmp/tput-up.bin 2>&1 | tail -1)"
   kill -INT $sp; wait $sp 2>/dev/null
-  result "strace_up vifs at=after $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
+  result "$p vifs at=after $(http_get /vifs/$1 | grep -o '"counters":{[^}]*}')"
   # "TID name(args) = ret" and "TID name(args <unfinished ...>" start a call; "<... resumed>" does not.
   awk '$2 !~ /^</ { n = index($2, "("); if (n > 1) c[$1 " " substr($2, 1, n - 1)]++ }
        END { for (k in c) print k, c[k] }' /tmp/strace-up.log | sort -k1,1n -k3,3nr > /tmp/strace-up.sum
   for tid in $(cut -d' ' -f1 /tmp/strace-up.sum | sort -un); do
     comm=$(tr ' ' '_' < /proc/$QPID/task/$tid/comm 2>/dev/null)
-    result "strace_up thread=${comm:-gone} tid=$tid $(awk -v t=$tid '$1 == t { printf "%s=%s ", $2, $3 }' /tmp/strace-up.sum)"
+    result "$p thread=${comm:-gone} tid=$tid $(awk -v t=$tid '$1 == t { printf "%s=%s ", $2, $3 }' /tmp/strace-up.sum)"
   done
   rm -f /tmp/strace-up.log /tmp/strace-up.sum
 }
@@ -365,12 +365,12 @@ ports_held() {
     while read -r l; do case " $* " in *" $l "*) echo $l ;; esac; done | tr '\n' ' '
 }
 
-# qnicd_start: starts the daemon (its log appended to /tmp/qnicd.log) and waits for /health; sets
-# QPID and health. Also how the restart step starts a successor.
+# qnicd_start [binary|sources]: starts the daemon (its log appended to /tmp/qnicd.log) and waits
+# for /health; sets QPID and health. Also how the restart step starts a successor. binary: the
+# executable `npm run build` makes ($R/qnicd, JavaScriptCore bytecode inside: what a production
+# host runs); sources: Bun running src/main.ts from the checkout (transpiled at every start).
 qnicd_start() {
-  # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
-  (cd /qnicd && exec $R/bun src/main.ts --platform xen --workers 2 ${QNICD_ARGS:-}) >> /tmp/qnicd.log 2>&1 &
-  QPID=$!
+  qnicd_launch "$@"
   health=""
   local w0; w0=$(now)
   while within "$w0" 60; do
@@ -380,6 +380,19 @@ qnicd_start() {
   done
   qalive
 }
+# qnicd_launch [binary|sources]: only starts it (QPID).
+qnicd_launch() {
+  # QNICD_ARGS (run env): extra daemon options, e.g. to narrow down a failure.
+  if [ "${1:-sources}" = binary ]; then
+    (cd /qnicd && exec $R/qnicd --platform xen --workers 2 ${QNICD_ARGS:-}) >> /tmp/qnicd.log 2>&1 &
+  else
+    (cd /qnicd && exec $R/bun src/main.ts --platform xen --workers 2 ${QNICD_ARGS:-}) >> /tmp/qnicd.log 2>&1 &
+  fi
+  QPID=$!
+}
+
+# started_phases: the last start's phases, from its "serving" line (src/startup-clock.ts).
+started_phases() { echo "started=\"$(grep ' serving ' /tmp/qnicd.log | tail -1 | sed -n 's/.*started="\([^"]*\)".*/\1/p')\""; }
 
 qnicd_check() {
   if [ ! -f /qnicd/src/main.ts ]; then step qnicd skip "src/main.ts is not there yet"; return; fi
@@ -394,6 +407,7 @@ qnicd_check() {
     step qnicd fail "qnicd exited before answering /health"; return
   fi
   result "qnicd_ready_s=$(awk -v a="$t0" -v b="$(since)" 'BEGIN{printf "%.1f", b-a}') health=$(echo $health | tr -d ' ' | head -c 200)"
+  result "qnicd_first_start $(started_phases)"
   start_listeners
   guest_cfg guest2 00:16:3e:00:00:02 auto 90
   forward_console guest2
@@ -659,18 +673,16 @@ qnicd_queues() {
 # transfers complete with equal sha256, neither state node of the vif ever leaves 4 (polled every
 # 0.2 s), and dom0's pings of the guest resume. The gap (seconds from the kill to the first
 # answered ping) is printed for each.
-# restart_watch DOMID DEVID FILE: until FILE.stop exists, appends every state value other than 4.
-restart_watch() {
-  local be=/local/domain/0/backend/vif/$1/$2/state fe=/local/domain/$1/device/vif/$2/state b f
-  while [ ! -e $3.stop ]; do
-    b=$(xenstore-read $be 2>/dev/null); f=$(xenstore-read $fe 2>/dev/null)
-    [ "$b" = 4 ] && [ "$f" = 4 ] || echo "backend=$b frontend=$f at $(since)" >> $3
-    sleep 0.2
-  done
+# watch_state NODE FILE: for every write to NODE (a xenstore watch: no polling, which under TCG
+# forked 10 processes a second beside the restart it watched), appends "<value> at <s>"; the
+# watch's first event is its registration. Stopped by killing its children (pkill -P).
+watch_state() {
+  xenstore-watch $1 | while read -r _; do echo "$(xenstore-read $1 2>/dev/null) at $(since)"; done >> $2
 }
-# restart_once HOW DIR: kills qnicd (HOW=kill9|sigterm) while a transfer in DIR runs, starts it again.
+# restart_once HOW DIR RUN: kills qnicd (HOW=kill9|sigterm) while a transfer in DIR runs, starts it
+# again (RUN: binary|sources, as qnicd_start).
 restart_once() {
-  local how=$1 dir=$2 mb=${QNICD_RESTART_MB:-32} ip=10.0.0.3 out sha ok=bad k0 gap="" w0 expect bytes
+  local how=$1 dir=$2 run=$3 mb=${QNICD_RESTART_MB:-32} ip=10.0.0.3 out sha ok=bad k0 gap="" w0 expect bytes
   bytes=$(( mb * 1048576 ))
   if [ $dir = down ]; then
     [ "$(stat -c %s /tmp/restart-down.bin 2>/dev/null)" = $bytes ] || head -c $bytes /dev/urandom > /tmp/restart-down.bin
@@ -691,29 +703,92 @@ restart_once() {
   if [ $how = kill9 ]; then kill -9 $QPID; else kill $QPID; fi
   wait $QPID 2>/dev/null; local rc=$?
   result "qnicd_restart how=$how dir=$dir old_exit=$rc after_s=$(elapsed "$k0")"
-  qnicd_start || return 1
-  while within "$k0" 60; do $BB ping -c 1 -W 1 $ip >/dev/null 2>&1 && { gap=$(elapsed "$k0"); break; }; done
+  # Waits for the successor's "serving" line (its vifs taken over) without polling: a loop of
+  # /health requests forked ~25 processes a second, CPU the successor's start then lacked (dom0 has
+  # one emulated CPU; a systemd host waits for READY=1 the same way, without polling).
+  local lines; lines=$(wc -l < /tmp/qnicd.log)
+  qnicd_launch $run
+  # (A process substitution: the shell does not wait for tail, which lingers until its next line.)
+  grep -q -m1 ' serving ' < <(timeout 90 tail -n +$((lines + 1)) -F /tmp/qnicd.log 2>/dev/null)
+  local t_serving t_first first
+  read -r t_serving _ < /proc/uptime
+  qalive || { RFAIL="$RFAIL $how: the successor ($run) exited before serving;"; return 1; }
+  # The first ping at once, before anything else is forked (a fork and exec takes a few hundred ms
+  # on the one emulated CPU: the results printed first cost the gap 2 s), waiting up to 3 s for its
+  # answer, whose round trip is printed (with dom0's neighbour entry for the guest, read after it).
+  first=$($BB ping -c 1 -W 3 $ip 2>&1)
+  read -r t_first _ < /proc/uptime
+  [[ $first =~ time=([0-9.]+)\ ms ]] && first="time=${BASH_REMATCH[1]} ms" || first=""
+  [ -n "$first" ] && gap=$(awk -v a="$k0" -v b="$t_first" 'BEGIN{printf "%.1f", b-a}')
+  result "qnicd_restart how=$how run=$run serving_s=$(awk -v a="$k0" -v b="$t_serving" 'BEGIN{printf "%.1f", b-a}') $(started_phases)"
+  result "qnicd_restart how=$how first_ping=\"${first:-no answer in 3 s}\" neighbour=\"$(ip neigh show $ip | head -1)\" answered_s=$(awk -v a="$k0" -v b="$t_first" 'BEGIN{printf "%.1f", b-a}')"
+  while [ -z "$gap" ] && within "$k0" 60; do $BB ping -c 1 -W 1 $ip >/dev/null 2>&1 && { gap=$(elapsed "$k0"); break; }; done
   wait $xp
   out=$(cat /tmp/restart-xfer.out)
   if [ $dir = down ]; then sha=$(echo "$out" | sed -n 's/.*sha=\([0-9a-f]*\).*/\1/p'); else sha=$(sha256sum /tmp/restart-up.bin | cut -c1-64); fi
   [ "$sha" = "$expect" ] && ok=ok
-  result "qnicd_restart how=$how dir=$dir transfer=\"$(echo $out | head -c 120)\" sha=$ok ping_gap_s=${gap:-none} adopted=\"$(grep -c 'taken over from an earlier qnicd' /tmp/qnicd.log)\""
+  result "qnicd_restart how=$how dir=$dir run=$run transfer=\"$(echo $out | head -c 120)\" sha=$ok ping_gap_s=${gap:-none} adopted=\"$(grep -c 'taken over from an earlier qnicd' /tmp/qnicd.log)\""
   [ $ok = ok ] || RFAIL="$RFAIL $how: the ${mb} MB transfer ($dir) did not complete intact (${out:-no output});"
   [ -n "$gap" ] || RFAIL="$RFAIL $how: dom0's pings of the guest did not resume within 60 s;"
 }
 qnicd_restart() {
   if ! qalive || [ -z "$G3" ]; then step qnicd-restart fail "needs qnicd and guest3 from step qnicd-two-guests"; return; fi
   RFAIL=""
-  rm -f /tmp/restart-states /tmp/restart-states.stop
-  restart_watch $G3 0 /tmp/restart-states &
-  local wp=$!
-  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/tx_bytes); restart_once kill9 down
-  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/rx_bytes); qalive && restart_once sigterm up
-  touch /tmp/restart-states.stop; wait $wp
-  if [ -s /tmp/restart-states ]; then RFAIL="$RFAIL the vif's states left 4: $(head -3 /tmp/restart-states | tr '\n' ' ');"; fi
+  # The binary in the page cache, as on a host that has just installed it (a restart after an
+  # upgrade): reading its 110 MB from the emulated disk is no part of a restart's gap.
+  cat $R/qnicd > /dev/null
+  rm -f /tmp/restart-states.be /tmp/restart-states.fe
+  watch_state /local/domain/0/backend/vif/$G3/0/state /tmp/restart-states.be & local wb=$!
+  watch_state /local/domain/$G3/device/vif/0/state /tmp/restart-states.fe & local wf=$!
+  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/tx_bytes); restart_once kill9 down binary
+  RESTART_BASE=$(cat /sys/class/net/vif$G3.0/statistics/rx_bytes); qalive && restart_once sigterm up binary
+  sleep 1 # a late write still reaches the watch
+  pkill -P $wb; pkill -P $wf; wait $wb $wf 2>/dev/null
+  local w left
+  for w in be fe; do
+    result "qnicd_restart state_${w}_writes=\"$(tr '\n' ' ' < /tmp/restart-states.$w)\""
+    [ -s /tmp/restart-states.$w ] || RFAIL="$RFAIL the watch of the $w state node never fired;"
+    left=$(grep -v '^4 at ' /tmp/restart-states.$w | head -3 | tr '\n' ' ')
+    [ -z "$left" ] || RFAIL="$RFAIL the vif's $w state left 4: $left;"
+  done
   vifs_has vif$G3.0 || RFAIL="$RFAIL /vifs of the new qnicd does not show vif$G3.0;"
   rm -f /tmp/restart-down.bin /tmp/restart-up.bin
   if [ -z "$RFAIL" ]; then step qnicd-restart ok "kill -9 and SIGTERM of qnicd mid-transfer, started again: both ${QNICD_RESTART_MB:-32} MB transfers intact, states never left 4, pings resumed"; else step qnicd-restart fail "$RFAIL"; fi
+}
+
+# Step qnicd-restarted-throughput (after qnicd-restart, on guest2 as step qnicd-throughput): the
+# qnicd that took the vifs over from a restarted one moves ${QNICD_RESTARTED_N:-4} x ${QNICD_TPUT_MB:-32} MB
+# guest -> dom0, each sha256-checked, with /vifs around them, so its speed and cost per packet
+# print next to the first qnicd's of this boot:
+#   QNICD-RESULT restarted_tput dir=up i=N bytes=.. secs=.. mbps=.. sha=ok|bad
+#   QNICD-RESULT restarted_tput at=before|after vifs "counters":{...}
+qnicd_restarted_tput() {
+  local ip=10.0.0.2 vif=vif$G2.$G2DEV mb=${QNICD_TPUT_MB:-32} upsha out sha secs got ok i fail="" t0
+  local bytes=$(( mb * 1048576 ))
+  if ! qalive || [ -z "$G2" ] || [ ! -e /sys/class/net/$vif ]; then
+    step qnicd-restarted-throughput fail "needs the restarted qnicd serving guest2's $vif"; return
+  fi
+  t0=$(now)
+  upsha=$(timeout 120 $R/xfer prep $ip $TPUT_PORT $bytes 2>&1)
+  if [ ${#upsha} != 64 ]; then step qnicd-restarted-throughput fail "the guest's xfer did not prepare ${mb} MB: $upsha"; return; fi
+  result "restarted_tput tap $(ip -d link show $vif | grep -o 'tun type.*' | head -c 160)"
+  result "restarted_tput at=before vifs $(http_get /vifs/$vif | grep -o '"counters":{[^}]*}')"
+  for i in $(seq 1 ${QNICD_RESTARTED_N:-4}); do
+    ok=bad
+    out=$(XFER_MARK="qnicd-restarted up $i" timeout 180 $R/xfer get $ip $TPUT_PORT /tmp/tput-up.bin 2>&1)
+    sha=$(sha256sum /tmp/tput-up.bin | cut -c1-64); [ "$sha" = "$upsha" ] && ok=ok
+    secs=$(echo "$out" | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+    got=$(echo "$out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p')
+    [ "$got" = $bytes ] || ok=bad
+    result "restarted_tput dir=up i=$i bytes=${got:-0} secs=${secs:-nan} mbps=$(awk -v b=${got:-0} -v s=${secs:-0} 'BEGIN{if(s>0)printf "%.2f", b/1048576/s; else print "nan"}') sha=$ok"
+    [ $ok = ok ] || fail="$fail transfer $i: $(echo "$out" | tail -1 | head -c 200) (sha256 ${sha:-none}, expected $upsha);"
+    [ -n "$got" ] || break
+  done
+  result "restarted_tput at=after vifs $(http_get /vifs/$vif | grep -o '"counters":{[^}]*}')"
+  [ -n "${QNICD_RESTARTED_STRACE:-}" ] && tput_strace $vif $ip strace_restarted
+  rm -f /tmp/tput-up.bin
+  result "restarted_tput_s=$(elapsed "$t0")"
+  if [ -z "$fail" ]; then step qnicd-restarted-throughput ok "the restarted qnicd: ${QNICD_RESTARTED_N:-4} x ${mb} MB up with equal sha256"; else step qnicd-restarted-throughput fail "$fail"; fi
 }
 
 # Stops the daemon: SIGTERM must end it within 30 s.
@@ -744,7 +819,9 @@ for s in $QNICD_STEPS; do
     qnicd)
       qnicd_check
       has_step throughput && tput_step qnicd-throughput qnicd guest2 10.0.0.2 "$G2" 0
-      qnicd_reattach; qnicd_rate; qnicd_two_guests; qnicd_restart; qnicd_queues; qnicd_destroy; qnicd_stop ;;
+      qnicd_reattach; qnicd_rate; qnicd_two_guests; qnicd_restart
+      has_step throughput && qnicd_restarted_tput
+      qnicd_queues; qnicd_destroy; qnicd_stop ;;
     throughput) ;; # runs inside baseline and qnicd (above)
   esac
 done

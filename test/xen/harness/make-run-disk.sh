@@ -32,6 +32,9 @@ mkdir -p "$r"
 cp "$repo/node_modules/bun/bin/bun.exe" "$r/bun" 2>/dev/null || cp "$bun_bin" "$r/bun"
 chmod +x "$r/bun"
 cp "$images/busybox" "$r/busybox"
+# qnicd as `npm run build` makes it (bytecode, native libraries inside), what a production host
+# runs: the restart step starts one successor from it, the other from the sources.
+"$bun_bin" run "$repo/scripts/build-binary.ts" --out "$r/qnicd" >/dev/null
 cp "$images/vmlinuz" "$r/vmlinuz"
 # The throughput steps' transfer tool, for dom0 and the guest (static: the guest has no libc).
 gcc -O2 -Wall -static -o "$r/xfer" "$here/xfer.c"

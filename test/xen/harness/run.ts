@@ -111,6 +111,8 @@ export async function runTestbed(opts: TestbedOptions = {}): Promise<TestbedRun>
     const env = [`QNICD_STEPS="${opts.steps ?? "baseline platform qnicd throughput"}"`, `QNICD_MB=${opts.mb ?? 16}`, `QNICD_TPUT_MB=${opts.tputMb ?? TPUT_MB}`];
     // Extra options for the daemon in dom0 (e.g. to narrow down a failure by hand).
     if (process.env.QNICD_ARGS) env.push(`QNICD_ARGS="${process.env.QNICD_ARGS.replace(/["$`\\]/g, "")}"`);
+    // The restarted qnicd's throughput step: how many transfers, and one more under strace (diagnosis).
+    for (const k of ["QNICD_RESTARTED_N", "QNICD_RESTARTED_STRACE"]) if (/^\w+$/.test(process.env[k] ?? "")) env.push(`${k}=${process.env[k]}`);
     sh("bash", [join(here, "make-run-disk.sh"), images, repo, runImg, ...env], "building the run disk (make-run-disk.sh)");
     const runDiskS = (performance.now() - t) / 1000;
     log(`run disk built in ${runDiskS.toFixed(1)} s`);

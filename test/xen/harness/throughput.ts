@@ -289,3 +289,38 @@ export function recordXenReport(run: TestbedRun, mbPerTransfer: number, path = X
   writeXenReport(report, path);
   return report;
 }
+
+/**
+ * The first qnicd's up transfers (step qnicd-throughput) beside those of the qnicd that took the
+ * vifs over after the restart step (step qnicd-restarted-throughput), from one boot: MB/s of each,
+ * the median, and /vifs' syscalls and batches per packet over them. Printed, never judged.
+ */
+export function restartComparison(results: readonly string[]): string[] {
+  const counters = (line: string | undefined): Record<string, number> | undefined => {
+    const body = /vifs ("counters":\{[^}]*\})/.exec(line ?? "")?.[1];
+    if (!body) return undefined;
+    try {
+      return (JSON.parse(`{${body}}`) as { counters: Record<string, number> }).counters;
+    } catch {
+      return undefined;
+    }
+  };
+  const describe = (label: string, transfers: string[], before?: Record<string, number>, after?: Record<string, number>): string => {
+    const mbps = transfers.map((l) => Number(/ mbps=([0-9.]+)/.exec(l)?.[1] ?? NaN)).filter((x) => x > 0);
+    const m = median(mbps);
+    let cost = "";
+    if (before && after) {
+      const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+      const packets = d("tx_packets") + d("rx_packets");
+      if (packets > 0) cost = `, per packet: syscalls ${(d("syscalls") / packets).toFixed(2)}, batches ${((d("tx_batches") + d("rx_batches")) / packets).toFixed(2)} (${packets} packets)`;
+    }
+    return `${label} MB/s ${mbps.map((x) => x.toFixed(1)).join(" ")}  median ${m === null ? "?" : m.toFixed(1)}${cost}`;
+  };
+  const first = results.filter((l) => l.startsWith("tput backend=qnicd dir=up "));
+  const restarted = results.filter((l) => l.startsWith("restarted_tput dir=up "));
+  if (restarted.length === 0) return [];
+  return [
+    describe("qnicd up, as first started:          ", first, counters(results.find((l) => l.startsWith("tput_snap backend=qnicd dir=up at=before vifs "))), counters(results.find((l) => l.startsWith("tput_snap backend=qnicd dir=up at=after vifs ")))),
+    describe("qnicd up, after taking the vifs over:", restarted, counters(results.find((l) => l.startsWith("restarted_tput at=before vifs "))), counters(results.find((l) => l.startsWith("restarted_tput at=after vifs ")))),
+  ];
+}
