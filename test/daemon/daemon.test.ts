@@ -115,11 +115,11 @@ test("startup failures are one line naming the cure", async () => {
 });
 
 test("the workers start before xenstored is reached, and a start failing there closes them", async () => {
-  host = await startSimHost();
+  const host = await fx.startHost();
   await host.stopXenstored();
   const pool = new FakePool();
   let started = 0;
-  const e = (await startDaemon(config(host.dir), { log, createPool: async () => (started++, pool) }).catch((x) => x)) as Error;
+  const e = (await fx.startDaemon(FLAGS, { log: "debug", deps: { createPool: async () => (started++, pool) } }).catch((x) => x)) as Error;
   expect(e.message).toStartWith("qnicd: cannot reach xenstored at ");
   expect(started).toBe(1);
   expect(pool.closed).toBe(true);
