@@ -144,13 +144,19 @@ test("the qnic backend type is served the same way", async () => {
   await fronts[0]!.waitBackend(S.Connected);
 });
 
-test("connect lists the frontend's directory once and asks only for the keys it holds", async () => {
-  h = await startBackendHarness();
-  const { fronts } = await h.guest("alice");
+/** alice's vif connected; the READ and DIRECTORY requests the backend sent for it, in order. */
+async function connectedAlice() {
+  const harness = (h = await startBackendHarness());
+  const { fronts } = await harness.guest("alice");
   const f = fronts[0]!;
   await f.connect();
   await f.waitBackend(S.Connected);
-  const asked = h.requests.filter((r) => r.startsWith("READ 0 ") || r.startsWith("DIRECTORY 0 ")).map((r) => r.replace(" 0 ", " "));
+  const asked = harness.requests.filter((r) => r.startsWith("READ 0 ") || r.startsWith("DIRECTORY 0 ")).map((r) => r.replace(" 0 ", " "));
+  return { h: harness, f, asked };
+}
+
+test("connect lists the frontend's directory once and asks only for the keys it holds", async () => {
+  const { h, f, asked } = await connectedAlice();
   expect(asked.filter((r) => r === `DIRECTORY ${f.F}`)).toHaveLength(1);
   // Written by this frontend: read. Not written (multi-queue-num-queues, event-channel-tx, feature-no-csum-offload): not asked for.
   for (const key of ["tx-ring-ref", "rx-ring-ref", "event-channel", "request-rx-copy", "feature-sg"]) expect(asked).toContain(`READ ${f.F}/${key}`);
@@ -159,12 +165,7 @@ test("connect lists the frontend's directory once and asks only for the keys it 
 });
 
 test("connect asks for every key it needs of the frontend's listing at once, not one round trip after the other", async () => {
-  h = await startBackendHarness();
-  const { fronts } = await h.guest("alice");
-  const f = fronts[0]!;
-  await f.connect();
-  await f.waitBackend(S.Connected);
-  const asked = h.requests.filter((r) => r.startsWith("READ 0 ") || r.startsWith("DIRECTORY 0 ")).map((r) => r.replace(" 0 ", " "));
+  const { h, f, asked } = await connectedAlice();
   // readFrontendConfig reads B/mac between request-rx-copy and the feature-* keys: sent one after
   // the other, the features would follow it; asked for together, they all precede it.
   const beMac = asked.indexOf(`READ ${f.B}/mac`);
