@@ -88,6 +88,16 @@ function numbers(f: Record<string, string>): Record<string, number> {
   return out;
 }
 
+/** The `"counters":{...}` the harness cut out of a /vifs answer, or undefined when absent or cut short. */
+function vifsCounters(body: string | undefined): Record<string, number> | undefined {
+  if (!body) return undefined;
+  try {
+    return (JSON.parse(`{${body}}`) as { counters: Record<string, number> }).counters;
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapshot> {
   const snaps = new Map<SnapKey, Snapshot>();
   for (const l of results) {
@@ -109,9 +119,7 @@ export function parseSnapshots(results: readonly string[]): Map<SnapKey, Snapsho
       const irq = parseInterruptLine(body);
       if (irq) s.irqs.push(irq);
     } else if (kind === "vifs") {
-      try {
-        s.vifs = (JSON.parse(`{${body}}`) as { counters: Record<string, number> }).counters;
-      } catch {}
+      s.vifs = vifsCounters(body);
     } else if (kind === "guest") {
       if (body.startsWith("dev ")) s.guestDev = numbers(fields(body));
       else if (body.startsWith("tcp ")) s.guestRetrans = numbers(fields(body)).retrans_segs;
@@ -296,17 +304,9 @@ export function recordXenReport(run: TestbedRun, mbPerTransfer: number, path = X
  * the median, and /vifs' syscalls and batches per packet over them. Printed, never judged.
  */
 export function restartComparison(results: readonly string[]): string[] {
-  const counters = (line: string | undefined): Record<string, number> | undefined => {
-    const body = /vifs ("counters":\{[^}]*\})/.exec(line ?? "")?.[1];
-    if (!body) return undefined;
-    try {
-      return (JSON.parse(`{${body}}`) as { counters: Record<string, number> }).counters;
-    } catch {
-      return undefined;
-    }
-  };
+  const counters = (line: string | undefined) => vifsCounters(/vifs ("counters":\{[^}]*\})/.exec(line ?? "")?.[1]);
   const describe = (label: string, transfers: string[], before?: Record<string, number>, after?: Record<string, number>): string => {
-    const mbps = transfers.map((l) => Number(/ mbps=([0-9.]+)/.exec(l)?.[1] ?? NaN)).filter((x) => x > 0);
+    const mbps = transfers.map((l) => Number(fields(l).mbps ?? NaN)).filter((x) => x > 0);
     const m = median(mbps);
     let cost = "";
     if (before && after) {
