@@ -96,12 +96,18 @@ class SteeringPeers extends PlaceholderProvisioner {
 
 const TOEPLITZ: HashConfig = { alg: 1, flags: 0xf, key: Array.from({ length: 40 }, (_, i) => i), size: 4, mapping: [1, 0, 1, 1] };
 
-test("a multi-queue vif's host side is cleared at connect, then steered by each hash configuration queue 0's worker reports; the other queues get it too", async () => {
+/** alice's vif connected with two queues, its host side recording each steering it is given. */
+async function twoQueueAlice() {
   const peers = new SteeringPeers("null");
-  h = await startBackendHarness({ maxQueues: 4, peers });
-  const { domid, fronts } = await h.guest("alice");
+  const harness = (h = await startBackendHarness({ maxQueues: 4, peers }));
+  const { domid, fronts } = await harness.guest("alice");
   await fronts[0]!.connect({ extra: queueNodes(2) });
   await fronts[0]!.waitBackend(S.Connected);
+  return { h: harness, peers, domid, front: fronts[0]! };
+}
+
+test("a multi-queue vif's host side is cleared at connect, then steered by each hash configuration queue 0's worker reports; the other queues get it too", async () => {
+  const { h, peers, domid } = await twoQueueAlice();
   expect(peers.steered).toEqual([{ peer: `vif${domid}.0`, config: null }]);
   const keys = [...h.pool.specs].sort((a, b) => (a.queue ?? 0) - (b.queue ?? 0)).map((s) => s.key);
   h.pool.hash(keys[0]!, TOEPLITZ);
@@ -117,11 +123,7 @@ test("a multi-queue vif's host side is cleared at connect, then steered by each 
 });
 
 test("a host side that cannot steer (bpf refused) costs one warning naming the vif; the vif stays connected", async () => {
-  const peers = new SteeringPeers("null");
-  h = await startBackendHarness({ maxQueues: 4, peers });
-  const { domid, fronts } = await h.guest("alice");
-  await fronts[0]!.connect({ extra: queueNodes(2) });
-  await fronts[0]!.waitBackend(S.Connected);
+  const { h, peers, domid, front } = await twoQueueAlice();
   peers.failWith = "steering TAP vifX's guest-rx queues by the frontend's hash: loading its eBPF program: EPERM";
   const key = [...h.pool.specs].find((s) => s.queue === 0)!.key;
   h.pool.hash(key, TOEPLITZ);
@@ -133,5 +135,5 @@ test("a host side that cannot steer (bpf refused) costs one warning naming the v
   expect(warnings.length).toBe(1);
   expect(warnings[0]).toContain(`vif${domid}.0: steering TAP`);
   expect(warnings[0]).toContain("its guest-rx queues stay on the kernel's flow hash");
-  expect(await h.host.xs.read(`${fronts[0]!.B}/state`)).toBe(String(S.Connected));
+  expect(await h.host.xs.read(`${front.B}/state`)).toBe(String(S.Connected));
 });
