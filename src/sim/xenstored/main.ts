@@ -1,7 +1,7 @@
 // Foreground daemon: `bun src/sim/xenstored/main.ts --dir DIR`. Writes its pid file once the socket
 // accepts connections, logs to stderr, and on SIGTERM/SIGINT saves the tree, removes its sockets
 // and pid file and exits 0.
-import { unlinkSync, writeFileSync } from "node:fs";
+import { renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { simPaths } from "../paths.ts";
 import { startXenstored } from "./server.ts";
 
@@ -40,4 +40,8 @@ async function stop(signal: string): Promise<void> {
 // before its handler would kill the process without saving the tree (a loaded CI machine hit this).
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
-writeFileSync(paths.xenstoredPidFile, `${process.pid}\n`);
+// Written beside it and renamed over it: whoever sees the pid file reads the whole pid (written in
+// place, a reader could find the file created and still empty: a CI run read 0).
+const pidTmp = `${paths.xenstoredPidFile}.${process.pid}.tmp`;
+writeFileSync(pidTmp, `${process.pid}\n`);
+renameSync(pidTmp, paths.xenstoredPidFile);

@@ -11,7 +11,13 @@ const MAIN = resolve(import.meta.dir, "../../../src/sim/xenstored/main.ts");
 
 let host: TestHost | undefined;
 const dirs: string[] = [];
+/** xenstored processes a test started: killed after it whatever failed, so none outlives the test. */
+const procs: { kill(): void; exited: Promise<number> }[] = [];
 afterEach(async () => {
+  for (const p of procs.splice(0)) {
+    p.kill();
+    await p.exited;
+  }
   await host?.cleanup();
   host = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -94,7 +100,11 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const dir = mkdtempSync(join(tmpdir(), "qnicd-xsd-"));
     dirs.push(dir);
     const paths = simPaths(dir);
-    const run = () => Bun.spawn([BUN, MAIN, "--dir", dir], { stdout: "pipe", stderr: "pipe" });
+    const run = () => {
+      const p = Bun.spawn([BUN, MAIN, "--dir", dir], { stdout: "pipe", stderr: "pipe" });
+      procs.push(p);
+      return p;
+    };
     let proc = run();
     await waitFor(() => existsSync(paths.xenstoredPidFile));
     expect(Number(readFileSync(paths.xenstoredPidFile, "utf8"))).toBe(proc.pid);
